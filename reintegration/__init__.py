@@ -1,0 +1,1 @@
+"""The ``reintegration`` command line: run the system, feed the demo, measure, and operate."""

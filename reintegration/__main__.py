@@ -1,0 +1,3 @@
+from reintegration.cli import app
+
+app()

@@ -1,0 +1,150 @@
+"""``reintegration``: run the embedded system, feed the demo, run a service, relay, measure, document."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from shared.infra.settings import Settings
+
+from . import logs
+
+app = typer.Typer(
+    help="Re-integration trajectories of Belgian workers on long-term incapacity: an event-sourced backend.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+serve_app = typer.Typer(help="Run one service in the foreground (what `up` and compose.yaml start).")
+bench_app = typer.Typer(help="Benchmarks over a real nats-server, each against a raw baseline in the same run.")
+app.add_typer(serve_app, name="serve")
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def up(
+    data_dir: DataDir = Path("data"),
+    port: Annotated[int, typer.Option(help="NATS client port of the embedded server.")] = 4222,
+) -> None:
+    """Start the embedded nats-server, the event store and the services; Ctrl-C stops them all."""
+    from .runtime import Runtime
+
+    logs.configure()
+    runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port)
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        settings = runtime.start()
+        runtime.wait_ready()
+        console.print(f"[green]reintegration is up[/]: NATS at {settings.nats_url}, data in {data_dir.resolve()}")
+        console.print(f"  intake subjects: reintegration.intake.<party_kind>.<party_id>; logs in {runtime.logs_dir}")
+        console.print("  Ctrl-C stops everything.")
+        while not stopping:
+            runtime.supervise_once()
+            time.sleep(0.5)
+    finally:
+        console.print("stopping ...")
+        runtime.stop()
+        console.print("stopped.")
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = Path("data/demo"),
+    cases: Annotated[int, typer.Option(help="How many cases to generate.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the generated cases (same seed, same cases).")] = 2026,
+    port: Annotated[int, typer.Option(help="NATS client port (0: a free port).")] = 0,
+    keep_running: Annotated[bool, typer.Option(help="Leave the system running after the demo.")] = False,
+) -> None:
+    """Start the system and feed it a seeded, realistic set of cases through the real intake subjects."""
+    from .demo import run_demo
+
+    logs.configure("WARNING")
+    raise typer.Exit(run_demo(data_dir=data_dir, cases=cases, seed=seed, port=port, keep_running=keep_running))
+
+
+@serve_app.command("intake")
+def serve_intake() -> None:
+    """Run the intake service (request-reply on reintegration.intake.>)."""
+    from services.intake.main import build_app
+
+    logs.configure()
+    settings = Settings.from_env()
+    stream_app, _ = build_app(settings)
+    asyncio.run(stream_app.run())
+
+
+@app.command()
+def relay(
+    from_position: Annotated[
+        Optional[int], typer.Option("--from", help="Replay from this store position once, then exit.")
+    ] = None,
+    to_position: Annotated[Optional[int], typer.Option("--to", help="Last position of the replay.")] = None,
+) -> None:
+    """Relay recorded Case events into the TRAJECTORY stream, exactly once and in order."""
+    from services.intake.outbox import run_relay
+
+    logs.configure()
+    settings = Settings.from_env()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(asyncio.get_running_loop(), stop)
+        result = await run_relay(settings, stop, from_position=from_position, to_position=to_position)
+        if from_position is not None:
+            console.print(f"replayed {result} events from position {from_position}")
+
+    asyncio.run(main())
+
+
+@bench_app.command("intake")
+def bench_intake(
+    reports: Annotated[int, typer.Option(help="Reports to push through intake.")] = 5000,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
+    relay_events: Annotated[int, typer.Option(help="Events for the relay benchmark.")] = 20000,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """Intake reports/s and request-reply latency, and relay events/s, each against a raw NATS baseline."""
+    from .bench import run_intake_bench
+
+    logs.configure("WARNING")
+    run_intake_bench(reports=reports, concurrency=concurrency, relay_events=relay_events, data_dir=data_dir)
+
+
+@app.command()
+def asyncapi(
+    out: Annotated[Path, typer.Option(help="Where to write the AsyncAPI document.")] = Path("docs/asyncapi.json"),
+    check: Annotated[bool, typer.Option(help="Fail if the file differs from what would be generated.")] = False,
+) -> None:
+    """Generate the AsyncAPI document of the NATS contracts (FastStream, with msgspec's schemas)."""
+    from .contract_docs import render_asyncapi
+
+    text = render_asyncapi()
+    if check:
+        if not out.exists() or out.read_text() != text:
+            console.print(f"[red]{out} is out of date[/]: run `reintegration asyncapi`")
+            raise typer.Exit(1)
+        console.print(f"{out} is up to date")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    console.print(f"wrote {out}")

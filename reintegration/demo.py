@@ -1,0 +1,189 @@
+"""``reintegration demo``: the system on its embedded default, fed a seeded set of cases through real intake subjects."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from shared.events.replies import REPLY_DECODER, Accepted, Rejected
+from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
+from shared.infra.settings import Settings
+
+from .generator import Generator, Script, encode_report
+from .runtime import Runtime
+
+console = Console()
+
+
+@dataclass
+class Tally:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    by_kind: Counter[str] = field(default_factory=Counter)
+    by_regime: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    surprises: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def record(self, script: Script, label: str, expect: str, reply: Accepted | Rejected) -> None:
+        got = "accepted" if isinstance(reply, Accepted) else reply.code.value
+        if isinstance(reply, Accepted):
+            self.accepted += 1
+            self.by_regime[reply.regime or "(none)"] += 1
+        else:
+            self.rejected[got] += 1
+            self.examples.setdefault(got, f"{script.kind} / {label}: {reply.message}")
+        if got != expect:
+            self.surprises.append(f"{script.kind} / {label}: expected {expect}, got {got}"
+                                  + ("" if isinstance(reply, Accepted) else f" ({reply.message})"))
+
+
+async def send(nc: nats.NATS, subject: str, payload: bytes, tally: Tally, timeout: float = 10) -> Accepted | Rejected:
+    """Request-reply with the party's retry rule: same bytes again on timeout or a retryable rejection."""
+    for attempt in range(5):
+        started = time.perf_counter()
+        try:
+            msg = await nc.request(subject, payload, timeout=timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            await asyncio.sleep(0.2 * (attempt + 1))
+            continue
+        tally.latencies.append(time.perf_counter() - started)
+        reply = REPLY_DECODER.decode(msg.data)
+        if isinstance(reply, Rejected) and reply.retry:
+            await asyncio.sleep(0.2 * (attempt + 1))
+            continue
+        return reply
+    raise TimeoutError(f"no answer from {subject} after 5 attempts")
+
+
+async def play(nc: nats.NATS, script: Script, tally: Tally) -> None:
+    tally.by_kind[script.kind] += 1
+    reply = await send(nc, intake_subject(script.opener), encode_report(script.opening), tally)
+    tally.record(script, "incapacity reported", script.open_expect, reply)
+    if not isinstance(reply, Accepted):
+        return
+    case_id = reply.case_id
+    if script.kind == "company trajectory" and len(script.steps) > 1:
+        # Parties resend: the same report twice must be stored once and answered the same way.
+        again = await send(nc, intake_subject(script.opener), encode_report(script.opening), tally)
+        if isinstance(again, Accepted) and again.duplicate and again.event_ids == reply.event_ids:
+            tally.duplicates += 1
+        else:
+            tally.surprises.append(f"resent report not recognised as a duplicate: {again}")
+    for step in script.steps:
+        reply = await send(nc, intake_subject(step.party), encode_report(step.build(case_id)), tally)
+        tally.record(script, step.label or "step", step.expect, reply)
+
+
+async def feed(nats_url: str, scripts: list[Script], concurrency: int = 16) -> Tally:
+    tally = Tally()
+    nc = await nats.connect(nats_url, name="reintegration-demo")
+    gate = asyncio.Semaphore(concurrency)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("feeding cases through intake", total=len(scripts))
+
+        async def one(script: Script) -> None:
+            async with gate:
+                await play(nc, script, tally)
+                progress.advance(task)
+
+        await asyncio.gather(*(one(s) for s in scripts))
+    await nc.close()
+    return tally
+
+
+async def wait_for_relay(nats_url: str, expected: int, timeout: float = 60) -> int:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    deadline = time.monotonic() + timeout
+    count = 0
+    try:
+        while time.monotonic() < deadline:
+            count = (await js.stream_info(TRAJECTORY_STREAM)).state.messages
+            if count >= expected:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+    return count
+
+
+def stored_events(settings: Settings) -> int:
+    from services.intake.application import build_intake
+
+    app = build_intake(settings)
+    try:
+        return app.recorder.max_notification_id() or 0
+    finally:
+        app.close()
+
+
+def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: bool) -> int:
+    generator = Generator(seed)
+    scripts = [generator.script() for _ in range(cases)]
+    runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port)
+    started = time.perf_counter()
+    try:
+        with console.status("starting nats-server, event store and services ..."):
+            settings = runtime.start()
+            runtime.wait_ready()
+        console.print(f"system up in {time.perf_counter() - started:.1f} s: NATS at {settings.nats_url}")
+        t0 = time.perf_counter()
+        tally = asyncio.run(feed(settings.nats_url, scripts))
+        elapsed = time.perf_counter() - t0
+        events = stored_events(settings)
+        with console.status("waiting for the relay to publish every recorded event ..."):
+            in_stream = asyncio.run(wait_for_relay(settings.nats_url, events))
+        report(tally, cases, elapsed, events, in_stream, settings)
+        if keep_running:
+            console.print("system left running; Ctrl-C stops it.")
+            try:
+                while True:
+                    runtime.supervise_once()
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+        return 1 if tally.surprises or in_stream != events else 0
+    finally:
+        runtime.stop()
+
+
+def report(tally: Tally, cases: int, elapsed: float, events: int, in_stream: int, settings: Settings) -> None:
+    total = tally.accepted + sum(tally.rejected.values())
+    console.rule("[bold]reintegration demo")
+    console.print(
+        f"{cases} cases, {total} reports in {elapsed:.1f} s ({total / elapsed:.0f} reports/s): "
+        f"[green]{tally.accepted} accepted[/], [yellow]{sum(tally.rejected.values())} rejected[/], "
+        f"{tally.duplicates} resent reports recognised as duplicates"
+    )
+    kinds = Table("case history", "cases", title="Generated cases")
+    for kind, n in tally.by_kind.most_common():
+        kinds.add_row(kind, str(n))
+    console.print(kinds)
+    regimes = Table("regime", "accepted reports", title="Accepted reports by regime of their effective date")
+    for regime, n in sorted(tally.by_regime.items()):
+        regimes.add_row(regime, str(n))
+    console.print(regimes)
+    rejections = Table("code", "count", "example", title="Rejected reports and why", show_lines=True)
+    for code, n in tally.rejected.most_common():
+        rejections.add_row(code, str(n), tally.examples[code])
+    console.print(rejections)
+    if tally.surprises:
+        console.print(f"[red]{len(tally.surprises)} replies differ from what the rules call for:[/]")
+        for line in tally.surprises[:20]:
+            console.print(f"  {line}")
+    else:
+        console.print("[green]every reply is the one the rules call for[/]")
+    status = "[green]all published[/]" if in_stream == events else "[red]missing events[/]"
+    console.print(f"event store: {events} events; TRAJECTORY stream: {in_stream} messages ({status})")
+    data = settings.data_dir.resolve()
+    console.print(f"data: event store {data / 'intake.sqlite'}, JetStream store {data / 'nats'}, logs {data / 'logs'}")

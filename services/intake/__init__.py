@@ -1,0 +1,1 @@
+"""Intake: the request-reply door through which parties report what happens in a case."""

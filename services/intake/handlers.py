@@ -1,0 +1,96 @@
+"""The intake's NATS edge: decode strictly, call the application, encode an accepted or rejected reply.
+
+Intake is core NATS request-reply, not JetStream: there is no broker-side acknowledgement to manage. The reply is
+the acknowledgement. A party that gets no reply within its timeout (intake down, store slow) sends the same report
+again with the same report id; the application answers a recorded report with its original acceptance, so nothing
+accepted is lost or applied twice. Every failure path answers: a domain rule, a bad message, a store that is
+briefly unavailable (``retry: true``) or an unexpected error (``retry: true``, logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import structlog
+from eventsourcing.persistence import PersistenceError
+from faststream.nats import NatsRouter
+from faststream.nats.annotations import NatsMessage
+
+from shared.events.codec import ContractError, decode_report, encode
+from shared.events.common import IdentifierError, Party, normalise_party
+from shared.events.replies import RETRYABLE, Accepted, Rejected, RejectionCode
+from shared.events.reports import Report
+from shared.events.subjects import INTAKE_QUEUE, INTAKE_WILDCARD, parse_intake_subject
+
+from .application import IntakeApplication
+from .decide import Rejection
+
+log = structlog.get_logger("intake")
+
+
+def rejected(code: RejectionCode, message: str, **details: object) -> Rejected:
+    return Rejected(code=code, message=message, retry=code in RETRYABLE, **details)  # type: ignore[arg-type]
+
+
+def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetime) -> Accepted | Rejected:
+    """Everything between the bytes received and the reply to send (blocking: runs in a worker thread)."""
+    report: Report | None = None
+    try:
+        kind, party_id = parse_intake_subject(subject)
+        party: Party = normalise_party(kind, party_id)
+        report = decode_report(raw)
+        return app.submit(party, report, now)
+    except ContractError as exc:
+        return rejected(exc.code, exc.message, field=exc.field)
+    except IdentifierError as exc:
+        return rejected(RejectionCode.INVALID_IDENTIFIER, exc.message, field=exc.field)
+    except ValueError as exc:  # subject that is not an intake subject
+        return rejected(RejectionCode.MALFORMED, str(exc), field="subject")
+    except Rejection as exc:
+        return rejected(
+            exc.code,
+            exc.message,
+            report_id=report.report_id if report else None,
+            field=exc.field,
+            rule=exc.rule,
+            regime=exc.regime,
+        )
+    except PersistenceError as exc:
+        log.warning("store unavailable", error=str(exc), subject=subject)
+        return rejected(
+            RejectionCode.STORE_UNAVAILABLE,
+            "the event store is briefly unavailable: nothing was recorded, send the same report again",
+            report_id=report.report_id if report else None,
+        )
+    except Exception:  # noqa: BLE001 - every request gets an answer; the traceback goes to the log
+        log.exception("intake failed", subject=subject)
+        return rejected(
+            RejectionCode.INTERNAL_ERROR,
+            "intake failed on this report: nothing was recorded, send the same report again",
+            report_id=report.report_id if report else None,
+        )
+
+
+def build_router(app: IntakeApplication) -> NatsRouter:
+    router = NatsRouter()
+
+    @router.subscriber(
+        INTAKE_WILDCARD,
+        queue=INTAKE_QUEUE,
+        title="intake",
+        description=(
+            "Request-reply intake of party reports. Subject `reintegration.intake.<party_kind>.<party_id>` "
+            "(health_fund / occupational_health_service / employer). Payload: one report (a tagged "
+            "`shared.events.reports` struct, field `type`). Reply: `accepted.v1` or `rejected.v1`. Core NATS: the "
+            "reply is the acknowledgement; resend the same report id when no reply comes."
+        ),
+    )
+    async def receive_report(msg: NatsMessage) -> bytes:
+        """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply."""
+        now = datetime.now(UTC)
+        reply = await asyncio.to_thread(handle_report, app, msg.raw_message.subject, msg.body, now)
+        log.debug("report", subject=msg.raw_message.subject, reply=type(reply).__name__)
+        return encode(reply)
+
+    return router

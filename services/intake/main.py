@@ -1,0 +1,34 @@
+"""Composition root of the intake service: ``build_app(settings)`` wires the broker, router and application."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+
+from shared.infra.settings import Settings
+
+from .application import IntakeApplication, build_intake
+from .handlers import build_router
+
+
+def build_broker(app: IntakeApplication, settings: Settings) -> NatsBroker:
+    # Per-message lines at DEBUG: at thousands of reports a second they would drown the log.
+    broker = NatsBroker(
+        settings.nats_url, name="reintegration-intake", max_reconnect_attempts=-1, log_level=logging.DEBUG
+    )
+    broker.include_router(build_router(app))
+    return broker
+
+
+def build_app(settings: Settings) -> tuple[FastStream, IntakeApplication]:
+    intake = build_intake(settings)
+    broker = build_broker(intake, settings)
+    stream_app = FastStream(broker)
+
+    @stream_app.after_shutdown
+    async def close_store() -> None:
+        intake.close()
+
+    return stream_app, intake

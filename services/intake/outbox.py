@@ -1,0 +1,61 @@
+"""The intake's outbox relay: Case events from the intake store into the TRAJECTORY stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import nats
+import structlog
+
+from shared.events.envelope import CaseEvent
+from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, trajectory_subject
+from shared.infra.relay import OutboxRelay, RelayStats, ensure_stream
+from shared.infra.settings import Settings
+
+from .application import IntakeApplication, build_intake
+
+log = structlog.get_logger("intake.relay")
+RELAY_NAME = "relay:intake->TRAJECTORY"
+
+
+def subject_for(event: CaseEvent) -> str:
+    return trajectory_subject(event.case_id, event.type)
+
+
+def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options: object) -> OutboxRelay:
+    return OutboxRelay(
+        name=RELAY_NAME,
+        recorder=app.recorder,
+        mapper=app.mapper,
+        tracking=app.factory.tracking_recorder(),
+        js=js,
+        stream=TRAJECTORY_STREAM,
+        subject_for=subject_for,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def run_relay(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    from_position: int | None = None,
+    to_position: int | None = None,
+    on_batch: Callable[[RelayStats], None] | None = None,
+) -> RelayStats | int:
+    """Run the relay until ``stop``; with ``from_position``, replay that range once and return the count."""
+    app = build_intake(settings)
+    nc = await nats.connect(settings.nats_url, name="reintegration-relay", max_reconnect_attempts=-1)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        relay = build_relay(app, js)
+        if from_position is not None:
+            count = await relay.replay(from_position, to_position)
+            log.info("replayed", from_position=from_position, to_position=to_position, count=count)
+            return count
+        return await relay.run(stop, on_batch=on_batch)
+    finally:
+        await nc.drain()
+        app.close()

@@ -1,0 +1,1 @@
+"""Code shared by every service: message contracts, the rulebook and infrastructure adapters."""

@@ -1,0 +1,77 @@
+"""Settings from environment variables (prefix ``REINTEGRATION_``), with embedded defaults.
+
+Nothing connects at import time: services receive a :class:`Settings` in their ``build_*`` function.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+ENV_PREFIX = "REINTEGRATION_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Folder holding the SQLite files and the embedded nats-server's JetStream store.
+    data_dir: Path = Path("data")
+    #: ``sqlite`` (default, one file per service under ``data_dir``) or ``postgres``.
+    store: str = "sqlite"
+    #: ``postgresql://user:password@host:port/dbname`` when ``store`` is ``postgres``.
+    postgres_url: str | None = None
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: A base64 AES key (``eventsourcing.cipher.AESCipher``) to encrypt stored events at rest.
+    cipher_key: str | None = None
+    #: Seconds a request-reply may take before the party should retry.
+    request_timeout: float = 5.0
+    #: Cases kept in each service's in-memory cache.
+    case_cache_size: int = 10_000
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get(ENV_PREFIX + name)
+
+        values: dict[str, object] = {}
+        if (v := get("DATA_DIR")) is not None:
+            values["data_dir"] = Path(v)
+        if (v := get("STORE")) is not None:
+            values["store"] = v
+        if (v := get("POSTGRES_URL")) is not None:
+            values["postgres_url"] = v
+            values.setdefault("store", "postgres")
+        if (v := get("NATS_URL")) is not None:
+            values["nats_url"] = v
+        if (v := get("CIPHER_KEY")) is not None:
+            values["cipher_key"] = v
+        if (v := get("REQUEST_TIMEOUT")) is not None:
+            values["request_timeout"] = float(v)
+        if (v := get("CASE_CACHE_SIZE")) is not None:
+            values["case_cache_size"] = int(v)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.store not in {"sqlite", "postgres"}:
+            raise ValueError(f"{ENV_PREFIX}STORE must be 'sqlite' or 'postgres', not {settings.store!r}")
+        if settings.store == "postgres" and not settings.postgres_url:
+            raise ValueError(f"{ENV_PREFIX}STORE=postgres needs {ENV_PREFIX}POSTGRES_URL")
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The same settings as environment variables, for child processes."""
+        env = {
+            ENV_PREFIX + "DATA_DIR": str(self.data_dir),
+            ENV_PREFIX + "STORE": self.store,
+            ENV_PREFIX + "NATS_URL": self.nats_url,
+            ENV_PREFIX + "REQUEST_TIMEOUT": str(self.request_timeout),
+            ENV_PREFIX + "CASE_CACHE_SIZE": str(self.case_cache_size),
+        }
+        if self.postgres_url:
+            env[ENV_PREFIX + "POSTGRES_URL"] = self.postgres_url
+        if self.cipher_key:
+            env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key
+        return env

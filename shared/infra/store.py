@@ -1,0 +1,162 @@
+"""The event store: eventsourcing's recorders with a msgspec mapper, on SQLite (default) or PostgreSQL.
+
+The mapper stores the contract structs' own JSON bytes (optionally encrypted with eventsourcing's cipher), so the
+store, the wire and the auditor read the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic, resolve_topic
+
+from .settings import Settings
+
+
+@functools.cache
+def _decoder(topic: str) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(resolve_topic(topic))
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class MsgspecMapper(Mapper[Any]):
+    """Maps msgspec-struct domain events to stored events and back."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        state = _ENCODER.encode(domain_event)
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(type(domain_event)),
+            state=state,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return _decoder(stored_event.topic).decode(self.plaintext(stored_event))
+
+    def plaintext(self, stored_event: StoredEvent) -> bytes:
+        state = stored_event.state
+        if self.cipher:
+            state = self.cipher.decrypt(state)
+        if self.compressor:
+            state = self.compressor.decompress(state)
+        return state
+
+
+class NullTranscoder(Transcoder):
+    """The msgspec mapper encodes by itself; eventsourcing still wants a transcoder object."""
+
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError("MsgspecMapper does not use a transcoder")
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError("MsgspecMapper does not use a transcoder")
+
+
+def postgres_env_from_url(url: str, *, dbname: str | None = None) -> dict[str, str]:
+    """eventsourcing settings from a ``postgresql://`` URL.
+
+    Accepts ``postgresql://user:password@host:port/dbname`` (also the
+    ``postgres://`` scheme).  User, password and database name are
+    percent-decoded.  A unix-socket directory can be given as
+    ``postgresql://user@/dbname?host=/run/postgresql``.  The port defaults to
+    5432 and the password to ``""``.
+
+    Args:
+        url: The server URL, e.g. the value of ``REINTEGRATION_TEST_POSTGRES_URL``.
+        dbname: Use this database instead of the one in the URL.
+
+    Raises:
+        ValueError: for another scheme, or if no host or database is given.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        msg = f"not a postgresql:// URL: {parts.scheme!r}"
+        raise ValueError(msg)
+    query = parse_qs(parts.query)
+    host = unquote(parts.hostname or "") or (query.get("host") or [""])[0]
+    if not host:
+        msg = "PostgreSQL URL has no host (and no ?host= socket directory)"
+        raise ValueError(msg)
+    name = dbname or unquote(parts.path.lstrip("/"))
+    if not name:
+        msg = "PostgreSQL URL has no database name"
+        raise ValueError(msg)
+    port = parts.port or int((query.get("port") or ["5432"])[0])
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": name,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": unquote(parts.username or "") or (query.get("user") or ["postgres"])[0],
+        "POSTGRES_PASSWORD": unquote(parts.password or "") or (query.get("password") or [""])[0],
+    }
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """eventsourcing's settings for the store at ``url``, with the pool and timeouts the services use."""
+    return {
+        **postgres_env_from_url(url),
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_POOL_SIZE": "5",
+        "POSTGRES_MAX_OVERFLOW": "10",
+        "POSTGRES_LOCK_TIMEOUT": "5",
+    }
+
+
+def store_env(settings: Settings, service: str) -> dict[str, str]:
+    """eventsourcing environment for ``service``'s own store (one SQLite file, or one PostgreSQL schema)."""
+    env: dict[str, str] = {
+        "MAPPER_TOPIC": get_topic(MsgspecMapper),
+        "TRANSCODER_TOPIC": get_topic(NullTranscoder),
+        "AGGREGATE_CACHE_MAXSIZE": str(settings.case_cache_size),
+        # Aggregates are immutable structs: no need to copy them out of the cache.
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+    if settings.store == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        env.update(
+            {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(settings.data_dir / f"{service}.sqlite"),
+                "SQLITE_LOCK_TIMEOUT": "5",
+            }
+        )
+    else:
+        assert settings.postgres_url
+        env.update(postgres_env(settings.postgres_url))
+        env["POSTGRES_SCHEMA"] = service
+    if settings.cipher_key:
+        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+        env["CIPHER_KEY"] = settings.cipher_key
+    return env
+
+
+def prepare_store(settings: Settings, service: str) -> dict[str, str]:
+    """Create what the store needs before eventsourcing builds its tables; return the environment."""
+    env = store_env(settings, service)
+    if settings.store == "postgres":
+        import psycopg
+
+        params = postgres_env(settings.postgres_url or "")
+        with psycopg.connect(
+            dbname=params["POSTGRES_DBNAME"],
+            host=params["POSTGRES_HOST"],
+            port=params["POSTGRES_PORT"],
+            user=params["POSTGRES_USER"],
+            password=params["POSTGRES_PASSWORD"] or None,
+            connect_timeout=5,
+            autocommit=True,
+        ) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{service}"')
+    return env

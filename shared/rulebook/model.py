@@ -1,0 +1,178 @@
+"""The rulebook's data model: regimes and rules as typed, effective-dated data, loaded from TOML.
+
+A second country's regime (or a draft version of this one) is a new TOML file, not new code: the lookup below
+is the only place that knows how a rule's version is chosen.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Union
+
+import msgspec
+
+
+class Status(enum.StrEnum):
+    CONFIRMED = "C"
+    UNCERTAIN = "U"
+    ANNOUNCED = "A"
+
+
+class Regime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    country: str
+    valid_from: date
+    instrument: str
+    status: Status
+    decision_codes: list[str]
+    definitive_codes: list[str]
+    #: Which decision codes call for a plan (or a motivated report), and for which unfitness.
+    plan_codes: dict[str, str]
+    counting: str
+    inherits: str | None = None
+
+
+class RuleBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    id: str
+    regime: str
+    legal_basis: str
+    status: Status
+    note: str = ""
+    #: A rule may start later than its regime (e.g. BE-2016's worker requests from 1 Jan 2017).
+    applies_from: date | None = None
+
+
+class RequestRight(RuleBase, frozen=True, tag="request_right"):
+    """Who may request a re-integration trajectory, from how long an incapacity."""
+
+    initiator: str
+    allowed: bool = True
+    min_months: int = 0
+    #: A return to work shorter than this many days does not interrupt the incapacity (0: every return does).
+    return_tolerance_days: int = 0
+    certificate_exempts: bool = False
+    consent_exempts: bool = False
+
+
+class ForceMajeureStart(RuleBase, frozen=True, tag="force_majeure_start"):
+    """Preconditions of the separate medical force-majeure procedure."""
+
+    allowed: bool = True
+    min_months: int = 0
+    return_tolerance_days: int = 0
+    no_trajectory_running: bool = False
+    min_days_to_invitation: int = 0
+
+
+AnyRule = Union[RequestRight, ForceMajeureStart]  # noqa: UP007
+
+
+class CalendarSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    description: str
+    country: str
+
+
+class RulebookFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    version: str
+    country: str
+    calendar: CalendarSpec
+    regimes: list[Regime]
+    rules: list[AnyRule]
+
+
+@dataclass(frozen=True)
+class RuleInForce:
+    """The version of a rule that applies on a date, with where it came from."""
+
+    rule: AnyRule
+    regime: Regime
+    #: The regime the rule was inherited from, when the regime in force does not define it itself.
+    inherited_from: str | None = None
+
+
+class RulebookError(LookupError):
+    """No regime or no rule applies: carries the rule id and regime for the rejection."""
+
+    def __init__(self, message: str, rule: str | None = None, regime: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
+        self.regime = regime
+
+
+class Rulebook:
+    """Regimes and rules of one country, chosen by date."""
+
+    def __init__(self, data: RulebookFile) -> None:
+        self.version = data.version
+        self.country = data.country
+        self.calendar = data.calendar
+        self.regimes = sorted(data.regimes, key=lambda r: r.valid_from)
+        self._by_id = {r.id: r for r in self.regimes}
+        self._rules: dict[tuple[str, str], AnyRule] = {}
+        for rule in data.rules:
+            key = (rule.regime, rule.id)
+            if rule.regime not in self._by_id:
+                raise ValueError(f"rule {rule.id}: unknown regime {rule.regime}")
+            if key in self._rules:
+                raise ValueError(f"rule {rule.id} defined twice for regime {rule.regime}")
+            self._rules[key] = rule
+        for regime in self.regimes:
+            if regime.inherits and regime.inherits not in self._by_id:
+                raise ValueError(f"regime {regime.id} inherits unknown regime {regime.inherits}")
+
+    @classmethod
+    def from_toml(cls, text: str | bytes) -> Rulebook:
+        return cls(msgspec.toml.decode(text, type=RulebookFile))
+
+    @classmethod
+    def from_path(cls, path: Path) -> Rulebook:
+        return cls.from_toml(path.read_bytes())
+
+    def regime(self, regime_id: str) -> Regime:
+        return self._by_id[regime_id]
+
+    def regime_on(self, day: date) -> Regime | None:
+        """The regime in force on ``day``, or ``None`` before the first one."""
+        current = None
+        for regime in self.regimes:
+            if regime.valid_from <= day:
+                current = regime
+        return current
+
+    def rule_on(self, rule_id: str, day: date) -> RuleInForce:
+        """The version of ``rule_id`` in force on ``day``; :class:`RulebookError` when none is."""
+        regime = self.regime_on(day)
+        if regime is None:
+            raise RulebookError(
+                f"no {self.country} regime is in force on {day.isoformat()} "
+                f"(the first starts {self.regimes[0].valid_from.isoformat()})",
+                rule=rule_id,
+            )
+        current: Regime | None = regime
+        while current is not None:
+            rule = self._rules.get((current.id, rule_id))
+            if rule is not None:
+                if rule.applies_from is not None and day < rule.applies_from:
+                    raise RulebookError(
+                        f"rule {rule_id} of {current.id} applies from {rule.applies_from.isoformat()}, "
+                        f"not on {day.isoformat()}",
+                        rule=rule_id,
+                        regime=regime.id,
+                    )
+                inherited = current.id if current is not regime else None
+                return RuleInForce(rule=rule, regime=regime, inherited_from=inherited)
+            current = self._by_id.get(current.inherits) if current.inherits else None
+        raise RulebookError(f"regime {regime.id} has no rule {rule_id}", rule=rule_id, regime=regime.id)
+
+
+@functools.cache
+def default_rulebook() -> Rulebook:
+    """The Belgian rulebook shipped with the project."""
+    return Rulebook.from_toml(resources.files("shared.rulebook").joinpath("be.toml").read_bytes())
