@@ -19,7 +19,7 @@ from shared.infra.store import prepare_store
 from shared.rulebook import Rulebook, default_rulebook
 
 from .case import Case, evolve, project_case
-from .decide import Rejection, decide
+from .decide import Rejection, authorise, decide
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 #: Attempts at an optimistic write before answering "conflict, try again".
@@ -50,6 +50,7 @@ class IntakeApplication(Application[UUID]):
         case_id = self._case_id(report)
         for _attempt in range(WRITE_ATTEMPTS):
             case = self._load(case_id)
+            authorise(case, report, party)  # before anything about the case is told, duplicates included
             if case is not None and (duplicate := self._duplicate(case, report)) is not None:
                 return duplicate
             if isinstance(report, r.IncapacityReported) and case is not None:

@@ -61,13 +61,7 @@ def _ineligible(exc: Ineligible, field: str) -> Rejection:
 
 def decide(case: Case | None, report: r.Report, party: Party, today: date, rulebook: Rulebook) -> str | None:
     """Check ``report`` against ``case``; return the regime in force on its effective date, or raise."""
-    if party.kind not in type(report).reporters:
-        allowed = ", ".join(sorted(k.value for k in type(report).reporters))
-        raise Rejection(
-            Code.NOT_ALLOWED_FOR_PARTY,
-            f"a {party.kind.value.replace('_', ' ')} may not send {r.tag_of(report)} (sent by: {allowed})",
-            field="$.type",
-        )
+    authorise(case, report, party)
     effective = report.effective_date
     if effective > today:
         raise Rejection(
@@ -76,40 +70,36 @@ def decide(case: Case | None, report: r.Report, party: Party, today: date, ruleb
             field=f"$.{report.effective_field}",
         )
     if isinstance(report, r.IncapacityReported):
-        _check_new_case(report, party)
+        _check_new_case(report)
     else:
         assert case is not None, "the application loads the case before deciding"
-        _check_case_report(case, report, party)
+        _check_case_report(case, report)
         _CHECKS.get(type(report), _no_check)(case, report, party, rulebook)
     regime = rulebook.regime_on(effective)
     return regime.id if regime else None
 
 
-def _check_new_case(report: r.IncapacityReported, party: Party) -> None:
-    try:
-        normalise_insz(report.insz, "$.insz")
-        normalise_enterprise_number(report.enterprise_number, "$.enterprise_number")
-        normalise_health_fund(report.health_fund, "$.health_fund")
-        normalise_enterprise_number(report.occupational_health_service, "$.occupational_health_service")
-    except IdentifierError as exc:
-        raise Rejection(Code.INVALID_IDENTIFIER, exc.message, field=exc.field) from None
-    if report.insz != normalise_insz(report.insz) or report.enterprise_number != normalise_enterprise_number(
-        report.enterprise_number
-    ):
-        raise Rejection(
-            Code.INVALID_IDENTIFIER, "national and enterprise numbers must be sent as digits only", field="$.insz"
-        )
-    own = {PartyKind.EMPLOYER: report.enterprise_number, PartyKind.HEALTH_FUND: report.health_fund}
-    if own.get(party.kind, party.id) != party.id:
+def authorise(case: Case | None, report: r.Report, party: Party) -> None:
+    """May ``party`` send this kind of report about this case? Checked before anything about the case is told."""
+    if party.kind not in type(report).reporters:
+        allowed = ", ".join(sorted(k.value for k in type(report).reporters))
         raise Rejection(
             Code.NOT_ALLOWED_FOR_PARTY,
-            f"{party} may only report incapacities of its own "
-            f"{'workers' if party.kind is PartyKind.EMPLOYER else 'members'}",
-            field="$.enterprise_number" if party.kind is PartyKind.EMPLOYER else "$.health_fund",
+            f"a {party.kind.value.replace('_', ' ')} may not send {r.tag_of(report)} (sent by: {allowed})",
+            field="$.type",
         )
-
-
-def _check_case_report(case: Case, report: r.CaseReport, party: Party) -> None:
+    if isinstance(report, r.IncapacityReported):
+        own = {PartyKind.EMPLOYER: report.enterprise_number, PartyKind.HEALTH_FUND: report.health_fund}
+        if own.get(party.kind, party.id) != party.id:
+            raise Rejection(
+                Code.NOT_ALLOWED_FOR_PARTY,
+                f"{party} may only report incapacities of its own "
+                f"{'workers' if party.kind is PartyKind.EMPLOYER else 'members'}",
+                field="$.enterprise_number" if party.kind is PartyKind.EMPLOYER else "$.health_fund",
+            )
+        return
+    if case is None:
+        return
     owner = {
         PartyKind.EMPLOYER: case.enterprise_number,
         PartyKind.HEALTH_FUND: case.health_fund,
@@ -117,6 +107,24 @@ def _check_case_report(case: Case, report: r.CaseReport, party: Party) -> None:
     }[party.kind]
     if owner != party.id:
         raise Rejection(Code.NOT_ALLOWED_FOR_PARTY, f"case {case.id} is not a case of {party}", field="$.case_id")
+
+
+def _check_new_case(report: r.IncapacityReported) -> None:
+    try:
+        canonical = {
+            "insz": normalise_insz(report.insz, "$.insz"),
+            "enterprise_number": normalise_enterprise_number(report.enterprise_number, "$.enterprise_number"),
+        }
+        normalise_health_fund(report.health_fund, "$.health_fund")
+        normalise_enterprise_number(report.occupational_health_service, "$.occupational_health_service")
+    except IdentifierError as exc:
+        raise Rejection(Code.INVALID_IDENTIFIER, exc.message, field=exc.field) from None
+    for field, value in canonical.items():
+        if getattr(report, field) != value:
+            raise Rejection(Code.INVALID_IDENTIFIER, f"{field} must be sent as digits only", field=f"$.{field}")
+
+
+def _check_case_report(case: Case, report: r.CaseReport) -> None:
     if case.closed_on is not None:
         raise Rejection(Code.CASE_CLOSED, f"case {case.id} was closed on {case.closed_on.isoformat()}")
     effective = report.effective_date

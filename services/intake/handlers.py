@@ -10,6 +10,7 @@ briefly unavailable (``retry: true``) or an unexpected error (``retry: true``, l
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import structlog
@@ -72,12 +73,17 @@ def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetim
         )
 
 
-def build_router(app: IntakeApplication) -> NatsRouter:
+def build_router(app: IntakeApplication, workers: int = 1) -> NatsRouter:
+    """The intake subscriber. Store work runs on ``workers`` threads: one avoids lock contention on SQLite (whose
+    writes are serial anyway); more help on PostgreSQL, where optimistic concurrency settles races per case."""
     router = NatsRouter()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake-store")
 
     @router.subscriber(
         INTAKE_WILDCARD,
         queue=INTAKE_QUEUE,
+        # Handle several requests at once so that decoding and replying overlap the store's work.
+        max_workers=4,
         title="intake",
         description=(
             "Request-reply intake of party reports. Subject `reintegration.intake.<party_kind>.<party_id>` "
@@ -89,7 +95,8 @@ def build_router(app: IntakeApplication) -> NatsRouter:
     async def receive_report(msg: NatsMessage) -> bytes:
         """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply."""
         now = datetime.now(UTC)
-        reply = await asyncio.to_thread(handle_report, app, msg.raw_message.subject, msg.body, now)
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(executor, handle_report, app, msg.raw_message.subject, msg.body, now)
         log.debug("report", subject=msg.raw_message.subject, reply=type(reply).__name__)
         return encode(reply)
 

@@ -21,7 +21,7 @@ MAX_REPORT_BYTES = 64 * 1024
 
 _DECODER = msgspec.json.Decoder(AnyReport)
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+_NAMED = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`")
 
 
 class ContractError(ValueError):
@@ -67,8 +67,8 @@ def _validation_error(raw: bytes, text: str) -> ContractError:
     match = _PATH.search(text)
     path = match.group(1) if match else None
     message = _PATH.sub("", text)
-    if unknown := _UNKNOWN.match(message):
-        return ContractError(RejectionCode.INVALID_FIELD, message, field=f"{path or '$'}.{unknown.group(1)}")
+    if (named := _NAMED.match(message)) and named.group(1) != "type":
+        return ContractError(RejectionCode.INVALID_FIELD, message, field=f"{path or '$'}.{named.group(1)}")
     if path == "$.type" or message.startswith("Object missing required field `type`"):
         tag = _peek_tag(raw)
         if tag is not None and tag not in REPORTS_BY_TAG:

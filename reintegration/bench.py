@@ -1,0 +1,187 @@
+"""``reintegration bench intake``: intake and relay against raw NATS baselines measured in the same run.
+
+* Intake: N reports (each opening a case) through the real intake process over a real nats-server, C requests in
+  flight; accepted reports/s and request-reply latency p50/p99. Baseline: a nats-py echo responder in its own
+  process answering the same payloads on the same server.
+* Relay: the events those reports recorded, from the intake store into a fresh TRAJECTORY stream (pipelined, fsync
+  on every write). Baseline: a raw JetStream publish of the same payloads into another stream, same pipelining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import msgspec
+import nats
+from rich.console import Console
+from rich.table import Table
+
+from shared.events import reports as r
+from shared.events.common import Party, PartyKind
+from shared.events.replies import REPLY_DECODER, Accepted
+from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, intake_subject
+from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.infra.relay import ensure_stream
+from shared.infra.settings import Settings
+
+from .generator import enterprise_number, insz
+from .runtime import wait_for_intake
+
+console = Console()
+ECHO_SUBJECT = "bench.echo"
+
+
+@dataclass
+class Figures:
+    count: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+def make_reports(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    rng = random.Random(seed)
+    employer = enterprise_number(rng)
+    party = Party(kind=PartyKind.EMPLOYER, id=employer)
+    out = []
+    for i in range(n):
+        report = r.IncapacityReported(
+            report_id=__import__("uuid").UUID(int=rng.getrandbits(128), version=4),
+            insz=insz(rng), enterprise_number=employer, staff_count=250, health_fund="100",
+            occupational_health_service=employer, start_date=date(2024, 1, 1) + timedelta(days=i % 600),
+            cause=r.Cause.ILLNESS, diagnosis="burn-out",
+        )
+        out.append((intake_subject(party), msgspec.json.encode(report)))
+    return out
+
+
+async def drive(url: str, requests: list[tuple[str, bytes]], concurrency: int, subject: str | None = None) -> Figures:
+    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    accepted = 0
+
+    async def one(subj: str, payload: bytes) -> None:
+        nonlocal accepted
+        async with gate:
+            t0 = time.perf_counter()
+            msg = await nc.request(subject or subj, payload, timeout=30)
+            latencies.append(time.perf_counter() - t0)
+            if subject is None:
+                if isinstance(REPLY_DECODER.decode(msg.data), Accepted):
+                    accepted += 1
+            else:
+                accepted += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(s, p) for s, p in requests))
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return Figures(accepted, elapsed, latencies)
+
+
+async def echo_responder(url: str) -> None:
+    nc = await nats.connect(url)
+
+    async def handler(msg: nats.aio.msg.Msg) -> None:
+        await msg.respond(msg.data)
+
+    await nc.subscribe(ECHO_SUBJECT, cb=handler)
+    await asyncio.Event().wait()
+
+
+async def relay_figures(settings: Settings, expected: int) -> Figures:
+    from services.intake.outbox import run_relay
+
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(run_relay(settings, stop))
+    while (await js.stream_info(TRAJECTORY_STREAM)).state.messages < expected:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    sample = await js.get_msg(TRAJECTORY_STREAM, seq=1)
+    await nc.close()
+    figures = Figures(expected, elapsed, [])
+    figures.latencies = [float(len(sample.data or b""))]  # carry the payload size to the baseline
+    return figures
+
+
+async def raw_publish(url: str, count: int, payload: bytes, batch: int = 500) -> Figures:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_stream(js, "BENCH_RAW", ["bench.raw.>"])
+    started = time.perf_counter()
+    for first in range(0, count, batch):
+        futures = [await js.publish_async(f"bench.raw.{i}", payload, headers={"Nats-Msg-Id": f"m{i}"})
+                   for i in range(first, min(count, first + batch))]
+        await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return Figures(count, elapsed, [])
+
+
+def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_dir: Path | None) -> None:
+    base = Path(data_dir or tempfile.mkdtemp(prefix="reintegration-bench-"))
+    server = EmbeddedNatsServer(NatsServerConfig(store_dir=base / "nats", http_port=None), run_dir=base / "nats-run")
+    server.start()
+    settings = Settings(data_dir=base / "data", nats_url=server.url)
+    env = {**os.environ, **settings.to_env()}
+    intake = subprocess.Popen([sys.executable, "-m", "reintegration", "serve", "intake"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    echo = subprocess.Popen([sys.executable, "-c", f"import asyncio, reintegration.bench as b; "
+                             f"asyncio.run(b.echo_responder({server.url!r}))"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        asyncio.run(wait_for_intake(server.url, 30))
+        requests = make_reports(reports)
+        warm = make_reports(200, seed=99)
+        with console.status(f"intake: {reports} reports, {concurrency} in flight ..."):
+            asyncio.run(drive(server.url, warm, concurrency))
+            asyncio.run(drive(server.url, warm, concurrency, subject=ECHO_SUBJECT))
+            raw = asyncio.run(drive(server.url, requests, concurrency, subject=ECHO_SUBJECT))
+            real = asyncio.run(drive(server.url, requests, concurrency))
+        stored = reports + 200
+        with console.status(f"relay: {stored} events into JetStream ..."):
+            relay = asyncio.run(relay_figures(settings, stored))
+            payload = b"x" * int(relay.latencies[0])
+            raw_pub = asyncio.run(raw_publish(server.url, stored, payload))
+    finally:
+        intake.terminate()
+        echo.terminate()
+        intake.wait(timeout=10)
+        echo.wait(timeout=10)
+        server.stop()
+    table = Table("measure", "reintegration", "raw baseline", "ratio", title="reintegration bench intake")
+    table.add_row("accepted reports/s", f"{real.rate:,.0f}", f"{raw.rate:,.0f} (echo)", f"{real.rate / raw.rate:.3f}")
+    table.add_row("request-reply p50 (ms)", f"{real.pct(0.5):.2f}", f"{raw.pct(0.5):.2f}", f"{real.pct(0.5) / raw.pct(0.5):.1f}x")
+    table.add_row("request-reply p99 (ms)", f"{real.pct(0.99):.2f}", f"{raw.pct(0.99):.2f}", f"{real.pct(0.99) / raw.pct(0.99):.1f}x")
+    table.add_row("relay events/s into JetStream", f"{relay.rate:,.0f}", f"{raw_pub.rate:,.0f} (raw publish)",
+                  f"{relay.rate / raw_pub.rate:.3f}")
+    console.print(table)
+    console.print(
+        f"{reports} reports ({real.count} accepted), {concurrency} in flight; relay over {stored} events of "
+        f"{int(relay.latencies[0])} bytes; nats-server with fsync on every write; SQLite in {base}."
+    )
