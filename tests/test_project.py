@@ -29,8 +29,9 @@ def test_asyncapi_document_is_generated_from_the_code() -> None:
 def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     """The README's first command, small: the embedded nats-server, SQLite, intake, relay and seeded cases."""
     result = subprocess.run(
-        [sys.executable, "-m", "reintegration", "demo", "--cases", "60", "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=240, check=False, env={**os.environ, "COLUMNS": "160"},
+        [sys.executable, "-m", "reintegration", "demo", "--cases", "60", "--data-dir", "demo"],  # relative, as typed
+        capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "160", "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every reply is the one the rules call for" in result.stdout

@@ -173,7 +173,7 @@ class NatsServerConfig:
     extra: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "store_dir", Path(self.store_dir))
+        object.__setattr__(self, "store_dir", Path(self.store_dir).absolute())
         object.__setattr__(self, "routes", tuple(self.routes))
         if self.max_payload <= 0:
             msg = f"max_payload must be positive, got {self.max_payload}"
@@ -331,7 +331,7 @@ class EmbeddedNatsServer:
     ) -> None:
         self._requested = config
         self._config = config.resolve_ports()
-        self._run_dir = Path(run_dir) if run_dir is not None else self._config.store_dir.parent
+        self._run_dir = Path(run_dir).absolute() if run_dir is not None else self._config.store_dir.parent
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
