@@ -6,6 +6,7 @@ Pure functions over an :class:`IncapacityTimeline` and the rule in force on the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -75,6 +76,15 @@ def _in_force(rulebook: Rulebook, rule_id: str, day: date) -> RuleInForce:
         raise Ineligible(exc.message, exc.rule, exc.regime) from None
 
 
+def _refuser(in_force: RuleInForce) -> Callable[[str], Ineligible]:
+    """Builds refusals that name the rule and the regime in force."""
+
+    def refuse(reason: str) -> Ineligible:
+        return Ineligible(f"{in_force.rule.id} ({in_force.regime.id}): {reason}", in_force.rule.id, in_force.regime.id)
+
+    return refuse
+
+
 def check_request_right(
     rulebook: Rulebook,
     *,
@@ -88,10 +98,7 @@ def check_request_right(
     in_force = _in_force(rulebook, f"trajectory.request.{initiator}", received_on)
     rule = in_force.rule
     assert isinstance(rule, RequestRight)
-    regime = in_force.regime.id
-
-    def refuse(reason: str) -> Ineligible:
-        return Ineligible(f"{rule.id} ({regime}): {reason}", rule.id, regime)
+    refuse = _refuser(in_force)
 
     if not rule.allowed:
         raise refuse(f"a request by the {initiator.replace('_', ' ')} is not allowed ({rule.note})")
@@ -123,10 +130,7 @@ def check_force_majeure_start(
     in_force = _in_force(rulebook, "force_majeure.start", letter_sent_on)
     rule = in_force.rule
     assert isinstance(rule, ForceMajeureStart)
-    regime = in_force.regime.id
-
-    def refuse(reason: str) -> Ineligible:
-        return Ineligible(f"{rule.id} ({regime}): {reason}", rule.id, regime)
+    refuse = _refuser(in_force)
 
     if not rule.allowed:
         raise refuse(rule.note)
