@@ -442,6 +442,17 @@ def _(case: Case, report: r.TrainingHoursAttended, party: Party, rulebook: Ruleb
         )
 
 
+@check(r.RehabilitationCostsReported)
+def _(case: Case, report: r.RehabilitationCostsReported, party: Party, rulebook: Rulebook) -> None:
+    rehab = _rehabilitation(case, approved=True)
+    _after(report.incurred_on, rehab.proposed_on, "incurred_on", "the proposal")
+    amount = report.amount
+    if not amount.is_finite() or amount <= 0 or amount > 100_000 or amount != amount.quantize(Decimal("0.01")):
+        raise Rejection(
+            Code.INVALID_FIELD, "amount must be a positive euro amount in cents, at most 100000", field="$.amount"
+        )
+
+
 @check(r.TrainingCompleted)
 def _(case: Case, report: r.TrainingCompleted, party: Party, rulebook: Rulebook) -> None:
     rehab = _rehabilitation(case, approved=True)

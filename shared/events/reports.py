@@ -49,6 +49,12 @@ class PlanAnswer(enum.StrEnum):
     REFUSED = "refused"
 
 
+class CostKind(enum.StrEnum):
+    REGISTRATION = "registration"
+    TRANSPORT = "transport"
+    MATERIAL = "material"
+
+
 class ReviewOutcome(enum.StrEnum):
     INCAPACITY_CONTINUES = "incapacity_continues"
     INCAPACITY_ENDS = "incapacity_ends"
@@ -330,6 +336,16 @@ class TrainingHoursAttended(CaseReport, frozen=True, tag="training_hours_attende
     hours: TrainingHours
 
 
+class RehabilitationCostsReported(CaseReport, frozen=True, tag="rehabilitation_costs_reported.v1"):
+    """Costs of the rehabilitation project the health fund reimburses, as reported (euro, 2 decimals)."""
+
+    reporters: ClassVar = frozenset({H})
+    effective_field: ClassVar = "incurred_on"
+    incurred_on: date
+    cost_kind: CostKind
+    amount: Decimal
+
+
 class TrainingCompleted(CaseReport, frozen=True, tag="training_completed.v1"):
     reporters: ClassVar = frozenset({H})
     effective_field: ClassVar = "completed_on"
@@ -416,6 +432,7 @@ AnyReport = Union[  # noqa: UP007 - msgspec needs a real Union of tagged structs
     VocationalRehabilitationApproved,
     VocationalRehabilitationRefused,
     TrainingHoursAttended,
+    RehabilitationCostsReported,
     TrainingCompleted,
     JobSearchStarted,
     IncapacityReviewed,

@@ -1,7 +1,9 @@
 """The rulebook's data model: regimes and rules as typed, effective-dated data, loaded from TOML.
 
-A second country's regime (or a draft version of this one) is a new TOML file, not new code: the lookup below
-is the only place that knows how a rule's version is chosen.
+A second country's regime (or a draft version of this one) is new TOML, not new code: the lookup below is the
+only place that knows how a rule's version is chosen. A rulebook is one main file (version, country, calendar,
+regimes, rules) plus any number of rule files beside it (``<main>-*.toml``, rules only). Each kind of rule is a
+``RuleBase`` subclass with its own tag, registered with :func:`rule_kind` by the module that computes with it.
 """
 
 from __future__ import annotations
@@ -69,7 +71,22 @@ class ForceMajeureStart(RuleBase, frozen=True, tag="force_majeure_start"):
     min_days_to_invitation: int = 0
 
 
-AnyRule = Union[RequestRight, ForceMajeureStart]  # noqa: UP007
+#: Every registered kind of rule, by its tag. Modules add theirs with :func:`rule_kind`.
+RULE_KINDS: dict[str, type[RuleBase]] = {}
+
+
+def rule_kind(cls: type[RuleBase]) -> type[RuleBase]:
+    """Register a kind of rule so that rulebook files may use it (class decorator)."""
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str), f"{cls.__name__} needs a tag"
+    RULE_KINDS[tag] = cls
+    return cls
+
+
+rule_kind(RequestRight)
+rule_kind(ForceMajeureStart)
+
+AnyRule = RuleBase
 
 
 class CalendarSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,19 +95,33 @@ class CalendarSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     country: str
 
 
-class RulebookFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RulebookHead(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     country: str
     calendar: CalendarSpec
     regimes: list[Regime]
-    rules: list[AnyRule]
+
+
+def _rules_type() -> type:
+    kinds = tuple(RULE_KINDS.values())
+    return list[Union[kinds]]  # type: ignore[valid-type]  # noqa: UP007
+
+
+def _convert_rules(data: dict[str, object], source: str) -> list[RuleBase]:
+    unknown = set(data) - {"rules"}
+    if unknown:
+        raise ValueError(f"{source}: a rule file holds only [[rules]], not {', '.join(sorted(unknown))}")
+    try:
+        return list(msgspec.convert(data.get("rules", []), type=_rules_type()))
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{source}: {exc}") from None
 
 
 @dataclass(frozen=True)
 class RuleInForce:
     """The version of a rule that applies on a date, with where it came from."""
 
-    rule: AnyRule
+    rule: RuleBase
     regime: Regime
     #: The regime the rule was inherited from, when the regime in force does not define it itself.
     inherited_from: str | None = None
@@ -109,14 +140,14 @@ class RulebookError(LookupError):
 class Rulebook:
     """Regimes and rules of one country, chosen by date."""
 
-    def __init__(self, data: RulebookFile) -> None:
-        self.version = data.version
-        self.country = data.country
-        self.calendar = data.calendar
-        self.regimes = sorted(data.regimes, key=lambda r: r.valid_from)
+    def __init__(self, head: RulebookHead, rules: list[RuleBase]) -> None:
+        self.version = head.version
+        self.country = head.country
+        self.calendar = head.calendar
+        self.regimes = sorted(head.regimes, key=lambda r: r.valid_from)
         self._by_id = {r.id: r for r in self.regimes}
-        self._rules: dict[tuple[str, str], AnyRule] = {}
-        for rule in data.rules:
+        self._rules: dict[tuple[str, str], RuleBase] = {}
+        for rule in rules:
             key = (rule.regime, rule.id)
             if rule.regime not in self._by_id:
                 raise ValueError(f"rule {rule.id}: unknown regime {rule.regime}")
@@ -128,12 +159,30 @@ class Rulebook:
                 raise ValueError(f"regime {regime.id} inherits unknown regime {regime.inherits}")
 
     @classmethod
-    def from_toml(cls, text: str | bytes) -> Rulebook:
-        return cls(msgspec.toml.decode(text, type=RulebookFile))
+    def from_toml(cls, text: str | bytes, *rule_files: str | bytes, source: str = "rulebook") -> Rulebook:
+        """A rulebook from its main file's text and the texts of its rule files."""
+        head_data = msgspec.toml.decode(text)
+        rules = _convert_rules({"rules": head_data.pop("rules", [])}, source)
+        unknown = set(head_data) - {"version", "country", "calendar", "regimes"}
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}")
+        try:
+            head = msgspec.convert(head_data, type=RulebookHead)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+        for n, extra in enumerate(rule_files, start=1):
+            rules.extend(_convert_rules(msgspec.toml.decode(extra), f"{source} rule file {n}"))
+        return cls(head, rules)
 
     @classmethod
     def from_path(cls, path: Path) -> Rulebook:
-        return cls.from_toml(path.read_bytes())
+        """The rulebook at ``path`` with its rule files ``<stem>-*.toml`` beside it."""
+        extra = sorted(path.parent.glob(f"{path.stem}-*.toml"))
+        return cls.from_toml(path.read_bytes(), *(p.read_bytes() for p in extra), source=str(path))
+
+    def rules(self, kind: type[RuleBase] | None = None) -> list[RuleBase]:
+        """All rules (of one kind), in file order."""
+        return [r for r in self._rules.values() if kind is None or isinstance(r, kind)]
 
     def regime(self, regime_id: str) -> Regime:
         return self._by_id[regime_id]
@@ -172,7 +221,26 @@ class Rulebook:
         raise RulebookError(f"regime {regime.id} has no rule {rule_id}", rule=rule_id, regime=regime.id)
 
 
+def load_rule_kinds() -> None:
+    """Import the modules that register rule kinds (deadlines, benefits), so their rule files decode."""
+    import importlib
+
+    for name in ("shared.rulebook.deadlines", "shared.rulebook.benefits"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
 @functools.cache
-def default_rulebook() -> Rulebook:
-    """The Belgian rulebook shipped with the project."""
-    return Rulebook.from_toml(resources.files("shared.rulebook").joinpath("be.toml").read_bytes())
+def default_rulebook(country: str = "be") -> Rulebook:
+    """The rulebook shipped with the project for ``country`` (``be``; ``nl`` for the Dutch comparison)."""
+    load_rule_kinds()
+    folder = resources.files("shared.rulebook")
+    main = folder.joinpath(f"{country}.toml")
+    extra = sorted(
+        (f for f in folder.iterdir() if f.name.startswith(f"{country}-") and f.name.endswith(".toml")),
+        key=lambda f: f.name,
+    )
+    return Rulebook.from_toml(main.read_bytes(), *(f.read_bytes() for f in extra), source=f"{country}.toml")
