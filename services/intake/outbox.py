@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import msgspec
 import nats
 import structlog
 
 from shared.events.envelope import CaseEvent
 from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, trajectory_subject
-from shared.infra.relay import OutboxRelay, RelayStats, ensure_stream
+from shared.infra.relay import OutboxRelay, Outgoing, RelayStats, ensure_stream
 from shared.infra.settings import Settings
 
 from .application import IntakeApplication, build_intake
@@ -19,8 +20,12 @@ log = structlog.get_logger("intake.relay")
 RELAY_NAME = "relay:intake->TRAJECTORY"
 
 
-def subject_for(event: CaseEvent) -> str:
-    return trajectory_subject(event.case_id, event.type)
+_ENCODER = msgspec.json.Encoder()
+
+
+def render(event: CaseEvent) -> list[Outgoing]:
+    """Each Case event is one message on its case's subject, its id the deduplication id."""
+    return [Outgoing(trajectory_subject(event.case_id, event.type), _ENCODER.encode(event), str(event.event_id))]
 
 
 def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options: object) -> OutboxRelay:
@@ -31,7 +36,7 @@ def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options:
         tracking=app.factory.tracking_recorder(),
         js=js,
         stream=TRAJECTORY_STREAM,
-        subject_for=subject_for,
+        render=render,
         **options,  # type: ignore[arg-type]
     )
 

@@ -26,6 +26,8 @@ TRAJECTORY_SUBJECTS = f"{TRAJECTORY_PREFIX}.>"
 
 #: Header carrying the event's position in the event store's notification log (the relay's resume point).
 POSITION_HEADER = "Reintegration-Position"
+#: Header ``i/n``: the i-th of the n messages one recorded event yields.
+PART_HEADER = "Reintegration-Part"
 
 
 def intake_subject(party: Party) -> str:
