@@ -24,6 +24,22 @@ TRAJECTORY_STREAM = "TRAJECTORY"
 TRAJECTORY_PREFIX = f"{PREFIX}.trajectory"
 TRAJECTORY_SUBJECTS = f"{TRAJECTORY_PREFIX}.>"
 
+DEADLINES_STREAM = "DEADLINES"
+DEADLINES_PREFIX = f"{PREFIX}.deadlines"
+BENEFITS_STREAM = "BENEFITS"
+BENEFITS_PREFIX = f"{PREFIX}.benefits"
+TIMERS_STREAM = "TIMERS"
+TIMER_SCHEDULE_PREFIX = f"{PREFIX}.timers.schedule"
+TIMER_FIRED_PREFIX = f"{PREFIX}.timers.fired"
+#: Employer feed: ``reintegration.employer.<enterprise number>.<deadlines|benefits>.<case_id>``
+EMPLOYER_FEED_STREAM = "EMPLOYER_FEED"
+EMPLOYER_FEED_PREFIX = f"{PREFIX}.employer"
+#: Read-only request-reply queries: ``reintegration.query.<deadlines|benefits>``
+QUERY_PREFIX = f"{PREFIX}.query"
+
+DEAD_LETTER_STREAM = "DEAD_LETTERS"
+DEAD_LETTER_PREFIX = f"{PREFIX}.dead"
+
 #: Header carrying the event's position in the event store's notification log (the relay's resume point).
 POSITION_HEADER = "Reintegration-Position"
 #: Header ``i/n``: the i-th of the n messages one recorded event yields.
@@ -45,6 +61,10 @@ def parse_intake_subject(subject: str) -> tuple[PartyKind, str]:
         kinds = ", ".join(k.value for k in PartyKind)
         raise ValueError(f"unknown party kind {parts[2]!r} in subject (expected one of {kinds})") from None
     return kind, parts[3]
+
+
+def employer_feed_subject(enterprise_number: str, topic: str, case_id: UUID) -> str:
+    return f"{EMPLOYER_FEED_PREFIX}.{enterprise_number}.{topic}.{case_id}"
 
 
 def trajectory_subject(case_id: UUID, event_type: str) -> str:

@@ -28,6 +28,13 @@ class Settings:
     request_timeout: float = 5.0
     #: Cases kept in each service's in-memory cache.
     case_cache_size: int = 10_000
+    #: Move a deadline that expires on a weekend or legal holiday to the next working day (Judicial Code art.
+    #: 52-53; uncertain for these periods, so off unless a deployment decides otherwise).
+    roll_forward: bool = False
+    #: Employers' own policies to apply (e.g. ``flemish_government`` for its return coach).
+    employer_policies: tuple[str, ...] = ()
+    #: Rule ids of announced, never-enacted sanctions a deployment switches on.
+    enabled_announced: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +60,12 @@ class Settings:
             values["request_timeout"] = float(v)
         if (v := get("CASE_CACHE_SIZE")) is not None:
             values["case_cache_size"] = int(v)
+        if (v := get("ROLL_FORWARD")) is not None:
+            values["roll_forward"] = v.lower() in {"1", "true", "yes", "on"}
+        if (v := get("EMPLOYER_POLICIES")) is not None:
+            values["employer_policies"] = tuple(p for p in v.split(",") if p)
+        if (v := get("ENABLED_ANNOUNCED")) is not None:
+            values["enabled_announced"] = tuple(p for p in v.split(",") if p)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.store not in {"sqlite", "postgres"}:
@@ -72,6 +85,9 @@ class Settings:
         }
         if self.postgres_url:
             env[ENV_PREFIX + "POSTGRES_URL"] = self.postgres_url
+        env[ENV_PREFIX + "ROLL_FORWARD"] = "yes" if self.roll_forward else "no"
+        env[ENV_PREFIX + "EMPLOYER_POLICIES"] = ",".join(self.employer_policies)
+        env[ENV_PREFIX + "ENABLED_ANNOUNCED"] = ",".join(self.enabled_announced)
         if self.cipher_key:
             env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key
         return env

@@ -1,0 +1,57 @@
+"""What an employer receives about its own workers: no medical field and no free text, by construction.
+
+Feed messages are built from derived facts (deadlines, ledger entries), never by copying a report; their types
+hold no :data:`~shared.events.common.Medical` or :data:`~shared.events.common.FreeText` field, which a test checks
+for every type here.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Union
+from uuid import UUID
+
+import msgspec
+
+
+class FeedMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    case_id: UUID
+    enterprise_number: str
+    #: The worker's national number: the employer's own worker, needed to match its records.
+    insz: str
+
+
+class FeedDeadline(FeedMessage, frozen=True, tag="feed.deadline.v1"):
+    """A deadline that concerns the employer: opened, met, missed, cancelled or recomputed."""
+
+    change: str
+    deadline_id: UUID
+    rule: str
+    regime: str
+    legal_basis: str
+    party: str
+    due_on: date
+    state: str
+    explanation: str
+
+
+class FeedLedgerEntry(FeedMessage, frozen=True, tag="feed.benefit.v1"):
+    """A premium, contribution, exemption or fine that concerns the employer (never the worker's benefit)."""
+
+    entry_id: UUID
+    kind: str
+    beneficiary: str
+    payer: str
+    amount: Decimal | None
+    period_start: date
+    period_end: date | None
+    rule: str
+    regime: str
+    legal_basis: str
+    explanation: str
+    reverses: UUID | None = None
+
+
+AnyFeedMessage = Union[FeedDeadline, FeedLedgerEntry]  # noqa: UP007
+FEED_TYPES: tuple[type[FeedMessage], ...] = AnyFeedMessage.__args__  # type: ignore[attr-defined]

@@ -1,0 +1,185 @@
+"""A durable JetStream consumer of the TRAJECTORY stream that keeps each case's order and never loses a message.
+
+Consumption mode: a FastStream pull subscriber that receives a batch (``PullSub(batch=True)``) and handles its
+messages one after the other, in stream order, acknowledging each by hand (``AckPolicy.MANUAL``). FastStream's
+non-batch pull subscriber with a batch above 1 would handle a batch's messages concurrently and could apply a
+case's events out of order.
+
+Per message:
+
+* applied or already applied (a redelivery): ``ack``;
+* a gap (an earlier event of the case is still to come): ``nak`` with a delay, and every later message of that
+  case in the batch too, so the case waits for its missing event;
+* a parked case (an earlier event was dead-lettered): dead-lettered behind it, in order, and acknowledged;
+* the store briefly unavailable: kept in progress (``in_progress`` extends the ack wait) and retried here with a
+  backoff, so an outage does not count against the message's delivery budget;
+* anything else (undecodable, a bug, an event the rules cannot fold): a poison message. It is ``nak``-ed until it
+  has been delivered ``max_deliver`` times, then copied to the dead-letter stream with the error and terminated,
+  and its case is parked; the service goes on with the next message.
+
+The server's own ``max_deliver`` is a safety net far above ours (gaps are redelivered until their missing event
+arrives); the poison budget is counted here from each message's delivery count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+
+import structlog
+from eventsourcing.persistence import PersistenceError
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsRouter, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from shared.events.envelope import CASE_EVENT_DECODER, CaseEvent
+from shared.events.subjects import (
+    DEAD_LETTER_PREFIX,
+    DEAD_LETTER_STREAM,
+    POSITION_HEADER,
+    TRAJECTORY_STREAM,
+    TRAJECTORY_SUBJECTS,
+)
+
+from .derived import Outcome
+from .relay import ensure_stream
+
+log = structlog.get_logger("consumer")
+
+Process = Callable[[CaseEvent, int, datetime], Outcome]
+Park = Callable[[CaseEvent, str, datetime], None]
+SERVER_MAX_DELIVER = 1000
+
+
+class TrajectoryConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        process: Process,
+        park: Park,
+        executor: Executor,
+        max_deliver: int = 5,
+        gap_delay: float = 0.5,
+        poison_delay: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.process = process
+        self.park = park
+        self.executor = executor
+        self.max_deliver = max_deliver
+        self.gap_delay = gap_delay
+        self.poison_delay = poison_delay
+        self.js: JetStreamContext | None = None
+        self.counts: dict[str, int] = {"applied": 0, "duplicate": 0, "gap": 0, "parked": 0, "poison": 0, "dead_lettered": 0}
+
+    def attach(self, router: NatsRouter, *, batch_size: int = 200) -> None:
+        """Register the durable pull consumer ``<name>`` on ``router``."""
+
+        @router.subscriber(
+            TRAJECTORY_SUBJECTS,
+            stream=JStream(TRAJECTORY_STREAM, declare=False),
+            durable=self.name,
+            pull_sub=PullSub(batch_size=batch_size, timeout=0.2, batch=True),
+            ack_policy=AckPolicy.MANUAL,
+            config=ConsumerConfig(
+                durable_name=self.name,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=JsAckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_deliver=SERVER_MAX_DELIVER,
+                max_ack_pending=10_000,
+            ),
+            title=f"{self.name}: trajectory events",
+            description=(
+                f"Durable pull consumer `{self.name}` of the TRAJECTORY stream: each case's events applied once, "
+                f"in order; poison messages dead-lettered on `{DEAD_LETTER_PREFIX}.{self.name}` after "
+                f"{self.max_deliver} deliveries."
+            ),
+        )
+        async def consume(msg: NatsMessage) -> None:
+            """Apply a batch of Case events in stream order, acknowledging each by hand."""
+            await self.handle_batch(msg.raw_message)  # type: ignore[arg-type]
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        waiting: set[str] = set()  # cases with a gap in this batch: their later events wait too
+        for raw in messages:
+            await self.handle(raw, waiting)
+
+    async def handle(self, raw: Msg, waiting: set[str]) -> None:
+        try:
+            event = CASE_EVENT_DECODER.decode(raw.data)
+            position = int((raw.headers or {})[POSITION_HEADER])
+        except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
+            await self.poison(raw, exc, None)
+            return
+        case = str(event.case_id)
+        if case in waiting:
+            await raw.nak(delay=self.gap_delay)
+            return
+        outcome = await self._apply(raw, event, position)
+        if outcome is None:
+            return
+        self.counts[outcome.value] += 1
+        if outcome is Outcome.GAP:
+            waiting.add(case)
+            await raw.nak(delay=self.gap_delay)
+        elif outcome is Outcome.PARKED:
+            await self.dead_letter(raw, "its case is parked behind an earlier dead-lettered event")
+        else:
+            await raw.ack()
+
+    async def _apply(self, raw: Msg, event: CaseEvent, position: int) -> Outcome | None:
+        loop = asyncio.get_running_loop()
+        delay = 0.1
+        while True:
+            try:
+                return await loop.run_in_executor(self.executor, self.process, event, position, datetime.now(UTC))
+            except PersistenceError as exc:
+                log.warning("store unavailable; retrying", consumer=self.name, error=str(exc), delay=delay)
+                await raw.in_progress()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # noqa: BLE001 - a bug or an unfoldable event: poison, the service goes on
+                await self.poison(raw, exc, event)
+                return None
+
+    async def poison(self, raw: Msg, exc: BaseException, event: CaseEvent | None) -> None:
+        self.counts["poison"] += 1
+        delivered = raw.metadata.num_delivered if raw.metadata else self.max_deliver
+        log.warning("poison message", consumer=self.name, subject=raw.subject, delivered=delivered, error=repr(exc))
+        if delivered < self.max_deliver:
+            await raw.nak(delay=self.poison_delay)
+            return
+        if event is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.executor, self.park, event, repr(exc), datetime.now(UTC))
+        await self.dead_letter(raw, repr(exc))
+
+    async def dead_letter(self, raw: Msg, error: str) -> None:
+        assert self.js is not None, "start() sets the JetStream context"
+        delivered = raw.metadata.num_delivered if raw.metadata else 0
+        headers = {
+            **(raw.headers or {}),
+            "Reintegration-Original-Subject": raw.subject,
+            "Reintegration-Error": error[:1000],
+            "Reintegration-Deliveries": str(delivered),
+            "Reintegration-Stream-Sequence": str(raw.metadata.sequence.stream) if raw.metadata else "",
+        }
+        headers.pop("Nats-Msg-Id", None)
+        headers.pop("Nats-Expected-Last-Sequence", None)
+        await self.js.publish(f"{DEAD_LETTER_PREFIX}.{self.name}", raw.data, headers=headers)
+        await raw.term()
+        self.counts["dead_lettered"] += 1
+
+    async def start(self, js: JetStreamContext) -> None:
+        """Prepare the streams this consumer needs (before the broker starts its subscribers)."""
+        self.js = js
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])

@@ -1,0 +1,157 @@
+"""Services that derive one aggregate per case from the Case events (deadlines, benefits).
+
+Each derived aggregate records, with every change, the Case event that caused it (``source``: the recorded event
+itself, so the derived store is self-explaining and an auditor can recompute from it) and the case version it has
+applied. That version is the consumer's position, per case, stored in the same transaction as the state: an event
+at or below it is a redelivery (acknowledged, nothing changes); an event beyond the next one is a gap (an earlier
+event of that case was not applied yet) and is handed back to be redelivered after it. A high-water mark can
+therefore never pass an unapplied event.
+
+When a case's event cannot be applied at all (it is dead-lettered), the case is *parked*: its later events are
+dead-lettered behind it instead of waiting forever, and a replay after the fix re-drives them in order.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from shared.events.envelope import CaseEvent
+
+S = TypeVar("S")
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+    PARKED = "parked"
+
+
+class CaseParked(msgspec.Struct, frozen=True, kw_only=True):
+    """A case whose event ``version`` could not be applied: its later events wait in the dead-letter stream."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    case_id: UUID
+    version: int
+    reason: str
+    released: bool = False
+
+
+def _project_parking(state: CaseParked | None, events: Iterable[CaseParked]) -> CaseParked | None:
+    for event in events:
+        state = event
+    return state
+
+
+class DerivedApplication(Application[UUID], Generic[S]):
+    """Base of a derived service: ``step`` builds the one event a Case event leads to; ``project`` folds them."""
+
+    #: Names the derived aggregate; its id is ``uuid5(case_id, purpose)``.
+    purpose: ClassVar[str]
+    write_attempts: ClassVar[int] = 5
+
+    def derived_id(self, case_id: UUID) -> UUID:
+        return uuid.uuid5(case_id, self.purpose)
+
+    # --- to implement ---------------------------------------------------------------------------------
+
+    def project(self, state: S | None, events: Iterable[Any]) -> S | None:
+        raise NotImplementedError
+
+    def step(self, state: S | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
+        """The derived events recording ``event`` (version ``source_version(state) + 1``) and its consequences,
+        saved in one transaction."""
+        raise NotImplementedError
+
+    def source_version(self, state: S | None) -> int:
+        raise NotImplementedError
+
+    # --- the use case -----------------------------------------------------------------------------------
+
+    def load(self, case_id: UUID, version: int | None = None) -> S | None:
+        try:
+            return self.repository.get(self.derived_id(case_id), version=version, projector_func=self.project)
+        except AggregateNotFoundError:
+            return None
+
+    def process(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
+        """Apply one Case event exactly once, in its case's order."""
+        for _attempt in range(self.write_attempts):
+            state = self.load(event.case_id)
+            seen = self.source_version(state)
+            if event.version <= seen:
+                return Outcome.DUPLICATE
+            if event.version != seen + 1:
+                return Outcome.PARKED if self.parked(event.case_id) else Outcome.GAP
+            try:
+                self.save(*self.step(state, event, position, now))
+            except IntegrityError:
+                continue  # another replica applied a step of this case meanwhile: look again
+            return Outcome.APPLIED
+        raise RuntimeError(f"case {event.case_id}: could not record version {event.version} after retries")
+
+    # --- parking -------------------------------------------------------------------------------------------
+
+    def _parking_id(self, case_id: UUID) -> UUID:
+        return uuid.uuid5(case_id, f"{self.purpose}:parked")
+
+    def parked(self, case_id: UUID) -> CaseParked | None:
+        try:
+            state = self.repository.get(self._parking_id(case_id), projector_func=_project_parking)
+        except AggregateNotFoundError:
+            return None
+        return None if state is None or state.released else state
+
+    def park(self, case_id: UUID, version: int, reason: str, now: datetime) -> None:
+        """Park ``case_id`` at ``version`` (idempotent while it stays parked)."""
+        if self.parked(case_id):
+            return
+        try:
+            current = self.repository.get(self._parking_id(case_id), projector_func=_project_parking)
+            next_version = current.originator_version + 1 if current else 1
+        except AggregateNotFoundError:
+            next_version = 1
+        self.save(
+            CaseParked(
+                originator_id=self._parking_id(case_id),
+                originator_version=next_version,
+                timestamp=now,
+                case_id=case_id,
+                version=version,
+                reason=reason[:1000],
+            )
+        )
+
+    def release(self, case_id: UUID, now: datetime) -> None:
+        """Unpark ``case_id`` (after a fix), so that its replayed events are applied again."""
+        parked = self.parked(case_id)
+        if parked is None:
+            return
+        self.save(msgspec.structs.replace(parked, originator_version=parked.originator_version + 1, timestamp=now,
+                                          released=True))
+
+    def rebuild_from(
+        self,
+        source: Iterable[tuple[int, CaseEvent]],
+        now: Callable[[], datetime],
+        progress: Callable[[int, Outcome], None] | None = None,
+    ) -> dict[Outcome, int]:
+        """Apply events read from the intake store's own log (no NATS): idempotent, resumable from anywhere."""
+        counts = {outcome: 0 for outcome in Outcome}
+        for position, event in source:
+            outcome = self.process(event, position, now())
+            counts[outcome] += 1
+            if progress:
+                progress(position, outcome)
+        return counts

@@ -1,0 +1,133 @@
+"""Runs a derived service: its trajectory consumer, its outbox relay and its read-only query subject, in one
+process under one FastStream broker. Nothing connects at import time: ``build_derived_service`` wires it all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import nats
+import structlog
+from faststream import FastStream
+from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats.annotations import NatsMessage
+from nats.js import JetStreamContext
+
+from .consumer import TrajectoryConsumer
+from .derived import DerivedApplication
+from .relay import OutboxRelay, Render, ensure_stream
+from .settings import Settings
+
+log = structlog.get_logger("service")
+
+
+class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A read-only question about one case; ``version`` asks for the derived state as it was then."""
+
+    case_id: UUID
+    version: int | None = None
+
+
+#: A background job started with the service: ``job(js, stop)`` runs until ``stop`` is set.
+Job = Callable[[JetStreamContext, asyncio.Event], Awaitable[Any]]
+
+
+@dataclass
+class DerivedService:
+    app: DerivedApplication[Any]
+    consumer: TrajectoryConsumer
+    broker: NatsBroker
+    stream_app: FastStream
+    executor: Executor
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    connection: nats.NATS | None = None
+
+
+def build_derived_service(
+    settings: Settings,
+    app: DerivedApplication[Any],
+    *,
+    stream: str,
+    subjects: list[str],
+    render: Render,
+    query_subject: str,
+    answer: Callable[[Query], Any],
+    consumer_name: str | None = None,
+    attach: Sequence[Callable[[NatsRouter, Executor], None]] = (),
+    jobs: Sequence[Job] = (),
+    setup: Sequence[Callable[[JetStreamContext], Awaitable[Any]]] = (),
+) -> DerivedService:
+    """The service around ``app``: ``attach`` adds subscribers to its router, ``setup`` prepares streams before
+    the subscribers start, ``jobs`` run beside the relay until shutdown."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{app.name}-store")
+    name = consumer_name or app.name
+
+    def park(event: Any, reason: str, now: Any) -> None:
+        app.park(event.case_id, event.version, reason, now)
+
+    consumer = TrajectoryConsumer(name=name, process=app.process, park=park, executor=executor)
+    router = NatsRouter()
+    consumer.attach(router)
+    for add in attach:
+        add(router, executor)
+    decoder = msgspec.json.Decoder(Query)
+
+    @router.subscriber(query_subject, queue=f"{name}-query", title=f"{name}: query",
+                       description=f"Read-only: `{{\"case_id\": ...}}` → the case's {name} with explanations.")
+    async def query(msg: NatsMessage) -> bytes:
+        """Answer a read-only question about one case's derived state."""
+        try:
+            question = decoder.decode(msg.body)
+        except msgspec.MsgspecError as exc:
+            return msgspec.json.encode({"error": f"bad query: {exc}"})
+        loop = asyncio.get_running_loop()
+        try:
+            return msgspec.json.encode(await loop.run_in_executor(executor, answer, question))
+        except Exception as exc:  # noqa: BLE001 - a query always gets an answer
+            log.exception("query failed", service=name)
+            return msgspec.json.encode({"error": f"query failed: {exc!r}"})
+
+    broker = NatsBroker(settings.nats_url, name=f"reintegration-{name}", max_reconnect_attempts=-1,
+                        log_level=logging.DEBUG)
+    broker.include_router(router)
+    stream_app = FastStream(broker)
+    service = DerivedService(app=app, consumer=consumer, broker=broker, stream_app=stream_app, executor=executor)
+    stop = asyncio.Event()
+
+    @stream_app.on_startup
+    async def prepare() -> None:
+        nc = await nats.connect(settings.nats_url, name=f"reintegration-{name}-jobs", max_reconnect_attempts=-1)
+        service.connection = nc
+        js = nc.jetstream()
+        await consumer.start(js)
+        await ensure_stream(js, stream, subjects)
+        for step in setup:
+            await step(js)
+        relay = OutboxRelay(
+            name=f"relay:{name}->{stream}", recorder=app.recorder, mapper=app.mapper,
+            tracking=app.factory.tracking_recorder(), js=js, stream=stream, render=render,
+        )
+        service.tasks.append(asyncio.create_task(relay.run(stop)))
+        for job in jobs:
+            service.tasks.append(asyncio.create_task(job(js, stop)))
+
+    @stream_app.on_shutdown
+    async def finish() -> None:
+        stop.set()
+        if service.tasks:
+            await asyncio.wait_for(asyncio.gather(*service.tasks, return_exceptions=True), timeout=10)
+        if service.connection is not None:
+            await service.connection.drain()
+
+    @stream_app.after_shutdown
+    async def close() -> None:
+        executor.shutdown(wait=True)
+        app.close()
+
+    return service

@@ -1,0 +1,194 @@
+"""The trajectory consumer over a real nats-server: order per case, redeliveries, gaps, poison, dead letters.
+
+A small derived application (it counts each case's events) stands in for deadlines and benefits: the delivery
+guarantees belong to the consumer and the derived base class, which both services share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+from faststream.nats import NatsBroker, NatsRouter
+
+from shared.events import reports as r
+from shared.events.envelope import CaseEvent, event_id_for
+from shared.events.subjects import (
+    DEAD_LETTER_PREFIX,
+    DEAD_LETTER_STREAM,
+    POSITION_HEADER,
+    trajectory_subject,
+)
+from shared.infra.consumer import TrajectoryConsumer
+from shared.infra.derived import DerivedApplication
+from shared.infra.natsserver import EmbeddedNatsServer
+from shared.infra.settings import Settings
+from shared.infra.store import prepare_store
+from tests.factories import FUND_PARTY, NOW, incapacity, rid
+
+
+class Tally(msgspec.Struct, frozen=True, kw_only=True):
+    originator_id: uuid.UUID
+    originator_version: int
+    timestamp: datetime
+    source: CaseEvent
+    position: int
+
+
+class Counted(msgspec.Struct, frozen=True):
+    versions: tuple[int, ...]
+    version: int  # the derived aggregate's own version (the repository's cache fast-forwards from it)
+
+
+class CountingApplication(DerivedApplication[Counted]):
+    name = "counting"
+    purpose = "counting"
+
+    def project(self, state: Counted | None, events: Iterable[Tally]) -> Counted | None:
+        for event in events:
+            state = Counted((*(state.versions if state else ()), event.source.version), event.originator_version)
+        return state
+
+    def source_version(self, state: Counted | None) -> int:
+        return len(state.versions) if state else 0
+
+    def step(self, state: Counted | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
+        if isinstance(event.report, r.CaseClosed) and event.report.reason == "poison":
+            raise ValueError("this event breaks a rule")
+        return [Tally(originator_id=self.derived_id(event.case_id), originator_version=event.version,
+                      timestamp=now, source=event, position=position)]
+
+
+def events_of(case: uuid.UUID, count: int, poison_at: int | None = None) -> list[CaseEvent]:
+    out = []
+    for version in range(1, count + 1):
+        if version == 1:
+            report: r.Report = incapacity(date(2024, 1, 10))
+        elif version == poison_at:
+            report = r.CaseClosed(report_id=rid(), case_id=case, closed_on=date(2024, 5, 1), reason="poison")
+        else:
+            report = r.IncapacityInterrupted(report_id=rid(), case_id=case, returned_on=date(2024, 2, version))
+        out.append(CaseEvent(case_id=case, version=version, event_id=event_id_for(case, version), recorded_at=NOW,
+                             reported_by=FUND_PARTY, regime="BE-2022", report=report))
+    return out
+
+
+class Harness:
+    def __init__(self, url: str, tmp: Path) -> None:
+        settings = Settings(data_dir=tmp / "data", nats_url=url)
+        self.app = CountingApplication(env=prepare_store(settings, "counting"))
+        self.url = url
+        self.position = 0
+        self.executor = ThreadPoolExecutor(max_workers=1)
+        self.consumer = TrajectoryConsumer(
+            name="counting", process=self.app.process, executor=self.executor, gap_delay=0.05, poison_delay=0.05,
+            park=lambda e, why, now: self.app.park(e.case_id, e.version, why, now),
+        )
+        self.broker = NatsBroker(url)
+        router = NatsRouter()
+        self.consumer.attach(router, batch_size=50)
+        self.broker.include_router(router)
+
+    async def start(self) -> None:
+        self.nc = await nats.connect(self.url)
+        self.js = self.nc.jetstream()
+        await self.consumer.start(self.js)
+        await self.broker.start()
+
+    async def publish(self, event: CaseEvent | bytes, case: uuid.UUID | None = None) -> None:
+        self.position += 1
+        if isinstance(event, bytes):
+            subject, payload = trajectory_subject(case or uuid.uuid4(), "garbage"), event
+        else:
+            subject, payload = trajectory_subject(event.case_id, event.type), msgspec.json.encode(event)
+        await self.js.publish(subject, payload, headers={POSITION_HEADER: str(self.position)})
+
+    async def until(self, check: Any, timeout: float = 20) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await asyncio.to_thread(check):
+            assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        await self.nc.close()
+        self.executor.shutdown()
+        self.app.close()
+
+
+@pytest.fixture
+async def harness(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(nats_server.url, tmp_path)
+    await h.start()
+    yield h
+    await h.stop()
+
+
+def versions(h: Harness, case: uuid.UUID) -> tuple[int, ...]:
+    state = h.app.load(case)
+    return state.versions if state else ()
+
+
+async def test_redelivered_events_change_nothing(harness: Harness) -> None:
+    case = uuid.uuid4()
+    events = events_of(case, 5)
+    for event in events + events + events[:2]:  # every event three or two times, as redeliveries would
+        await harness.publish(event)
+    await harness.until(lambda: versions(harness, case) == (1, 2, 3, 4, 5))
+    await harness.until(lambda: harness.consumer.counts["duplicate"] == 7)
+    assert versions(harness, case) == (1, 2, 3, 4, 5)
+
+
+async def test_out_of_order_events_wait_for_the_missing_one(harness: Harness) -> None:
+    case, other = uuid.uuid4(), uuid.uuid4()
+    first, second, third = events_of(case, 3)
+    await harness.publish(first)
+    await harness.publish(third)  # k+1 arrives before k
+    for event in events_of(other, 3):
+        await harness.publish(event)  # other cases are not held up
+    await harness.until(lambda: versions(harness, other) == (1, 2, 3))
+    assert versions(harness, case) == (1,)
+    await harness.publish(second)
+    await harness.until(lambda: versions(harness, case) == (1, 2, 3))
+    assert harness.consumer.counts["gap"] >= 1
+
+
+async def test_poison_is_dead_lettered_after_max_deliver_and_its_case_parked(harness: Harness) -> None:
+    case, healthy = uuid.uuid4(), uuid.uuid4()
+    for event in events_of(case, 4, poison_at=2):
+        await harness.publish(event)
+    await harness.publish(b"\x00 not json", case)
+    for event in events_of(healthy, 3):
+        await harness.publish(event)
+    await harness.until(lambda: versions(harness, healthy) == (1, 2, 3))
+    await harness.until(lambda: harness.consumer.counts["dead_lettered"] == 4)  # garbage, poison, 2 behind it
+    assert versions(harness, case) == (1,)
+    assert harness.app.parked(case) is not None
+    info = await harness.js.stream_info(DEAD_LETTER_STREAM)
+    assert info.state.messages == 4
+    sub = await harness.js.pull_subscribe(f"{DEAD_LETTER_PREFIX}.>", stream=DEAD_LETTER_STREAM)
+    letters = await sub.fetch(4, timeout=5)
+    poison = [m for m in letters if "parked" not in m.headers["Reintegration-Error"]]
+    parked = [m for m in letters if "parked" in m.headers["Reintegration-Error"]]
+    assert [int(m.headers["Reintegration-Deliveries"]) for m in poison] == [5, 5]  # exactly max_deliver times
+    assert sorted(int(m.headers[POSITION_HEADER]) for m in parked) == [3, 4]  # the case's later events, in order
+    assert harness.consumer.counts["poison"] == 10  # 5 deliveries each of the two poison messages
+
+
+async def test_stream_order_is_kept_per_case_across_batches(harness: Harness) -> None:
+    cases = [uuid.uuid4() for _ in range(20)]
+    streams = {case: events_of(case, 15) for case in cases}
+    for version in range(15):
+        for case in cases:
+            await harness.publish(streams[case][version])
+    await harness.until(lambda: all(versions(harness, c) == tuple(range(1, 16)) for c in cases))
+    assert harness.consumer.counts["applied"] == 300
+    assert harness.consumer.counts["gap"] == 0
