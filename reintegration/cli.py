@@ -93,6 +93,88 @@ def serve_intake() -> None:
     asyncio.run(stream_app.run())
 
 
+def _serve_derived(module: str) -> None:
+    import importlib
+
+    logs.configure()
+    service = importlib.import_module(module).build_service(Settings.from_env())
+    asyncio.run(service.stream_app.run())
+
+
+@serve_app.command("deadlines")
+def serve_deadlines() -> None:
+    """Run the deadlines service: trajectory consumer, timers, outbox relay and query subject."""
+    _serve_derived("services.deadlines.main")
+
+
+@serve_app.command("benefits")
+def serve_benefits() -> None:
+    """Run the benefits service: trajectory consumer, outbox relay and query subject."""
+    _serve_derived("services.benefits.main")
+
+
+CaseOrRebuild = Annotated[str, typer.Argument(help="A case id, or `rebuild` to rebuild from the intake store.")]
+Fresh = Annotated[bool, typer.Option(help="With rebuild: delete the service's store first.")]
+FromPosition = Annotated[int, typer.Option("--from", help="With rebuild: first intake store position.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _case_or_rebuild(service: str, target: str, data_dir: Path, fresh: bool, start: int, as_json: bool) -> None:
+    import uuid
+
+    from . import operate
+
+    settings = Settings.from_env(data_dir=data_dir)
+    if target == "rebuild":
+        module = __import__(f"services.{service}.application", fromlist=["x"])
+        operate.rebuild(getattr(module, f"build_{service}"), settings, service, fresh=fresh, start=start)
+        return
+    try:
+        case_id = uuid.UUID(target)
+    except ValueError:
+        console.print(f"[red]{target!r} is neither a case id nor `rebuild`[/]")
+        raise typer.Exit(2) from None
+    show = operate.show_deadlines if service == "deadlines" else operate.show_ledger
+    raise typer.Exit(show(settings, case_id, as_json))
+
+
+@app.command()
+def deadlines(
+    target: CaseOrRebuild,
+    data_dir: DataDir = Path("data"),
+    fresh: Fresh = False,
+    start: FromPosition = 1,
+    as_json: AsJson = False,
+) -> None:
+    """A case's deadlines (open, met, missed) with their explanation; or `rebuild` from the intake store."""
+    _case_or_rebuild("deadlines", target, data_dir, fresh, start, as_json)
+
+
+@app.command()
+def benefits(
+    target: CaseOrRebuild,
+    data_dir: DataDir = Path("data"),
+    fresh: Fresh = False,
+    start: FromPosition = 1,
+    as_json: AsJson = False,
+) -> None:
+    """A case's benefit ledger with each entry's explanation; or `rebuild` from the intake store."""
+    _case_or_rebuild("benefits", target, data_dir, fresh, start, as_json)
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
+    as_json: AsJson = False,
+    today: Annotated[Optional[str], typer.Option(help="The day of receipt (YYYY-MM-DD); default today.")] = None,
+) -> None:
+    """What if: the deadlines and ledger a case's reports produce, computed in memory without any server."""
+    from .operate import simulate as run
+
+    logs.configure("WARNING")
+    raise typer.Exit(run(file, as_json, today))
+
+
 @app.command()
 def relay(
     from_position: Annotated[

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from .generator import Generator, Script, encode_report
 from .runtime import Runtime
 
 console = Console()
+BRUSSELS = ZoneInfo("Europe/Brussels")
 
 
 @dataclass
@@ -144,6 +147,9 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
         with console.status("waiting for the relay to publish every recorded event ..."):
             in_stream = asyncio.run(wait_for_relay(settings.nats_url, events))
         report(tally, cases, elapsed, events, in_stream, settings)
+        with console.status("waiting for deadlines and benefits to apply every event ..."):
+            caught_up = wait_for_derived(settings, runtime)
+        derived_report(settings, caught_up)
         if keep_running:
             console.print("system left running; Ctrl-C stops it.")
             try:
@@ -152,9 +158,101 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-        return 1 if tally.surprises or in_stream != events else 0
+        return 1 if tally.surprises or in_stream != events or not caught_up else 0
     finally:
         runtime.stop()
+
+
+def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120) -> bool:
+    """Until both derived services have applied every recorded event of every case (from their own stores)."""
+    from services.benefits.application import build_benefits
+    from services.deadlines.application import build_deadlines
+
+    from .operate import intake_log
+
+    versions: dict[object, int] = {}
+    for _position, event in intake_log(settings):
+        versions[event.case_id] = event.version
+    deadline = time.monotonic() + timeout
+    pending = dict(versions)
+    while pending and time.monotonic() < deadline:
+        runtime.supervise_once()
+        deadlines, benefits = build_deadlines(settings), build_benefits(settings)
+        try:
+            for case, version in list(pending.items()):
+                schedule, ledger = deadlines.schedule(case), benefits.ledger(case)  # type: ignore[arg-type]
+                if schedule and ledger and schedule.source_version >= version and ledger.source_version >= version:
+                    del pending[case]
+        finally:
+            deadlines.close()
+            benefits.close()
+        if pending:
+            time.sleep(0.5)
+    # Then every deadline already past due must have its timer fired and its outcome recorded.
+    today = datetime.now(UTC).astimezone(BRUSSELS).date()
+    while time.monotonic() < deadline:
+        deadlines = build_deadlines(settings)
+        try:
+            waiting = 0
+            for case in versions:
+                schedule = deadlines.schedule(case)  # type: ignore[arg-type]
+                waiting += sum(1 for d in (schedule.open_deadlines() if schedule else ()) if d.due_on < today)
+        finally:
+            deadlines.close()
+        if not waiting:
+            return not pending
+        runtime.supervise_once()
+        time.sleep(0.5)
+    return False
+
+
+def derived_report(settings: Settings, caught_up: bool) -> None:
+    """What the derived services made of the demo: deadlines by outcome, ledger entries by kind."""
+    from services.benefits.application import build_benefits
+    from services.deadlines.application import build_deadlines
+
+    from .operate import intake_log
+
+    cases = {event.case_id for _position, event in intake_log(settings)}
+    deadlines, benefits = build_deadlines(settings), build_benefits(settings)
+    states: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    totals: dict[str, object] = {}
+    employer_entries = 0
+    try:
+        for case in cases:
+            schedule = deadlines.schedule(case)  # type: ignore[arg-type]
+            for deadline in (schedule.deadlines.values() if schedule else ()):
+                fired = schedule.outcomes.get(deadline.id) if schedule else None
+                state = fired.outcome if fired else deadline.state
+                states[state + (" late" if deadline.late else "")] += 1
+                rules[deadline.rule] += 1
+            ledger = benefits.ledger(case)  # type: ignore[arg-type]
+            for entry in (ledger.effective if ledger else ()):
+                kinds[entry.kind] += 1
+                if entry.amount is not None:
+                    totals[entry.kind] = totals.get(entry.kind, 0) + entry.amount  # type: ignore[operator]
+                employer_entries += entry.concerns_employer
+    finally:
+        deadlines.close()
+        benefits.close()
+    if not caught_up:
+        console.print("[red]the derived services did not catch up in time[/]")
+    table = Table("outcome", "deadlines", title="Deadlines derived (met, missed by a fired timer, open, cancelled)")
+    for state, n in states.most_common():
+        table.add_row(state, str(n))
+    console.print(table)
+    top = Table("rule", "deadlines", title="Most frequent deadline rules")
+    for rule, n in rules.most_common(8):
+        top.add_row(rule, str(n))
+    console.print(top)
+    ledger_table = Table("kind", "entries", "total EUR", title="Benefit ledger entries in force")
+    for kind, n in kinds.most_common():
+        total = totals.get(kind)
+        ledger_table.add_row(kind, str(n), f"{total:,.2f}" if total is not None else "(percentages)")
+    console.print(ledger_table)
+    console.print(f"{employer_entries} ledger entries concern the employers and went to their own feeds")
 
 
 def report(tally: Tally, cases: int, elapsed: float, events: int, in_stream: int, settings: Settings) -> None:

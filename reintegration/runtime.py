@@ -31,6 +31,8 @@ log = structlog.get_logger("runtime")
 SERVICES: dict[str, list[str]] = {
     "intake": ["serve", "intake"],
     "relay": ["relay"],
+    "deadlines": ["serve", "deadlines"],
+    "benefits": ["serve", "benefits"],
 }
 
 

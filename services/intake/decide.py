@@ -248,10 +248,11 @@ def _(case: Case, report: r.AssessmentIssued, party: Party, rulebook: Rulebook) 
     regime = rulebook.regime_on(report.issued_on)
     if regime is None:
         raise Rejection(Code.NO_REGIME, f"no regime in force on {report.issued_on}", "$.issued_on")
-    if report.regime != regime.id:
+    if report.regime not in _lineage(rulebook, regime.id):
         raise Rejection(
             Code.NOT_ELIGIBLE,
-            f"an assessment issued on {report.issued_on.isoformat()} falls under {regime.id}, not {report.regime}",
+            f"an assessment issued on {report.issued_on.isoformat()} falls under {regime.id} "
+            f"(codes of {', '.join(_lineage(rulebook, regime.id))}), not {report.regime}",
             field="$.regime",
             regime=regime.id,
         )
@@ -263,6 +264,14 @@ def _(case: Case, report: r.AssessmentIssued, party: Party, rulebook: Rulebook) 
             field="$.decision",
             regime=regime.id,
         )
+
+
+def _lineage(rulebook: Rulebook, regime_id: str) -> list[str]:
+    """The regime and those it inherits from (BE-2026 assessments may be coded as BE-2022, whose codes it keeps)."""
+    chain = [regime_id]
+    while (parent := rulebook.regime(chain[-1]).inherits) is not None:
+        chain.append(parent)
+    return chain
 
 
 def _assessment_regime(case: Case, rulebook: Rulebook) -> tuple[Trajectory, object]:

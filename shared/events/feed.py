@@ -47,7 +47,7 @@ class FeedLedgerEntry(FeedMessage, frozen=True, tag="feed.benefit.v1"):
     period_start: date
     period_end: date | None
     rule: str
-    regime: str
+    regime: str | None
     legal_basis: str
     explanation: str
     reverses: UUID | None = None

@@ -47,6 +47,10 @@ class CaseParked(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     released: bool = False
 
+    @property
+    def version(self) -> int:  # the parking record is its own state: eventsourcing's cache reads its version
+        return self.originator_version
+
 
 def _project_parking(state: CaseParked | None, events: Iterable[CaseParked]) -> CaseParked | None:
     for event in events:

@@ -2,12 +2,14 @@
 
 Working days are Monday to Friday less the Belgian legal holidays. The holidays come from the ``holidays``
 package, restricted to the ten legal holidays (its Easter Sunday and Whit Sunday are Sundays anyway).
-Periods run from the day after the step that starts them.
+Periods run from the day after the step that starts them. A rulebook names its calendar by id; ``calendar_for``
+gives the :class:`WorkingCalendar` of that id (the Belgian legal holidays, or the Dutch Algemene termijnenwet).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import holidays
@@ -34,10 +36,11 @@ _BE_LEGAL = frozenset(
 def belgian_legal_holidays(year: int) -> frozenset[date]:
     """The ten Belgian legal holidays of ``year``."""
     found = holidays.country_holidays("BE", years=year, language="en_US")
-    days = frozenset(day for day, name in found.items() if name in _BE_LEGAL)
-    if len(days) != 10:
-        raise RuntimeError(f"expected 10 Belgian legal holidays in {year}, the holidays package gave {len(days)}")
-    return days
+    # Two holidays on one day come as one entry with both names ("Ascension Day; Labor Day" in 2008).
+    named = {(day, part) for day, names in found.items() for part in names.split("; ") if part in _BE_LEGAL}
+    if len(named) != 10:
+        raise RuntimeError(f"expected 10 Belgian legal holidays in {year}, the holidays package gave {len(named)}")
+    return frozenset(day for day, _ in named)
 
 
 def is_holiday(day: date) -> bool:
@@ -81,3 +84,88 @@ def next_working_day_on_or_after(day: date) -> date:
     while not is_working_day(day):
         day += timedelta(days=1)
     return day
+
+
+# --- calendars selectable by a rulebook's calendar id ---------------------------------------------------------
+
+#: The holidays of the Dutch Algemene termijnenwet (art. 3) by the names the ``holidays`` package gives them;
+#: 5 May is added for every year (the package lists Liberation Day only in lustrum years), Good Friday is left out.
+_NL_TERMIJNENWET = frozenset(
+    {
+        "New Year's Day",
+        "Easter Monday",
+        "King's Day",
+        "Ascension Day",
+        "Pentecost Monday",
+        "Christmas Day",
+        "Second Day of Christmas",
+    }
+)
+#: The monarch's birthday was Queen's Day until 2013 (art. 3: "the day the King's birthday is celebrated").
+_NL_ALIASES = {"Queen's Day": "King's Day"}
+
+
+@functools.cache
+def dutch_legal_holidays(year: int) -> frozenset[date]:
+    """The general holidays of the Dutch Algemene termijnenwet in ``year`` (8 dates, fewer when two coincide)."""
+    found = holidays.country_holidays("NL", years=year, language="en_US")
+    # Two holidays on one day come as one name joined by "; " (Ascension Day on 5 May 2005, for instance).
+    pairs = ((_NL_ALIASES.get(name, name), day) for day, names in found.items() for name in names.split("; "))
+    named = {name: day for name, day in pairs if name in _NL_TERMIJNENWET}
+    if set(named) != _NL_TERMIJNENWET:
+        missing = ", ".join(sorted(_NL_TERMIJNENWET - set(named)))
+        raise RuntimeError(f"the holidays package gave no {missing} for the Netherlands in {year}")
+    return frozenset({*named.values(), date(year, 5, 5)})
+
+
+class WorkingCalendar:
+    """Working days of one calendar: Monday to Friday less its holidays. Selected by the rulebook's calendar id."""
+
+    def __init__(self, calendar_id: str, holidays_of: Callable[[int], frozenset[date]]) -> None:
+        self.id = calendar_id
+        self._holidays_of = holidays_of
+
+    def __repr__(self) -> str:
+        return f"WorkingCalendar({self.id!r})"
+
+    def is_holiday(self, day: date) -> bool:
+        return day in self._holidays_of(day.year)
+
+    def is_working_day(self, day: date) -> bool:
+        return day.weekday() < 5 and not self.is_holiday(day)
+
+    def add_working_days(self, start: date, days: int) -> date:
+        """The ``days``-th working day after ``start`` (before it when ``days`` < 0); ``start`` does not count."""
+        step = timedelta(days=1 if days >= 0 else -1)
+        day, remaining = start, abs(days)
+        while remaining:
+            day += step
+            if self.is_working_day(day):
+                remaining -= 1
+        return day
+
+    def next_working_day_on_or_after(self, day: date) -> date:
+        while not self.is_working_day(day):
+            day += timedelta(days=1)
+        return day
+
+
+#: Calendars by id: a rulebook's ``[calendar] id`` names one of these.
+CALENDARS: dict[str, WorkingCalendar] = {}
+
+
+def register_calendar(calendar: WorkingCalendar) -> WorkingCalendar:
+    CALENDARS[calendar.id] = calendar
+    return calendar
+
+
+def calendar_for(calendar_id: str) -> WorkingCalendar:
+    """The calendar a rulebook names; :class:`LookupError` naming the known ids when there is none."""
+    try:
+        return CALENDARS[calendar_id]
+    except KeyError:
+        raise LookupError(f"unknown calendar {calendar_id!r} (known: {', '.join(sorted(CALENDARS))})") from None
+
+
+register_calendar(WorkingCalendar("BE-legal-holidays", belgian_legal_holidays))
+register_calendar(WorkingCalendar("NL-algemene-termijnenwet", dutch_legal_holidays))

@@ -129,6 +129,7 @@ def test_belgian_legal_holidays() -> None:
     assert len(days) == 10
     assert {date(2025, 4, 21), date(2025, 5, 29), date(2025, 6, 9), date(2025, 7, 21), date(2025, 11, 11)} <= days
     assert date(2025, 7, 11) not in days  # Flemish community holiday, not national
+    assert len(belgian_legal_holidays(2008)) == 9  # Ascension fell on 1 May
     assert not is_working_day(date(2025, 12, 25))
     assert is_working_day(date(2025, 12, 24))
 

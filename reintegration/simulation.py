@@ -1,0 +1,83 @@
+"""``reintegration simulate``: a case's reports through the real Case rules in memory, no server, no files.
+
+Each line is a report (an intake contract, JSON) or ``{"party": "employer:0403170701", "report": {...}}``. A report
+without ``case_id`` belongs to the case the first line opened. Without ``party`` the report is taken as sent by
+the case's own health fund, employer or occupational health service, whichever may send it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import msgspec
+from eventsourcing.utils import get_topic
+
+from services.intake.application import IntakeApplication
+from services.intake.decide import Rejection
+from shared.events import reports as r
+from shared.events.codec import ContractError, decode_report
+from shared.events.common import Party, PartyKind
+from shared.events.envelope import CaseEvent
+from shared.events.replies import RejectionCode
+from shared.infra.store import MsgspecMapper, NullTranscoder
+
+
+def _party(value: str) -> Party:
+    kind, _, party_id = value.partition(":")
+    return Party(kind=PartyKind(kind), id=party_id)
+
+
+def _default_party(report: r.Report, opening: r.IncapacityReported | None) -> Party:
+    ids = {
+        PartyKind.HEALTH_FUND: opening.health_fund if opening else "",
+        PartyKind.EMPLOYER: opening.enterprise_number if opening else "",
+        PartyKind.OCCUPATIONAL_HEALTH_SERVICE: opening.occupational_health_service if opening else "",
+    }
+    if isinstance(report, r.IncapacityReported):
+        ids = {PartyKind.HEALTH_FUND: report.health_fund, PartyKind.EMPLOYER: report.enterprise_number}
+    if isinstance(report, r.TrajectoryRequested):
+        kind = {"employer": PartyKind.EMPLOYER, "advising_physician": PartyKind.HEALTH_FUND}.get(
+            report.initiator.value, PartyKind.OCCUPATIONAL_HEALTH_SERVICE
+        )
+        return Party(kind=kind, id=ids[kind])
+    for kind in (PartyKind.HEALTH_FUND, PartyKind.EMPLOYER, PartyKind.OCCUPATIONAL_HEALTH_SERVICE):
+        if kind in type(report).reporters and ids.get(kind):
+            return Party(kind=kind, id=ids[kind])
+    raise ContractError(RejectionCode.NOT_ALLOWED_FOR_PARTY, f"no party of the case may send {r.tag_of(report)}")
+
+
+def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[CaseEvent], list[tuple[int, str]]]:
+    """The recorded events of the simulated case and the rejected lines (line number, reason)."""
+    now = datetime.combine(date.fromisoformat(today), time(12), tzinfo=UTC) if today else datetime.now(UTC)
+    app = IntakeApplication(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.popo",
+            "MAPPER_TOPIC": get_topic(MsgspecMapper),
+            "TRANSCODER_TOPIC": get_topic(NullTranscoder),
+        }
+    )
+    case_id = None
+    opening: r.IncapacityReported | None = None
+    rejected: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        data: Any = msgspec.json.decode(line)
+        party = None
+        if isinstance(data, dict) and "report" in data:
+            party = _party(data["party"]) if data.get("party") else None
+            data = data["report"]
+        if isinstance(data, dict) and case_id is not None and data.get("type") != "incapacity_reported.v1":
+            data.setdefault("case_id", str(case_id))
+        try:
+            report = decode_report(msgspec.json.encode(data))
+            accepted = app.submit(party or _default_party(report, opening), report, now)
+        except (ContractError, Rejection) as exc:
+            where = f" ({exc.field})" if getattr(exc, "field", None) else ""
+            rejected.append((number, f"{exc.message}{where}"))
+            continue
+        if isinstance(report, r.IncapacityReported) and case_id is None:
+            case_id, opening = accepted.case_id, report
+    events = app.case_events(case_id) if case_id else []
+    return events, rejected

@@ -1,0 +1,1 @@
+"""Benefits: an auditable ledger of every benefit adjustment and premium of a case, derived from its events."""

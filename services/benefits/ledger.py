@@ -1,0 +1,84 @@
+"""The BenefitLedger aggregate: the entries recorded for one case, and the Case events they were derived from.
+
+Each step records the Case event it applied (``source``, the recorded event itself) and the ledger entries it
+added: new entries and reversals of entries that no longer hold. Entries are never edited. The ledger's effective
+entries always equal ``compute_ledger`` over the recorded history (a property test checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from shared.events.envelope import CaseEvent
+from shared.rulebook.benefits import LedgerEntry, effective
+
+
+class LedgerStep(msgspec.Struct, frozen=True, kw_only=True, tag="ledger_step.v1", tag_field="envelope"):
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    source: CaseEvent
+    position: int
+    enterprise_number: str
+    insz: str
+    entries: list[LedgerEntry]
+    #: Another case of the same worker and employer already received the return-to-work premium.
+    prior_premium: bool = False
+
+
+class PremiumGranted(msgspec.Struct, frozen=True, kw_only=True, tag="premium_granted.v1", tag_field="envelope"):
+    """The once-per-worker-and-employer register of the return-to-work premium."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    case_id: UUID
+    entry_id: UUID
+
+    @property
+    def version(self) -> int:  # the register is its own state: eventsourcing's cache reads its version
+        return self.originator_version
+
+
+class BenefitLedger(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    case_id: UUID
+    history: tuple[CaseEvent, ...]
+    entries: tuple[LedgerEntry, ...]
+    positions: tuple[int, ...]
+
+    @property
+    def source_version(self) -> int:
+        return len(self.history)
+
+    @property
+    def effective(self) -> list[LedgerEntry]:
+        return effective(self.entries)
+
+
+def project_ledger(state: BenefitLedger | None, events: Iterable[LedgerStep]) -> BenefitLedger | None:
+    for step in events:
+        if state is None:
+            state = BenefitLedger(
+                id=step.originator_id, version=0, case_id=step.source.case_id, history=(), entries=(), positions=()
+            )
+        state = BenefitLedger(
+            id=state.id,
+            version=step.originator_version,
+            case_id=state.case_id,
+            history=(*state.history, step.source),
+            entries=(*state.entries, *step.entries),
+            positions=(*state.positions, step.position),
+        )
+    return state
+
+
+def project_premium(state: PremiumGranted | None, events: Iterable[PremiumGranted]) -> PremiumGranted | None:
+    for event in events:
+        state = state or event
+    return state

@@ -1,0 +1,1 @@
+"""Deadlines: every legal clock of a case, derived from its events, with durable timers and explanations."""

@@ -1,0 +1,112 @@
+"""The deadlines application: applies Case events to each case's DeadlineSchedule and records fired timers."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from shared.events import reports as r
+from shared.events.envelope import CaseEvent
+from shared.infra.derived import DerivedApplication
+from shared.infra.settings import Settings
+from shared.infra.store import prepare_store
+from shared.rulebook import Rulebook, default_rulebook
+from shared.rulebook.deadlines import Policy, compute_deadlines
+
+from .schedule import DeadlineSchedule, ScheduleStep, TimerFired, diff, project_schedule
+
+
+class TimerOutcome(enum.StrEnum):
+    RECORDED = "recorded"
+    #: the deadline was met, cancelled or moved since the timer was set, or its outcome is already recorded
+    STALE = "stale"
+    #: the schedule has not applied every report of the case yet: decide later
+    BEHIND = "behind"
+
+
+#: What a fired timer means for each kind of deadline.
+OUTCOME_BY_KIND = {"due": "missed", "window": "expired", "reminder": "reminded", "not_before": "reached"}
+
+
+class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
+    name = "deadlines"
+    purpose = "deadlines"
+
+    def __init__(
+        self, env: dict[str, str] | None = None, rulebook: Rulebook | None = None, policy: Policy | None = None
+    ) -> None:
+        super().__init__(env)
+        self.rulebook = rulebook or default_rulebook()
+        self.policy = policy or Policy()
+
+    def project(self, state: DeadlineSchedule | None, events: Any) -> DeadlineSchedule | None:
+        return project_schedule(state, events)
+
+    def source_version(self, state: DeadlineSchedule | None) -> int:
+        return state.source_version if state else 0
+
+    def step(self, state: DeadlineSchedule | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
+        history = (*(state.history if state else ()), event)
+        opening = history[0].report
+        assert isinstance(opening, r.IncapacityReported), "a case starts with its incapacity"
+        computed = compute_deadlines(history, self.rulebook, self.policy)
+        return [
+            ScheduleStep(
+                originator_id=self.derived_id(event.case_id),
+                originator_version=(state.version if state else 0) + 1,
+                timestamp=now,
+                source=event,
+                position=position,
+                enterprise_number=opening.enterprise_number,
+                insz=opening.insz,
+                changes=diff(state.deadlines if state else {}, computed),
+            )
+        ]
+
+    def schedule(self, case_id: UUID, version: int | None = None) -> DeadlineSchedule | None:
+        return self.load(case_id, version)
+
+    def timer_fired(
+        self, case_id: UUID, deadline_id: UUID, due_on: Any, fired_at: datetime, scheduled_for: datetime,
+        known_version: int,
+    ) -> TimerOutcome:
+        """Record the outcome of a deadline whose timer fired, once, if it is still open as the case stands."""
+        for _attempt in range(self.write_attempts):
+            state = self.load(case_id)
+            deadline = state.deadlines.get(deadline_id) if state else None
+            if state is None or state.source_version < known_version:
+                return TimerOutcome.BEHIND
+            if deadline is None:
+                return TimerOutcome.STALE
+            if deadline.state != "open" or deadline_id in state.outcomes or deadline.due_on != due_on:
+                return TimerOutcome.STALE
+            fired = TimerFired(
+                originator_id=state.id,
+                originator_version=state.version + 1,
+                timestamp=fired_at,
+                deadline=deadline,
+                outcome=OUTCOME_BY_KIND.get(deadline.deadline_kind, "missed"),
+                fired_at=fired_at,
+                lag_seconds=max(0.0, (fired_at - scheduled_for).total_seconds()),
+                known_version=state.source_version,
+                enterprise_number=state.enterprise_number,
+                insz=state.insz,
+            )
+            try:
+                self.save(fired)
+            except IntegrityError:
+                continue
+            return TimerOutcome.RECORDED
+        raise RuntimeError(f"case {case_id}: could not record the timer of {deadline_id}")
+
+
+def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:
+    """Composition root of the deadlines application."""
+    return DeadlinesApplication(
+        env={**prepare_store(settings, DeadlinesApplication.name), **env}, rulebook=rulebook,
+        policy=Policy(roll_forward=settings.roll_forward, employer_policies=frozenset(settings.employer_policies)),
+    )

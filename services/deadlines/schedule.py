@@ -1,0 +1,131 @@
+"""The DeadlineSchedule aggregate: one case's deadlines as derived, with the events and timers behind them.
+
+Each ``ScheduleStep`` records the Case event it applied (``source``) and how the deadlines changed: ``compute_
+deadlines`` over the history after the event, compared with the deadlines before it. So the schedule is, after
+every step, exactly the pure function of the history (a property test checks it). A ``TimerFired`` records that a
+deadline's timer fired while it was still open: the outcome (missed, or expired for a window), when, and how late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from uuid import UUID
+
+import msgspec
+
+from shared.events.envelope import CaseEvent
+from shared.rulebook.deadlines import Deadline
+
+
+class DeadlineChange(msgspec.Struct, frozen=True, kw_only=True):
+    #: opened / met / cancelled / recomputed / changed / withdrawn
+    change: str
+    deadline: Deadline
+
+
+class ScheduleStep(msgspec.Struct, frozen=True, kw_only=True, tag="schedule_step.v1", tag_field="envelope"):
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    source: CaseEvent
+    position: int
+    enterprise_number: str
+    insz: str
+    changes: list[DeadlineChange]
+
+
+class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="timer_fired.v1", tag_field="envelope"):
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    deadline: Deadline
+    #: missed (an obligation) or expired (a right's window closed)
+    outcome: str
+    fired_at: datetime
+    #: Seconds between the moment the timer was due and the moment it was handled.
+    lag_seconds: float
+    #: Case version the schedule knew when it decided (every earlier report had been applied).
+    known_version: int
+    enterprise_number: str
+    insz: str
+
+
+class DeadlineSchedule(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    case_id: UUID
+    enterprise_number: str
+    insz: str
+    history: tuple[CaseEvent, ...]
+    deadlines: dict[UUID, Deadline]
+    #: deadline id -> the TimerFired that recorded its outcome
+    outcomes: dict[UUID, TimerFired]
+
+    @property
+    def source_version(self) -> int:
+        return len(self.history)
+
+    def open_deadlines(self) -> list[Deadline]:
+        return [d for d in self.deadlines.values() if d.state == "open" and d.id not in self.outcomes]
+
+
+def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineChange]:
+    """The changes that turn ``before`` into ``after``."""
+    changes = []
+    seen = set()
+    for new in after:
+        seen.add(new.id)
+        old = before.get(new.id)
+        if old is None:
+            changes.append(DeadlineChange(change="opened" if new.state == "open" else new.state, deadline=new))
+        elif old != new:
+            if old.state == "open" and new.state != "open":
+                change = new.state
+            elif old.due_on != new.due_on or old.regime != new.regime:
+                change = "recomputed"
+            else:
+                change = "changed"
+            changes.append(DeadlineChange(change=change, deadline=new))
+    for old_id, old in before.items():
+        if old_id not in seen:
+            changes.append(DeadlineChange(change="withdrawn", deadline=old))
+    return changes
+
+
+def project_schedule(
+    state: DeadlineSchedule | None, events: Iterable[ScheduleStep | TimerFired]
+) -> DeadlineSchedule | None:
+    for event in events:
+        if isinstance(event, ScheduleStep):
+            deadlines = dict(state.deadlines) if state else {}
+            for change in event.changes:
+                if change.change == "withdrawn":
+                    deadlines.pop(change.deadline.id, None)
+                else:
+                    deadlines[change.deadline.id] = change.deadline
+            state = DeadlineSchedule(
+                id=event.originator_id,
+                version=event.originator_version,
+                case_id=event.source.case_id,
+                enterprise_number=event.enterprise_number,
+                insz=event.insz,
+                history=(*(state.history if state else ()), event.source),
+                deadlines=deadlines,
+                outcomes=dict(state.outcomes) if state else {},
+            )
+        else:
+            assert state is not None, "a timer fires for a known schedule"
+            state = msgspec.structs.replace(
+                state,
+                version=event.originator_version,
+                outcomes={**state.outcomes, event.deadline.id: event},
+            )
+    return state
+
+
+def timer_due(deadline: Deadline) -> date:
+    """The day after the deadline: its timer fires at the start of that Belgian day."""
+    from datetime import timedelta
+
+    return deadline.due_on + timedelta(days=1)

@@ -1,0 +1,220 @@
+"""Durable timers as JetStream scheduled messages, not sleeping loops.
+
+* The timer writer follows the deadlines store's own log (its position recorded in the store, like the relay):
+  an opened or recomputed deadline gets a scheduled message on ``reintegration.timers.schedule.<deadline id>``
+  (``Nats-Schedule: @at <start of the Belgian day after the deadline>``, target
+  ``reintegration.timers.fired.<deadline id>``); a met, cancelled or decided deadline has its schedule purged.
+  Both are idempotent (a new schedule on the same subject replaces the old one), so a writer restarted anywhere
+  rewrites the same timers. A schedule that falls due while the server is down fires after it restarts.
+* The timers live in their own stream (``TIMERS``, schedules allowed): a stream that allows schedules also allows
+  rollups and purges, which the trajectory stream must never allow.
+* A fired timer is handled by a durable consumer: the deadline's outcome is recorded once, and only when the
+  schedule has applied every report of the case that the TRAJECTORY stream holds (a late report that met the
+  deadline is not overtaken by its timer). Handled timers are deleted, so the stream holds the live timers only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import UTC, date, datetime, time
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Tracking, TrackingRecorder
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsRouter, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from shared.events.subjects import (
+    TIMER_FIRED_PREFIX,
+    TIMER_SCHEDULE_PREFIX,
+    TIMERS_STREAM,
+    TRAJECTORY_PREFIX,
+    TRAJECTORY_STREAM,
+)
+
+from .application import DeadlinesApplication, TimerOutcome
+from .schedule import ScheduleStep, timer_due
+
+log = structlog.get_logger("deadlines.timers")
+BRUSSELS = ZoneInfo("Europe/Brussels")
+TIMER_SUBJECTS = [f"{TIMER_SCHEDULE_PREFIX}.>", f"{TIMER_FIRED_PREFIX}.>"]
+#: Changes after which a deadline needs a timer; the others end it.
+ARMS = {"opened", "recomputed", "changed"}
+
+
+class Timer(msgspec.Struct, frozen=True, kw_only=True):
+    """The payload of a scheduled (and, when fired, delivered) timer."""
+
+    deadline_id: UUID
+    case_id: UUID
+    due_on: date
+    fires_at: datetime
+
+
+def fire_time(day: date) -> datetime:
+    """The start of ``day`` in Belgium, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=BRUSSELS).astimezone(UTC)
+
+
+async def ensure_timer_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    config = api.StreamConfig(
+        name=TIMERS_STREAM,
+        subjects=TIMER_SUBJECTS,
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        num_replicas=replicas,
+        allow_msg_schedules=True,
+    )
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.update_stream(config)
+
+
+class TimerWriter:
+    def __init__(
+        self,
+        *,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        tracking: TrackingRecorder,
+        js: JetStreamContext,
+        name: str = "timers:deadlines->TIMERS",
+        batch_size: int = 500,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.recorder = recorder
+        self.mapper = mapper
+        self.tracking = tracking
+        self.js = js
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.written = 0
+        self.purged = 0
+        self._encoder = msgspec.json.Encoder()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        position = await asyncio.to_thread(lambda: self.tracking.max_tracking_id(self.name) or 0)
+        while not stop.is_set():
+            batch = await asyncio.to_thread(self.recorder.select_notifications, position + 1, self.batch_size)
+            if not batch:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+                except TimeoutError:
+                    pass
+                continue
+            try:
+                for notification in batch:
+                    await self.apply(self.mapper.to_domain_event(notification))
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as exc:
+                log.warning("timer write failed; retrying the batch", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            position = batch[-1].id
+            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, position))
+
+    async def apply(self, event: Any) -> None:
+        if not isinstance(event, ScheduleStep):
+            if hasattr(event, "deadline"):  # a TimerFired: the outcome is recorded, the timer is done
+                await self.purge(event.deadline.id)
+            return
+        for change in event.changes:
+            deadline = change.deadline
+            if change.change in ARMS and deadline.state == "open":
+                when = fire_time(timer_due(deadline))
+                timer = Timer(deadline_id=deadline.id, case_id=deadline.case_id, due_on=deadline.due_on,
+                              fires_at=when)
+                await self.js.publish(
+                    f"{TIMER_SCHEDULE_PREFIX}.{deadline.id}",
+                    self._encoder.encode(timer),
+                    headers={
+                        "Nats-Schedule": f"@at {when.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                        "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{deadline.id}",
+                    },
+                )
+                self.written += 1
+            else:
+                await self.purge(deadline.id)
+
+    async def purge(self, deadline_id: UUID) -> None:
+        await self.js.purge_stream(TIMERS_STREAM, subject=f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}")
+        self.purged += 1
+
+
+class FiredTimers:
+    """The durable consumer of fired timers."""
+
+    def __init__(self, app: DeadlinesApplication, executor: Executor, name: str = "deadlines-timers") -> None:
+        self.app = app
+        self.executor = executor
+        self.name = name
+        self.js: JetStreamContext | None = None
+        self.counts = {outcome.value: 0 for outcome in TimerOutcome}
+        self._decoder = msgspec.json.Decoder(Timer)
+
+    def attach(self, router: NatsRouter) -> None:
+        @router.subscriber(
+            f"{TIMER_FIRED_PREFIX}.>",
+            stream=JStream(TIMERS_STREAM, declare=False),
+            durable=self.name,
+            pull_sub=PullSub(batch_size=100, timeout=0.2, batch=True),
+            ack_policy=AckPolicy.MANUAL,
+            config=api.ConsumerConfig(
+                durable_name=self.name,
+                deliver_policy=api.DeliverPolicy.ALL,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_deliver=1000,
+                filter_subject=f"{TIMER_FIRED_PREFIX}.>",
+            ),
+            title="deadlines: fired timers",
+            description="Durable consumer of fired deadline timers: records each deadline's outcome once.",
+        )
+        async def fired(msg: NatsMessage) -> None:
+            """Record the outcome of each fired timer whose deadline is still open."""
+            for raw in msg.raw_message:  # type: ignore[attr-defined]
+                await self.handle(raw)
+
+    async def handle(self, raw: Msg) -> None:
+        assert self.js is not None
+        try:
+            timer = self._decoder.decode(raw.data)
+        except msgspec.MsgspecError as exc:
+            log.error("undecodable timer dropped", subject=raw.subject, error=str(exc))
+            await raw.term()
+            return
+        known = await self.case_version(timer.case_id)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(
+            self.executor, self.app.timer_fired, timer.case_id, timer.deadline_id, timer.due_on,
+            datetime.now(UTC), timer.fires_at, known,
+        )
+        self.counts[outcome.value] += 1
+        if outcome is TimerOutcome.BEHIND:
+            await raw.nak(delay=0.5)
+            return
+        await raw.ack()
+        if raw.metadata is not None:
+            try:
+                await self.js.delete_msg(TIMERS_STREAM, raw.metadata.sequence.stream)
+            except nats.js.errors.NotFoundError:
+                pass
+
+    async def case_version(self, case_id: UUID) -> int:
+        """How many events of the case the TRAJECTORY stream holds (its latest version)."""
+        assert self.js is not None
+        info = await self.js.stream_info(TRAJECTORY_STREAM, subjects_filter=f"{TRAJECTORY_PREFIX}.{case_id}.>")
+        return sum((info.state.subjects or {}).values())
+
+

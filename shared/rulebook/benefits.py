@@ -1,0 +1,135 @@
+"""Every benefit adjustment and premium of a case, as data (``be-benefits.toml``) plus pure functions.
+
+``compute_ledger(events, rulebook)`` reads a case's history and returns the entries it calls for: reductions of
+the worker's benefit (partial resumption, late declaration, Terug Naar Werk), the full benefit restored after a
+failed resumption, the employer's guaranteed-wage exemption, the employer's return-to-work premium, rehabilitation
+premiums and reimbursements, the employer's force-majeure contribution, the announced sanctions where a deployment
+switches them on, and notices where a rule gives nothing for a reason the case worker should see.
+
+No clock and no I/O: time-dependent conditions (three months of authorised work, a questionnaire not back in time)
+are judged as of the Belgian date (Europe/Brussels) of the latest ``recorded_at`` among the events, so the result
+depends on the history only. A premium that becomes due with the mere passing of time appears with the next
+event recorded on the case. ``reconcile`` turns a new computation into the entries to record (reversals, never
+edits) and ``effective`` reads the ledger in force. Importing this module registers the benefit rule kinds, which
+``default_rulebook()`` relies on to read ``be-benefits.toml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import localcontext
+
+from shared.events.envelope import CaseEvent
+
+from .benefits_base import Ctx
+from .benefits_employer import (
+    ResponsibilityContribution,
+    ResponsibilityInput,
+    employer_entries,
+    responsibility_contribution,
+)
+from .benefits_facts import belgian_date, collect
+from .benefits_ledger import (
+    CENT,
+    DECIMAL_CONTEXT,
+    EntryKind,
+    LedgerEntry,
+    Options,
+    amount_of,
+    cents,
+    effective,
+    natural_id,
+    reconcile,
+    reversal_of,
+    sort_key,
+)
+from .benefits_resumption import reduction_percentage, resumption_entries
+from .benefits_route import route_entries
+from .benefits_rules import (
+    AnnouncedEmployerFine,
+    AnnouncedWorkerReduction,
+    BenefitRestoration,
+    BenefitRule,
+    ForceMajeureContribution,
+    Found,
+    GuaranteedWageExemption,
+    LateDeclarationReduction,
+    MissedExaminationReduction,
+    Payee,
+    RehabilitationCompletionPremium,
+    RehabilitationCosts,
+    RehabilitationExclusion,
+    RehabilitationHourlyPremium,
+    ResponsibilityContributionRule,
+    ResumptionReduction,
+    ReturnToWorkPremium,
+    WorkerTrigger,
+    find_rule,
+)
+from .model import Rulebook
+
+
+def compute_ledger(
+    events: Sequence[CaseEvent], rulebook: Rulebook, options: Options = Options(), *, prior_premium: bool = False
+) -> list[LedgerEntry]:
+    """The ledger ``events`` (one case's history, any order) call for, in ledger order (period start, rule, id).
+
+    ``prior_premium`` says that another case of the same worker and employer already received the return-to-work
+    premium (one premium per worker per employer; the service knows across cases).
+    """
+    facts = collect(events)
+    if facts is None:
+        return []
+    ctx = Ctx(facts=facts, rulebook=rulebook, options=options, prior_premium=prior_premium)
+    with localcontext(DECIMAL_CONTEXT):
+        entries = [*resumption_entries(ctx), *route_entries(ctx), *employer_entries(ctx)]
+    by_id = {e.id: e for e in entries}
+    if len(by_id) != len(entries):
+        raise AssertionError("two ledger entries of one case got the same id")
+    return sorted(by_id.values(), key=sort_key)
+
+
+def premium_rule_ids(rulebook: Rulebook) -> frozenset[str]:
+    """Ids of the return-to-work premium's rules (entries of kind ``premium`` also come from rehabilitation)."""
+    return frozenset(rule.id for rule in rulebook.rules(ReturnToWorkPremium))
+
+
+__all__ = [
+    "CENT",
+    "DECIMAL_CONTEXT",
+    "AnnouncedEmployerFine",
+    "AnnouncedWorkerReduction",
+    "BenefitRestoration",
+    "BenefitRule",
+    "EntryKind",
+    "ForceMajeureContribution",
+    "Found",
+    "GuaranteedWageExemption",
+    "LateDeclarationReduction",
+    "LedgerEntry",
+    "MissedExaminationReduction",
+    "Options",
+    "Payee",
+    "RehabilitationCompletionPremium",
+    "RehabilitationCosts",
+    "RehabilitationExclusion",
+    "RehabilitationHourlyPremium",
+    "ResponsibilityContribution",
+    "ResponsibilityContributionRule",
+    "ResponsibilityInput",
+    "ResumptionReduction",
+    "ReturnToWorkPremium",
+    "WorkerTrigger",
+    "amount_of",
+    "belgian_date",
+    "cents",
+    "compute_ledger",
+    "effective",
+    "find_rule",
+    "natural_id",
+    "premium_rule_ids",
+    "reconcile",
+    "reduction_percentage",
+    "responsibility_contribution",
+    "reversal_of",
+]

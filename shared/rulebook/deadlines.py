@@ -1,0 +1,513 @@
+"""The legal deadlines of a case: rules as data (:class:`DeadlineRule`) and one pure function, :func:`compute_deadlines`.
+
+A deadline rule says which report starts a clock (``starts_on``, with optional conditions on the report's fields or
+on the regime's decision-code tables), from which date of that report it counts (``anchor``, default its effective
+date), how long the period is (``period``: amount, unit, and whether the trigger day itself counts), and which
+reports meet it, cancel it, or suspend it until a later report restarts it. Every rule lives in a rulebook file
+(``be-deadlines.toml``, ``nl-deadlines.toml``); no figure and no country is written in this module.
+
+Counting. ``next_day`` periods start on the day after the trigger, as the Belgian Judicial Code (art. 52) counts:
+*n* calendar days end on trigger + *n*, *n* working days on the *n*-th working day after the trigger, *n* months on
+the same day number *n* months later (31 Jan + 1 month = 28/29 Feb). ``same_day`` periods count the trigger day as
+day 1 ("in week 10 of incapacity", "during the 4th month"): they end one day earlier. A negative amount counts
+backwards ("by the working day before the resumption"). Working days are Monday to Friday less the holidays of
+the rulebook's calendar (``calendar.calendar_for``). Whether an expiry on a Saturday, Sunday or holiday moves to the
+next working day (Judicial Code art. 53) is uncertain: :class:`Policy` switches it, for obligations (``due``) and
+rights (``window``) only, and every deadline records the calendar and the policy it was computed with.
+
+Regime boundaries. The version of a rule is chosen by the date of the step that starts the clock (the trigger's
+effective date). But the 2022 Belgian rules applied at once to running trajectories, and nothing suggests a later
+regime behaves otherwise, so for any rulebook: when a regime takes effect on a day *b* after the clock started,
+and the deadline is still running on *b* (not closed before *b*, and its due date not before *b*), the deadline is
+recomputed under the version of the same rule in the new regime, from the same starting date, keeping its id and
+recording ``recomputed_from``. A deadline that had already expired before *b* is left alone: the new law cannot
+revive a period that was over. If the new regime has no such rule, the deadline is cancelled on *b* with no
+closing event (``closed_by=None``, ``closed_on=b``). If the new regime merely inherits the same version, nothing
+is recomputed. The recomputed date may lie before *b* (49 calendar days are shorter than 40 working days): the
+deadline is then overdue at once, which is what applying the new rule "from the same starting date" means.
+A rule that a new regime introduces does not reach triggers before it, unless it says ``reaches_back``: then it
+also applies to an earlier trigger whose deadline falls on or after the day the rule took effect (the 2022 contact
+after 4 weeks for an absence that began in September 2022, the 2026 work-potential request).
+
+Suspension. A rule may name reports that suspend it (an appeal against a definitive unfitness suspends the
+trajectory): the running deadline is cancelled by that report, and a later report in ``restarted_by`` (the panel
+upholding the assessment) starts a fresh full period, under the regime in force on that report's date; a report in
+``cancelled_by`` in between (the trajectory ended) disarms the restart.
+
+Identity. One open deadline per rule and case: a new trigger of the same rule cancels the open one ("started
+again"). A deadline's id is ``uuid5(case_id, "deadline:<rule id>:<starting event id>")``: stable across policies,
+recomputations and replays; an event starts a rule at most once, so no occurrence number is needed.
+The function never reads a clock: an open deadline past its date stays open (the service records "missed" when its
+timer fires); :func:`overdue` answers for a given day.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from uuid import UUID
+
+import msgspec
+
+from shared.events.envelope import CaseEvent
+from shared.events.reports import REPORTS_BY_TAG, Report, tag_of
+
+from .calendar import WorkingCalendar, add_months, calendar_for
+from .model import Regime, RuleBase, Rulebook, Status, rule_kind
+
+
+class DeadlineKind(enum.StrEnum):
+    DUE = "due"  # an obligation: missed when it expires
+    WINDOW = "window"  # a right that closes (the appeal)
+    NOT_BEFORE = "not_before"  # an earliest date (the force-majeure invitation)
+    REMINDER = "reminder"  # a moment to act on, without a fixed legal expiry
+
+
+class Unit(enum.StrEnum):
+    CALENDAR_DAYS = "calendar_days"
+    WORKING_DAYS = "working_days"
+    WEEKS = "weeks"
+    MONTHS = "months"
+
+
+class CountFrom(enum.StrEnum):
+    NEXT_DAY = "next_day"  # the period starts on the day after the trigger
+    SAME_DAY = "same_day"  # the trigger day is the period's first day
+
+
+class DeadlineState(enum.StrEnum):
+    OPEN = "open"
+    MET = "met"
+    CANCELLED = "cancelled"
+
+
+_CODE_TABLES = ("decision_codes", "definitive_codes", "plan_codes")
+
+
+class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A report that starts, meets or cancels a deadline: its tag and optional conditions on its fields."""
+
+    report: str
+    #: field -> accepted values, e.g. ``{ decision = ["E"] }`` or ``{ assessment_upheld = [true] }``
+    where: dict[str, list[str | bool | int]] = {}
+    #: the report's ``decision`` must be in this table of the regime in force: ``definitive_codes``,
+    #: ``plan_codes`` (any plan) or ``plan_codes.<unfitness>``
+    decision_in: str | None = None
+
+    def __post_init__(self) -> None:
+        cls = REPORTS_BY_TAG.get(self.report)
+        if cls is None:
+            raise ValueError(f"unknown report {self.report!r}")
+        fields = set(cls.__struct_fields__)
+        if unknown := set(self.where) - fields:
+            raise ValueError(f"{self.report} has no field {', '.join(sorted(unknown))}")
+        if self.decision_in is not None:
+            if "decision" not in fields:
+                raise ValueError(f"{self.report} has no decision for decision_in")
+            if self.decision_in.partition(".")[0] not in _CODE_TABLES:
+                raise ValueError(f"decision_in must name one of {', '.join(_CODE_TABLES)}")
+
+    def matches(self, report: Report, regime: Regime | None) -> bool:
+        if tag_of(report) != self.report:
+            return False
+        for name, accepted in self.where.items():
+            value = getattr(report, name)
+            if (value.value if isinstance(value, enum.Enum) else value) not in accepted:
+                return False
+        if self.decision_in is not None:
+            return regime is not None and getattr(report, "decision") in _codes(regime, self.decision_in)
+        return True
+
+
+def _codes(regime: Regime, table: str) -> set[str]:
+    name, _, unfitness = table.partition(".")
+    if name == "plan_codes":
+        return {code for code, kind in regime.plan_codes.items() if not unfitness or kind == unfitness}
+    return set(getattr(regime, name))
+
+
+class Period(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    amount: int
+    unit: Unit
+    count_from: CountFrom = CountFrom.NEXT_DAY
+
+    def __post_init__(self) -> None:
+        if self.amount == 0 or (self.amount < 0 and self.count_from is CountFrom.SAME_DAY):
+            raise ValueError("a period is not 0, and a backward period counts from the next day")
+
+
+@rule_kind
+class DeadlineRule(RuleBase, frozen=True, kw_only=True, tag="deadline"):
+    """A legal deadline: what starts it, how long it runs, who must act, and what meets or cancels it."""
+
+    description: str
+    deadline_kind: DeadlineKind
+    #: who must act: occupational_physician, employer, worker, advising_physician, medical_inspector, return_coach
+    party: str
+    #: the employer is told (its plan, the worker's answer, its own requests)
+    concerns_employer: bool = False
+    starts_on: list[EventMatch]
+    #: the starting report's date field the period counts from (default: the report's effective date)
+    anchor: str | None = None
+    period: Period
+    met_by: list[EventMatch] = []
+    #: the starting report itself fulfils the obligation (it is checked, not awaited)
+    met_on_start: bool = False
+    cancelled_by: list[EventMatch] = []
+    #: closes the deadline (cancelled) and arms ``restarted_by``: a new full period from that report
+    suspended_by: list[EventMatch] = []
+    restarted_by: list[EventMatch] = []
+    #: an employer policy that must be switched on in :class:`Policy` (rules that are no law apply only then)
+    applies_when: str | None = None
+    #: also applies to triggers before the rule took effect, when the deadline falls on or after that day
+    reaches_back: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.starts_on:
+            raise ValueError(f"{self.id}: starts_on is empty")
+        if self.anchor is not None:
+            for match in self.starts_on:
+                if self.anchor not in REPORTS_BY_TAG[match.report].__struct_fields__:
+                    raise ValueError(f"{self.id}: {match.report} has no date {self.anchor}")
+        if self.status is Status.ANNOUNCED and self.applies_when is None:
+            raise ValueError(f"{self.id}: a rule never enacted (A) needs applies_when")
+
+
+class Policy(msgspec.Struct, frozen=True):
+    """How the uncertain parts are settled: roll an expiry to the next working day, employer policies in force."""
+
+    roll_forward: bool = False
+    employer_policies: frozenset[str] = frozenset()
+
+    @property
+    def id(self) -> str:
+        """A stable name, stored with every deadline: ``no-roll-forward`` or ``roll-forward``, ``+`` each policy."""
+        return "+".join(["roll-forward" if self.roll_forward else "no-roll-forward", *sorted(self.employer_policies)])
+
+
+class Deadline(msgspec.Struct, frozen=True, kw_only=True):
+    """One computed deadline of a case, with everything needed to recompute and explain it."""
+
+    id: UUID
+    case_id: UUID
+    rule: str
+    #: the regime whose rule was applied (after a recomputation: the later regime)
+    regime: str
+    #: the regime that defines the rule, when ``regime`` inherits it
+    inherited_from: str | None = None
+    legal_basis: str
+    status: Status
+    deadline_kind: DeadlineKind
+    party: str
+    concerns_employer: bool
+    calendar: str
+    policy: str
+    counting: Unit
+    amount: int
+    count_from: CountFrom
+    started_by: UUID
+    #: the date the period counts from (the trigger's effective date unless the rule names another of its dates)
+    starts_on: date
+    counted_due_on: date
+    due_on: date
+    state: DeadlineState
+    closed_by: UUID | None = None
+    closed_on: date | None = None
+    #: met after ``due_on`` (never for a not_before)
+    late: bool = False
+    #: met before the earliest date of a not_before
+    early: bool = False
+    recomputed_from: str | None = None
+    explanation: str
+
+
+def overdue(deadline: Deadline, as_of: date) -> bool:
+    """Still open after its date on ``as_of``: an obligation missed, a window passed unused (never a not_before)."""
+    return (
+        deadline.state is DeadlineState.OPEN
+        and deadline.deadline_kind is not DeadlineKind.NOT_BEFORE
+        and as_of > deadline.due_on
+    )
+
+
+# --- the computation -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """A deadline being followed through the history."""
+
+    rule: DeadlineRule
+    regime: Regime
+    inherited_from: str | None
+    event: CaseEvent
+    trigger_day: date
+    anchor: date
+    governs_from: date
+    recomputed_from: str | None = None
+    recomputed_on: date | None = None
+
+
+class _Computation:
+    def __init__(self, events: Sequence[CaseEvent], rulebook: Rulebook, policy: Policy) -> None:
+        self.events = sorted(events, key=lambda e: e.version)
+        self.rulebook = rulebook
+        self.policy = policy
+        self.calendar: WorkingCalendar = calendar_for(rulebook.calendar.id)
+        rules = [r for r in rulebook.rules(DeadlineRule) if isinstance(r, DeadlineRule)]
+        self.versions = {(r.regime, r.id): r for r in rules}
+        self.rule_ids = list(dict.fromkeys(r.id for r in rules))
+        regime_days = {regime.valid_from for regime in rulebook.regimes}
+        #: the days on which a version of each rule may begin to apply: regime starts and its applies_from dates
+        self.start_days = {
+            rule_id: sorted(regime_days | {r.applies_from for r in rules if r.id == rule_id and r.applies_from})
+            for rule_id in self.rule_ids
+        }
+
+    # rule versions
+
+    def version(self, rule_id: str, regime: Regime) -> tuple[DeadlineRule, str | None] | None:
+        current: Regime | None = regime
+        while current is not None:
+            rule = self.versions.get((current.id, rule_id))
+            if rule is not None:
+                return rule, (current.id if current is not regime else None)
+            current = self.rulebook.regime(current.inherits) if current.inherits else None
+        return None
+
+    def applies(self, rule: DeadlineRule, trigger_day: date, on_day: date) -> bool:
+        if rule.applies_when is not None and rule.applies_when not in self.policy.employer_policies:
+            return False
+        if rule.applies_from is None or trigger_day >= rule.applies_from:
+            return True
+        return rule.reaches_back and on_day >= rule.applies_from
+
+    def in_force(self, rule_id: str, trigger_day: date) -> tuple[DeadlineRule, str | None, Regime, date] | None:
+        """The version for a trigger on ``trigger_day``, and the day it governs from (later if it reaches back)."""
+        for day in [trigger_day, *(d for d in self.start_days[rule_id] if d > trigger_day)]:
+            regime = self.rulebook.regime_on(day)
+            found = self.version(rule_id, regime) if regime is not None else None
+            if found is None:
+                continue
+            rule, inherited = found
+            if day > trigger_day and not rule.reaches_back:
+                return None
+            if self.applies(rule, trigger_day, day):
+                assert regime is not None
+                return rule, inherited, regime, day
+            if day == trigger_day and not rule.reaches_back:
+                return None
+        return None
+
+    # dates
+
+    def counted(self, rule: DeadlineRule, anchor: date) -> date:
+        p = rule.period
+        start = anchor - timedelta(days=1) if p.count_from is CountFrom.SAME_DAY else anchor
+        if p.unit is Unit.WORKING_DAYS:
+            return self.calendar.add_working_days(start, p.amount)
+        if p.unit is Unit.MONTHS:
+            end = add_months(anchor, p.amount)
+            return end - timedelta(days=1) if p.count_from is CountFrom.SAME_DAY else end
+        days = p.amount * (7 if p.unit is Unit.WEEKS else 1)
+        return start + timedelta(days=days)
+
+    def due(self, rule: DeadlineRule, counted: date) -> date:
+        rolls = rule.deadline_kind in (DeadlineKind.DUE, DeadlineKind.WINDOW)
+        if self.policy.roll_forward and rolls:
+            return self.calendar.next_working_day_on_or_after(counted)
+        return counted
+
+    def due_of(self, run: _Run) -> date:
+        return self.due(run.rule, self.counted(run.rule, run.anchor))
+
+    # the walk
+
+    def run(self) -> list[Deadline]:
+        out: list[Deadline] = []
+        for rule_id in self.rule_ids:
+            out.extend(self.follow(rule_id))
+        return sorted(out, key=lambda d: (d.due_on, d.rule, d.starts_on, str(d.id)))
+
+    def follow(self, rule_id: str) -> Iterator[Deadline]:
+        run: _Run | None = None
+        armed: DeadlineRule | None = None
+        for event in self.events:
+            report = event.report
+            day = report.effective_date
+            regime = self.rulebook.regime_on(day)
+            if run is not None and (ended := self.advance(run, day)) is not None:
+                yield ended
+                run = None
+            if run is not None:
+                rule = run.rule
+                if any(m.matches(report, regime) for m in rule.met_by):
+                    yield self.close(run, DeadlineState.MET, event)
+                    run = None
+                elif any(m.matches(report, regime) for m in (*rule.cancelled_by, *rule.suspended_by)):
+                    if any(m.matches(report, regime) for m in rule.suspended_by):
+                        armed = rule
+                    yield self.close(run, DeadlineState.CANCELLED, event)
+                    run = None
+            elif armed is not None and any(m.matches(report, regime) for m in armed.cancelled_by):
+                armed = None
+            started = self.start(rule_id, event, armed)
+            if started is None:
+                continue
+            if run is not None:
+                yield self.close(run, DeadlineState.CANCELLED, event, reason="started again")
+            run, armed = started, None
+            if run.rule.met_on_start:
+                yield self.close(run, DeadlineState.MET, event)
+                run = None
+        if run is not None:
+            yield self.advance(run, None) or self.close(run, DeadlineState.OPEN, None)
+
+    def start(self, rule_id: str, event: CaseEvent, armed: DeadlineRule | None) -> _Run | None:
+        report = event.report
+        trigger_day = report.effective_date
+        found = self.in_force(rule_id, trigger_day)
+        if found is None:
+            return None
+        rule, inherited, regime, governs_from = found
+        starts = any(m.matches(report, regime) for m in rule.starts_on)
+        restarts = armed is not None and any(m.matches(report, regime) for m in rule.restarted_by)
+        if not (starts or restarts):
+            return None
+        anchor = getattr(report, rule.anchor) if starts and rule.anchor else trigger_day
+        run = _Run(rule, regime, inherited, event, trigger_day, anchor, governs_from)
+        if governs_from > trigger_day and self.due_of(run) < governs_from:
+            return None  # reaches back, but the period was over before the rule took effect
+        return run
+
+    def advance(self, run: _Run, until: date | None) -> Deadline | None:
+        """Apply the regimes that take effect while ``run`` is running, up to ``until``; a cancellation or None."""
+        for regime in self.rulebook.regimes:
+            switch = regime.valid_from
+            if switch <= run.governs_from:
+                continue
+            if (until is not None and switch > until) or self.due_of(run) < switch:
+                break
+            found = self.version(run.rule.id, regime)
+            if found is None or not self.applies(found[0], run.trigger_day, switch):
+                return self.close(run, DeadlineState.CANCELLED, None, closed_on=switch,
+                                  reason=f"{regime.id} took effect and has no such rule")
+            if found[0] is run.rule:
+                continue
+            run.recomputed_from, run.recomputed_on = run.regime.id, switch
+            run.rule, run.inherited_from, run.regime, run.governs_from = found[0], found[1], regime, switch
+        return None
+
+    def close(
+        self, run: _Run, state: DeadlineState, event: CaseEvent | None, *, closed_on: date | None = None,
+        reason: str | None = None,
+    ) -> Deadline:
+        rule = run.rule
+        counted = self.counted(rule, run.anchor)
+        due = self.due(rule, counted)
+        if event is not None:
+            closed_on = event.report.effective_date
+        met = state is DeadlineState.MET
+        assert closed_on is not None or state is DeadlineState.OPEN
+        not_before = rule.deadline_kind is DeadlineKind.NOT_BEFORE
+        return Deadline(
+            id=uuid.uuid5(run.event.case_id, f"deadline:{rule.id}:{run.event.event_id}"),
+            case_id=run.event.case_id,
+            rule=rule.id,
+            regime=run.regime.id,
+            inherited_from=run.inherited_from,
+            legal_basis=rule.legal_basis,
+            status=rule.status,
+            deadline_kind=rule.deadline_kind,
+            party=rule.party,
+            concerns_employer=rule.concerns_employer,
+            calendar=self.calendar.id,
+            policy=self.policy.id,
+            counting=rule.period.unit,
+            amount=rule.period.amount,
+            count_from=rule.period.count_from,
+            started_by=run.event.event_id,
+            starts_on=run.anchor,
+            counted_due_on=counted,
+            due_on=due,
+            state=state,
+            closed_by=event.event_id if event is not None else None,
+            closed_on=closed_on,
+            late=met and not not_before and closed_on is not None and closed_on > due,
+            early=met and not_before and closed_on is not None and closed_on < due,
+            recomputed_from=run.recomputed_from,
+            explanation=_explain(self, run, counted, due, state, event, closed_on, reason),
+        )
+
+
+_STATUS_WORDS = {Status.CONFIRMED: "confirmed", Status.UNCERTAIN: "uncertain", Status.ANNOUNCED: "never enacted"}
+_UNIT_WORDS = {Unit.CALENDAR_DAYS: "calendar day", Unit.WORKING_DAYS: "working day", Unit.WEEKS: "week",
+               Unit.MONTHS: "month"}
+_KIND_WORDS = {DeadlineKind.DUE: "due on", DeadlineKind.WINDOW: "open until", DeadlineKind.NOT_BEFORE: "not before",
+               DeadlineKind.REMINDER: "reminder on"}
+
+
+def _explain(
+    c: _Computation, run: _Run, counted: date, due: date, state: DeadlineState, event: CaseEvent | None,
+    closed_on: date | None, reason: str | None,
+) -> str:
+    """One sentence: the rule, the figure, from which date, under which regime, calendar and policy, and the state."""
+    rule, p = run.rule, run.rule.period
+    n = abs(p.amount)
+    period = f"{n} {_UNIT_WORDS[p.unit]}{'s' if n != 1 else ''}"
+    if p.amount < 0:
+        counting = f"{period} before {run.anchor}"
+    elif p.count_from is CountFrom.SAME_DAY:
+        counting = f"{period} counted from {run.anchor} included"
+    else:
+        counting = f"{period} counted from the day after {run.anchor}"
+    regime = run.regime.id + (f" (rule inherited from {run.inherited_from})" if run.inherited_from else "")
+    text = (
+        f"{rule.description} ({rule.id}, {regime}, {rule.status.value} {_STATUS_WORDS[rule.status]}; "
+        f"{rule.legal_basis}): {counting}, so {_KIND_WORDS[rule.deadline_kind]} {due}"
+    )
+    if due != counted:
+        text += f" (the counted {counted} is not a working day: moved to the next one)"
+    text += f", calendar {c.calendar.id}, policy {c.policy.id}"
+    if run.recomputed_from:
+        text += f"; recomputed from the {run.recomputed_from} rule when {run.regime.id} took effect on {run.recomputed_on}"
+    if run.governs_from > run.trigger_day and not run.recomputed_from:
+        text += f"; the rule took effect on {run.governs_from} and reaches back to this earlier start"
+    if state is DeadlineState.OPEN:
+        return text + "; open."
+    by = f" by {tag_of(event.report)}" if event is not None else ""
+    why = f" ({reason})" if reason else ""
+    if state is DeadlineState.MET:
+        timing = " (late)" if closed_on and closed_on > due else ""
+        if rule.deadline_kind is DeadlineKind.NOT_BEFORE:
+            timing = " (before the earliest date)" if closed_on and closed_on < due else ""
+        return text + f"; met on {closed_on}{by}{timing}."
+    return text + f"; cancelled on {closed_on}{by}{why}."
+
+
+def compute_deadlines(events: Sequence[CaseEvent], rulebook: Rulebook, policy: Policy = Policy()) -> list[Deadline]:
+    """Every deadline the case's history starts under ``rulebook`` and ``policy``, by due date then rule id.
+
+    Pure and deterministic: no clock, no I/O; the same events, rulebook and policy give equal deadlines.
+    """
+    if not events:
+        return []
+    return _Computation(events, rulebook, policy).run()
+
+
+__all__ = [
+    "CountFrom",
+    "Deadline",
+    "DeadlineKind",
+    "DeadlineRule",
+    "DeadlineState",
+    "EventMatch",
+    "Period",
+    "Policy",
+    "Unit",
+    "compute_deadlines",
+    "overdue",
+]
