@@ -212,6 +212,33 @@ def bench_intake(
     run_intake_bench(reports=reports, concurrency=concurrency, relay_events=relay_events, data_dir=data_dir)
 
 
+@bench_app.command("derived")
+def bench_derived(
+    cases: Annotated[int, typer.Option(help="Cases whose events go through the deadlines and benefits services.")] = 2000,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """Trajectory events/s through deadlines and benefits over a real nats-server (schedules written), against a
+    raw JetStream consume-and-republish baseline in the same run; timers held and server memory."""
+    from .bench_derived import run_derived_bench
+
+    logs.configure("WARNING")
+    run_derived_bench(cases=cases, data_dir=data_dir)
+
+
+@bench_app.command("recompute")
+def bench_recompute(
+    cases: Annotated[int, typer.Option(help="Case histories to recompute.")] = 100_000,
+    rebuild: Annotated[bool, typer.Option(help="Also rebuild both services' stores from an intake store.")] = True,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """Deadlines and ledgers of N cases recomputed from scratch with the pure functions, and (with --rebuild) both
+    services rebuilt from an intake store of N cases, each against reading the same events raw in the same run."""
+    from .bench_derived import run_recompute_bench
+
+    logs.configure("WARNING")
+    run_recompute_bench(cases=cases, rebuild=rebuild, data_dir=data_dir)
+
+
 @app.command()
 def asyncapi(
     out: Annotated[Path, typer.Option(help="Where to write the AsyncAPI document.")] = Path("docs/asyncapi.json"),
