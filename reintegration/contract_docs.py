@@ -5,38 +5,83 @@ the payload schemas (FastStream's generator understands pydantic models, and our
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsRouter
 from faststream.specification import AsyncAPI
 
+from shared.events import subjects as s
 from shared.events.envelope import CaseEvent
+from shared.events.feed import FeedDeadline, FeedLedgerEntry
 from shared.events.replies import Reply
 from shared.events.reports import AnyReport
-from shared.events.subjects import TRAJECTORY_PREFIX
 
-VERSION = "0.1.0"
-TRAJECTORY_CHANNEL = "trajectory"
+VERSION = "0.2.0"
+
+#: Published channels (title, subject, description) and the contract of their payload.
+PUBLISHED: list[tuple[str, str, str, Any]] = [
+    ("trajectory", f"{s.TRAJECTORY_PREFIX}.{{case_id}}.{{event_type}}",
+     "Stream TRAJECTORY: every recorded Case event, published by the intake's outbox relay in store order, exactly "
+     "once (`Nats-Msg-Id` = event id, `Reintegration-Position` = intake store position, which consumers track). "
+     "Holds medical fields (`x-medical`) and free text (`x-free-text`): for services and auditors, never employers.",
+     CaseEvent),
+    ("deadline events", f"{s.DEADLINES_PREFIX}.{{case_id}}.{{change}}",
+     "Stream DEADLINES: each change of a case's deadlines (opened, met, cancelled, recomputed, changed, withdrawn, "
+     "and the outcome of a fired timer: missed, expired, reminded, reached), with its rule, regime, legal basis, "
+     "calendar, policy and the events that started and stopped it.", "DeadlineEvent"),
+    ("ledger entries", f"{s.BENEFITS_PREFIX}.{{case_id}}.{{kind}}",
+     "Stream BENEFITS: each new ledger entry (reductions, restorations, premiums, reimbursements, contributions, "
+     "exemptions, reversals) with its rule, legal basis, regime and causing events. Entries are never edited.",
+     "LedgerEntry"),
+    ("employer feed: deadlines", f"{s.EMPLOYER_FEED_PREFIX}.{{enterprise_number}}.deadlines.{{case_id}}",
+     "The deadlines that concern one employer (plan due, answer due, its own overdue plan, 2026 work-potential "
+     "request), data-minimised: the feed types hold no medical or free-text field by construction.", FeedDeadline),
+    ("employer feed: benefits", f"{s.EMPLOYER_FEED_PREFIX}.{{enterprise_number}}.benefits.{{case_id}}",
+     "The ledger entries that concern one employer (its premium, its contribution, fines, guaranteed-wage "
+     "exemption), data-minimised like the deadlines feed.", FeedLedgerEntry),
+    ("timers", f"{s.TIMER_SCHEDULE_PREFIX}.{{deadline_id}}",
+     "Stream TIMERS (schedules allowed, apart from every other stream): one JetStream scheduled message per open "
+     "deadline (`Nats-Schedule: @at <UTC>`, target `reintegration.timers.fired.<deadline_id>`); replaced when the "
+     "deadline moves, purged when it is met or cancelled.", "Timer"),
+    ("dead letters", f"{s.DEAD_LETTER_PREFIX}.{{consumer}}",
+     "Stream DEAD_LETTERS: a message a consumer could not apply after its delivery budget (or one queued behind it "
+     "in a parked case), unchanged, with `Reintegration-Error`, `-Deliveries` and `-Original-Subject` headers.",
+     CaseEvent),
+]
 
 
 def _broker() -> NatsBroker:
+    from services.deadlines.timers import FiredTimers
     from services.intake.handlers import build_router
+    from shared.infra.consumer import TrajectoryConsumer
+    from shared.infra.service import attach_query
 
     broker = NatsBroker("nats://127.0.0.1:4222")
     broker.include_router(build_router(None))  # type: ignore[arg-type]  # introspection only: never started
-    broker.publisher(
-        f"{TRAJECTORY_PREFIX}.{{case_id}}.{{event_type}}",
-        title=TRAJECTORY_CHANNEL,
-        description=(
-            "JetStream stream `TRAJECTORY` (subjects `reintegration.trajectory.>`): every recorded Case event, "
-            "published by the intake's outbox relay in store order, exactly once. Headers: `Nats-Msg-Id` = event "
-            "id, `Reintegration-Position` = position in the intake store's notification log (what consumers "
-            "track). The payload holds medical fields (marked `x-medical`) and free text (`x-free-text`): this "
-            "stream is for the services and auditors, never for employers."
-        ),
-    )
+    executor = ThreadPoolExecutor(max_workers=1)
+    for name in ("deadlines", "benefits"):
+        router = NatsRouter()
+        TrajectoryConsumer(name=name, process=None, park=None, executor=executor).attach(router)  # type: ignore[arg-type]
+        attach_query(router, name, f"{s.QUERY_PREFIX}.{name}", executor, lambda q: None)
+        if name == "deadlines":
+            FiredTimers(None, executor).attach(router)  # type: ignore[arg-type]
+        broker.include_router(router)
+    executor.shutdown()
+    for title, subject, description, _payload in PUBLISHED:
+        broker.publisher(subject, title=title, description=description)
     return broker
+
+
+def _payload_types() -> dict[str, Any]:
+    from services.deadlines.main import DeadlineEvent
+    from services.deadlines.timers import Timer
+    from shared.rulebook.benefits import LedgerEntry
+
+    named = {"DeadlineEvent": DeadlineEvent, "LedgerEntry": LedgerEntry, "Timer": Timer}
+    return {title: named.get(payload, payload) if isinstance(payload, str) else payload
+            for title, _subject, _description, payload in PUBLISHED}
 
 
 def render_asyncapi() -> str:
@@ -47,28 +92,41 @@ def render_asyncapi() -> str:
             version=VERSION,
             description=(
                 "NATS contracts of the re-integration trajectories backend. Payloads are JSON; every message is "
-                "a tagged struct (`type` for reports and replies, `envelope` for recorded events)."
+                "a tagged struct (`type` for reports, replies, feed messages and deadline events, `envelope` for "
+                "recorded events)."
             ),
         )
         .to_specification()
         .to_json()
     )
-    (report_schema, reply_schema, event_schema), components = msgspec.json.schema_components(
-        [AnyReport, Reply, CaseEvent], ref_template="#/components/schemas/{name}"
-    )
+    published = _payload_types()
+    types: list[Any] = [AnyReport, Reply, CaseEvent, *published.values()]
+    schemas_list, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    by_type = dict(zip([id(t) for t in types], schemas_list, strict=True))
     schemas = spec["components"].setdefault("schemas", {})
-    schemas.pop("EmptyPayload", None)
-    schemas.pop(f"{TRAJECTORY_CHANNEL}:Message:Payload", None)
+    for key in [k for k in schemas if k == "EmptyPayload" or k.endswith(":Payload")]:
+        del schemas[key]
     schemas.update(components)
-    schemas["Report"] = {"title": "Report", **report_schema}
-    schemas["Reply"] = {"title": "Reply", **reply_schema}
+    schemas["Report"] = {"title": "Report", **by_type[id(AnyReport)]}
+    schemas["Reply"] = {"title": "Reply", **by_type[id(Reply)]}
     messages = spec["components"]["messages"]
-    messages["intake:SubscribeMessage"]["payload"] = {"$ref": "#/components/schemas/Report"}
-    messages["intake:Reply"] = {
-        "title": "intake:Reply",
-        "payload": {"$ref": "#/components/schemas/Reply"},
-    }
-    messages[f"{TRAJECTORY_CHANNEL}:Message"]["payload"] = event_schema
+    for key, message in messages.items():
+        title, _, _kind = key.partition(":")
+        if title == "intake":
+            message["payload"] = {"$ref": "#/components/schemas/Report"}
+        elif title in published:
+            message["payload"] = by_type[id(published[title])]
+        elif title.endswith(": trajectory events"):
+            message["payload"] = by_type[id(CaseEvent)]
+        elif title.endswith(": fired timers"):
+            message["payload"] = by_type[id(published["timers"])]
+        elif title.endswith(": query"):
+            message["payload"] = {
+                "type": "object", "required": ["case_id"],
+                "properties": {"case_id": {"type": "string", "format": "uuid"},
+                               "version": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+            }
+    messages["intake:Reply"] = {"title": "intake:Reply", "payload": {"$ref": "#/components/schemas/Reply"}}
     spec["operations"]["intake"]["reply"] = {
         "address": {"location": "$message.header#/reply_to"},
         "messages": [{"$ref": "#/components/messages/intake:Reply"}],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from faststream.nats import NatsRouter
@@ -34,11 +36,12 @@ QUERY_SUBJECT = f"{QUERY_PREFIX}.deadlines"
 class DeadlineEvent(msgspec.Struct, frozen=True, kw_only=True, tag="deadline_event.v1", tag_field="type"):
     """What the deadlines service publishes per change, on ``reintegration.deadlines.<case_id>.<change>``."""
 
-    case_id: Any
+    case_id: UUID
     change: str
     deadline: Deadline
-    caused_by: Any
-    fired_at: Any = None
+    #: The Case event that caused the change (none for a fired timer).
+    caused_by: UUID | None
+    fired_at: datetime | None = None
     lag_seconds: float | None = None
 
 

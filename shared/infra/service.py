@@ -34,6 +34,29 @@ class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     version: int | None = None
 
 
+def attach_query(
+    router: NatsRouter, name: str, subject: str, executor: Executor, answer: Callable[[Query], Any]
+) -> None:
+    """The read-only request-reply subject answering questions about one case's derived state."""
+    decoder = msgspec.json.Decoder(Query)
+
+    @router.subscriber(subject, queue=f"{name}-query", title=f"{name}: query",
+                       description=f"Read-only: `{{\"case_id\": ..., \"version\": null}}` → the case's {name} "
+                       "with each item's explanation, or `{\"error\": ...}`.")
+    async def query(msg: NatsMessage) -> bytes:
+        """Answer a read-only question about one case's derived state."""
+        try:
+            question = decoder.decode(msg.body)
+        except msgspec.MsgspecError as exc:
+            return msgspec.json.encode({"error": f"bad query: {exc}"})
+        loop = asyncio.get_running_loop()
+        try:
+            return msgspec.json.encode(await loop.run_in_executor(executor, answer, question))
+        except Exception as exc:  # noqa: BLE001 - a query always gets an answer
+            log.exception("query failed", service=name)
+            return msgspec.json.encode({"error": f"query failed: {exc!r}"})
+
+
 #: A background job started with the service: ``job(js, stop)`` runs until ``stop`` is set.
 Job = Callable[[JetStreamContext, asyncio.Event], Awaitable[Any]]
 
@@ -76,22 +99,7 @@ def build_derived_service(
     consumer.attach(router)
     for add in attach:
         add(router, executor)
-    decoder = msgspec.json.Decoder(Query)
-
-    @router.subscriber(query_subject, queue=f"{name}-query", title=f"{name}: query",
-                       description=f"Read-only: `{{\"case_id\": ...}}` → the case's {name} with explanations.")
-    async def query(msg: NatsMessage) -> bytes:
-        """Answer a read-only question about one case's derived state."""
-        try:
-            question = decoder.decode(msg.body)
-        except msgspec.MsgspecError as exc:
-            return msgspec.json.encode({"error": f"bad query: {exc}"})
-        loop = asyncio.get_running_loop()
-        try:
-            return msgspec.json.encode(await loop.run_in_executor(executor, answer, question))
-        except Exception as exc:  # noqa: BLE001 - a query always gets an answer
-            log.exception("query failed", service=name)
-            return msgspec.json.encode({"error": f"query failed: {exc!r}"})
+    attach_query(router, name, query_subject, executor, answer)
 
     broker = NatsBroker(settings.nats_url, name=f"reintegration-{name}", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG)

@@ -1,0 +1,139 @@
+"""The case worker's and operator's commands: simulate without a server, rebuild without NATS, query over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import msgspec
+import nats
+
+from services.intake.application import build_intake
+from shared.events.subjects import QUERY_PREFIX
+from shared.infra.natsserver import EmbeddedNatsServer
+from shared.infra.settings import Settings
+from shared.rulebook import default_rulebook
+from shared.rulebook.deadlines import compute_deadlines
+from tests.factories import EMPLOYER_PARTY, FUND_PARTY, OHS_PARTY, assessment, incapacity, plan, request
+
+CLI = [sys.executable, "-m", "reintegration"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def test_simulate_prints_deadlines_and_ledger_without_a_server(tmp_path: Path) -> None:
+    lines = [
+        msgspec.json.encode(incapacity(date(2024, 1, 10))).decode(),
+        json.dumps({"type": "trajectory_requested.v1", "report_id": "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e01",
+                    "initiator": "employer", "received_on": "2024-04-10"}),
+        json.dumps({"type": "assessment_issued.v1", "report_id": "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e02",
+                    "issued_on": "2024-05-02", "regime": "BE-2022", "decision": "A"}),
+        json.dumps({"type": "plan_submitted.v1", "report_id": "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e03",
+                    "submitted_on": "2024-07-05", "unfitness": "temporary", "measures": [{"kind": "adapted_hours"}]}),
+    ]
+    file = tmp_path / "case.jsonl"
+    file.write_text("\n".join(lines) + "\n")
+    result = run("simulate", str(file), "--json", "--today", "2024-07-10")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    by_rule = {d["rule"]: d for d in out["deadlines"]}
+    assert by_rule["trajectory.assessment"]["state"] == "met"
+    assert by_rule["trajectory.assessment"]["due_on"] == "2024-05-29"  # 49 days from the day after 10 Apr
+    assert by_rule["trajectory.plan.temporary"]["late"] is True  # 63 days from 2 May: 4 Jul; submitted 5 Jul
+    assert by_rule["trajectory.plan.answer"]["due_on"] == "2024-07-19"  # 14 days after 5 Jul
+    assert len(out["events"]) == 4 and out["rejected"] == []
+    table = run("simulate", str(file), "--today", "2024-07-10")
+    assert table.returncode == 0 and "trajectory.plan.answer" in table.stdout
+
+    file.write_text("\n".join([*lines, json.dumps({"type": "plan_submitted.v1", "report_id":
+                     "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e04", "submitted_on": "2024-07-06", "unfitness": "temporary",
+                     "measures": [{"kind": "x"}]})]) + "\n")
+    rejected = run("simulate", str(file), "--today", "2024-07-10")
+    assert rejected.returncode == 1 and "line 5 rejected" in rejected.stdout and "already submitted" in rejected.stdout
+
+
+def _record_cases(settings: Settings) -> list:
+    intake = build_intake(settings)
+    now = datetime(2024, 8, 1, 9, tzinfo=UTC)
+    cases = []
+    for n, insz in enumerate(["85073003328", "74091512374"]):
+        case = intake.submit(FUND_PARTY, incapacity(date(2024, 1, 10 + n), insz=insz), now).case_id
+        intake.submit(EMPLOYER_PARTY, request(case, date(2024, 4, 10 + n)), now)
+        intake.submit(OHS_PARTY, assessment(case, date(2024, 5, 2), "BE-2022", "A"), now)
+        intake.submit(EMPLOYER_PARTY, plan(case, date(2024, 6, 3)), now)
+        cases.append(case)
+    history = {c: intake.case_events(c) for c in cases}
+    intake.close()
+    return [(c, history[c]) for c in cases]
+
+
+def test_rebuild_from_the_intake_store_without_nats(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    cases = _record_cases(settings)
+    env = settings.to_env()
+    for service in ("deadlines", "benefits"):
+        first = run(service, "rebuild", "--data-dir", str(settings.data_dir), env=env)
+        assert first.returncode == 0, first.stderr
+        assert "8 applied" in first.stdout
+        again = run(service, "rebuild", "--data-dir", str(settings.data_dir), env=env)
+        assert "0 applied, 8 already applied" in again.stdout  # idempotent
+        fresh = run(service, "rebuild", "--fresh", "--data-dir", str(settings.data_dir), env=env)
+        assert "8 applied" in fresh.stdout
+    for case, events in cases:
+        shown = run("deadlines", str(case), "--json", "--data-dir", str(settings.data_dir), env=env)
+        assert shown.returncode == 0, shown.stderr
+        recorded = {d["id"]: d for d in json.loads(shown.stdout)["deadlines"]}
+        expected = {str(d.id): msgspec.to_builtins(d) for d in compute_deadlines(events, default_rulebook())}
+        assert {k: {f: v[f] for f in expected[k]} for k, v in recorded.items()} == expected
+        ledger = run("benefits", str(case), "--json", "--data-dir", str(settings.data_dir), env=env)
+        assert ledger.returncode == 0 and json.loads(ledger.stdout)["source_version"] == 4
+    missing = run("deadlines", "not-a-case", "--data-dir", str(settings.data_dir), env=env)
+    assert missing.returncode == 2 and "neither a case id nor `rebuild`" in missing.stderr + missing.stdout
+
+
+async def _ask(url: str, subject: str, payload: bytes) -> dict:
+    nc = await nats.connect(url)
+    try:
+        return json.loads((await nc.request(subject, payload, timeout=10)).data)
+    finally:
+        await nc.close()
+
+
+def test_read_only_query_subjects_over_nats(nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    cases = _record_cases(settings)
+    env = {**os.environ, **settings.to_env()}
+    procs = [subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for args in (["relay"], ["serve", "deadlines"], ["serve", "benefits"])]
+    try:
+        case = cases[0][0]
+        question = msgspec.json.encode({"case_id": str(case)})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.deadlines", question))
+                ledger = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.benefits", question))
+                if answer.get("source_version") == 4 and ledger.get("source_version") == 4:
+                    break
+            except nats.errors.NoRespondersError:
+                pass
+            assert time.monotonic() < deadline, "services did not answer"
+            time.sleep(0.2)
+        rules = {d["rule"]: d["state"] for d in answer["deadlines"]}
+        assert rules["trajectory.assessment"] == "met" and rules["trajectory.plan.answer"] == "open"
+        bad = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.deadlines", b'{"case": 1}'))
+        assert "bad query" in bad["error"]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
