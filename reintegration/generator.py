@@ -331,7 +331,7 @@ class Generator:
             other = next(e for e, _ in self.employers if e != o.enterprise_number)
             s.steps.append(Step(Party(kind=PartyKind.EMPLOYER, id=other), lambda c: r.IncapacityInterrupted(
                 report_id=self.uid(), case_id=c, returned_on=start + timedelta(days=20)),
-                expect="not_allowed_for_party"))
+                expect="case_not_found"))
         else:
             s.kind = "assessment coded under the wrong regime"
             s.opening = msgspec.structs.replace(o, start_date=self.day(date(2023, 1, 2), date(2025, 12, 1)))

@@ -66,10 +66,54 @@ def drop_store(settings: Settings, service: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{service}" CASCADE')
 
 
+#: The streams a derived service publishes into, which a fresh rebuild publishes again from position 1.
+OUTPUT_STREAMS = {"deadlines": ["DEADLINES", "TIMERS"], "benefits": ["BENEFITS"]}
+
+
+def purge_streams(settings: Settings, service: str) -> list[str]:
+    """Purge the service's output streams (its rebuilt store will publish everything again); the names purged."""
+    import asyncio
+
+    import nats
+
+    async def purge() -> list[str]:
+        nc = await asyncio.wait_for(
+            nats.connect(settings.nats_url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0),
+            timeout=3,
+        )
+        try:
+            js = nc.jetstream()
+            done = []
+            for stream in OUTPUT_STREAMS[service]:
+                try:
+                    await js.purge_stream(stream)
+                    done.append(stream)
+                except nats.js.errors.NotFoundError:
+                    pass
+            return done
+        finally:
+            await nc.close()
+
+    return asyncio.run(purge())
+
+
 def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, start: int) -> dict[Outcome, int]:
-    """Apply the intake store's log to a derived service, with progress; idempotent, resumable."""
+    """Apply the intake store's log to a derived service, with progress; idempotent, resumable.
+
+    ``fresh`` drops the service's store first. Its output streams must then start over too: they are purged when
+    the NATS server is reachable, otherwise the command says which to purge (the relay refuses a stream that is
+    ahead of its store, so nothing is published twice or skipped meanwhile).
+    """
     if fresh:
         drop_store(settings, service)
+        try:
+            purged = purge_streams(settings, service)
+            console.print(f"dropped the {service} store; purged {', '.join(purged) or 'no stream (none yet)'}")
+        except Exception as exc:  # noqa: BLE001 - rebuilding needs no NATS; say what is left to do
+            console.print(
+                f"[yellow]dropped the {service} store; NATS at {settings.nats_url} not reachable ({exc!r}): purge "
+                f"stream(s) {', '.join(OUTPUT_STREAMS[service])} before the {service} service starts again[/]"
+            )
     app: DerivedApplication[Any] = app_factory(settings)
     total = intake_size(settings)
     columns = (TextColumn(f"rebuilding {service}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -114,15 +114,15 @@ class Runtime:
         asyncio.run(wait_for_intake(self.settings.nats_url, timeout))
 
     def stop(self) -> None:
+        """Stop the services in reverse order of their start, each before the next, then the server."""
         for child in reversed(list(self.children.values())):
-            if child.process is not None and child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        for child in self.children.values():
-            if child.process is None:
+            if child.process is None or child.process.poll() is not None:
                 continue
+            child.process.send_signal(signal.SIGTERM)
             try:
-                child.process.wait(timeout=10)
+                child.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                log.warning("service did not stop in time; killing it", service=child.name)
                 child.process.kill()
                 child.process.wait()
         if self.server is not None:

@@ -13,7 +13,7 @@ from shared.infra.derived import DerivedApplication
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store
 from shared.rulebook import Rulebook, default_rulebook
-from shared.rulebook.benefits import Options, compute_ledger, premium_rule_ids, reconcile
+from shared.rulebook.benefits import EntryKind, Options, compute_ledger, premium_rule_ids, reconcile
 
 from .ledger import BenefitLedger, LedgerStep, PremiumGranted, project_ledger, project_premium
 
@@ -59,7 +59,10 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
             prior_premium=prior,
         )
         out: list[Any] = [step]
-        granted = next((e for e in entries if e.rule in self.premium_rules and e.reverses is None), None)
+        granted = next(
+            (e for e in entries if e.rule in self.premium_rules and e.kind == EntryKind.PREMIUM and e.reverses is None),
+            None,
+        )
         if granted is not None and register is None:
             out.append(
                 PremiumGranted(

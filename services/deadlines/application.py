@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from shared.events import reports as r
@@ -37,11 +38,25 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
     purpose = "deadlines"
 
     def __init__(
-        self, env: dict[str, str] | None = None, rulebook: Rulebook | None = None, policy: Policy | None = None
+        self,
+        env: dict[str, str] | None = None,
+        rulebook: Rulebook | None = None,
+        policy: Policy | None = None,
+        employer_policies: dict[str, frozenset[str]] | None = None,
     ) -> None:
         super().__init__(env)
         self.rulebook = rulebook or default_rulebook()
         self.policy = policy or Policy()
+        #: policy name -> the employers (enterprise numbers, or ``*``) whose own policy it is
+        self.employer_policies = employer_policies or {}
+
+    def policy_for(self, enterprise_number: str) -> Policy:
+        """The deployment's policy, with the employer policies of this case's employer only."""
+        own = frozenset(
+            name for name, employers in self.employer_policies.items()
+            if "*" in employers or enterprise_number in employers
+        )
+        return msgspec.structs.replace(self.policy, employer_policies=self.policy.employer_policies | own)
 
     def project(self, state: DeadlineSchedule | None, events: Any) -> DeadlineSchedule | None:
         return project_schedule(state, events)
@@ -53,7 +68,7 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         history = (*(state.history if state else ()), event)
         opening = history[0].report
         assert isinstance(opening, r.IncapacityReported), "a case starts with its incapacity"
-        computed = compute_deadlines(history, self.rulebook, self.policy)
+        computed = compute_deadlines(history, self.rulebook, self.policy_for(opening.enterprise_number))
         return [
             ScheduleStep(
                 originator_id=self.derived_id(event.case_id),
@@ -82,7 +97,10 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
                 return TimerOutcome.BEHIND
             if deadline is None:
                 return TimerOutcome.STALE
-            if deadline.state != "open" or deadline_id in state.outcomes or deadline.due_on != due_on:
+            decided = state.outcomes.get(deadline_id)
+            if deadline.state != "open" or deadline.due_on != due_on or (
+                decided is not None and decided.deadline.due_on == due_on
+            ):
                 return TimerOutcome.STALE
             fired = TimerFired(
                 originator_id=state.id,
@@ -104,9 +122,22 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         raise RuntimeError(f"case {case_id}: could not record the timer of {deadline_id}")
 
 
+def parse_employer_policies(values: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """``("flemish-government-return-coach=0316381039 0207437468", "other=*")`` -> policy name -> employers."""
+    out: dict[str, frozenset[str]] = {}
+    for value in values:
+        name, _, employers = value.partition("=")
+        if not name or not employers.strip():
+            raise ValueError(f"employer policy {value!r}: write <policy>=<enterprise number ...> or <policy>=*")
+        out[name.strip()] = frozenset(employers.split())
+    return out
+
+
 def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:
     """Composition root of the deadlines application."""
     return DeadlinesApplication(
-        env={**prepare_store(settings, DeadlinesApplication.name), **env}, rulebook=rulebook,
-        policy=Policy(roll_forward=settings.roll_forward, employer_policies=frozenset(settings.employer_policies)),
+        env={**prepare_store(settings, DeadlinesApplication.name), **env},
+        rulebook=rulebook,
+        policy=Policy(roll_forward=settings.roll_forward),
+        employer_policies=parse_employer_policies(settings.employer_policies),
     )

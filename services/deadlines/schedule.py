@@ -67,7 +67,11 @@ class DeadlineSchedule(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.history)
 
     def open_deadlines(self) -> list[Deadline]:
-        return [d for d in self.deadlines.values() if d.state == "open" and d.id not in self.outcomes]
+        """Open deadlines whose outcome for their current due date is not recorded yet."""
+        return [
+            d for d in self.deadlines.values()
+            if d.state == "open" and (d.id not in self.outcomes or self.outcomes[d.id].deadline.due_on != d.due_on)
+        ]
 
 
 def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineChange]:

@@ -27,13 +27,21 @@ import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Mapper,
+    PersistenceError,
+    Tracking,
+    TrackingRecorder,
+)
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsRouter, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from shared.events.envelope import CASE_EVENT_DECODER
 from shared.events.subjects import (
     TIMER_FIRED_PREFIX,
     TIMER_SCHEDULE_PREFIX,
@@ -107,7 +115,12 @@ class TimerWriter:
     async def run(self, stop: asyncio.Event) -> None:
         position = await asyncio.to_thread(lambda: self.tracking.max_tracking_id(self.name) or 0)
         while not stop.is_set():
-            batch = await asyncio.to_thread(self.recorder.select_notifications, position + 1, self.batch_size)
+            try:
+                batch = await asyncio.to_thread(self.recorder.select_notifications, position + 1, self.batch_size)
+            except PersistenceError as exc:
+                log.warning("store unavailable; retrying", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
             if not batch:
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
@@ -117,12 +130,18 @@ class TimerWriter:
             try:
                 for notification in batch:
                     await self.apply(self.mapper.to_domain_event(notification))
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as exc:
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError) as exc:
                 log.warning("timer write failed; retrying the batch", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
             position = batch[-1].id
-            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, position))
+            await asyncio.to_thread(self._record, position)
+
+    def _record(self, position: int) -> None:
+        try:
+            self.tracking.insert_tracking(Tracking(self.name, position))
+        except IntegrityError:  # a second writer recorded it (or later) meanwhile: schedules are idempotent
+            pass
 
     async def apply(self, event: Any) -> None:
         if not isinstance(event, ScheduleStep):
@@ -175,7 +194,9 @@ class FiredTimers:
                 deliver_policy=api.DeliverPolicy.ALL,
                 ack_policy=api.AckPolicy.EXPLICIT,
                 ack_wait=30,
-                max_deliver=1000,
+                # Unlimited: a timer waits (with a growing delay) for its case's reports to be applied, and must
+                # never be dropped by a delivery limit.
+                max_deliver=-1,
                 filter_subject=f"{TIMER_FIRED_PREFIX}.>",
             ),
             title="deadlines: fired timers",
@@ -190,9 +211,10 @@ class FiredTimers:
         assert self.js is not None
         try:
             timer = self._decoder.decode(raw.data)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             log.error("undecodable timer dropped", subject=raw.subject, error=str(exc))
             await raw.term()
+            await self._delete(raw)
             return
         known = await self.case_version(timer.case_id)
         loop = asyncio.get_running_loop()
@@ -202,9 +224,15 @@ class FiredTimers:
         )
         self.counts[outcome.value] += 1
         if outcome is TimerOutcome.BEHIND:
-            await raw.nak(delay=0.5)
+            delivered = raw.metadata.num_delivered if raw.metadata else 1
+            await raw.nak(delay=min(60.0, 0.5 * 2 ** min(delivered - 1, 7)))
             return
         await raw.ack()
+        await self._delete(raw)
+
+    async def _delete(self, raw: Msg) -> None:
+        """Handled timers leave the stream, so that it holds the live timers only."""
+        assert self.js is not None
         if raw.metadata is not None:
             try:
                 await self.js.delete_msg(TIMERS_STREAM, raw.metadata.sequence.stream)
@@ -212,9 +240,12 @@ class FiredTimers:
                 pass
 
     async def case_version(self, case_id: UUID) -> int:
-        """How many events of the case the TRAJECTORY stream holds (its latest version)."""
+        """The version of the case's latest event in the TRAJECTORY stream (0 when it holds none)."""
         assert self.js is not None
-        info = await self.js.stream_info(TRAJECTORY_STREAM, subjects_filter=f"{TRAJECTORY_PREFIX}.{case_id}.>")
-        return sum((info.state.subjects or {}).values())
+        try:
+            last = await self.js.get_msg(TRAJECTORY_STREAM, subject=f"{TRAJECTORY_PREFIX}.{case_id}.>")
+        except nats.js.errors.NotFoundError:
+            return 0
+        return CASE_EVENT_DECODER.decode(last.data or b"").version
 
 

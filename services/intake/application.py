@@ -19,7 +19,7 @@ from shared.infra.store import prepare_store
 from shared.rulebook import Rulebook, default_rulebook
 
 from .case import Case, evolve, project_case
-from .decide import Rejection, authorise, decide
+from .decide import Rejection, authorise, decide, unknown_case
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 #: Attempts at an optimistic write before answering "conflict, try again".
@@ -60,7 +60,7 @@ class IntakeApplication(Application[UUID]):
                     field="$.report_id",
                 )
             if not isinstance(report, r.IncapacityReported) and case is None:
-                raise Rejection(RejectionCode.CASE_NOT_FOUND, f"no case {case_id}", field="$.case_id")
+                raise unknown_case(case_id, party)
             regime = decide(case, report, party, belgian_date(now), self.rulebook)
             version = 1 if case is None else case.version + 1
             event = CaseEvent(
@@ -104,7 +104,9 @@ class IntakeApplication(Application[UUID]):
     @staticmethod
     def _case_id(report: r.Report) -> UUID:
         if isinstance(report, r.IncapacityReported):
-            return case_id_for(report.insz, report.enterprise_number, report.start_date.isoformat())
+            return case_id_for(
+                report.insz, report.enterprise_number, report.start_date.isoformat(), report.health_fund
+            )
         assert isinstance(report, r.CaseReport)
         return report.case_id
 

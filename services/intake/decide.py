@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Callable
+from uuid import UUID
 
 from shared.events import reports as r
 from shared.events.common import (
@@ -34,6 +35,8 @@ from shared.rulebook.eligibility import (
 from .case import Case, PartialResumption, Rehabilitation, Trajectory
 
 Code = RejectionCode
+#: No report of a working life's incapacity can take effect before this day.
+EARLIEST = date(1950, 1, 1)
 
 
 @dataclass
@@ -63,6 +66,12 @@ def decide(case: Case | None, report: r.Report, party: Party, today: date, ruleb
     """Check ``report`` against ``case``; return the regime in force on its effective date, or raise."""
     authorise(case, report, party)
     effective = report.effective_date
+    if effective < EARLIEST:
+        raise Rejection(
+            Code.INVALID_DATE,
+            f"{report.effective_field} {effective.isoformat()} is before {EARLIEST.isoformat()}: not a plausible date",
+            field=f"$.{report.effective_field}",
+        )
     if effective > today:
         raise Rejection(
             Code.INVALID_DATE,
@@ -106,7 +115,12 @@ def authorise(case: Case | None, report: r.Report, party: Party) -> None:
         PartyKind.OCCUPATIONAL_HEALTH_SERVICE: case.occupational_health_service,
     }[party.kind]
     if owner != party.id:
-        raise Rejection(Code.NOT_ALLOWED_FOR_PARTY, f"case {case.id} is not a case of {party}", field="$.case_id")
+        raise unknown_case(case.id, party)
+
+
+def unknown_case(case_id: UUID, party: Party) -> Rejection:
+    """The one answer for a case that does not exist and for a case of other parties: no oracle of who is sick."""
+    return Rejection(Code.CASE_NOT_FOUND, f"{party} has no case {case_id}", field="$.case_id")
 
 
 def _check_new_case(report: r.IncapacityReported) -> None:

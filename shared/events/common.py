@@ -54,8 +54,13 @@ HEALTH_FUNDS: dict[str, str] = {
 }
 
 
-class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=False):
-    """Base of inbound contracts: frozen, keyword-only and strict about unknown fields."""
+class Struct(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Base of the contracts: frozen and keyword-only.
+
+    Strict at the edge, tolerant inside: :func:`shared.events.codec.decode_report` refuses unknown fields in what a
+    party sends, while stored and streamed events decode with unknown fields ignored, so that a newer writer (a new
+    field with a default) never turns an older reader's events into poison.
+    """
 
 
 class PartyKind(enum.StrEnum):

@@ -25,9 +25,13 @@ def event_id_for(case_id: UUID, version: int) -> UUID:
     return uuid.uuid5(case_id, f"event:{version}")
 
 
-def case_id_for(insz: str, enterprise_number: str, start_date: str) -> UUID:
-    """A case is one worker's incapacity at one employer from one start date."""
-    return uuid.uuid5(CASE_NAMESPACE, f"case:{insz}:{enterprise_number}:{start_date}")
+def case_id_for(insz: str, enterprise_number: str, start_date: str, health_fund: str) -> UUID:
+    """A case is one worker's incapacity at one employer from one start date, as reported with one health fund.
+
+    The health fund is part of the id so that no party can learn, by reporting an incapacity, whether another
+    party already reported it: a report naming another fund opens another case instead of meeting this one.
+    """
+    return uuid.uuid5(CASE_NAMESPACE, f"case:{insz}:{enterprise_number}:{start_date}:{health_fund}")
 
 
 class CaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag="case_event.v1", tag_field="envelope"):

@@ -27,6 +27,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import PersistenceError
@@ -43,6 +44,7 @@ from shared.events.subjects import (
     DEAD_LETTER_PREFIX,
     DEAD_LETTER_STREAM,
     POSITION_HEADER,
+    TRAJECTORY_PREFIX,
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
 )
@@ -53,7 +55,16 @@ from .relay import ensure_stream
 log = structlog.get_logger("consumer")
 
 Process = Callable[[CaseEvent, int, datetime], Outcome]
-Park = Callable[[CaseEvent, str, datetime], None]
+Park = Callable[[UUID, int, str, datetime], None]
+
+
+def _case_of(subject: str) -> UUID | None:
+    """The case id in ``reintegration.trajectory.<case_id>.<type>``, when the subject has one."""
+    parts = subject.split(".")
+    try:
+        return UUID(parts[2]) if len(parts) == 4 and f"{parts[0]}.{parts[1]}" == TRAJECTORY_PREFIX else None
+    except ValueError:
+        return None
 SERVER_MAX_DELIVER = 1000
 
 
@@ -108,16 +119,33 @@ class TrajectoryConsumer:
             await self.handle_batch(msg.raw_message)  # type: ignore[arg-type]
 
     async def handle_batch(self, messages: list[Msg]) -> None:
+        """Handle a batch in stream order, except that each case's events go by version: an event that overtook
+        its predecessor within the batch then waits for nothing."""
+        decoded = [self._decode(raw) for raw in messages]
+        first_seen: dict[object, int] = {}
+        keys = []
+        for index, (_raw, event, _position, _error) in enumerate(decoded):
+            if event is None:
+                keys.append((index, 0))
+                continue
+            group = first_seen.setdefault(event.case_id, index)
+            keys.append((group, event.version))
         waiting: set[str] = set()  # cases with a gap in this batch: their later events wait too
-        for raw in messages:
-            await self.handle(raw, waiting)
+        for _key, item in sorted(zip(keys, decoded, strict=True), key=lambda pair: pair[0]):
+            await self.handle(*item, waiting=waiting)
 
-    async def handle(self, raw: Msg, waiting: set[str]) -> None:
+    @staticmethod
+    def _decode(raw: Msg) -> tuple[Msg, CaseEvent | None, int, BaseException | None]:
         try:
-            event = CASE_EVENT_DECODER.decode(raw.data)
-            position = int((raw.headers or {})[POSITION_HEADER])
+            return raw, CASE_EVENT_DECODER.decode(raw.data), int((raw.headers or {})[POSITION_HEADER]), None
         except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
-            await self.poison(raw, exc, None)
+            return raw, None, 0, exc
+
+    async def handle(
+        self, raw: Msg, event: CaseEvent | None, position: int, error: BaseException | None, *, waiting: set[str]
+    ) -> None:
+        if event is None:
+            await self.poison(raw, error or ValueError("undecodable"), None)
             return
         case = str(event.case_id)
         if case in waiting:
@@ -157,9 +185,11 @@ class TrajectoryConsumer:
         if delivered < self.max_deliver:
             await raw.nak(delay=self.poison_delay)
             return
-        if event is not None:
+        case_id = event.case_id if event is not None else _case_of(raw.subject)
+        if case_id is not None:  # the case waits behind its dead letter rather than skipping it
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self.executor, self.park, event, repr(exc), datetime.now(UTC))
+            version = event.version if event is not None else 0
+            await loop.run_in_executor(self.executor, self.park, case_id, version, repr(exc), datetime.now(UTC))
         await self.dead_letter(raw, repr(exc))
 
     async def dead_letter(self, raw: Msg, error: str) -> None:

@@ -37,13 +37,13 @@ class Outcome(enum.StrEnum):
 
 
 class CaseParked(msgspec.Struct, frozen=True, kw_only=True):
-    """A case whose event ``version`` could not be applied: its later events wait in the dead-letter stream."""
+    """A case whose event ``case_version`` could not be applied: its later events wait in the dead-letter stream."""
 
     originator_id: UUID
     originator_version: int
     timestamp: datetime
     case_id: UUID
-    version: int
+    case_version: int
     reason: str
     released: bool = False
 
@@ -132,7 +132,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
                 originator_version=next_version,
                 timestamp=now,
                 case_id=case_id,
-                version=version,
+                case_version=version,
                 reason=reason[:1000],
             )
         )

@@ -11,10 +11,16 @@ stream's own tail and publishes them pipelined, each with
 
 On start, and after any failure, the relay asks the stream for its last message and resumes after that message's
 position. A relay killed at any moment therefore republishes nothing and skips nothing, also past the duplicate
-window. Its position is also recorded in the store (eventsourcing tracking) for operators and for the broker-amnesia
-case: when the stream is behind the recorded position, the relay says so and re-drives from the stream's tail.
-``replay(from_position)`` republishes a range after an incident, relying on the duplicate window and on
-consumers' own tracking.
+window. Re-reading recorded events that yield no message (a step that changed nothing) is harmless: they yield
+nothing again. If the broker lost the stream's data, its tail is earlier than what was published, and the relay
+re-drives from there. Its position is also recorded in the store (eventsourcing tracking), only ever forward, for
+operators and as the resume point after a replay.
+
+``replay(from_position)`` republishes a range after an incident (``Reintegration-Replay: 1``), relying on the
+duplicate window and on consumers' per-case versions. The live relay passes over replayed messages when it looks
+for its tail. If it meets a message that a replay already put in the stream, the duplicate acknowledgement counts
+as published. A stream whose tail lies beyond the store's last event means the store was replaced or rebuilt: the
+relay stops and says which stream to purge.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import structlog
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification, Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Mapper,
+    Notification,
+    PersistenceError,
+    Tracking,
+    TrackingRecorder,
+)
 from nats.js import JetStreamContext, api
 
 from shared.events.subjects import PART_HEADER, POSITION_HEADER
@@ -37,6 +51,19 @@ log = structlog.get_logger("relay")
 
 #: JetStream's error code for a failed ``Nats-Expected-Last-Sequence`` check.
 WRONG_LAST_SEQUENCE = 10071
+REPLAY_HEADER = "Reintegration-Replay"
+TRANSIENT = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError)
+
+
+class RelayError(RuntimeError):
+    """The relay cannot go on without an operator (the stream is ahead of the store)."""
+
+
+class DuplicateInBatch(Exception):
+    """A message of the batch was already in the stream: resynchronise before going on."""
+
+
+TRANSIENT = (*TRANSIENT, DuplicateInBatch)
 
 
 @dataclass(frozen=True)
@@ -86,31 +113,46 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.ack_timeout = ack_timeout
         self.stats = RelayStats()
+        self._recorded = 0
+        #: Highest position this process saw confirmed by the stream (stored, or already there).
+        self._confirmed = 0
 
     # --- where are we ---------------------------------------------------------------------------------
 
-    async def stream_tail(self) -> tuple[int, int, int]:
-        """``(last stream sequence, store position, parts of that position already published)``.
+    async def stream_tail(self) -> tuple[int, int, int, bool]:
+        """``(last stream sequence, store position, parts of it already published, replays at the tail)``.
 
-        A position is complete when all its parts are in the stream; ``(0, 0, 0)`` for an empty stream.
+        The position is that of the last message the live relay published (replayed messages after it are passed
+        over). A position is complete when all its parts are in the stream; ``(0, 0, 0, False)`` for an empty
+        stream.
         """
         info = await self.js.stream_info(self.stream)
         last_seq = info.state.last_seq
         if not last_seq or not info.state.messages:
-            return last_seq, 0, 0
-        msg = await self.js.get_msg(self.stream, seq=last_seq)
-        headers = msg.headers or {}
+            return last_seq, 0, 0, False
+        seq = last_seq
+        while True:
+            try:
+                msg = await self.js.get_msg(self.stream, seq=seq)
+            except nats.js.errors.NotFoundError:
+                msg = None  # deleted: look further back
+            headers = (msg.headers or {}) if msg is not None else {}
+            if msg is not None and headers.get(REPLAY_HEADER) != "1":
+                break
+            seq -= 1
+            if seq < 1:  # nothing but replays: resume from the recorded position
+                return last_seq, 0, 0, True
         if POSITION_HEADER not in headers:
-            raise RuntimeError(
-                f"stream {self.stream}'s last message (seq {last_seq}) has no {POSITION_HEADER} header: "
+            raise RelayError(
+                f"stream {self.stream}'s message {seq} has no {POSITION_HEADER} header: "
                 "another publisher writes to the relay's stream"
             )
         part, _, total = headers.get(PART_HEADER, "0/1").partition("/")
         done = int(part) + 1
         position = int(headers[POSITION_HEADER])
         if done >= int(total):
-            return last_seq, position, 0
-        return last_seq, position - 1, done  # resume inside this position, after its published parts
+            return last_seq, position, 0, seq != last_seq
+        return last_seq, position - 1, done, seq != last_seq  # resume inside this position, after its parts
 
     def recorded_position(self) -> int:
         return self.tracking.max_tracking_id(self.name) or 0
@@ -121,9 +163,14 @@ class OutboxRelay:
         """Publish until ``stop`` is set, resuming after the stream's tail."""
         last_seq, position, skip = await self._resync(first=True)
         while not stop.is_set():
-            notifications = await asyncio.to_thread(
-                self.recorder.select_notifications, position + 1, self.batch_size
-            )
+            try:
+                notifications = await asyncio.to_thread(
+                    self.recorder.select_notifications, position + 1, self.batch_size
+                )
+            except PersistenceError as exc:
+                log.warning("store unavailable; retrying", relay=self.name, error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
             if not notifications:
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
@@ -133,12 +180,12 @@ class OutboxRelay:
             try:
                 last_seq, position = await self._publish(notifications, last_seq, position, skip)
                 skip = 0
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as exc:
+            except TRANSIENT as exc:
                 log.warning("publish failed; resynchronising with the stream", error=repr(exc))
                 await asyncio.sleep(min(self.poll_interval * 10, 1.0))
                 try:
                     last_seq, position, skip = await self._resync()
-                except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as exc2:
+                except TRANSIENT as exc2:
                     log.warning("stream not reachable", error=repr(exc2))
                     continue
             if on_batch:
@@ -146,15 +193,18 @@ class OutboxRelay:
         return self.stats
 
     async def _resync(self, first: bool = False) -> tuple[int, int, int]:
-        last_seq, position, skip = await self.stream_tail()
-        recorded = await asyncio.to_thread(self.recorded_position)
-        if position < recorded:
-            log.warning(
-                "stream is behind the recorded relay position (broker lost data?): re-driving from its tail",
-                stream=self.stream,
-                stream_position=position,
-                recorded_position=recorded,
+        last_seq, position, skip, replayed = await self.stream_tail()
+        self._recorded = recorded = await asyncio.to_thread(self.recorded_position)
+        stored = await asyncio.to_thread(self.recorder.max_notification_id) or 0
+        if position > stored:
+            raise RelayError(
+                f"stream {self.stream} ends at store position {position} but the store holds {stored} events: the "
+                f"store was replaced or rebuilt; purge stream {self.stream} (and its consumers) before restarting"
             )
+        if replayed and position < recorded:
+            log.info("stream ends with replayed messages", live_tail=position, recorded=recorded)
+        if self._confirmed > position:  # confirmed by duplicates in this process: do not send them again
+            position, skip = self._confirmed, 0
         if not first:
             self.stats.resyncs += 1
         self.stats.position = position
@@ -186,27 +236,45 @@ class OutboxRelay:
         results = await asyncio.wait_for(
             asyncio.gather(*futures, return_exceptions=True), timeout=self.ack_timeout
         ) if futures else []
-        stored = 0
+        confirmed = advanced = 0
         failure: BaseException | None = None
         for result in results:
             if isinstance(result, BaseException):
                 failure = result
                 break
-            stored += 1
+            confirmed += 1
+            if result.duplicate:
+                # Already in the stream (a replay put it there): confirmed, but the stream did not advance, so the
+                # rest of the batch fails its sequence check and is sent again after a resync.
+                failure = DuplicateInBatch(f"message {result.seq} of {self.stream} was already there")
+                break
+            advanced += 1
         if failure is None:
             complete = notifications[-1].id  # notifications with no message are complete too
         else:
-            done = [owner for owner, last in owners[:stored] if last]
+            done = [owner for owner, last in owners[:confirmed] if last]
             complete = done[-1] if done else position
-        last_seq += stored
+        last_seq += advanced
         if complete > position:
-            self.stats.published += stored
+            self.stats.published += advanced
             self.stats.batches += 1
             self.stats.position = complete
-            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.name, complete))
+            self._confirmed = max(self._confirmed, complete)
+            await asyncio.to_thread(self._record, complete)
         if failure is not None:
             raise failure
         return last_seq, complete
+
+    def _record(self, position: int) -> None:
+        """Record the position, only ever forward (re-read positions are not recorded twice)."""
+        if position <= self._recorded:
+            return
+        try:
+            self.tracking.insert_tracking(Tracking(self.name, position))
+        except IntegrityError:  # recorded meanwhile (by a second relay): keep the later mark
+            self._recorded = self.recorded_position()
+            return
+        self._recorded = position
 
     async def replay(self, from_position: int, to_position: int | None = None) -> int:
         """Republish notifications ``from_position..to_position`` (inclusive), one by one, without sequence checks.
@@ -232,6 +300,7 @@ class OutboxRelay:
                             api.Header.MSG_ID: message.msg_id,
                             POSITION_HEADER: str(notification.id),
                             PART_HEADER: f"{part}/{len(outgoing)}",
+                            REPLAY_HEADER: "1",
                         },
                     )
                     count += 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,17 @@ class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     version: int | None = None
 
 
+def _fail_fast(task: asyncio.Task[Any], service: str, stop: asyncio.Event) -> None:
+    """A background job (relay, timer writer) that ends before shutdown takes the process down with it, so that
+    the supervisor (``up``, compose) restarts it rather than leaving a service that consumes but never publishes."""
+    if stop.is_set() or task.cancelled():
+        return
+    error = task.exception()
+    log.critical("background job ended; stopping the service so that it is restarted", service=service,
+                 error=repr(error))
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def attach_query(
     router: NatsRouter, name: str, subject: str, executor: Executor, answer: Callable[[Query], Any]
 ) -> None:
@@ -47,7 +60,7 @@ def attach_query(
         """Answer a read-only question about one case's derived state."""
         try:
             question = decoder.decode(msg.body)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             return msgspec.json.encode({"error": f"bad query: {exc}"})
         loop = asyncio.get_running_loop()
         try:
@@ -91,10 +104,7 @@ def build_derived_service(
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{app.name}-store")
     name = consumer_name or app.name
 
-    def park(event: Any, reason: str, now: Any) -> None:
-        app.park(event.case_id, event.version, reason, now)
-
-    consumer = TrajectoryConsumer(name=name, process=app.process, park=park, executor=executor)
+    consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor)
     router = NatsRouter()
     consumer.attach(router)
     for add in attach:
@@ -121,20 +131,23 @@ def build_derived_service(
             name=f"relay:{name}->{stream}", recorder=app.recorder, mapper=app.mapper,
             tracking=app.factory.tracking_recorder(), js=js, stream=stream, render=render,
         )
-        service.tasks.append(asyncio.create_task(relay.run(stop)))
-        for job in jobs:
-            service.tasks.append(asyncio.create_task(job(js, stop)))
+        for coroutine in (relay.run(stop), *(job(js, stop) for job in jobs)):
+            task = asyncio.create_task(coroutine)
+            task.add_done_callback(lambda t: _fail_fast(t, name, stop))
+            service.tasks.append(task)
 
     @stream_app.on_shutdown
     async def finish() -> None:
         stop.set()
         if service.tasks:
-            await asyncio.wait_for(asyncio.gather(*service.tasks, return_exceptions=True), timeout=10)
-        if service.connection is not None:
-            await service.connection.drain()
+            done, pending = await asyncio.wait(service.tasks, timeout=10)
+            for task in pending:
+                task.cancel()
 
     @stream_app.after_shutdown
     async def close() -> None:
+        if service.connection is not None:  # after the broker: dead letters and timers may still be in flight
+            await service.connection.drain()
         executor.shutdown(wait=True)
         app.close()
 

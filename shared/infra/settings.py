@@ -31,7 +31,8 @@ class Settings:
     #: Move a deadline that expires on a weekend or legal holiday to the next working day (Judicial Code art.
     #: 52-53; uncertain for these periods, so off unless a deployment decides otherwise).
     roll_forward: bool = False
-    #: Employers' own policies to apply (e.g. ``flemish_government`` for its return coach).
+    #: Employers' own policies, each ``<policy>=<enterprise numbers>`` (or ``=*``), e.g.
+    #: ``flemish-government-return-coach=0316381039``: applied to that employer's cases only.
     employer_policies: tuple[str, ...] = ()
     #: Rule ids of announced, never-enacted sanctions a deployment switches on.
     enabled_announced: tuple[str, ...] = ()
@@ -63,7 +64,7 @@ class Settings:
         if (v := get("ROLL_FORWARD")) is not None:
             values["roll_forward"] = v.lower() in {"1", "true", "yes", "on"}
         if (v := get("EMPLOYER_POLICIES")) is not None:
-            values["employer_policies"] = tuple(p for p in v.split(",") if p)
+            values["employer_policies"] = tuple(p.strip() for p in v.split(";") if p.strip())
         if (v := get("ENABLED_ANNOUNCED")) is not None:
             values["enabled_announced"] = tuple(p for p in v.split(",") if p)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -86,7 +87,7 @@ class Settings:
         if self.postgres_url:
             env[ENV_PREFIX + "POSTGRES_URL"] = self.postgres_url
         env[ENV_PREFIX + "ROLL_FORWARD"] = "yes" if self.roll_forward else "no"
-        env[ENV_PREFIX + "EMPLOYER_POLICIES"] = ",".join(self.employer_policies)
+        env[ENV_PREFIX + "EMPLOYER_POLICIES"] = ";".join(self.employer_policies)
         env[ENV_PREFIX + "ENABLED_ANNOUNCED"] = ",".join(self.enabled_announced)
         if self.cipher_key:
             env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key

@@ -90,7 +90,7 @@ class Harness:
         self.executor = ThreadPoolExecutor(max_workers=1)
         self.consumer = TrajectoryConsumer(
             name="counting", process=self.app.process, executor=self.executor, gap_delay=0.05, poison_delay=0.05,
-            park=lambda e, why, now: self.app.park(e.case_id, e.version, why, now),
+            park=self.app.park,
         )
         self.broker = NatsBroker(url)
         router = NatsRouter()
@@ -111,7 +111,7 @@ class Harness:
             subject, payload = trajectory_subject(event.case_id, event.type), msgspec.json.encode(event)
         await self.js.publish(subject, payload, headers={POSITION_HEADER: str(self.position)})
 
-    async def until(self, check: Any, timeout: float = 20) -> None:
+    async def until(self, check: Any, timeout: float = 60) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not await asyncio.to_thread(check):
             assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import nats
+import pytest
 from nats.js.api import DeliverPolicy
 
 from services.intake.application import IntakeApplication, build_intake
@@ -21,7 +22,7 @@ from shared.events import reports as r
 from shared.events.envelope import CASE_EVENT_DECODER
 from shared.events.subjects import POSITION_HEADER, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
 from shared.infra.natsserver import EmbeddedNatsServer
-from shared.infra.relay import ensure_stream
+from shared.infra.relay import Outgoing, ensure_stream
 from shared.infra.settings import Settings
 from reintegration.generator import insz
 from tests.factories import FUND_PARTY, NOW, incapacity, rid
@@ -112,3 +113,80 @@ def test_relay_killed_mid_stream_publishes_every_event_once_in_order(
     assert [pos for _, pos, _ in messages] == list(range(1, 5001))  # every position, once, in store order
     assert [eid for _, _, eid in messages] == stored_ids
     assert len(set(stored_ids)) == 5000
+
+
+async def _run_relay_until(relay, url: str, stream: str, count: int) -> None:  # noqa: ANN001
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    nc = await nats.connect(url)
+    try:
+        for _ in range(300):
+            if task.done():
+                task.result()
+            if (await nc.jetstream().stream_info(stream)).state.messages >= count:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # let it go on: it must not publish more
+    finally:
+        stop.set()
+        await task
+        await nc.close()
+
+
+def test_relay_restarts_over_events_that_yield_no_message_and_after_a_replay(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    """Filtered renders (some events yield nothing, some two messages) and a replay: the live relay resumes right."""
+    from services.intake.outbox import build_relay, render
+
+    def filtered(event):  # noqa: ANN001, ANN202
+        (message,) = render(event)
+        second = Outgoing(message.subject, message.payload, f"{message.msg_id}:2")
+        return [] if event.version == 2 else [message, second]
+
+    settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    app = build_intake(settings)
+    write_cases(app, 0, 3)  # 6 events: versions 1 (two messages each) and 2 (none)
+
+    async def scenario() -> list[tuple[int, int, str]]:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS], duplicate_window=1.0)
+        await _run_relay_until(build_relay(app, js, render=filtered), nats_server.url, TRAJECTORY_STREAM, 6)
+        await _run_relay_until(build_relay(app, js, render=filtered), nats_server.url, TRAJECTORY_STREAM, 6)
+        await asyncio.sleep(1.5)  # past the duplicate window: the replay is appended
+        replayed = await build_relay(app, js, render=filtered).replay(1, 2)
+        assert replayed == 2
+        await asyncio.to_thread(write_cases, app, 3, 1)  # 2 more events: positions 7 (two messages) and 8
+        await _run_relay_until(build_relay(app, js, render=filtered), nats_server.url, TRAJECTORY_STREAM, 10)
+        await nc.close()
+        return await stream_messages(nats_server.url)
+
+    messages = asyncio.run(scenario())
+    app.close()
+    positions = [pos for _, pos, _ in messages]
+    assert positions == [1, 1, 3, 3, 5, 5, 1, 1, 7, 7]  # nothing lost, nothing repeated but the replay itself
+
+
+def test_relay_refuses_a_stream_ahead_of_its_store(nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    from services.intake.outbox import build_relay
+    from shared.infra.relay import RelayError
+
+    first = Settings(data_dir=tmp_path / "first", nats_url=nats_server.url)
+    app = build_intake(first)
+    write_cases(app, 0, 3)
+
+    async def publish_then_switch_store() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await _run_relay_until(build_relay(app, js), nats_server.url, TRAJECTORY_STREAM, 6)
+        rebuilt = build_intake(Settings(data_dir=tmp_path / "rebuilt", nats_url=nats_server.url))
+        write_cases(rebuilt, 0, 1)  # a store with 2 events while the stream ends at position 6
+        with pytest.raises(RelayError, match="purge stream TRAJECTORY"):
+            await build_relay(rebuilt, js).run(asyncio.Event())
+        rebuilt.close()
+        await nc.close()
+
+    asyncio.run(publish_then_switch_store())
+    app.close()

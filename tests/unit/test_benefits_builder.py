@@ -42,7 +42,7 @@ class History:
     now: datetime | None = None
 
     def __post_init__(self) -> None:
-        self.case_id = case_id_for(WORKER, EMPLOYER, self.start.isoformat())
+        self.case_id = case_id_for(WORKER, EMPLOYER, self.start.isoformat(), FUND)
         self.add(
             r.IncapacityReported(
                 report_id=self._rid(), insz=WORKER, enterprise_number=EMPLOYER, staff_count=self.staff,

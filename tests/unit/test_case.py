@@ -35,7 +35,8 @@ class CaseRun:
 
     def __init__(self, opening: r.IncapacityReported, by: Party = FUND_PARTY) -> None:
         self.case: Case | None = None
-        self.id = case_id_for(opening.insz, opening.enterprise_number, opening.start_date.isoformat())
+        self.id = case_id_for(opening.insz, opening.enterprise_number, opening.start_date.isoformat(),
+                              opening.health_fund)
         self.send(opening, by)
 
     def send(self, report: r.Report, by: Party) -> str | None:
@@ -130,7 +131,7 @@ def test_no_appeal_against_a_temporary_unfitness() -> None:
 def test_parties_only_reach_their_own_cases_and_reports() -> None:
     run = CaseRun(incapacity(date(2024, 1, 10)))
     back = r.IncapacityInterrupted(report_id=rid(), case_id=run.id, returned_on=date(2024, 2, 1))
-    assert run.refuse(back, OTHER_EMPLOYER_PARTY).code is Code.NOT_ALLOWED_FOR_PARTY
+    assert run.refuse(back, OTHER_EMPLOYER_PARTY).code is Code.CASE_NOT_FOUND  # the same as no case at all
     ended = r.IncapacityEnded(report_id=rid(), case_id=run.id, ended_on=date(2024, 3, 1))
     rejection = run.refuse(ended, EMPLOYER_PARTY)
     assert (rejection.code, rejection.field) == (Code.NOT_ALLOWED_FOR_PARTY, "$.type")
@@ -145,6 +146,9 @@ def test_dates_are_checked_against_the_case_and_the_day_of_receipt() -> None:
     assert run.refuse(early, EMPLOYER_PARTY).code is Code.INVALID_DATE
     future = r.IncapacityInterrupted(report_id=rid(), case_id=run.id, returned_on=TODAY + timedelta(days=1))
     assert run.refuse(future, EMPLOYER_PARTY).field == "$.returned_on"
+    with pytest.raises(Rejection) as ancient:
+        CaseRun(incapacity(date(1, 1, 2)))
+    assert ancient.value.code is Code.INVALID_DATE
 
 
 def test_a_closed_case_takes_no_more_reports() -> None:

@@ -166,3 +166,20 @@ def test_identifiers_use_the_mod97_checks() -> None:
         normalise_enterprise_number("0403170702")
     with pytest.raises(IdentifierError, match="health fund"):
         normalise_party(PartyKind.HEALTH_FUND, "700")
+
+
+def test_stored_events_tolerate_fields_a_newer_writer_added() -> None:
+    event = CaseEvent(case_id=CASE, version=1, event_id=CASE, recorded_at=NOW, reported_by=EMPLOYER_PARTY,
+                      regime="BE-2022", report=incapacity())
+    data = msgspec.to_builtins(event)
+    data["report"]["employment_fraction"] = 0.8  # a field a later contract version added, with a default
+    data["trace_id"] = "abc"
+    assert CASE_EVENT_DECODER.decode(msgspec.json.encode(data)) == event
+    with pytest.raises(ContractError, match="employment_fraction"):
+        decode_report(msgspec.json.encode(data["report"]))  # the edge stays strict
+
+
+def test_invalid_utf8_is_a_malformed_report() -> None:
+    with pytest.raises(ContractError) as caught:
+        decode_report(b'{"type": "case_closed.v1", "reason": "\xc3\x28"}')
+    assert caught.value.code in {RejectionCode.MALFORMED, RejectionCode.INVALID_FIELD}

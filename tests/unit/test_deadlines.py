@@ -29,7 +29,7 @@ class History:
 
     def __init__(self, start: date, rulebook: Rulebook = BE) -> None:
         self.rulebook = rulebook
-        self.case_id = case_id_for(WORKER, EMPLOYER, start.isoformat())
+        self.case_id = case_id_for(WORKER, EMPLOYER, start.isoformat(), FUND)
         self.events: list[CaseEvent] = []
         self.add(r.IncapacityReported, insz=WORKER, enterprise_number=EMPLOYER, staff_count=120, health_fund=FUND,
                  occupational_health_service=OHS, start_date=start, cause=r.Cause.ILLNESS)
