@@ -113,6 +113,48 @@ def serve_benefits() -> None:
     _serve_derived("services.benefits.main")
 
 
+@serve_app.command("disclosures")
+def serve_disclosures() -> None:
+    """Run the disclosures service: records every message delivered to an employer's feed."""
+    from services.disclosures.main import build_app
+
+    logs.configure()
+    asyncio.run(build_app(Settings.from_env()).run())
+
+
+@app.command()
+def disclosures(
+    data_dir: DataDir = Path("data"),
+    who: Annotated[Optional[str], typer.Option(help="Only this party, e.g. employer:0403170701.")] = None,
+    case: Annotated[Optional[str], typer.Option(help="Only this case id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """The disclosure log: every delivery to an employer and every auditor query (who, what, basis, when)."""
+    import json
+    import sys
+    import uuid
+
+    import msgspec
+    from rich.table import Table
+
+    from services.disclosures.log import build_disclosures
+
+    log_app = build_disclosures(Settings.from_env(data_dir=data_dir))
+    try:
+        records = list(log_app.records(who=who, case_id=uuid.UUID(case) if case else None))
+    finally:
+        log_app.close()
+    if as_json:
+        for record in records:
+            sys.stdout.write(json.dumps(msgspec.to_builtins(record), default=str) + "\n")
+        return
+    table = Table("when", "kind", "who", "what", "case", "legal basis", title=f"{len(records)} disclosures")
+    for record in records:
+        table.add_row(record.disclosed_at.isoformat(timespec="seconds"), record.kind, record.who, record.what,
+                      str(record.case_id or ""), record.legal_basis)
+    console.print(table)
+
+
 CaseOrRebuild = Annotated[str, typer.Argument(help="A case id, or `rebuild` to rebuild from the intake store.")]
 Fresh = Annotated[bool, typer.Option(help="With rebuild: delete the service's store first.")]
 FromPosition = Annotated[int, typer.Option("--from", help="With rebuild: first intake store position.")]
@@ -237,6 +279,14 @@ def bench_recompute(
 
     logs.configure("WARNING")
     run_recompute_bench(cases=cases, rebuild=rebuild, data_dir=data_dir)
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new AES key for REINTEGRATION_CIPHER_KEY (stored events encrypted at rest)."""
+    from eventsourcing.cipher import AESCipher
+
+    print(AESCipher.create_key(16))
 
 
 @app.command()

@@ -33,6 +33,7 @@ SERVICES: dict[str, list[str]] = {
     "relay": ["relay"],
     "deadlines": ["serve", "deadlines"],
     "benefits": ["serve", "benefits"],
+    "disclosures": ["serve", "disclosures"],
 }
 
 

@@ -10,7 +10,7 @@ from shared.events.feed import FeedLedgerEntry
 from shared.events.subjects import (
     BENEFITS_PREFIX,
     BENEFITS_STREAM,
-    EMPLOYER_FEED_PREFIX,
+    BENEFITS_SUBJECTS,
     QUERY_PREFIX,
     employer_feed_subject,
 )
@@ -80,7 +80,7 @@ def build_service(settings: Settings) -> DerivedService:
         settings,
         app,
         stream=BENEFITS_STREAM,
-        subjects=[f"{BENEFITS_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.benefits.>"],
+        subjects=BENEFITS_SUBJECTS,
         render=render,
         query_subject=QUERY_SUBJECT,
         answer=lambda q: ledger_view(app, q),

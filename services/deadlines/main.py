@@ -16,7 +16,7 @@ from shared.events.feed import FeedDeadline
 from shared.events.subjects import (
     DEADLINES_PREFIX,
     DEADLINES_STREAM,
-    EMPLOYER_FEED_PREFIX,
+    DEADLINES_SUBJECTS,
     QUERY_PREFIX,
     employer_feed_subject,
 )
@@ -120,7 +120,7 @@ def build_service(settings: Settings) -> DerivedService:
         settings,
         app,
         stream=DEADLINES_STREAM,
-        subjects=[f"{DEADLINES_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.deadlines.>"],
+        subjects=DEADLINES_SUBJECTS,
         render=render,
         query_subject=QUERY_SUBJECT,
         answer=lambda q: answer(app, q),

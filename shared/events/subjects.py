@@ -34,6 +34,8 @@ TIMER_FIRED_PREFIX = f"{PREFIX}.timers.fired"
 #: Employer feed: ``reintegration.employer.<enterprise number>.<deadlines|benefits>.<case_id>``
 EMPLOYER_FEED_STREAM = "EMPLOYER_FEED"
 EMPLOYER_FEED_PREFIX = f"{PREFIX}.employer"
+DEADLINES_SUBJECTS = [f"{DEADLINES_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.deadlines.>"]
+BENEFITS_SUBJECTS = [f"{BENEFITS_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.benefits.>"]
 #: Read-only request-reply queries: ``reintegration.query.<deadlines|benefits>``
 QUERY_PREFIX = f"{PREFIX}.query"
 

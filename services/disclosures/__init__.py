@@ -1,0 +1,1 @@
+"""Disclosures: a record of every message delivered to an employer and of every auditor query."""

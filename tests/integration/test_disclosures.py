@@ -1,0 +1,68 @@
+"""Every message delivered to an employer leaves one disclosure record, also across a restart of the recorder."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import nats
+
+from reintegration.demo import feed
+from reintegration.generator import Generator
+from reintegration.runtime import Runtime
+from services.disclosures.log import build_disclosures
+from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
+from shared.infra.settings import Settings
+
+
+async def feed_messages(url: str) -> int:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    total = 0
+    for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
+        info = await js.stream_info(stream, subjects_filter=f"{EMPLOYER_FEED_PREFIX}.>")
+        total += sum((info.state.subjects or {}).values())
+    await nc.close()
+    return total
+
+
+def recorded(settings: Settings) -> list:
+    log = build_disclosures(settings)
+    try:
+        return list(log.records())
+    finally:
+        log.close()
+
+
+def test_each_employer_delivery_is_recorded_once(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"), nats_port=0)
+    settings = runtime.start()
+    try:
+        runtime.wait_ready()
+        generator = Generator(3)
+        asyncio.run(feed(settings.nats_url, [generator.script() for _ in range(80)], concurrency=8))
+        child = runtime.children["disclosures"]
+        assert child.process is not None
+        child.process.send_signal(signal.SIGKILL)  # the recorder dies mid-way and comes back
+        child.process.wait()
+        runtime.supervise_once()
+        deadline = time.monotonic() + 90
+        while True:
+            delivered = asyncio.run(feed_messages(settings.nats_url))
+            records = recorded(settings)
+            if delivered and len(records) >= delivered:
+                time.sleep(1)
+                if asyncio.run(feed_messages(settings.nats_url)) == delivered:
+                    break
+            assert time.monotonic() < deadline, f"{len(records)} records for {delivered} deliveries"
+            runtime.supervise_once()
+            time.sleep(0.5)
+        records = recorded(settings)
+        assert len(records) == delivered
+        assert len({r.reference for r in records}) == delivered
+        assert all(r.who.startswith("employer:") and r.legal_basis and r.case_id for r in records)
+        assert all(r.who.split(":")[1] in r.what for r in records)  # each went to that employer's own subject
+    finally:
+        runtime.stop()
