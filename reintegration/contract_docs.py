@@ -68,6 +68,11 @@ def _broker() -> NatsBroker:
         if name == "deadlines":
             FiredTimers(None, executor).attach(router)  # type: ignore[arg-type]
         broker.include_router(router)
+    from services.disclosures.feed import attach_feed_recorders
+
+    recorders = NatsRouter()
+    attach_feed_recorders(recorders, None, executor)  # type: ignore[arg-type]
+    broker.include_router(recorders)
     executor.shutdown()
     for title, subject, description, _payload in PUBLISHED:
         broker.publisher(subject, title=title, description=description)
@@ -116,6 +121,9 @@ def render_asyncapi() -> str:
             message["payload"] = {"$ref": "#/components/schemas/Report"}
         elif title in published:
             message["payload"] = by_type[id(published[title])]
+        elif title.startswith("disclosures: employer feed"):
+            message["payload"] = {"anyOf": [by_type[id(published["employer feed: deadlines"])],
+                                            by_type[id(published["employer feed: benefits"])]]}
         elif title.endswith(": trajectory events"):
             message["payload"] = by_type[id(CaseEvent)]
         elif title.endswith(": fired timers"):
