@@ -336,7 +336,7 @@ async def run_service(settings: Settings, name: str, events: int, logs_dir: Path
         while (done := await asyncio.to_thread(probe.count, step_topic)) < events:
             alive()
             progress.update(task, completed=done)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
         applied = time.perf_counter()
         progress.update(task, completed=events, description=f"{name}: publishing what it derived")
         # Settled: the relay (and the timer writer) have followed the store to its end, no fired timer is waiting,
@@ -394,7 +394,10 @@ async def relay_all(settings: Settings, total: int, progress: Progress) -> float
 
 async def raw_republish(url: str, total: int, progress: Progress, batch: int = 200) -> float:
     """Raw baseline: pull the TRAJECTORY messages in batches, republish each into another stream (pipelined,
-    awaited per batch, fsync on every write), then acknowledge them."""
+    awaited per batch, fsync on every write), then acknowledge them.
+
+    Each copy keeps the original's headers, ``Nats-Expected-Last-Sequence`` included: copied in order into an
+    empty stream, every copy passes the same sequence check the relays' publishes pass."""
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
     js = nc.jetstream()
     await ensure_stream(js, RAW_STREAM, [f"{RAW_SUBJECT_PREFIX}.>"])
@@ -416,7 +419,11 @@ async def raw_republish(url: str, total: int, progress: Progress, batch: int = 2
             done += len(messages)
             progress.update(task, completed=done)
         await nc.flush()
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        copied = (await js.stream_info(RAW_STREAM)).state.messages
+        if copied != total:
+            raise RuntimeError(f"the raw baseline copied {copied} of {total} messages")
+        return elapsed
     finally:
         await nc.close()
 
@@ -426,7 +433,10 @@ def _ratio(ours: float, raw: float) -> str:
 
 
 def _base_dir(data_dir: Path | None) -> Path:
+    """The benchmark's folder: a new temporary one, or ``data_dir``, which must not hold an earlier run."""
     base = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="reintegration-bench-"))
+    if (base / "data").exists() or (base / "nats").exists():
+        raise SystemExit(f"{base} holds an earlier run (data/, nats/): give an empty or new folder")
     base.mkdir(parents=True, exist_ok=True)
     return base.resolve()
 
@@ -445,7 +455,6 @@ def run_derived_bench(*, cases: int, data_dir: Path | None) -> None:
     logs_dir.mkdir(exist_ok=True)
     server = EmbeddedNatsServer(NatsServerConfig(store_dir=base / "nats", http_port=None, sync_always=True),
                                 run_dir=base / "nats-run")
-    settings = Settings(data_dir=base / "data", nats_url="")
     runs: list[ServiceRun] = []
     server.start()
     try:
@@ -476,8 +485,9 @@ def run_derived_bench(*, cases: int, data_dir: Path | None) -> None:
                       f"{run.published:,}", "", "")
         table.add_row(f"{run.name}: process start until consuming (s)", f"{run.startup:.1f}", "", "")
     deadlines = next(run for run in runs if run.name == "deadlines")
-    table.add_row("timers held in TIMERS after deadlines (schedules)", f"{deadlines.timers_held:,}", "", "")
-    table.add_row("timers fired and recorded (due before now)", f"{deadlines.timers_fired:,}", "", "")
+    table.add_row("timers held in TIMERS after deadlines (pending schedules)", f"{deadlines.timers_held:,}", "", "")
+    table.add_row("deadline outcomes recorded by fired timers (due before today)", f"{deadlines.timers_fired:,}",
+                  "", "")
     table.add_row("nats-server VmRSS after deadlines (MiB)", f"{deadlines.server_rss_mib or float('nan'):,.1f}", "", "")
     table.add_row("nats-server VmRSS at the end (MiB)", f"{rss_end or float('nan'):,.1f}", "", "")
     table.add_row("relay events/s into TRAJECTORY (setup)", f"{total / relay_seconds:,.0f}", "", "")

@@ -14,6 +14,7 @@ from rich.console import Console
 from shared.infra.settings import Settings
 
 from . import logs
+from .audit_cli import audit_app
 
 app = typer.Typer(
     help="Re-integration trajectories of Belgian workers on long-term incapacity: an event-sourced backend.",
@@ -24,6 +25,7 @@ serve_app = typer.Typer(help="Run one service in the foreground (what `up` and c
 bench_app = typer.Typer(help="Benchmarks over a real nats-server, each against a raw baseline in the same run.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]

@@ -150,6 +150,7 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
         with console.status("waiting for deadlines and benefits to apply every event ..."):
             caught_up = wait_for_derived(settings, runtime)
         derived_report(settings, caught_up)
+        verified = audit_report(settings)
         if keep_running:
             console.print("system left running; Ctrl-C stops it.")
             try:
@@ -158,7 +159,7 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-        return 1 if tally.surprises or in_stream != events or not caught_up else 0
+        return 1 if tally.surprises or in_stream != events or not caught_up or not verified else 0
     finally:
         runtime.stop()
 
@@ -253,6 +254,19 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
         ledger_table.add_row(kind, str(n), f"{total:,.2f}" if total is not None else "(percentages)")
     console.print(ledger_table)
     console.print(f"{employer_entries} ledger entries concern the employers and went to their own feeds")
+
+
+def audit_report(settings: Settings) -> bool:
+    """Seal every chain, then verify every case: recomputed deadlines and ledgers against the recorded ones."""
+    from services.audit import Auditor
+
+    with Auditor(settings) as auditor, console.status("audit: sealing the hash chains and verifying every case ..."):
+        auditor.seal()
+        result = auditor.verify_all(None)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()) if n)
+    colour = "green" if result.ok else "red"
+    console.print(f"[{colour}]audit verify over {result.cases} cases: {counts}[/] ({result.seconds:.1f} s)")
+    return result.ok
 
 
 def report(tally: Tally, cases: int, elapsed: float, events: int, in_stream: int, settings: Settings) -> None:

@@ -177,6 +177,7 @@ class Rulebook:
     @classmethod
     def from_path(cls, path: Path) -> Rulebook:
         """The rulebook at ``path`` with its rule files ``<stem>-*.toml`` beside it."""
+        load_rule_kinds()
         extra = sorted(path.parent.glob(f"{path.stem}-*.toml"))
         return cls.from_toml(path.read_bytes(), *(p.read_bytes() for p in extra), source=str(path))
 

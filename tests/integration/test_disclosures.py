@@ -66,3 +66,27 @@ def test_each_employer_delivery_is_recorded_once(tmp_path: Path) -> None:
         assert all(r.who.split(":")[1] in r.what for r in records)  # each went to that employer's own subject
     finally:
         runtime.stop()
+
+
+def test_auditor_queries_are_recorded(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    from datetime import UTC, date, datetime
+
+    from services.intake.application import build_intake
+    from tests.factories import FUND_PARTY, incapacity
+
+    settings = Settings(data_dir=tmp_path / "data")
+    intake = build_intake(settings)
+    case = intake.submit(FUND_PARTY, incapacity(date(2024, 1, 10)), datetime(2024, 2, 1, tzinfo=UTC)).case_id
+    intake.close()
+    env = {**os.environ, **settings.to_env(), "REINTEGRATION_AUDITOR": "inspector-7"}
+    for command in (["history", str(case)], ["applied", str(case)]):
+        result = subprocess.run([sys.executable, "-m", "reintegration", "audit", *command, "--data-dir",
+                                 str(settings.data_dir)], capture_output=True, text=True, env=env, timeout=60,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+    queries = [r for r in recorded(settings) if r.kind == "query"]
+    assert [r.who for r in queries] == ["auditor:inspector-7", "auditor:inspector-7"]
+    assert all(r.case_id == case and "audit" in r.what and r.legal_basis for r in queries)

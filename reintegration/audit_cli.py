@@ -1,0 +1,389 @@
+"""``reintegration audit ...``: the auditor's commands (read-only over the stores; ``seal`` and ``checkpoint`` write
+only ``<data dir>/audit.sqlite``). Mounted in :mod:`reintegration.cli` as ``app.add_typer(audit_app, name="audit")``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import json
+import sys
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared.infra.settings import Settings
+
+audit_app = typer.Typer(
+    help="The auditor: history, time travel, explanations, verification, tamper evidence, dossiers, impact.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CaseArg = Annotated[str, typer.Argument(help="The case id.")]
+
+
+def _auditor(data_dir: Path) -> Any:
+    from services.audit import AuditError, Auditor
+
+    try:
+        return Auditor(Settings.from_env(data_dir=data_dir))
+    except AuditError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def _case(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        err.print(f"[red]{value!r} is not a case id[/]")
+        raise typer.Exit(2) from None
+
+
+def _json(value: Any) -> None:
+    import msgspec
+
+    sys.stdout.write(json.dumps(msgspec.to_builtins(value, str_keys=True), indent=2, ensure_ascii=False) + "\n")
+
+
+def _run(data_dir: Path, work: Any) -> Any:
+    """Run ``work(auditor)``, turning the auditor's refusals into a message and exit code 2."""
+    from services.audit import AuditError
+
+    _record_query(data_dir)
+    auditor = _auditor(data_dir)
+    try:
+        return work(auditor)
+    except AuditError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    finally:
+        auditor.close()
+
+
+def _record_query(data_dir: Path) -> None:
+    """Every auditor query leaves a disclosure record: who (``REINTEGRATION_AUDITOR`` or the login), which command
+    with which ids and dates, the legal basis, when."""
+    import getpass
+    import uuid as _uuid
+
+    from services.disclosures.log import AUDIT_BASIS, build_disclosures
+
+    args = list(sys.argv[1:])
+    if "audit" in args:
+        args = args[args.index("audit"):]
+    for flag in ("--data-dir", "--out"):
+        if flag in args and args.index(flag) + 1 < len(args):
+            del args[args.index(flag): args.index(flag) + 2]
+    case_id = None
+    for arg in args:
+        try:
+            case_id = _uuid.UUID(arg)
+            break
+        except ValueError:
+            continue
+    who = os.environ.get("REINTEGRATION_AUDITOR") or getpass.getuser()
+    now = datetime.now(UTC)
+    log = build_disclosures(Settings.from_env(data_dir=data_dir))
+    try:
+        log.record(kind="query", who=f"auditor:{who}", what=" ".join(args), case_id=case_id,
+                   legal_basis=AUDIT_BASIS, disclosed_at=now, reference=str(_uuid.uuid4()))
+    finally:
+        log.close()
+
+
+def parse_moment(value: str) -> datetime:
+    """An ISO time (``2024-08-02T12:00:00+02:00``; UTC when it has no offset), or a date: the end of that Belgian
+    day (every event received on or before it)."""
+    from services.intake.application import BRUSSELS
+
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1), time(0), tzinfo=BRUSSELS) - timedelta(microseconds=1)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]{value!r} is neither an ISO time nor a date[/]")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit_app.command()
+def history(case_id: CaseArg, data_dir: DataDir = Path("data"), as_json: AsJson = False) -> None:
+    """A case's full history: who reported what, when it was received, its effective date and regime."""
+    rows = _run(data_dir, lambda a: a.history(_case(case_id)))
+    if as_json:
+        _json(rows)
+        return
+    table = Table("v", "received (UTC)", "effective", "report", "reported by", "regime", title=f"History of {case_id}")
+    for h in rows:
+        table.add_row(str(h.version), h.recorded_at.isoformat(timespec="seconds"),
+                      f"{h.effective_date} ({h.effective_field})", h.type, h.reported_by, h.regime or "-")
+    out.print(table)
+
+
+def _print_deadlines(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table("due", "rule", "regime", "party", "state", "id", title=title)
+    for d in rows:
+        state = d["outcome"] or d["state"]
+        if d.get("overdue_then"):
+            state += " (overdue then)"
+        table.add_row(str(d["due_on"]), d["rule"], d["regime"], d["party"], state, str(d["id"])[:8])
+    out.print(table)
+
+
+def _print_entries(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table("period", "kind", "figure", "rule", "regime", "id", title=title)
+    for e in rows:
+        figure = f"{e['amount']} EUR" if e.get("amount") is not None else (
+            f"{e['percentage']} % of {e['base']}" if e.get("percentage") is not None else "")
+        table.add_row(f"{e['period_start']} .. {e.get('period_end') or ''}", e["kind"], figure, e["rule"],
+                      str(e["regime"]), str(e["id"])[:8])
+    out.print(table)
+
+
+@audit_app.command()
+def asof(
+    case_id: CaseArg,
+    at: Annotated[str | None, typer.Option("--time", help="ISO time, or a date (end of that Belgian day).")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="The case as of this version.")] = None,
+    data_dir: DataDir = Path("data"),
+    as_json: AsJson = False,
+) -> None:
+    """What the system knew at a time (events recorded by then) or at a version: state, deadlines, ledger."""
+    if (at is None) == (version is None):
+        err.print("[red]give --time or --version[/]")
+        raise typer.Exit(2)
+    moment = parse_moment(at) if at else None
+    view = _run(data_dir, lambda a: a.as_of(_case(case_id), time=moment, version=version))
+    if as_json:
+        _json(view)
+        return
+    out.print(f"[bold]{view.question}[/]")
+    out.print(f"case {view.case_id}: version {view.version} of {view.latest_version}")
+    if view.case:
+        c = view.case
+        out.print(f"  employer {c['enterprise_number']}, fund {c['health_fund']}, trajectories "
+                  f"{len(c['trajectories'])}, closed {c.get('closed_on') or '-'}")
+    _print_deadlines(view.deadlines, f"Deadlines (open: {len(view.open_deadlines)})")
+    _print_entries(view.ledger, "Ledger in force")
+    agree = "[green]agree[/]" if view.recorded["agree"] else "[red]differ[/]"
+    out.print(f"recorded by the services at that version: deadlines v{view.recorded['deadlines_version']}, "
+              f"ledger v{view.recorded['ledger_version']}: {agree}")
+    for d in view.recorded["differences"]:
+        out.print(f"  [red]{d['store']} {d.get('item')}: {d['message']}[/]")
+    for note in view.notes:
+        out.print(f"  [yellow]{note}[/]")
+
+
+@audit_app.command()
+def applied(
+    case_id: CaseArg,
+    on: Annotated[str | None, typer.Option("--on", help="A date: which facts had happened / were known by then.")
+                  ] = None,
+    data_dir: DataDir = Path("data"),
+    as_json: AsJson = False,
+) -> None:
+    """The law that applied: each event under the regime in force on its effective date."""
+    day = None
+    if on:
+        try:
+            day = date.fromisoformat(on)
+        except ValueError:
+            err.print(f"[red]{on!r} is not a date[/]")
+            raise typer.Exit(2) from None
+    view = _run(data_dir, lambda a: a.applied(_case(case_id), day))
+    if as_json:
+        _json(view)
+        return
+    out.print(f"[bold]{view.question}[/] (rulebook {view.rulebook})")
+    if day:
+        out.print(f"On {day} the regime in force was {view.regime_on or 'none'}.")
+    head = ["v", "report", "reported by", "effective", "regime then", "recorded regime", "received",
+            "regime when received"] + (["happened by D", "known by D"] if day else [])
+    table = Table(*head)
+    for e in view.events:
+        row = [str(e.version), e.type, e.reported_by, str(e.effective_date), e.regime or "-", e.recorded_regime or "-",
+               e.recorded_at.isoformat(timespec="seconds"), e.regime_when_received or "-"]
+        if day:
+            row += ["yes" if e.effective_by_then else "no", "yes" if e.known_by_then else "no"]
+        table.add_row(*row)
+    out.print(table)
+
+
+@audit_app.command()
+def explain(case_id: CaseArg, item_id: Annotated[str, typer.Argument(help="A deadline or ledger entry id (or a "
+            "prefix of at least 4 characters).")], data_dir: DataDir = Path("data"), as_json: AsJson = False) -> None:
+    """One deadline or ledger entry: rule, legal basis, regime, inputs, causing events, explanation."""
+    view = _run(data_dir, lambda a: a.explain(_case(case_id), item_id))
+    if as_json:
+        _json(view)
+        return
+    for key, value in view.items():
+        if key == "caused_by":
+            for c in value:
+                out.print(f"[bold]{c['role']} by[/]: {c['type']} (version {c['version']}, effective "
+                          f"{c['effective_date']}, reported by {c['reported_by']} at {c['recorded_at']}, "
+                          f"regime {c['regime']})")
+        elif value not in (None, [], {}):
+            out.print(f"[bold]{key}[/]: {value}")
+
+
+def _print_verdict(v: Any) -> None:
+    colour = {"verified": "green", "behind": "yellow"}.get(v.status, "red")
+    out.print(f"case {v.case_id}: [{colour}]{v.status}[/] ({v.intake_version} events; deadlines applied "
+              f"{v.deadlines_applied}, benefits applied {v.benefits_applied})")
+    for d in v.differences:
+        out.print(f"  [red]{d.store} {d.item or ''}{' ' + d.rule if d.rule else ''}: {d.message}[/]")
+    for c in v.chains:
+        if c.broken:
+            out.print(f"  [red]broken chain ({c.store}): {c.broken.message}[/]")
+    for note in v.notes:
+        out.print(f"  [yellow]{note}[/]")
+
+
+@audit_app.command()
+def verify(
+    case_id: Annotated[str | None, typer.Argument(help="One case; all cases when left out.")] = None,
+    data_dir: DataDir = Path("data"),
+    as_json: AsJson = False,
+    digest: Annotated[str | None, typer.Option("--checkpoint", help="A checkpoint digest held outside: check "
+                                                  "it against the recorded ones.")] = None,
+) -> None:
+    """Recompute deadlines and ledgers from the recorded histories and check every hash chain; exit 1 on any
+    difference or broken chain."""
+    if case_id is not None:
+        verdict = _run(data_dir, lambda a: a.verify(_case(case_id)))
+        _json(verdict) if as_json else _print_verdict(verdict)
+        raise typer.Exit(1 if verdict.status in ("different", "broken") else 0)
+
+    def everything(auditor: Any) -> Any:
+        columns = (TextColumn("verifying cases"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=as_json) as progress:
+            task = progress.add_task("verify", total=None)
+            return auditor.verify_all(lambda done, total: progress.update(task, completed=done, total=total), digest)
+
+    report = _run(data_dir, everything)
+    if as_json:
+        import msgspec
+
+        _json({"ok": report.ok, **msgspec.to_builtins(report, str_keys=True)})
+        raise typer.Exit(0 if report.ok else 1)
+    for v in report.verdicts:
+        if v.status in ("different", "broken"):
+            _print_verdict(v)
+    for c in report.other_chains:
+        if c.broken:
+            out.print(f"[red]broken chain: {c.broken.message}[/]")
+    for d in report.other_differences:
+        out.print(f"[red]{d.store} {d.item}: {d.message}[/]")
+    table = Table("verified", "behind", "different", "broken", "cases", "seconds", title="Verification")
+    c = report.counts
+    table.add_row(str(c["verified"]), str(c["behind"]), str(c["different"]), str(c["broken"]), str(report.cases),
+                  f"{report.seconds:.2f}")
+    out.print(table)
+    cp = report.checkpoints
+    if cp.latest is None:
+        out.print("[yellow]no checkpoint recorded yet: run `reintegration audit checkpoint`[/]")
+    else:
+        out.print(f"latest checkpoint #{cp.latest.number} ({cp.latest.created_at:%Y-%m-%d %H:%M} UTC): "
+                  f"{cp.latest.digest}")
+    for message in cp.messages:
+        out.print(f"[red]{message}[/]")
+    out.print("[green]everything verifies[/]" if report.ok else "[red]differences found[/]")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command()
+def seal(data_dir: DataDir = Path("data"),
+         full: Annotated[bool, typer.Option(help="Look at every aggregate again, not only the new events.")] = False
+         ) -> None:
+    """Extend every hash chain with the events stored since the last seal (into audit.sqlite)."""
+    report = _run(data_dir, lambda a: a.seal(full=full))
+    out.print(f"seal #{report.seal_id}: {report.events} new event(s) sealed in {report.chains} chain(s)")
+    for anomaly in report.anomalies:
+        out.print(f"[yellow]{anomaly}[/]")
+    raise typer.Exit(1 if report.anomalies else 0)
+
+
+@audit_app.command()
+def checkpoint(data_dir: DataDir = Path("data"), as_json: AsJson = False) -> None:
+    """Seal, then record and print one digest over every chain head: hand it to an outside party."""
+    report, cp = _run(data_dir, lambda a: a.checkpoint())
+    if as_json:
+        _json({"seal": report, "checkpoint": cp})
+    else:
+        out.print(f"seal #{report.seal_id}: {report.events} new event(s) sealed")
+        out.print(f"checkpoint #{cp.number} at {cp.created_at.isoformat(timespec='seconds')} over {cp.chains} chains "
+                  f"({cp.events} events)")
+        out.print(f"digest sha256:{cp.digest}")
+        out.print(f"[dim]chained: sha256(previous {cp.previous[:16]}... || digest) = {cp.link}[/]")
+    raise typer.Exit(1 if report.anomalies else 0)
+
+
+@audit_app.command()
+def dossier(
+    case_id: CaseArg,
+    out_file: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    as_html: Annotated[bool, typer.Option("--html", help="A readable HTML page instead of JSON.")] = False,
+    data_dir: DataDir = Path("data"),
+) -> None:
+    """Export a case's dossier: history, deadlines and ledger with explanations, the verification result."""
+    from services.audit.dossier import render_html, to_json
+
+    doc = _run(data_dir, lambda a: a.dossier(_case(case_id)))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(render_html(doc) if as_html else to_json(doc), encoding="utf-8")
+    out.print(f"wrote {out_file} ({doc['verification']['status']})")
+
+
+@audit_app.command()
+def impact(
+    draft: Annotated[Path, typer.Argument(help="The draft rulebook's main file (its -*.toml rule files beside it).")],
+    data_dir: DataDir = Path("data"),
+    as_json: AsJson = False,
+) -> None:
+    """Replay every open case under a draft rulebook: which deadlines and ledger entries would change, and how."""
+    from shared.rulebook.model import Rulebook, load_rule_kinds
+
+    load_rule_kinds()
+    try:
+        rulebook = Rulebook.from_path(draft)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]{draft}: {exc}[/]")
+        raise typer.Exit(2) from None
+    def replay(auditor: Any) -> Any:
+        columns = (TextColumn("replaying open cases"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("impact", total=None)
+            return auditor.impact(rulebook, str(draft), lambda done, total: progress.update(task, completed=done,
+                                                                                          total=total))
+
+    report = _run(data_dir, replay)
+    if as_json:
+        _json(report)
+        return
+    out.print(f"draft {report.draft} (version {rulebook.version}) against {report.current}: "
+              f"{len(report.affected)} of {report.open_cases} open case(s) affected")
+    table = Table(show_lines=True)
+    table.add_column("case", no_wrap=True, min_width=36)
+    for name in ("item", "change", "what"):
+        table.add_column(name)
+    for case in report.affected:
+        for change in case.changes:
+            table.add_row(case.case_id, change.item, change.change, change.summary)
+    if report.affected:
+        out.print(table)
+    for message in report.unreadable:
+        out.print(f"[red]{message}[/]")

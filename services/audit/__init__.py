@@ -1,0 +1,23 @@
+"""The auditor: history and time travel, explanations, verification against the pure functions, hash chains with
+sealed links and checkpoints, dossiers and the impact of a draft rulebook. Read-only over the services' stores."""
+
+from .auditor import Auditor
+from .chain import AuditStore, ChainBreak, ChainStatus, Checkpoint, SealReport, chain_link
+from .dossier import render_html
+from .stores import AuditError
+from .verify import AuditReport, CaseVerdict, Difference
+
+__all__ = [
+    "AuditError",
+    "AuditReport",
+    "AuditStore",
+    "Auditor",
+    "CaseVerdict",
+    "ChainBreak",
+    "ChainStatus",
+    "Checkpoint",
+    "Difference",
+    "SealReport",
+    "chain_link",
+    "render_html",
+]

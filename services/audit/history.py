@@ -1,0 +1,210 @@
+"""A case's history, and the two questions of time an inspector asks.
+
+* **As known then** (:func:`as_of`): what the system knew at a moment T, i.e. the events recorded at or before T
+  (``recorded_at <= T``), or the case as of version n: the Case as it stood, its deadlines and ledger recomputed
+  over that prefix, set beside what the services recorded at the matching version (the derived step whose history
+  length is n: each derived step embeds its source event).
+* **The law that applied** (:func:`applied`): for each event, the regime in force on its effective date (the day
+  the fact happened), whatever day it was reported; optionally, which facts had happened and which were known by
+  a date D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from services.benefits.ledger import LedgerStep, project_ledger
+from services.deadlines.schedule import DeadlineSchedule, ScheduleStep, TimerFired, project_schedule
+from services.intake.application import belgian_date
+from shared.events.envelope import CaseEvent
+from shared.events.reports import tag_of
+from shared.rulebook.benefits import effective
+from shared.rulebook.deadlines import overdue
+
+from .rules import Rules
+from .stores import AuditError, Stores
+from .verify import Difference, compare_deadlines, compare_ledger, plain
+
+KNOWN_LABEL = "As known then: the events recorded at or before {when} (recorded_at <= {when})"
+VERSION_LABEL = "As of version {n}: the first {n} recorded events"
+APPLIED_LABEL = ("The law that applied: each event under the regime in force on its effective date (the day the "
+                 "fact happened), whatever the day it was reported")
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    event_id: str
+    type: str
+    #: who reported it: ``<party kind>:<id>``
+    reported_by: str
+    #: when the intake received it (UTC)
+    recorded_at: datetime
+    #: the Belgian day it was received (what the system knew from that day)
+    known_on: date
+    #: the report's date that places it on the case's timeline, and its name
+    effective_date: date
+    effective_field: str
+    #: the regime in force on the effective date, as the intake recorded it
+    regime: str | None
+    report: dict[str, Any]
+
+
+def entry_of(event: CaseEvent) -> HistoryEntry:
+    report = event.report
+    return HistoryEntry(
+        version=event.version, event_id=str(event.event_id), type=tag_of(report), reported_by=str(event.reported_by),
+        recorded_at=event.recorded_at, known_on=belgian_date(event.recorded_at),
+        effective_date=report.effective_date, effective_field=report.effective_field, regime=event.regime,
+        report=plain(report),
+    )
+
+
+def history(stores: Stores, case_id: UUID) -> list[HistoryEntry]:
+    return [entry_of(e) for e in stores.case_history(case_id)]
+
+
+class AppliedEntry(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    event_id: str
+    type: str
+    reported_by: str
+    effective_date: date
+    #: the regime in force on the effective date, per the rulebook now
+    regime: str | None
+    #: the regime the intake recorded with the event
+    recorded_regime: str | None
+    recorded_at: datetime
+    #: the regime in force on the day it was received (differs for a fact reported after a regime change)
+    regime_when_received: str | None
+    #: with ``on``: had the fact happened by then / had the system been told by then
+    effective_by_then: bool | None = None
+    known_by_then: bool | None = None
+
+
+class Applied(msgspec.Struct, frozen=True, kw_only=True):
+    question: str
+    case_id: str
+    rulebook: str
+    on: date | None
+    regime_on: str | None
+    events: list[AppliedEntry]
+
+
+def _regime_id(rules: Rules, day: date) -> str | None:
+    regime = rules.rulebook.regime_on(day)
+    return regime.id if regime else None
+
+
+def applied(stores: Stores, rules: Rules, case_id: UUID, on: date | None = None) -> Applied:
+    rows = []
+    for event in stores.case_history(case_id):
+        day = event.report.effective_date
+        received = belgian_date(event.recorded_at)
+        rows.append(AppliedEntry(
+            version=event.version, event_id=str(event.event_id), type=tag_of(event.report),
+            reported_by=str(event.reported_by), effective_date=day, regime=_regime_id(rules, day),
+            recorded_regime=event.regime, recorded_at=event.recorded_at,
+            regime_when_received=_regime_id(rules, received),
+            effective_by_then=None if on is None else day <= on,
+            known_by_then=None if on is None else received <= on,
+        ))
+    return Applied(question=APPLIED_LABEL, case_id=str(case_id), rulebook=rules.rulebook.version, on=on,
+                   regime_on=_regime_id(rules, on) if on else None, events=rows)
+
+
+class AsOf(msgspec.Struct, frozen=True, kw_only=True):
+    question: str
+    case_id: str
+    time: datetime | None
+    version: int
+    latest_version: int
+    events: list[HistoryEntry]
+    #: the intake's Case as of ``version``
+    case: dict[str, Any] | None
+    #: every deadline recomputed over the prefix, with the timer outcome known then
+    deadlines: list[dict[str, Any]]
+    open_deadlines: list[str]
+    #: the ledger in force, recomputed over the prefix
+    ledger: list[dict[str, Any]]
+    #: the derived stores at the matching version: their versions, agreement and differences
+    recorded: dict[str, Any]
+    notes: list[str]
+
+
+def _schedule_at(events: Sequence[Any], n: int, time: datetime | None) -> DeadlineSchedule | None:
+    """The recorded schedule once it had applied ``n`` events, with the timer outcomes recorded before the next
+    step (or, at a time, before that time)."""
+    state: DeadlineSchedule | None = None
+    for event in events:
+        if isinstance(event, ScheduleStep) and event.source.version > n:
+            break
+        if isinstance(event, TimerFired) and time is not None and event.fired_at > time:
+            continue
+        state = project_schedule(state, [event])
+    return state if state is not None and state.source_version == n else None
+
+
+def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None = None,
+          version: int | None = None) -> AsOf:
+    if (time is None) == (version is None):
+        raise AuditError("give either a time or a version")
+    events = stores.case_history(case_id)
+    notes: list[str] = []
+    if time is not None:
+        time = time if time.tzinfo else time.replace(tzinfo=UTC)
+        n = 0
+        while n < len(events) and events[n].recorded_at <= time:
+            n += 1
+        if any(e.recorded_at <= time for e in events[n:]):
+            notes.append("a later version was recorded with an earlier clock: the prefix stops at the first "
+                         "event recorded after the time")
+        question = KNOWN_LABEL.format(when=time.isoformat())
+    else:
+        assert version is not None
+        if not 0 < version <= len(events):
+            raise AuditError(f"case {case_id} has versions 1 to {len(events)}, not {version}")
+        n = version
+        question = VERSION_LABEL.format(n=n)
+    prefix = events[:n]
+    case = stores.intake.get_case(case_id, version=n) if n else None
+    computed = rules.deadlines(prefix)
+    schedule = _schedule_at(stores.derived_events("deadlines", case_id), n, time) if n else None
+    outcomes = schedule.outcomes if schedule else {}
+    rows = []
+    for d in computed:
+        fired = outcomes.get(d.id)
+        row = {**plain(d), "outcome": fired.outcome if fired and fired.deadline.due_on == d.due_on else None}
+        if time is not None:
+            row["overdue_then"] = overdue(d, belgian_date(time))
+        rows.append(row)
+    open_ids = [r["id"] for r in rows if r["state"] == "open" and r["outcome"] is None]
+    steps = [e for e in stores.derived_events("benefits", case_id) if isinstance(e, LedgerStep)]
+    prior = steps[n - 1].prior_premium if 0 < n <= len(steps) else False
+    ledger = effective(rules.ledger(prefix, prior_premium=prior))
+    recorded: dict[str, Any] = {}
+    diffs: list[Difference] = []
+    if schedule is None:
+        notes.append(f"the deadlines store had not applied version {n}" if n else "no event yet")
+        recorded["deadlines_version"] = None
+    else:
+        recorded["deadlines_version"] = schedule.version
+        diffs += compare_deadlines(schedule.deadlines, computed)
+    if n and len(steps) >= n:
+        recorded_ledger = project_ledger(None, steps[:n])
+        assert recorded_ledger is not None
+        recorded["ledger_version"] = recorded_ledger.version
+        recorded["ledger_recorded_at"] = steps[n - 1].timestamp.isoformat()
+        diffs += compare_ledger(recorded_ledger.effective, ledger)
+    else:
+        recorded["ledger_version"] = None
+        notes.append(f"the benefits store had not applied version {n}" if n else "")
+    recorded["agree"] = not diffs
+    recorded["differences"] = plain(diffs)
+    return AsOf(question=question, case_id=str(case_id), time=time, version=n, latest_version=len(events),
+                events=[entry_of(e) for e in prefix], case=plain(case) if case else None, deadlines=rows,
+                open_deadlines=open_ids, ledger=plain(ledger), recorded=recorded, notes=[x for x in notes if x])

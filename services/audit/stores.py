@@ -1,0 +1,164 @@
+"""The auditor's read-only view of the three stores (intake, deadlines, benefits).
+
+Each store is opened through its own composition root, so the auditor sees exactly what the services see (same
+mapper, same cipher, same rulebook, policy and options), but read-only: a SQLite file is opened with
+``mode=ro`` and no table is ever created. A derived store that does not exist yet is simply empty (its cases are
+"behind"). Nothing here writes; the auditor's own writes go to ``audit.sqlite`` (:mod:`services.audit.chain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+
+from services.benefits.application import BenefitsApplication, build_benefits
+from services.deadlines.application import DeadlinesApplication, build_deadlines
+from services.intake.application import IntakeApplication, build_intake
+from shared.events.envelope import CaseEvent
+from shared.infra.settings import Settings
+
+#: The stores the auditor reads, in the order it reports them.
+STORES = ("intake", "deadlines", "benefits")
+CASE_EVENT_TOPIC = get_topic(CaseEvent)
+
+
+class AuditError(Exception):
+    """Something the auditor cannot answer (no such case, no store, an ambiguous item id ...)."""
+
+
+def _read_only_env(settings: Settings, service: str) -> dict[str, str] | None:
+    """eventsourcing settings that open ``service``'s store read-only; ``None`` when the store does not exist."""
+    env = {"CREATE_TABLE": "n"}
+    if settings.store == "sqlite":
+        path = (settings.data_dir / f"{service}.sqlite").resolve()
+        if not path.exists():
+            return None
+        env["SQLITE_DBNAME"] = f"{path.as_uri()}?mode=ro"
+    return env
+
+
+@dataclass
+class Row:
+    """One stored event as the recorder returns it, and its decoded form (``None`` with ``error`` if undecodable)."""
+
+    stored: StoredEvent
+    event: Any = None
+    error: str | None = None
+
+
+class Stores:
+    """The three applications, opened read-only; ``deadlines`` / ``benefits`` are ``None`` when absent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        env = _read_only_env(settings, "intake")
+        if env is None:
+            raise AuditError(f"no intake store at {Path(settings.data_dir) / 'intake.sqlite'}")
+        self.intake: IntakeApplication = build_intake(settings, **env)
+        denv = _read_only_env(settings, "deadlines")
+        self.deadlines: DeadlinesApplication | None = build_deadlines(settings, **denv) if denv is not None else None
+        benv = _read_only_env(settings, "benefits")
+        self.benefits: BenefitsApplication | None = build_benefits(settings, **benv) if benv is not None else None
+
+    def app(self, store: str) -> Application[UUID] | None:
+        return {"intake": self.intake, "deadlines": self.deadlines, "benefits": self.benefits}[store]
+
+    def close(self) -> None:
+        for app in (self.intake, self.deadlines, self.benefits):
+            if app is not None:
+                app.close()
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def rows(self, store: str, originator_id: UUID, *, gt: int | None = None) -> list[Row]:
+        """Every stored event of ``originator_id`` in ``store``, in version order, each decoded if it can be."""
+        app = self.app(store)
+        if app is None:
+            return []
+        try:
+            stored = app.recorder.select_events(originator_id, gt=gt)
+        except Exception as exc:  # noqa: BLE001 - a store without its table (never written) holds nothing
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                return []
+            raise
+        out = []
+        for item in stored:
+            try:
+                out.append(Row(item, app.mapper.to_domain_event(item)))
+            except Exception as exc:  # noqa: BLE001 - a changed byte may break decryption or decoding
+                out.append(Row(item, None, f"{type(exc).__name__}: {exc}"[:300]))
+        return out
+
+    def raw(self, store: str, originator_id: UUID, *, gt: int | None = None) -> Sequence[StoredEvent]:
+        app = self.app(store)
+        if app is None:
+            return []
+        try:
+            return app.recorder.select_events(originator_id, gt=gt)
+        except Exception as exc:  # noqa: BLE001
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                return []
+            raise
+
+    def notifications(self, store: str, start: int = 1, batch: int = 2000) -> Iterator[Any]:
+        """The store's notification log from ``start`` (raw: originator, version, topic, bytes; nothing decoded)."""
+        app = self.app(store)
+        if app is None:
+            return
+        position = start
+        while True:
+            try:
+                page = app.recorder.select_notifications(position, batch)
+            except Exception as exc:  # noqa: BLE001
+                if "no such table" in str(exc) or "does not exist" in str(exc):
+                    return
+                raise
+            if not page:
+                return
+            yield from page
+            position = page[-1].id + 1
+
+    def case_ids(self) -> list[UUID]:
+        """Every case in the intake store, in the order they were opened."""
+        seen: dict[UUID, None] = {}
+        for notification in self.notifications("intake"):
+            if notification.topic == CASE_EVENT_TOPIC:
+                seen.setdefault(_uuid(notification.originator_id), None)
+        return list(seen)
+
+    def case_history(self, case_id: UUID) -> list[CaseEvent]:
+        """The case's recorded events (decoded); :class:`AuditError` when there are none."""
+        rows = self.rows("intake", case_id)
+        if not rows:
+            raise AuditError(f"no case {case_id} in the intake store")
+        bad = [r for r in rows if r.error is not None]
+        if bad:
+            raise AuditError(
+                f"case {case_id}: stored event version {bad[0].stored.originator_version} cannot be read "
+                f"({bad[0].error}); run `audit verify {case_id}`"
+            )
+        return [r.event for r in rows]
+
+    def derived_events(self, store: str, case_id: UUID) -> list[Any]:
+        """The derived aggregate's events (schedule steps and fired timers, or ledger steps) of ``case_id``."""
+        app = self.app(store)
+        if app is None:
+            return []
+        assert isinstance(app, (DeadlinesApplication, BenefitsApplication))
+        rows = self.rows(store, app.derived_id(case_id))
+        bad = [r for r in rows if r.error is not None]
+        if bad:
+            raise AuditError(f"case {case_id}: {store} step {bad[0].stored.originator_version} cannot be read "
+                             f"({bad[0].error})")
+        return [r.event for r in rows]
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -1,0 +1,384 @@
+"""Recompute every case from its recorded history and compare with what the services recorded.
+
+For each case: the intake store's events (readable, versions 1..n, each in its own row) are the history. Each
+derived store's steps embed the Case events they applied; those must be the same events, in the same order (a
+derived store that saw another history is a difference). Over the prefix a service has applied, the deadlines must
+equal ``compute_deadlines`` and the effective ledger must equal ``compute_ledger`` (with the service's policy and
+options, and the premium flag the service recorded, itself checked against the premium register). A service that
+has applied fewer events than intake holds is *behind*, which is no difference. Every chain of the case is also
+checked against the sealed links (:mod:`.chain`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from services.benefits.ledger import LedgerStep, PremiumGranted, project_ledger, project_premium
+from services.deadlines.application import OUTCOME_BY_KIND
+from services.deadlines.schedule import ScheduleStep, TimerFired, project_schedule
+from services.intake.application import belgian_date
+from shared.events import reports as r
+from shared.events.envelope import CASE_NAMESPACE, CaseEvent
+from shared.rulebook.benefits import LedgerEntry, natural_id
+from shared.rulebook.deadlines import Deadline
+
+from .chain import AuditStore, ChainStatus, CheckpointCheck, check_chain, check_checkpoints
+from .rules import Rules
+from .stores import STORES, Stores
+
+VERIFIED, BEHIND, DIFFERENT, BROKEN = "verified", "behind", "different", "broken"
+
+
+class Difference(msgspec.Struct, frozen=True, kw_only=True):
+    #: intake, deadlines or benefits
+    store: str
+    #: the deadline or ledger entry id, or ``version 3`` / ``step 4``
+    item: str | None = None
+    rule: str | None = None
+    field: str | None = None
+    recorded: Any = None
+    recomputed: Any = None
+    message: str
+
+
+class CaseVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    case_id: str
+    #: verified, behind (a service has not applied every event yet), different, broken (a chain)
+    status: str
+    #: the highest version the intake store holds for the case
+    intake_version: int
+    deadlines_applied: int
+    benefits_applied: int
+    differences: list[Difference]
+    chains: list[ChainStatus]
+    notes: list[str]
+
+
+class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
+    cases: int
+    counts: dict[str, int]
+    verdicts: list[CaseVerdict]
+    #: chains that belong to no case (premium registers, parking records, orphans)
+    other_chains: list[ChainStatus]
+    other_differences: list[Difference]
+    checkpoints: CheckpointCheck
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return (self.counts[DIFFERENT] == 0 and self.counts[BROKEN] == 0 and not self.other_differences
+                and all(c.broken is None for c in self.other_chains) and self.checkpoints.ok)
+
+
+def plain(value: Any) -> Any:
+    """JSON types only (what a JSON file holds): dates, ids and decimals as strings, tuples as lists."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def _paths(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Where two JSON-like values differ (dotted paths, first few)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _paths(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=False)) for p in _paths(x, y, f"{prefix}[{i}]")]
+    return [] if a == b else [prefix or "(value)"]
+
+
+def _field_diffs(store: str, item: str, rule: str | None, recorded: Any, computed: Any,
+                 skip: tuple[str, ...] = ()) -> list[Difference]:
+    out = []
+    for name in recorded.__struct_fields__:
+        if name in skip:
+            continue
+        a, b = getattr(recorded, name), getattr(computed, name)
+        if a != b:
+            out.append(Difference(store=store, item=item, rule=rule, field=name, recorded=plain(a),
+                                  recomputed=plain(b), message=f"{name}: recorded {plain(a)}, recomputed {plain(b)}"))
+    return out
+
+
+def compare_deadlines(recorded: dict[UUID, Deadline], computed: Sequence[Deadline]) -> list[Difference]:
+    out: list[Difference] = []
+    wanted = {d.id: d for d in computed}
+    for deadline_id, mine in recorded.items():
+        theirs = wanted.get(deadline_id)
+        if theirs is None:
+            out.append(Difference(store="deadlines", item=str(deadline_id), rule=mine.rule, recorded=plain(mine),
+                                  message=f"deadline {mine.rule} due {mine.due_on} is recorded but not recomputed"))
+        else:
+            out += _field_diffs("deadlines", str(deadline_id), mine.rule, mine, theirs)
+    for deadline_id, theirs in wanted.items():
+        if deadline_id not in recorded:
+            out.append(Difference(store="deadlines", item=str(deadline_id), rule=theirs.rule, recomputed=plain(theirs),
+                                  message=f"deadline {theirs.rule} due {theirs.due_on} is recomputed but not recorded"))
+    return out
+
+
+def _entry_words(e: LedgerEntry) -> str:
+    figure = f"{e.amount} EUR" if e.amount is not None else f"{e.percentage} % of {e.base}" if e.percentage else ""
+    return f"{e.kind} {e.rule} from {e.period_start} {figure}".rstrip()
+
+
+def compare_ledger(recorded_effective: Sequence[LedgerEntry], computed: Sequence[LedgerEntry]) -> list[Difference]:
+    """Recorded entries in force against the computed ones, matched by id (a reinstated entry by its origin)."""
+    by_id = {c.id: c for c in computed}
+    alias = {uuid.uuid5(c.id, f"reinstated:{n}"): c.id for c in computed for n in range(1, 9)}
+    out: list[Difference] = []
+    matched: set[UUID] = set()
+    loose: list[LedgerEntry] = []
+    for entry in recorded_effective:
+        cid = entry.id if entry.id in by_id else alias.get(entry.id)
+        if cid is None and natural_id(entry) in by_id:
+            cid = natural_id(entry)
+        if cid is None or cid in matched:
+            loose.append(entry)
+            continue
+        matched.add(cid)
+        out += _field_diffs("benefits", str(entry.id), entry.rule, entry, by_id[cid], skip=("id",))
+    missing = [c for c in computed if c.id not in matched]
+    for entry in loose:
+        twin = next((c for c in missing if (c.rule, c.kind, c.period_start) == (entry.rule, entry.kind,
+                                                                                  entry.period_start)), None)
+        if twin is not None:
+            missing.remove(twin)
+            out += _field_diffs("benefits", str(entry.id), entry.rule, entry, twin, skip=("id",))
+            continue
+        out.append(Difference(store="benefits", item=str(entry.id), rule=entry.rule, recorded=plain(entry),
+                              message=f"ledger entry {_entry_words(entry)} is in force but not recomputed"))
+    for entry in missing:
+        out.append(Difference(store="benefits", item=str(entry.id), rule=entry.rule, recomputed=plain(entry),
+                              message=f"ledger entry {_entry_words(entry)} is recomputed but not in force"))
+    return out
+
+
+def check_intake(case_id: UUID, rows: Sequence[Any]) -> tuple[list[CaseEvent], list[Difference]]:
+    """The readable history, and what is wrong with the stored rows (undecodable, misplaced, missing)."""
+    out: list[Difference] = []
+    history: list[CaseEvent] = []
+    for expected, row in enumerate(rows, start=1):
+        version = row.stored.originator_version
+        item = f"version {version}"
+        if row.error is not None:
+            out.append(Difference(store="intake", item=item, message=f"stored event cannot be read: {row.error}"))
+        elif version != expected:
+            out.append(Difference(store="intake", item=item, message=f"version {expected} is missing"))
+        elif not isinstance(row.event, CaseEvent) or row.event.case_id != case_id or row.event.version != version:
+            got = getattr(row.event, "version", "?")
+            out.append(Difference(store="intake", item=item, field="version", recorded=version, recomputed=got,
+                                  message=f"the row of version {version} holds the event of version {got}"))
+        if out:
+            break
+        history.append(row.event)
+    if history and not isinstance(history[0].report, r.IncapacityReported):
+        out.append(Difference(store="intake", item="version 1", message="the case does not start with its incapacity"))
+    return history, out
+
+
+def check_steps(store: str, events: Sequence[Any], history: Sequence[CaseEvent], complete: bool = True
+                ) -> tuple[int, list[Difference]]:
+    """The derived aggregate's versions are contiguous and its embedded sources are the intake history."""
+    out: list[Difference] = []
+    for expected, event in enumerate(events, start=1):
+        if event.originator_version != expected:
+            out.append(Difference(
+                store=store, item=f"step {expected}",
+                message=f"{store} version {expected} is missing (next is {event.originator_version})"))
+            break
+    sources = [e.source for e in events if isinstance(e, (ScheduleStep, LedgerStep))]
+    for index, source in enumerate(sources):
+        if index >= len(history):
+            if not complete:
+                break  # the intake history is unreadable from here: nothing to compare with
+            out.append(Difference(store=store, item=f"version {source.version}",
+                                  message=f"{store} applied event version {source.version}, which the intake store "
+                                          "does not hold"))
+            break
+        if source != history[index]:
+            where = _paths(plain(source), plain(history[index]))
+            out.append(Difference(store=store, item=f"version {index + 1}", field=", ".join(where[:5]),
+                                  recorded=[plain(_at(source, p)) for p in where[:5]],
+                                  recomputed=[plain(_at(history[index], p)) for p in where[:5]],
+                                  message=f"{store} applied another event {index + 1} than the intake store holds "
+                                          f"({', '.join(where[:5])})"))
+            break
+    return len(sources), out
+
+
+def _at(value: Any, path: str) -> Any:
+    current = plain(value)
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("["):
+            index = int(part[1:-1])
+            current = current[index] if isinstance(current, list) and index < len(current) else None
+        else:
+            current = current.get(part) if isinstance(current, dict) else None
+    return current
+
+
+def check_outcomes(outcomes: dict[UUID, TimerFired], computed: Sequence[Deadline]) -> list[Difference]:
+    ids = {d.id for d in computed}
+    out = []
+    for deadline_id, fired in outcomes.items():
+        d = fired.deadline
+        expected = OUTCOME_BY_KIND.get(d.deadline_kind, "missed")
+        if fired.outcome != expected:
+            out.append(Difference(
+                store="deadlines", item=str(deadline_id), rule=d.rule, field="outcome", recorded=fired.outcome,
+                recomputed=expected,
+                message=f"a {d.deadline_kind} deadline's timer records {fired.outcome}, not {expected}"))
+        if belgian_date(fired.fired_at) <= d.due_on:
+            out.append(Difference(store="deadlines", item=str(deadline_id), rule=d.rule, field="fired_at",
+                                  recorded=fired.fired_at.isoformat(), recomputed=f"after {d.due_on}",
+                                  message=f"the timer's outcome is recorded before the deadline passed ({d.due_on})"))
+        if deadline_id not in ids:
+            out.append(Difference(store="deadlines", item=str(deadline_id), rule=d.rule,
+                                  message="a timer outcome is recorded for a deadline the history does not hold"))
+    return out
+
+
+def premium_register(stores: Stores, history: Sequence[CaseEvent]) -> PremiumGranted | None:
+    opening = history[0].report
+    assert isinstance(opening, r.IncapacityReported)
+    if stores.benefits is None:
+        return None
+    register_id = uuid.uuid5(CASE_NAMESPACE, f"premium:{opening.insz}:{opening.enterprise_number}")
+    events = [row.event for row in stores.rows("benefits", register_id) if row.error is None]
+    return project_premium(None, events)
+
+
+def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) -> CaseVerdict:
+    rows = stores.rows("intake", case_id)
+    stored = {"intake": [row.stored for row in rows]}
+    history, diffs = check_intake(case_id, rows)
+    if not rows:
+        diffs.append(Difference(store="intake", message="the case is sealed but no longer in the intake store"))
+    notes: list[str] = []
+    applied = {"deadlines": 0, "benefits": 0}
+    readable = not diffs
+    for store in ("deadlines", "benefits"):
+        app = stores.app(store)
+        if app is None:
+            continue
+        derived_rows = stores.rows(store, app.derived_id(case_id))  # type: ignore[attr-defined]
+        stored[store] = [row.stored for row in derived_rows]
+        broken = next((row for row in derived_rows if row.error is not None), None)
+        if broken is not None:
+            diffs.append(Difference(store=store, item=f"step {broken.stored.originator_version}",
+                                    message=f"stored step cannot be read: {broken.error}"))
+            continue
+        events = [row.event for row in derived_rows]
+        applied[store], step_diffs = check_steps(store, events, history, complete=readable)
+        diffs += step_diffs
+        if step_diffs or not readable or not events:
+            continue
+        prefix = history[: applied[store]]
+        if store == "deadlines":
+            schedule = project_schedule(None, events)
+            assert schedule is not None
+            computed = rules.deadlines(prefix)
+            diffs += compare_deadlines(schedule.deadlines, computed)
+            diffs += check_outcomes(schedule.outcomes, computed)
+        else:
+            steps = [e for e in events if isinstance(e, LedgerStep)]
+            ledger = project_ledger(None, steps)
+            assert ledger is not None
+            prior = steps[-1].prior_premium
+            register = premium_register(stores, history) if prior else None
+            if prior and (register is None or register.case_id == case_id):
+                diffs.append(Difference(store="benefits", item=f"step {len(steps)}", field="prior_premium",
+                                        recorded=True, recomputed=False,
+                                        message="the ledger says another case got the premium; the register "
+                                                "names no other case"))
+            diffs += compare_ledger(ledger.effective, rules.ledger(prefix, prior_premium=prior))
+    chains = case_chains(stores, audit, case_id, stored)
+    for store, n in applied.items():
+        if readable and n < len(history):
+            notes.append(f"{store} has applied {n} of {len(history)} events")
+    unsealed = sum(c.unsealed for c in chains)
+    if audit.sealed and unsealed:
+        notes.append(f"{unsealed} event(s) recorded since the last seal")
+    if any(c.broken for c in chains):
+        status = BROKEN
+    elif diffs:
+        status = DIFFERENT
+    elif any(n < len(history) for n in applied.values()):
+        status = BEHIND
+    else:
+        status = VERIFIED
+    stored_version = max((row.stored.originator_version for row in rows), default=0)
+    return CaseVerdict(case_id=str(case_id), status=status, intake_version=stored_version,
+                       deadlines_applied=applied["deadlines"], benefits_applied=applied["benefits"],
+                       differences=diffs, chains=chains, notes=notes)
+
+
+def case_chains(stores: Stores, audit: AuditStore, case_id: UUID,
+                stored: dict[str, list[Any]] | None = None) -> list[ChainStatus]:
+    """The case's chains in each store (``stored``: the rows already read, by store)."""
+    out = []
+    for store in STORES:
+        app = stores.app(store)
+        if app is None and store != "intake":
+            continue
+        originator = case_id if store == "intake" else app.derived_id(case_id)  # type: ignore[union-attr]
+        rows = (stored or {}).get(store)
+        out.append(check_chain(audit, store, originator, rows if rows is not None else stores.raw(store, originator),
+                               case_id))
+    return out
+
+
+def verify_all(stores: Stores, audit: AuditStore, rules: Rules, progress: Callable[[int, int], None] | None = None,
+               outside_digest: str | None = None) -> AuditReport:
+    started = time.perf_counter()
+    cases = stores.case_ids()
+    known = set(cases)
+    sealed = audit.chains()
+    cases += [o for store, o, _ in sealed if store == "intake" and o not in known]  # deleted from intake entirely
+    verdicts = []
+    for done, case_id in enumerate(cases, start=1):
+        verdicts.append(verify_case(stores, audit, rules, case_id))
+        if progress:
+            progress(done, len(cases))
+    case_ids = set(cases)
+    derived = {store: {stores.app(store).derived_id(c) for c in case_ids}  # type: ignore[union-attr]
+               for store in ("deadlines", "benefits") if stores.app(store) is not None}
+    other_chains = [
+        check_chain(audit, store, originator, stores.raw(store, originator), None)
+        for store, originator, case in sealed
+        if store != "intake" and originator not in derived.get(store, set())
+    ]
+    other_differences = orphans(stores, derived)
+    counts = {s: 0 for s in (VERIFIED, BEHIND, DIFFERENT, BROKEN)}
+    for verdict in verdicts:
+        counts[verdict.status] += 1
+    return AuditReport(cases=len(cases), counts=counts, verdicts=verdicts, other_chains=other_chains,
+                       other_differences=other_differences, checkpoints=check_checkpoints(audit, outside_digest),
+                       seconds=round(time.perf_counter() - started, 3))
+
+
+def orphans(stores: Stores, derived: dict[str, set[UUID]]) -> list[Difference]:
+    """Derived aggregates (schedules, ledgers) of cases the intake store does not hold."""
+    from eventsourcing.utils import get_topic
+
+    topics = {"deadlines": get_topic(ScheduleStep), "benefits": get_topic(LedgerStep)}
+    out = []
+    for store, ids in derived.items():
+        seen: set[str] = set()
+        for n in stores.notifications(store):
+            originator = str(n.originator_id)
+            if n.topic == topics[store] and originator not in seen and UUID(originator) not in ids:
+                seen.add(originator)
+                out.append(Difference(store=store, item=originator,
+                                      message=f"{store} aggregate {originator} belongs to no case of the intake store"))
+    return out
+

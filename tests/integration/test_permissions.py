@@ -1,0 +1,698 @@
+"""Accounts and permissions per party, on a real nats-server running the generated configuration.
+
+Every party kind is probed on every subject family: publishing, subscribing, creating a JetStream consumer, using
+another party's consumer, asking for a feed filter that is not its own. Every cross-party probe must be refused by
+the server (a permissions violation, reported through nats-py's ``error_cb``) and every own action must work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+import nkeys
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+
+from reintegration.generator import Generator
+from services.deadlines.timers import ensure_timer_stream
+from shared.events.subjects import (
+    BENEFITS_STREAM,
+    BENEFITS_SUBJECTS,
+    DEAD_LETTER_PREFIX,
+    DEAD_LETTER_STREAM,
+    DEADLINES_STREAM,
+    DEADLINES_SUBJECTS,
+    POSITION_HEADER,
+    QUERY_PREFIX,
+    TIMER_FIRED_PREFIX,
+    TIMER_SCHEDULE_PREFIX,
+    TIMERS_STREAM,
+    TRAJECTORY_PREFIX,
+    TRAJECTORY_STREAM,
+    TRAJECTORY_SUBJECTS,
+    employer_feed_subject,
+    trajectory_subject,
+)
+from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
+from shared.infra.parties import (
+    AUDIT_PREFIX,
+    DEV_PARTIES_FILE,
+    FEED_PREFIX,
+    PARTY_JS_API,
+    Credentials,
+    FeedError,
+    Parties,
+    PartiesError,
+    Party,
+    Role,
+    connect_as,
+    feed_consumer_names,
+    generate,
+    load_credentials,
+    load_parties,
+    open_feed,
+    parse_parties,
+    serve_feed_consumers,
+)
+from shared.infra.relay import OutboxRelay, ensure_stream
+
+FUNDS = ["100", "300"]
+OHS = ["0202239951", "0441257948"]
+EMPLOYERS = ["0403170701", "0299925087"]
+AUDITORS = ["inspectorate", "court-of-audit"]
+SERVICES = ["intake", "relay", "deadlines", "benefits", "disclosures", "feeds", "audit", "runtime"]
+PARTIES = parse_parties({"dev": True, "health_funds": FUNDS, "occupational_health_services": OHS,
+                         "employers": EMPLOYERS, "auditors": AUDITORS, "services": SERVICES})
+OUTSIDERS = [p for p in PARTIES.parties if p.role is not Role.SERVICE]
+E1, E2 = EMPLOYERS
+CASE = uuid.UUID("7d8b3c1e-1111-4111-8111-111111111111")
+
+
+# ----------------------------------------------------------------------------------------------- harness
+
+
+@dataclass
+class System:
+    server: EmbeddedNatsServer
+    credentials: dict[str, Path]
+    config: str
+    #: A user of the service account without any restriction: a witness of what reaches the service account.
+    observer_seed: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def creds(self, name: str) -> Credentials:
+        return load_credentials(self.credentials[name])
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    config, credentials = generate(PARTIES, tmp_path / "parties")
+    seed = nkeys.encode_seed(bytes(range(32)), nkeys.PREFIX_BYTE_USER)
+    observer = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    witnessed = config.replace("    users: [\n", f'    users: [\n      {{ nkey: "{observer}" }}\n', 1)
+    server = EmbeddedNatsServer(NatsServerConfig(store_dir=tmp_path / "nats", extra=witnessed),
+                                run_dir=tmp_path / "run")
+    server.start()
+    try:
+        yield System(server, credentials, config, seed.decode())
+    finally:
+        server.stop()
+
+
+@dataclass
+class Client:
+    """One party's connection, with the server's asynchronous errors (permissions violations) collected."""
+
+    party: str
+    nc: NATS
+    errors: list[str] = field(default_factory=list)
+    sentinels: int = 0
+
+    def violations(self) -> list[str]:
+        return [e for e in self.errors if "permissions violation" in e and SENTINEL not in e]
+
+    async def settle(self) -> None:
+        """Wait until the server has answered everything sent so far. A flush is not enough: the server's -ERR for
+        a refused publish can come after the PONG. -ERRs keep their order, so wait for one more, provoked."""
+        self.sentinels += 1
+        sentinel = f"{SENTINEL}.{self.sentinels}"
+        await self.nc.publish(sentinel, b"")
+        await self.nc.flush()
+        for _ in range(2000):
+            if any(f'"{sentinel}"' in e for e in self.errors):
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"{self.party}: no answer from the server for {sentinel}")
+
+    async def publish(self, subject: str, reply: str = "") -> bool:
+        """Publish once; ``True`` when the server accepted it, ``False`` when it refused it."""
+        before = len(self.errors)
+        await self.nc.publish(subject, b"probe", reply=reply)
+        await self.settle()
+        return not _refused(self.errors[before:], "publish", subject)
+
+    async def subscribe(self, subject: str) -> bool:
+        before = len(self.errors)
+        sub = await self.nc.subscribe(subject)
+        await self.settle()
+        refused = _refused(self.errors[before:], "subscription", subject)
+        await sub.unsubscribe()
+        return not refused
+
+
+#: Nobody may publish here: each probe is followed by one, whose refusal marks the end of the probe's answers.
+SENTINEL = "probe.sentinel"
+
+
+def _refused(errors: list[str], what: str, subject: str) -> bool:
+    # nats-py lower-cases the server's -ERR text: 'Permissions Violation for Publish to "<subject>"'
+    expected = f'permissions violation for {what} to "{subject.lower()}"'
+    return any(expected in error for error in errors)
+
+
+async def connect(system: System, name: str, **options: Any) -> Client:
+    client = Client(name, None)  # type: ignore[arg-type]
+
+    async def on_error(error: Exception) -> None:
+        client.errors.append(str(error))
+
+    client.nc = await connect_as(system.credentials[name], system.url, error_cb=on_error, **options)
+    return client
+
+
+@dataclass
+class Services:
+    """Stand-ins for the services, each connected with its own generated credentials."""
+
+    system: System
+    clients: dict[str, Client] = field(default_factory=dict)
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # (service, subject, account)
+
+    async def start(self) -> None:
+        for name in ("intake", "deadlines", "benefits", "audit", "feeds", "runtime"):
+            self.clients[name] = await connect(self.system, f"service:{name}")
+        js = self.clients["runtime"].nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await ensure_stream(js, DEADLINES_STREAM, DEADLINES_SUBJECTS)
+        await ensure_stream(js, BENEFITS_STREAM, BENEFITS_SUBJECTS)
+
+        def responder(service: str) -> Any:
+            async def answer(msg: Msg) -> None:
+                info = json.loads((msg.headers or {}).get("Nats-Request-Info", "{}"))
+                self.seen.append((service, msg.subject, info.get("acc")))
+                await msg.respond(json.dumps({"service": service, "subject": msg.subject,
+                                              "account": info.get("acc")}).encode())
+            return answer
+
+        await self.clients["intake"].nc.subscribe("reintegration.intake.*.*", queue="intake",
+                                                  cb=responder("intake"))
+        await self.clients["deadlines"].nc.subscribe(f"{QUERY_PREFIX}.deadlines", queue="deadlines-query",
+                                                     cb=responder("deadlines"))
+        await self.clients["benefits"].nc.subscribe(f"{QUERY_PREFIX}.benefits", queue="benefits-query",
+                                                    cb=responder("benefits"))
+        await self.clients["audit"].nc.subscribe(f"{AUDIT_PREFIX}.>", queue="audit", cb=responder("audit"))
+        await serve_feed_consumers(self.clients["feeds"].nc)
+        for client in self.clients.values():
+            await client.nc.flush()
+
+    async def feed(self, enterprise: str, topic: str = "deadlines", count: int = 1, tag: str = "") -> list[bytes]:
+        """Feed messages on the employer's subjects, published as the deriving service does."""
+        service = self.clients[topic]
+        js = service.nc.jetstream()
+        payloads = []
+        for i in range(count):
+            payload = json.dumps({"enterprise_number": enterprise, "n": i, "tag": tag}).encode()
+            await js.publish(employer_feed_subject(enterprise, topic, uuid.uuid4()), payload)
+            payloads.append(payload)
+        return payloads
+
+    def violations(self) -> list[str]:
+        return [f"{name}: {e}" for name, c in self.clients.items() for e in c.violations()]
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.nc.close()
+
+
+@pytest.fixture
+async def services(system: System) -> AsyncIterator[Services]:
+    running = Services(system)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+# --------------------------------------------------------------------------------------- the probe table
+
+
+def intake_of(party: Party) -> str:
+    return f"reintegration.intake.{party.role.value}.{party.id}"
+
+
+def probes(party: Party) -> list[tuple[str, str, bool]]:
+    """``(publish|subscribe, subject, allowed)`` for one party: its own actions and everything else."""
+    others = [p for p in OUTSIDERS if p != party]
+    own_names = feed_consumer_names(party.id) if party.role is Role.EMPLOYER else ()
+    table: list[tuple[str, str, bool]] = []
+
+    def allow(action: str, *subjects: str) -> None:
+        table.extend((action, s, True) for s in subjects)
+
+    def refuse(action: str, *subjects: str) -> None:
+        table.extend((action, s, False) for s in subjects)
+
+    # Own: its inbox; its intake subject; an employer its feed, its feed consumers; an auditor the read-only subjects.
+    allow("subscribe", f"{party.inbox_prefix}.>", f"{party.inbox_prefix}.abc.*")
+    if party.role is Role.AUDITOR:
+        allow("publish", f"{AUDIT_PREFIX}.case", f"{AUDIT_PREFIX}.disclosures.employer", f"{QUERY_PREFIX}.deadlines",
+              f"{QUERY_PREFIX}.benefits")
+    else:
+        allow("publish", intake_of(party))
+        refuse("publish", f"{AUDIT_PREFIX}.case", f"{QUERY_PREFIX}.deadlines", f"{QUERY_PREFIX}.benefits",
+               f"{QUERY_PREFIX}.trajectory")
+        refuse("subscribe", f"{AUDIT_PREFIX}.>", f"{QUERY_PREFIX}.>")
+    if party.role is Role.EMPLOYER:
+        allow("subscribe", f"reintegration.employer.{party.id}.>", f"reintegration.employer.{party.id}.deadlines.>",
+              employer_feed_subject(party.id, "benefits", CASE))
+        allow("publish", f"{FEED_PREFIX}.{party.id}")
+        for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
+            for name in own_names:
+                allow("publish", f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}",
+                      f"{PARTY_JS_API}.CONSUMER.INFO.{stream}.{name}", f"$JS.ACK.{stream}.{name}.1.1.1.1.0")
+    # Other parties: their intake subjects, inboxes, feeds, feed requests and consumers.
+    for other in others:
+        if other.role is not Role.AUDITOR:
+            refuse("publish", intake_of(other))
+        refuse("subscribe", f"{other.inbox_prefix}.>")
+        refuse("publish", f"{other.inbox_prefix}.spoofed-reply")
+        if other.role is Role.EMPLOYER:
+            refuse("subscribe", f"reintegration.employer.{other.id}.>",
+                   employer_feed_subject(other.id, "deadlines", CASE))
+            refuse("publish", f"{FEED_PREFIX}.{other.id}")
+            for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
+                for name in feed_consumer_names(other.id):
+                    refuse("publish", f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}",
+                           f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", f"{PARTY_JS_API}.CONSUMER.INFO.{stream}.{name}",
+                           f"$JS.ACK.{stream}.{name}.1.1.1.1.0")
+    if party.role is not Role.EMPLOYER:
+        refuse("publish", f"reintegration.intake.employer.{EMPLOYERS[0]}", f"{FEED_PREFIX}.{EMPLOYERS[0]}")
+    # Every family of the system's own subjects: nobody outside the service account reads or writes them.
+    refuse("subscribe", ">", "reintegration.>", "reintegration.intake.>", "reintegration.trajectory.>",
+           f"{TRAJECTORY_PREFIX}.{CASE}.incapacity_reported", "reintegration.deadlines.>", "reintegration.benefits.>",
+           "reintegration.timers.>", "reintegration.dead.>", "reintegration.employer.>", "reintegration.employer.*.>",
+           "reintegration.employer.*.deadlines.>", "reintegration.feed.*", "_INBOX.>", "_R_.>", "$JS.>",
+           "$JS.ACK.>", "$JS.API.>", f"{PARTY_JS_API}.>", "$SYS.>")
+    refuse("publish", trajectory_subject(CASE, "incapacity_reported.v1"), f"reintegration.deadlines.{CASE}.opened",
+           f"reintegration.benefits.{CASE}.premium", f"{TIMER_SCHEDULE_PREFIX}.{CASE}", f"{TIMER_FIRED_PREFIX}.{CASE}",
+           f"{DEAD_LETTER_PREFIX}.deadlines", "_INBOX.reply", "_R_.abc.def")
+    # Even its own feed subjects: only the deriving services write a feed.
+    for enterprise in EMPLOYERS:
+        refuse("publish", employer_feed_subject(enterprise, "deadlines", CASE),
+               employer_feed_subject(enterprise, "benefits", CASE))
+    # JetStream: no stream API, no consumer creation (the feeds service creates them), no service consumer.
+    for prefix in ("$JS.API", PARTY_JS_API):
+        refuse("publish", f"{prefix}.INFO", f"{prefix}.STREAM.NAMES", f"{prefix}.STREAM.LIST",
+               f"{prefix}.STREAM.INFO.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.INFO.{DEADLINES_STREAM}",
+               f"{prefix}.STREAM.CREATE.EVIL", f"{prefix}.STREAM.UPDATE.{DEADLINES_STREAM}",
+               f"{prefix}.STREAM.DELETE.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.PURGE.{DEADLINES_STREAM}",
+               f"{prefix}.STREAM.MSG.GET.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.MSG.DELETE.{BENEFITS_STREAM}",
+               f"{prefix}.DIRECT.GET.{TRAJECTORY_STREAM}", f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}",
+               f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}.x.{TRAJECTORY_SUBJECTS}",
+               f"{prefix}.CONSUMER.DURABLE.CREATE.{DEADLINES_STREAM}.x",
+               f"{prefix}.CONSUMER.MSG.NEXT.{TRAJECTORY_STREAM}.deadlines",
+               f"{prefix}.CONSUMER.LIST.{DEADLINES_STREAM}", f"{prefix}.CONSUMER.NAMES.{DEADLINES_STREAM}",
+               f"{prefix}.CONSUMER.DELETE.{DEADLINES_STREAM}.disclosures-deadlines")
+        for enterprise in EMPLOYERS:  # not even an employer for its own subjects: the filter is in the payload
+            for name in feed_consumer_names(enterprise):
+                refuse("publish",
+                       f"{prefix}.CONSUMER.CREATE.{DEADLINES_STREAM}.{name}.reintegration.employer.{enterprise}.>",
+                       f"{prefix}.CONSUMER.DELETE.{DEADLINES_STREAM}.{name}")
+    refuse("publish", f"$JS.ACK.{TRAJECTORY_STREAM}.deadlines.1.1.1.1.0",
+           f"$JS.ACK.{DEADLINES_STREAM}.disclosures-deadlines.1.1.1.1.0", "$JS.FC.x.y")
+    return table
+
+
+@pytest.mark.parametrize("party", [p.name for p in OUTSIDERS])
+async def test_every_cross_party_probe_is_refused_and_every_own_action_allowed(system: System, party: str) -> None:
+    table = probes(PARTIES.get(party))
+    client = await connect(system, party)
+    try:
+        wrong = []
+        for action, subject, allowed in table:
+            ok = await (client.publish(subject) if action == "publish" else client.subscribe(subject))
+            if ok != allowed:
+                wrong.append(f"{action} {subject}: {'allowed' if ok else 'refused'}, expected the opposite")
+        refused = sum(1 for _, _, allowed in table if not allowed)
+        assert not wrong, f"{party}: {len(wrong)} of {len(table)} probes wrong:\n" + "\n".join(wrong)
+        assert refused >= 60 and len(client.violations()) == refused  # one violation per refused probe, no other
+        assert client.nc.is_connected  # a violation is reported, the connection stays up
+    finally:
+        await client.nc.close()
+
+
+# ------------------------------------------------------------------------------------------ own actions
+
+
+async def test_each_party_reaches_its_own_intake_and_the_service_knows_its_account(
+    system: System, services: Services
+) -> None:
+    for party in OUTSIDERS:
+        if party.role is Role.AUDITOR:
+            continue
+        client = await connect(system, party.name)
+        reply = json.loads((await client.nc.request(intake_of(party), b"{}", timeout=2)).data)
+        assert reply == {"service": "intake", "subject": intake_of(party), "account": party.name}
+        other = next(p for p in OUTSIDERS if p.role is party.role and p != party)
+        with pytest.raises(nats.errors.TimeoutError):  # refused by the server: no reply ever comes
+            await client.nc.request(intake_of(other), b"{}", timeout=0.3)
+        assert client.violations() == [f'nats: permissions violation for publish to "{intake_of(other)}"']
+        await client.nc.close()
+    assert [s for s in services.seen if s[0] == "intake"] == [
+        ("intake", intake_of(p), p.name) for p in OUTSIDERS if p.role is not Role.AUDITOR]
+    assert services.violations() == []
+
+
+async def test_auditors_ask_read_only_questions_and_write_nothing(system: System, services: Services) -> None:
+    for name in AUDITORS:
+        client = await connect(system, f"auditor:{name}")
+        for subject, service in ((f"{AUDIT_PREFIX}.case", "audit"), (f"{QUERY_PREFIX}.deadlines", "deadlines"),
+                                 (f"{QUERY_PREFIX}.benefits", "benefits")):
+            reply = json.loads((await client.nc.request(subject, b"{}", timeout=2)).data)
+            assert reply == {"service": service, "subject": subject, "account": f"auditor:{name}"}
+        for subject in (intake_of(Party(Role.HEALTH_FUND, "100")), trajectory_subject(CASE, "x.v1"),
+                        f"$JS.API.STREAM.INFO.{TRAJECTORY_STREAM}", f"{PARTY_JS_API}.STREAM.INFO.{TRAJECTORY_STREAM}",
+                        f"$JS.API.CONSUMER.CREATE.{TRAJECTORY_STREAM}", employer_feed_subject(E1, "deadlines", CASE),
+                        f"{FEED_PREFIX}.{E1}"):
+            assert not await client.publish(subject), subject
+        await client.nc.close()
+    assert services.violations() == []
+
+
+async def test_an_employer_receives_its_own_updates_live_and_replayed_from_a_start_time(
+    system: System, services: Services
+) -> None:
+    e1, e2 = await connect(system, f"employer:{E1}"), await connect(system, f"employer:{E2}")
+    live: list[Msg] = []
+
+    async def on_feed(msg: Msg) -> None:
+        live.append(msg)
+
+    await e1.nc.subscribe(f"reintegration.employer.{E1}.>", cb=on_feed)
+    await e1.nc.flush()
+    before = await services.feed(E1, count=3, tag="before") + await services.feed(E2, count=2, tag="before")
+    await asyncio.sleep(0.05)
+    start = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    after = await services.feed(E1, count=2, tag="after")
+    await services.feed(E2, count=2, tag="after")
+    benefits = await services.feed(E1, "benefits", count=2, tag="benefits")
+    await asyncio.sleep(0.2)
+
+    # Core subscription: exactly its own messages, from both streams.
+    assert sorted(m.data for m in live) == sorted([*before[:3], *after, *benefits])
+    assert {m.subject.split(".")[2] for m in live} == {E1}
+
+    # A new subscriber replays from a start time, through a consumer pinned to its own subjects.
+    replay = await open_feed(e1.nc, E1, DEADLINES_STREAM, start_time=start)
+    got = await replay.fetch(10, timeout=1)
+    assert [m.data for m in got] == after
+    for msg in got:
+        await msg.ack()
+    js = e1.nc.jetstream(prefix=PARTY_JS_API)
+    await asyncio.sleep(0.1)
+    _, replay_name = feed_consumer_names(E1)
+    info = await js.consumer_info(DEADLINES_STREAM, replay_name)
+    assert info.num_ack_pending == 0 and info.ack_floor.stream_seq > 0 and info.num_pending == 0
+    assert info.config.filter_subject == f"reintegration.employer.{E1}.>" and info.config.deliver_subject is None
+
+    # The durable live consumer: everything of its own on BENEFITS, resumed where it stopped after a reconnect.
+    first = await open_feed(e1.nc, E1, BENEFITS_STREAM, consumer="live")
+    msg = (await first.fetch(1, timeout=1))[0]
+    assert msg.data == benefits[0]
+    await msg.ack_sync()
+    again = await open_feed(e1.nc, E1, BENEFITS_STREAM, consumer="live")
+    assert [m.data for m in await again.fetch(10, timeout=1)] == benefits[1:]
+
+    # A narrower filter inside its own subjects is fine; E2's consumers are E2's own.
+    narrow = await open_feed(e2.nc, E2, DEADLINES_STREAM, filter=f"reintegration.employer.{E2}.deadlines.>")
+    assert len(await narrow.fetch(10, timeout=1)) == 4
+    assert e1.violations() == [] and e2.violations() == [] and services.violations() == []
+    await e1.nc.close()
+    await e2.nc.close()
+
+
+async def test_feed_consumers_are_pinned_to_the_employers_own_subjects(system: System, services: Services) -> None:
+    await services.feed(E2, count=2)
+    e1 = await connect(system, f"employer:{E1}")
+    subject = f"{FEED_PREFIX}.{E1}"
+    for body, reason in (
+        ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E2}.>"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": "reintegration.employer.*.>"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": "reintegration.employer.>"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": ">"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E1}"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E1}.>.x"}, "not inside"),
+        ({"stream": TRAJECTORY_STREAM}, "feed is in"),
+        ({"stream": DEADLINES_STREAM, "deliver_subject": "reintegration.trajectory.x"}, "unknown field"),
+        ({"stream": DEADLINES_STREAM, "consumer": "deadlines"}, "Invalid enum value"),
+        ({"stream": DEADLINES_STREAM, "start_time": "2026-01-01T00:00:00"}, "offset"),
+    ):
+        reply = json.loads((await e1.nc.request(subject, json.dumps(body).encode(), timeout=2)).data)
+        assert reason in reply.get("error", ""), (body, reply)
+    with pytest.raises(FeedError, match="not inside"):
+        await open_feed(e1.nc, E1, DEADLINES_STREAM, filter=f"reintegration.employer.{E2}.>")
+    # No consumer was made for any refused request, and E2's consumers stay out of E1's reach.
+    runtime = services.clients["runtime"].nc.jetstream()
+    for name in feed_consumer_names(E1):
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await runtime.consumer_info(DEADLINES_STREAM, name)
+    e2 = await connect(system, f"employer:{E2}")
+    await open_feed(e2.nc, E2, DEADLINES_STREAM)
+    _, e2_replay = feed_consumer_names(E2)
+    assert not await e1.publish(f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{DEADLINES_STREAM}.{e2_replay}",
+                                reply=f"{e1.nc._inbox_prefix.decode()}.steal")
+    with pytest.raises(nats.errors.TimeoutError):
+        await e1.nc.jetstream(prefix=PARTY_JS_API).consumer_info(DEADLINES_STREAM, e2_replay, timeout=0.3)
+    assert len(e1.violations()) == 2 and services.violations() == []
+    await e1.nc.close()
+    await e2.nc.close()
+
+
+async def test_nothing_a_party_sends_lands_in_the_service_accounts_subjects(system: System, services: Services) -> None:
+    """In one shared account a reply subject is an address anywhere: intake's answer, or a JetStream pull, would be
+    published on whatever subject the requester named, e.g. into the TRAJECTORY stream. Across accounts it is
+    mapped to a private ``_R_`` subject and comes back to the requester's own account."""
+    await services.feed(E1, count=3)
+    runtime = services.clients["runtime"]
+    leaked: list[Msg] = []
+
+    async def watch(msg: Msg) -> None:
+        leaked.append(msg)
+
+    observer = await nats.connect(system.url, nkeys_seed_str=system.observer_seed)
+    await observer.subscribe(f"{TRAJECTORY_PREFIX}.>", cb=watch)
+    await observer.flush()
+    e1 = await connect(system, f"employer:{E1}")
+    target = trajectory_subject(CASE, "incapacity_reported.v1")
+    assert await e1.publish(intake_of(Party(Role.EMPLOYER, E1)), reply=target)
+    await open_feed(e1.nc, E1, DEADLINES_STREAM)
+    _, name = feed_consumer_names(E1)
+    assert await e1.publish(f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{DEADLINES_STREAM}.{name}", reply=target)
+    await asyncio.sleep(0.3)
+    info = await runtime.nc.jetstream().stream_info(TRAJECTORY_STREAM)
+    assert info.state.messages == 0 and leaked == []
+    assert e1.violations() == [] and services.violations() == []
+    await e1.nc.close()
+    await observer.close()
+
+
+async def test_connections_without_known_credentials_are_refused(system: System, tmp_path: Path) -> None:
+    with pytest.raises((nats.errors.NoServersError, nats.errors.Error)):
+        await nats.connect(system.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+    stranger, _ = generate(parse_parties({"employers": [E1]}), tmp_path / "stranger")
+    assert stranger  # a valid key pair the server does not know
+    with pytest.raises((nats.errors.NoServersError, nats.errors.Error)):
+        await connect_as(tmp_path / "stranger" / f"employer-{E1}.creds", system.url, allow_reconnect=False,
+                         max_reconnect_attempts=0, connect_timeout=2)
+
+
+# -------------------------------------------------------------------------------------------- services
+
+
+async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_service(system: System) -> None:
+    clients = {name: await connect(system, f"service:{name}") for name in SERVICES}
+    try:
+        # relay: its stream, its subjects, and the tail it resumes after (stream info, get_msg).
+        relay = clients["relay"]
+        js = relay.nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        ack = await (await js.publish_async(trajectory_subject(CASE, "incapacity_reported.v1"), b"{}",
+                                            headers={POSITION_HEADER: "1", "Nats-Msg-Id": "e1"}))
+        tail = OutboxRelay(name="relay", recorder=None, mapper=None, tracking=None, js=js,  # type: ignore[arg-type]
+                           stream=TRAJECTORY_STREAM, render=lambda e: [])
+        assert (await tail.stream_tail())[:2] == (ack.seq, 1)
+        assert (await js.get_msg(TRAJECTORY_STREAM, seq=1, direct=True)).data == b"{}"
+
+        for name, stream, subjects in (("deadlines", DEADLINES_STREAM, DEADLINES_SUBJECTS),
+                                       ("benefits", BENEFITS_STREAM, BENEFITS_SUBJECTS)):
+            client = clients[name]
+            js = client.nc.jetstream()
+            await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])  # TrajectoryConsumer.start
+            await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])
+            await ensure_stream(js, stream, subjects)
+            sub = await js.pull_subscribe(TRAJECTORY_SUBJECTS, durable=name, stream=TRAJECTORY_STREAM,
+                                          config=api.ConsumerConfig(durable_name=name, ack_wait=30, max_deliver=1000,
+                                                                    max_ack_pending=10_000),
+                                          inbox_prefix=client.nc._inbox_prefix + b".")
+            msg = (await sub.fetch(1, timeout=2))[0]
+            await msg.in_progress()
+            await msg.nak(delay=0.1)
+            msg = (await sub.fetch(1, timeout=2))[0]
+            await msg.ack_sync()
+            await js.publish(f"{DEAD_LETTER_PREFIX}.{name}", b"poison")
+            await js.publish(f"reintegration.{name}.{CASE}.x", b"{}")
+            await js.publish(employer_feed_subject(E1, name, CASE), b"{}")
+            assert (await js.get_msg(TRAJECTORY_STREAM, subject=f"{TRAJECTORY_PREFIX}.{CASE}.>")).data == b"{}"
+            assert (await js.stream_info(stream)).state.messages == 2
+            assert await client.subscribe(f"{QUERY_PREFIX}.{name}")  # answered in test_auditors_ask_...
+
+        # deadlines' timers: schedule, fire (the server writes the target), consume, delete, purge.
+        deadlines = clients["deadlines"]
+        js = deadlines.nc.jetstream()
+        await ensure_timer_stream(js)
+        timers = await js.pull_subscribe(f"{TIMER_FIRED_PREFIX}.>", durable="deadlines-timers", stream=TIMERS_STREAM,
+                                         config=api.ConsumerConfig(durable_name="deadlines-timers",
+                                                                   filter_subject=f"{TIMER_FIRED_PREFIX}.>"),
+                                         inbox_prefix=deadlines.nc._inbox_prefix + b".")
+        await js.publish(f"{TIMER_SCHEDULE_PREFIX}.d1", b"{}", headers=schedule_at_headers(
+            datetime.now(UTC) - timedelta(seconds=1), f"{TIMER_FIRED_PREFIX}.d1"))
+        await js.publish(f"{TIMER_SCHEDULE_PREFIX}.d2", b"{}", headers=schedule_at_headers(
+            datetime.now(UTC) + timedelta(days=1), f"{TIMER_FIRED_PREFIX}.d2"))
+        fired = (await timers.fetch(1, timeout=3))[0]
+        assert fired.subject == f"{TIMER_FIRED_PREFIX}.d1"
+        await fired.ack()
+        await js.delete_msg(TIMERS_STREAM, fired.metadata.sequence.stream)
+        await js.purge_stream(TIMERS_STREAM, subject=f"{TIMER_SCHEDULE_PREFIX}.d2")
+
+        # disclosures: the employer feed of both streams.
+        disclosures = clients["disclosures"]
+        js = disclosures.nc.jetstream()
+        for stream, subjects in ((DEADLINES_STREAM, DEADLINES_SUBJECTS), (BENEFITS_STREAM, BENEFITS_SUBJECTS)):
+            await ensure_stream(js, stream, subjects)
+            name = f"disclosures-{stream.lower()}"
+            sub = await js.pull_subscribe("reintegration.employer.>", durable=name, stream=stream,
+                                          config=api.ConsumerConfig(durable_name=name,
+                                                                    filter_subject="reintegration.employer.>"),
+                                          inbox_prefix=disclosures.nc._inbox_prefix + b".")
+            msg = (await sub.fetch(1, timeout=2))[0]
+            assert msg.subject.startswith(f"reintegration.employer.{E1}.")
+            await msg.ack()
+
+        # audit: reads the streams, asks the derived services, answers auditors.
+        audit = clients["audit"]
+        js = audit.nc.jetstream()
+        for stream in (TRAJECTORY_STREAM, DEADLINES_STREAM, BENEFITS_STREAM):
+            assert (await js.stream_info(stream)).state.messages >= 1
+            await js.get_msg(stream, seq=1)
+        assert await audit.subscribe(f"{AUDIT_PREFIX}.>") and await audit.publish(f"{QUERY_PREFIX}.deadlines")
+
+        # runtime: prepares and purges streams, probes intake.
+        runtime = clients["runtime"]
+        js = runtime.nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await js.purge_stream(BENEFITS_STREAM)
+        assert await runtime.publish("reintegration.intake.health_fund.100")
+
+        # intake: answers (allow_responses) and publishes nothing else.
+        intake = clients["intake"]
+        assert await intake.subscribe("reintegration.intake.*.*")
+
+        problems = [f"{name}: {v}" for name, c in clients.items() for v in c.violations()]
+        assert problems == []
+
+        # Nothing of another service's.
+        refusals = {
+            "intake": ["publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.INFO.TRAJECTORY",
+                       f"publish {employer_feed_subject(E1, 'deadlines', CASE)}", "subscribe reintegration.>",
+                       "subscribe _INBOX_relay.>"],
+            "relay": [f"publish reintegration.deadlines.{CASE}.x", "publish $JS.API.STREAM.PURGE.TRAJECTORY",
+                      "publish $JS.API.STREAM.DELETE.TRAJECTORY", "subscribe reintegration.intake.*.*",
+                      "publish reintegration.intake.health_fund.100"],
+            "deadlines": [f"publish reintegration.benefits.{CASE}.x", f"publish {employer_feed_subject(E1, 'benefits', CASE)}",
+                          "publish $JS.API.CONSUMER.MSG.NEXT.TRAJECTORY.benefits",
+                          "publish $JS.API.CONSUMER.CREATE.TRAJECTORY.benefits.reintegration.trajectory.>",
+                          "publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.PURGE.DEADLINES",
+                          "subscribe reintegration.query.benefits", "publish reintegration.timers.fired.d9"],
+            "benefits": [f"publish reintegration.deadlines.{CASE}.x", "publish $JS.ACK.TRAJECTORY.deadlines.1.1.1.1.0",
+                         f"publish {TIMER_SCHEDULE_PREFIX}.d9", "publish $JS.API.STREAM.CREATE.TIMERS"],
+            "disclosures": [f"publish {employer_feed_subject(E1, 'deadlines', CASE)}",
+                            "publish $JS.API.CONSUMER.MSG.NEXT.TRAJECTORY.deadlines",
+                            "publish $JS.API.STREAM.PURGE.DEADLINES"],
+            "feeds": ["publish $JS.API.CONSUMER.CREATE.TRAJECTORY.x.reintegration.trajectory.>",
+                      "publish $JS.API.CONSUMER.DELETE.TRAJECTORY.deadlines",
+                      f"publish $JS.API.CONSUMER.CREATE.{DEADLINES_STREAM}.x.reintegration.deadlines.>",
+                      "publish $JS.API.CONSUMER.MSG.NEXT.DEADLINES.disclosures-deadlines"],
+            "audit": ["publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.PURGE.TRAJECTORY",
+                      "publish $JS.API.CONSUMER.CREATE.TRAJECTORY", "publish reintegration.intake.health_fund.100"],
+            "runtime": ["publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.DELETE.TRAJECTORY",
+                        "subscribe reintegration.>"],
+        }
+        wrong = []
+        for name, probes_ in refusals.items():
+            for probe in probes_:
+                action, subject = probe.split(" ", 1)
+                client = clients[name]
+                if await (client.publish(subject) if action == "publish" else client.subscribe(subject)):
+                    wrong.append(f"{name}: {probe} allowed")
+        assert wrong == []
+    finally:
+        for client in clients.values():
+            await client.nc.close()
+
+
+# ---------------------------------------------------------------------------------------- the file itself
+
+
+def test_the_dev_parties_file_runs_a_server_and_lists_the_demos_employers(tmp_path: Path) -> None:
+    parties = load_parties(DEV_PARTIES_FILE)
+    employers = [p.id for p in parties.of(Role.EMPLOYER)]
+    assert employers[1:] == [e for e, _ in Generator(2026).employers]  # the demo's default seed
+    assert [p.id for p in parties.of(Role.HEALTH_FUND)] == ["100", "300", "500"]
+    assert "0202239951" in [p.id for p in parties.of(Role.OCCUPATIONAL_HEALTH_SERVICE)]
+    assert parties.dev and Party(Role.SERVICE, "runtime") in parties.parties
+    config, credentials = generate(parties, tmp_path / "parties")
+    assert set(credentials) == {p.name for p in parties.parties}
+    with EmbeddedNatsServer(NatsServerConfig(store_dir=tmp_path / "nats", extra=config, http_port=None),
+                            run_dir=tmp_path / "run"):
+        pass  # the server accepts the configuration (it exits at once on an error)
+
+
+def test_parties_files_are_checked() -> None:
+    for data, message in (
+        ({"health_funds": ["101"]}, "unknown health fund"),
+        ({"employers": ["0403170702"]}, "enterprise"),
+        ({"employers": ["0403170701", "0403.170.701"]}, "listed twice"),
+        ({"auditors": ["Bad Name"]}, "not a name"),
+        ({"services": ["mailer"]}, "unknown service"),
+        ({"services": ["runtime"]}, "development file"),
+        ({"employer": ["0403170701"]}, "unknown keys"),
+        ({"employers": "0403170701"}, "list of strings"),
+    ):
+        with pytest.raises(PartiesError, match=message):
+            parse_parties(data)
+    assert parse_parties({"employers": ["0403.170.701"]}).parties == (Party(Role.EMPLOYER, "0403170701"),)
+
+
+def test_credentials_are_private_kept_across_generations_and_rotated_on_request(tmp_path: Path) -> None:
+    parties = Parties((Party(Role.EMPLOYER, E1), Party(Role.HEALTH_FUND, "100")))
+    _, first = generate(parties, tmp_path)
+    creds = load_credentials(first[f"employer:{E1}"])
+    assert stat.S_IMODE(first[f"employer:{E1}"].stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    assert creds.seed.startswith("SU") and creds.nkey.startswith("U") and creds.account == f"employer:{E1}"
+    assert creds.connect_options() == {"nkeys_seed_str": creds.seed, "inbox_prefix": f"_INBOX_employer_{E1}"}
+    config, _ = generate(parties, tmp_path)
+    assert load_credentials(first[f"employer:{E1}"]).seed == creds.seed and creds.nkey in config
+    assert creds.seed not in config  # the server holds public keys only
+    generate(parties, tmp_path, rotate=True)
+    assert load_credentials(first[f"employer:{E1}"]).seed != creds.seed
+    _, only = generate(Parties((Party(Role.HEALTH_FUND, "100"),)), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.creds")) == ["health_fund-100.creds"]
