@@ -328,9 +328,10 @@ def _service_permissions() -> dict[str, tuple[list[str], list[str], bool]]:
     audit = [f"{QUERY_PREFIX}.>", *(s for stream in (TRAJECTORY_STREAM, DEADLINES_STREAM, BENEFITS_STREAM)
                                     for s in _stream_read(stream))]
     streams = (TRAJECTORY_STREAM, DEAD_LETTER_STREAM, DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM)
-    runtime = [INTAKE_WILDCARD, f"{QUERY_PREFIX}.>", f"{JS_API}.INFO",
-               *(s for stream in streams for s in (*_stream_admin(stream), *_stream_read(stream),
-                                                   f"{JS_API}.STREAM.PURGE.{stream}", f"{JS_API}.CONSUMER.INFO.{stream}.*"))]
+    runtime = [INTAKE_WILDCARD, f"{QUERY_PREFIX}.>", f"{JS_API}.INFO"]
+    for stream in streams:
+        runtime += [*_stream_admin(stream), *_stream_read(stream), f"{JS_API}.STREAM.PURGE.{stream}",
+                    f"{JS_API}.CONSUMER.INFO.{stream}.*"]
     return {
         # (publish, subscribe, allow_responses)
         "intake": ([], [INTAKE_WILDCARD], True),
@@ -484,7 +485,7 @@ class Credentials:
 
     def render(self) -> str:
         lines = [
-            f"# NATS credentials of {self.party} (reintegration parties). Secret: whoever holds this file is that party.",
+            f"# NATS credentials of {self.party} (reintegration parties). Secret: its holder is that party.",
             "# Python: nc = await shared.infra.parties.connect_as(\"<this file>\", url)",
             "#     or: nc = await nats.connect(url, nkeys_seed_str=seed, inbox_prefix=inbox_prefix)",
         ]

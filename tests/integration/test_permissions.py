@@ -290,8 +290,8 @@ def probes(party: Party) -> list[tuple[str, str, bool]]:
             for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
                 for name in feed_consumer_names(other.id):
                     refuse("publish", f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}",
-                           f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", f"{PARTY_JS_API}.CONSUMER.INFO.{stream}.{name}",
-                           f"$JS.ACK.{stream}.{name}.1.1.1.1.0")
+                           f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+                           f"{PARTY_JS_API}.CONSUMER.INFO.{stream}.{name}", f"$JS.ACK.{stream}.{name}.1.1.1.1.0")
     if party.role is not Role.EMPLOYER:
         refuse("publish", f"reintegration.intake.employer.{EMPLOYERS[0]}", f"{FEED_PREFIX}.{EMPLOYERS[0]}")
     # Every family of the system's own subjects: nobody outside the service account reads or writes them.
@@ -363,6 +363,7 @@ async def test_each_party_reaches_its_own_intake_and_the_service_knows_its_accou
         other = next(p for p in OUTSIDERS if p.role is party.role and p != party)
         with pytest.raises(nats.errors.TimeoutError):  # refused by the server: no reply ever comes
             await client.nc.request(intake_of(other), b"{}", timeout=0.3)
+        await client.settle()
         assert client.violations() == [f'nats: permissions violation for publish to "{intake_of(other)}"']
         await client.nc.close()
     assert [s for s in services.seen if s[0] == "intake"] == [
@@ -404,10 +405,15 @@ async def test_an_employer_receives_its_own_updates_live_and_replayed_from_a_sta
     after = await services.feed(E1, count=2, tag="after")
     await services.feed(E2, count=2, tag="after")
     benefits = await services.feed(E1, "benefits", count=2, tag="benefits")
-    await asyncio.sleep(0.2)
+    own = sorted([*before[:3], *after, *benefits])
+    for _ in range(500):
+        if len(live) >= len(own):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # and nothing more comes
 
     # Core subscription: exactly its own messages, from both streams.
-    assert sorted(m.data for m in live) == sorted([*before[:3], *after, *benefits])
+    assert sorted(m.data for m in live) == own
     assert {m.subject.split(".")[2] for m in live} == {E1}
 
     # A new subscriber replays from a start time, through a consumer pinned to its own subjects.
@@ -415,9 +421,8 @@ async def test_an_employer_receives_its_own_updates_live_and_replayed_from_a_sta
     got = await replay.fetch(10, timeout=1)
     assert [m.data for m in got] == after
     for msg in got:
-        await msg.ack()
+        await msg.ack_sync()  # through the employer's $JS.ACK import
     js = e1.nc.jetstream(prefix=PARTY_JS_API)
-    await asyncio.sleep(0.1)
     _, replay_name = feed_consumer_names(E1)
     info = await js.consumer_info(DEADLINES_STREAM, replay_name)
     assert info.num_ack_pending == 0 and info.ack_floor.stream_seq > 0 and info.num_pending == 0
@@ -616,7 +621,8 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
             "relay": [f"publish reintegration.deadlines.{CASE}.x", "publish $JS.API.STREAM.PURGE.TRAJECTORY",
                       "publish $JS.API.STREAM.DELETE.TRAJECTORY", "subscribe reintegration.intake.*.*",
                       "publish reintegration.intake.health_fund.100"],
-            "deadlines": [f"publish reintegration.benefits.{CASE}.x", f"publish {employer_feed_subject(E1, 'benefits', CASE)}",
+            "deadlines": [f"publish reintegration.benefits.{CASE}.x",
+                          f"publish {employer_feed_subject(E1, 'benefits', CASE)}",
                           "publish $JS.API.CONSUMER.MSG.NEXT.TRAJECTORY.benefits",
                           "publish $JS.API.CONSUMER.CREATE.TRAJECTORY.benefits.reintegration.trajectory.>",
                           "publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.PURGE.DEADLINES",
