@@ -4,7 +4,7 @@ against a raw baseline measured in the same run.
 Both start from N recorded case histories built quickly: a few hundred seeded generator scripts are recorded by
 the real Case rules in an in-memory intake (as ``tests/integration/test_derived_property.py`` does), then
 replicated under new case ids until there are N. Each copy gets a new national number, so its case id is the one
-intake would give it (``case_id_for``) and the premium register (one premium per worker and employer) is not shared
+intake gives that opening report and the premium register (one premium per worker and employer) is not shared
 between copies; event ids follow from the case id (``event_id_for``) and every later report carries the new case id.
 The events of all cases are interleaved in the log by their effective dates (each case's events stay in version
 order), as a real intake log would hold them.
@@ -91,15 +91,13 @@ def _progress(*extra: Any) -> Progress:
 
 def base_histories(count: int, seed: int = SEED) -> list[list[CaseEvent]]:
     """``count`` distinct case histories: generator scripts recorded by the real Case rules in memory."""
-    from eventsourcing.utils import get_topic as topic_of
-
     from services.intake.application import IntakeApplication
     from services.intake.decide import Rejection
     from shared.events.codec import ContractError
     from shared.infra.store import MsgspecMapper, NullTranscoder
 
-    memory = {"PERSISTENCE_MODULE": "eventsourcing.popo", "MAPPER_TOPIC": topic_of(MsgspecMapper),
-              "TRANSCODER_TOPIC": topic_of(NullTranscoder)}
+    memory = {"PERSISTENCE_MODULE": "eventsourcing.popo", "MAPPER_TOPIC": get_topic(MsgspecMapper),
+              "TRANSCODER_TOPIC": get_topic(NullTranscoder)}
     generator = Generator(seed)
     intake = IntakeApplication(env=memory)
     histories: list[list[CaseEvent]] = []

@@ -23,9 +23,11 @@ app = typer.Typer(
 )
 serve_app = typer.Typer(help="Run one service in the foreground (what `up` and compose.yaml start).")
 bench_app = typer.Typer(help="Benchmarks over a real nats-server, each against a raw baseline in the same run.")
+parties_app = typer.Typer(help="NATS accounts, users and credentials per party (docs/parties.md).")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
+app.add_typer(parties_app, name="parties")
 console = Console(stderr=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]
@@ -59,6 +61,8 @@ def up(
         runtime.wait_ready()
         console.print(f"[green]reintegration is up[/]: NATS at {settings.nats_url}, data in {data_dir.resolve()}")
         console.print(f"  intake subjects: reintegration.intake.<party_kind>.<party_id>; logs in {runtime.logs_dir}")
+        if runtime.credentials:
+            console.print(f"  parties: {runtime.parties_file}; credentials in {data_dir / 'parties'} (docs/parties.md)")
         console.print("  Ctrl-C stops everything.")
         while not stopping:
             runtime.supervise_once()
@@ -122,6 +126,45 @@ def serve_disclosures() -> None:
 
     logs.configure()
     asyncio.run(build_app(Settings.from_env()).run())
+
+
+@serve_app.command("feeds")
+def serve_feeds() -> None:
+    """Run the feeds service: opens employers' pull consumers on their own feed (reintegration.feed.<enterprise>)."""
+    from shared.infra.parties import run_feeds
+
+    logs.configure()
+    settings = Settings.from_env()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(asyncio.get_running_loop(), stop)
+        await run_feeds(settings.nats_url, settings.nats_credentials, stop)
+
+    asyncio.run(main())
+
+
+@parties_app.command("config")
+def parties_config(
+    parties_file: Annotated[Path, typer.Argument(help="The parties file (TOML), e.g. deploy/parties.dev.toml.")],
+    out: Annotated[Path, typer.Option(help="Folder for accounts.conf and the credentials files.")] = Path("parties"),
+    url: Annotated[Optional[str], typer.Option(help="Server URL written into each credentials file.")] = None,
+    rotate: Annotated[bool, typer.Option(help="New keys for every party (existing ones are kept otherwise).")] = False,
+) -> None:
+    """Write the nats-server accounts (include accounts.conf in nats.conf) and one credentials file per party."""
+    from rich.table import Table
+
+    from shared.infra.parties import PartiesError, write_config
+
+    try:
+        conf, credentials = write_config(parties_file, out, url=url, rotate=rotate)
+    except PartiesError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    table = Table("party", "credentials", title=f"{len(credentials)} parties; server accounts in {conf}")
+    for name, path in credentials.items():
+        table.add_row(name, str(path))
+    console.print(table)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 from rich.console import Console
@@ -87,9 +88,11 @@ async def play(nc: nats.NATS, script: Script, tally: Tally) -> None:
         tally.record(script, step.label or "step", step.expect, reply)
 
 
-async def feed(nats_url: str, scripts: list[Script], concurrency: int = 16) -> Tally:
+async def feed(nats_url: str, scripts: list[Script], concurrency: int = 16, **options: Any) -> Tally:
+    """Play the scripts through intake; ``options`` (credentials) go to ``nats.connect``: the runtime's, which may
+    report for every party (dev only)."""
     tally = Tally()
-    nc = await nats.connect(nats_url, name="reintegration-demo")
+    nc = await nats.connect(nats_url, name="reintegration-demo", **options)
     gate = asyncio.Semaphore(concurrency)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("feeding cases through intake", total=len(scripts))
@@ -104,8 +107,8 @@ async def feed(nats_url: str, scripts: list[Script], concurrency: int = 16) -> T
     return tally
 
 
-async def wait_for_relay(nats_url: str, expected: int, timeout: float = 60) -> int:
-    nc = await nats.connect(nats_url)
+async def wait_for_relay(nats_url: str, expected: int, timeout: float = 60, **options: Any) -> int:
+    nc = await nats.connect(nats_url, **options)
     js = nc.jetstream()
     deadline = time.monotonic() + timeout
     count = 0
@@ -141,11 +144,11 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
             runtime.wait_ready()
         console.print(f"system up in {time.perf_counter() - started:.1f} s: NATS at {settings.nats_url}")
         t0 = time.perf_counter()
-        tally = asyncio.run(feed(settings.nats_url, scripts))
+        tally = asyncio.run(feed(settings.nats_url, scripts, **settings.nats_options()))
         elapsed = time.perf_counter() - t0
         events = stored_events(settings)
         with console.status("waiting for the relay to publish every recorded event ..."):
-            in_stream = asyncio.run(wait_for_relay(settings.nats_url, events))
+            in_stream = asyncio.run(wait_for_relay(settings.nats_url, events, **settings.nats_options()))
         report(tally, cases, elapsed, events, in_stream, settings)
         with console.status("waiting for deadlines and benefits to apply every event ..."):
             caught_up = wait_for_derived(settings, runtime)

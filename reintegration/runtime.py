@@ -1,7 +1,9 @@
 """The embedded runtime: a nats-server from the wheel, the event store under one data folder, and the services.
 
-``Runtime`` starts the server, prepares the streams, starts each service as its own process (the same commands a
-cluster deployment runs, see compose.yaml), restarts a service that dies, and stops everything in reverse order.
+``Runtime`` starts the server with the accounts of a parties file (``deploy/parties.dev.toml`` by default; each
+service connects with its own credentials from ``<data dir>/parties``), prepares the streams, starts each service as
+its own process (the same commands a cluster deployment runs, see compose.yaml), restarts a service that dies, and
+stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import nats
 import structlog
@@ -22,6 +25,7 @@ from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
 from shared.infra.relay import ensure_stream
 from shared.infra.settings import Settings
 
@@ -34,6 +38,7 @@ SERVICES: dict[str, list[str]] = {
     "deadlines": ["serve", "deadlines"],
     "benefits": ["serve", "benefits"],
     "disclosures": ["serve", "disclosures"],
+    "feeds": ["serve", "feeds"],
 }
 
 
@@ -52,6 +57,10 @@ class Runtime:
     settings: Settings
     nats_port: int = 4222
     services: tuple[str, ...] = tuple(SERVICES)
+    #: The parties whose accounts the server runs with; ``None`` runs an open server (no credentials at all).
+    parties_file: Path | None = DEV_PARTIES_FILE
+    #: Party name -> credentials file (under ``<data dir>/parties``, kept across restarts).
+    credentials: dict[str, Path] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
     server: EmbeddedNatsServer | None = None
 
@@ -63,12 +72,20 @@ class Runtime:
         """Start the server and the services; return the settings the services run with."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        accounts = ""
+        if self.parties_file is not None:
+            accounts, self.credentials = generate(load_parties(self.parties_file), self.settings.data_dir / "parties")
+            missing = [s for s in ("runtime", *self.services) if f"service:{s}" not in self.credentials]
+            if missing:
+                raise ValueError(f"{self.parties_file} lists no service {', '.join(missing)}")
         self.server = EmbeddedNatsServer(
-            NatsServerConfig(store_dir=self.settings.data_dir / "nats", port=self.nats_port, http_port=None),
+            NatsServerConfig(store_dir=self.settings.data_dir / "nats", port=self.nats_port, http_port=None,
+                             extra=accounts),
             run_dir=self.settings.data_dir / "nats-run",
         )
         self.server.start()
-        self.settings = replace(self.settings, nats_url=self.server.url)
+        self.settings = replace(self.settings, nats_url=self.server.url,
+                                nats_credentials=self.credentials.get("service:runtime"))
         asyncio.run(self._prepare_streams())
         for name in self.services:
             child = Child(name=name, args=SERVICES[name], log_path=self.logs_dir / f"{name}.log")
@@ -77,7 +94,7 @@ class Runtime:
         return self.settings
 
     async def _prepare_streams(self) -> None:
-        nc = await nats.connect(self.settings.nats_url)
+        nc = await nats.connect(self.settings.nats_url, **self.settings.nats_options())
         try:
             await ensure_stream(nc.jetstream(), TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
         finally:
@@ -85,6 +102,8 @@ class Runtime:
 
     def _spawn(self, child: Child) -> None:
         env = {**os.environ, **self.settings.to_env()}
+        if self.credentials:  # each service as itself
+            env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{child.name}"])
         with child.log_path.open("ab") as out:
             child.process = subprocess.Popen(
                 [sys.executable, "-m", "reintegration", *child.args],
@@ -112,7 +131,7 @@ class Runtime:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Block until intake answers a request (a deliberately empty report gets a rejection)."""
-        asyncio.run(wait_for_intake(self.settings.nats_url, timeout))
+        asyncio.run(wait_for_intake(self.settings.nats_url, timeout, **self.settings.nats_options()))
 
     def stop(self) -> None:
         """Stop the services in reverse order of their start, each before the next, then the server."""
@@ -130,12 +149,15 @@ class Runtime:
             self.server.stop()
 
 
-async def wait_for_intake(nats_url: str, timeout: float) -> None:
+async def wait_for_intake(nats_url: str, timeout: float, **options: Any) -> None:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+            nc = await asyncio.wait_for(
+                nats.connect(nats_url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1, **options),
+                timeout=3,
+            )
         except Exception as exc:  # noqa: BLE001 - keep trying until the deadline
             last_error = exc
             await asyncio.sleep(0.2)

@@ -103,7 +103,7 @@ def build_service(settings: Settings) -> DerivedService:
 
     def attach_timers(router: NatsRouter, executor: Executor) -> None:
         consumer = FiredTimers(app, executor)
-        consumer.attach(router)
+        consumer.attach(router, inbox_prefix=settings.pull_inbox_prefix)
         fired.append(consumer)
 
     async def timer_streams(js: JetStreamContext) -> None:

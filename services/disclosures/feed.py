@@ -49,7 +49,8 @@ def record_delivery(app: DisclosureLog, raw: Msg) -> bool:
     )
 
 
-def attach_feed_recorders(router: NatsRouter, app: DisclosureLog, executor: Executor) -> None:
+def attach_feed_recorders(router: NatsRouter, app: DisclosureLog, executor: Executor,
+                          inbox_prefix: bytes = b"_INBOX.") -> None:
     for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
         name = f"disclosures-{stream.lower()}"
 
@@ -58,6 +59,7 @@ def attach_feed_recorders(router: NatsRouter, app: DisclosureLog, executor: Exec
             stream=JStream(stream, declare=False),
             durable=name,
             pull_sub=PullSub(batch_size=200, timeout=0.2, batch=True),
+            inbox_prefix=inbox_prefix,
             ack_policy=AckPolicy.MANUAL,
             config=api.ConsumerConfig(durable_name=name, deliver_policy=api.DeliverPolicy.ALL,
                                       ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30, max_deliver=-1,

@@ -50,7 +50,8 @@ async def run_relay(
 ) -> RelayStats | int:
     """Run the relay until ``stop``; with ``from_position``, replay that range once and return the count."""
     app = build_intake(settings)
-    nc = await nats.connect(settings.nats_url, name="reintegration-relay", max_reconnect_attempts=-1)
+    nc = await nats.connect(settings.nats_url, name="reintegration-relay", max_reconnect_attempts=-1,
+                            **settings.nats_options())
     try:
         js = nc.jetstream()
         await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])

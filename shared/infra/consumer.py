@@ -90,14 +90,15 @@ class TrajectoryConsumer:
         self.js: JetStreamContext | None = None
         self.counts: dict[str, int] = {"applied": 0, "duplicate": 0, "gap": 0, "parked": 0, "poison": 0, "dead_lettered": 0}
 
-    def attach(self, router: NatsRouter, *, batch_size: int = 200) -> None:
-        """Register the durable pull consumer ``<name>`` on ``router``."""
+    def attach(self, router: NatsRouter, *, batch_size: int = 200, inbox_prefix: bytes = b"_INBOX.") -> None:
+        """Register the durable pull consumer ``<name>`` on ``router`` (its deliveries under ``inbox_prefix``)."""
 
         @router.subscriber(
             TRAJECTORY_SUBJECTS,
             stream=JStream(TRAJECTORY_STREAM, declare=False),
             durable=self.name,
             pull_sub=PullSub(batch_size=batch_size, timeout=0.2, batch=True),
+            inbox_prefix=inbox_prefix,
             ack_policy=AckPolicy.MANUAL,
             config=ConsumerConfig(
                 durable_name=self.name,
@@ -132,7 +133,11 @@ class TrajectoryConsumer:
             keys.append((group, event.version))
         waiting: set[str] = set()  # cases with a gap in this batch: their later events wait too
         for _key, item in sorted(zip(keys, decoded, strict=True), key=lambda pair: pair[0]):
-            await self.handle(*item, waiting=waiting)
+            try:
+                await self.handle(*item, waiting=waiting)
+            except Exception as exc:  # noqa: BLE001 - never leave a message unanswered until its ack wait runs out
+                log.exception("message handling failed; handing it back", consumer=self.name, error=repr(exc))
+                await item[0].nak(delay=self.poison_delay)
 
     @staticmethod
     def _decode(raw: Msg) -> tuple[Msg, CaseEvent | None, int, BaseException | None]:
@@ -189,7 +194,11 @@ class TrajectoryConsumer:
         if case_id is not None:  # the case waits behind its dead letter rather than skipping it
             loop = asyncio.get_running_loop()
             version = event.version if event is not None else 0
-            await loop.run_in_executor(self.executor, self.park, case_id, version, repr(exc), datetime.now(UTC))
+            try:
+                await loop.run_in_executor(self.executor, self.park, case_id, version, repr(exc), datetime.now(UTC))
+            except Exception:  # noqa: BLE001 - the dead letter must still go; the case's later events then wait
+                log.exception("could not park the case of a dead-lettered message", consumer=self.name,
+                              case_id=str(case_id))
         await self.dead_letter(raw, repr(exc))
 
     async def dead_letter(self, raw: Msg, error: str) -> None:

@@ -106,13 +106,13 @@ def build_derived_service(
 
     consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor)
     router = NatsRouter()
-    consumer.attach(router)
+    consumer.attach(router, inbox_prefix=settings.pull_inbox_prefix)
     for add in attach:
         add(router, executor)
     attach_query(router, name, query_subject, executor, answer)
 
     broker = NatsBroker(settings.nats_url, name=f"reintegration-{name}", max_reconnect_attempts=-1,
-                        log_level=logging.DEBUG)
+                        log_level=logging.DEBUG, **settings.nats_options())
     broker.include_router(router)
     stream_app = FastStream(broker)
     service = DerivedService(app=app, consumer=consumer, broker=broker, stream_app=stream_app, executor=executor)
@@ -120,7 +120,8 @@ def build_derived_service(
 
     @stream_app.on_startup
     async def prepare() -> None:
-        nc = await nats.connect(settings.nats_url, name=f"reintegration-{name}-jobs", max_reconnect_attempts=-1)
+        nc = await nats.connect(settings.nats_url, name=f"reintegration-{name}-jobs", max_reconnect_attempts=-1,
+                                **settings.nats_options())
         service.connection = nc
         js = nc.jetstream()
         await consumer.start(js)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 ENV_PREFIX = "REINTEGRATION_"
 
@@ -22,6 +22,9 @@ class Settings:
     #: ``postgresql://user:password@host:port/dbname`` when ``store`` is ``postgres``.
     postgres_url: str | None = None
     nats_url: str = "nats://127.0.0.1:4222"
+    #: This process's NATS credentials file (``reintegration parties config`` writes one per party and service);
+    #: ``None``: connect without credentials (an open server, as in most tests).
+    nats_credentials: Path | None = None
     #: A base64 AES key (``eventsourcing.cipher.AESCipher``) to encrypt stored events at rest.
     cipher_key: str | None = None
     #: Seconds a request-reply may take before the party should retry.
@@ -55,6 +58,8 @@ class Settings:
             values.setdefault("store", "postgres")
         if (v := get("NATS_URL")) is not None:
             values["nats_url"] = v
+        if (v := get("NATS_CREDENTIALS")) is not None:
+            values["nats_credentials"] = Path(v) if v else None
         if (v := get("CIPHER_KEY")) is not None:
             values["cipher_key"] = v
         if (v := get("REQUEST_TIMEOUT")) is not None:
@@ -91,4 +96,23 @@ class Settings:
         env[ENV_PREFIX + "ENABLED_ANNOUNCED"] = ",".join(self.enabled_announced)
         if self.cipher_key:
             env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key
+        if self.nats_credentials:
+            env[ENV_PREFIX + "NATS_CREDENTIALS"] = str(self.nats_credentials)
         return env
+
+    def nats_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` and FastStream's ``NatsBroker``: the nkey and the inbox prefix."""
+        if self.nats_credentials is None:
+            return {}
+        from .parties import load_credentials
+
+        return load_credentials(self.nats_credentials).connect_options()
+
+    @property
+    def pull_inbox_prefix(self) -> bytes:
+        """``inbox_prefix=`` of pull subscribers: FastStream's default (``_INBOX.``) is outside a service's inbox."""
+        if self.nats_credentials is None:
+            return b"_INBOX."
+        from .parties import load_credentials
+
+        return load_credentials(self.nats_credentials).pull_inbox_prefix

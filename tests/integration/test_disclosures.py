@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import nats
 
@@ -17,8 +18,8 @@ from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_F
 from shared.infra.settings import Settings
 
 
-async def feed_messages(url: str) -> int:
-    nc = await nats.connect(url)
+async def feed_messages(url: str, **options: Any) -> int:
+    nc = await nats.connect(url, **options)
     js = nc.jetstream()
     total = 0
     for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
@@ -42,7 +43,8 @@ def test_each_employer_delivery_is_recorded_once(tmp_path: Path) -> None:
     try:
         runtime.wait_ready()
         generator = Generator(3)
-        asyncio.run(feed(settings.nats_url, [generator.script() for _ in range(80)], concurrency=8))
+        asyncio.run(feed(settings.nats_url, [generator.script() for _ in range(80)], concurrency=8,
+                         **settings.nats_options()))
         child = runtime.children["disclosures"]
         assert child.process is not None
         child.process.send_signal(signal.SIGKILL)  # the recorder dies mid-way and comes back
@@ -50,11 +52,11 @@ def test_each_employer_delivery_is_recorded_once(tmp_path: Path) -> None:
         runtime.supervise_once()
         deadline = time.monotonic() + 90
         while True:
-            delivered = asyncio.run(feed_messages(settings.nats_url))
+            delivered = asyncio.run(feed_messages(settings.nats_url, **settings.nats_options()))
             records = recorded(settings)
             if delivered and len(records) >= delivered:
                 time.sleep(1)
-                if asyncio.run(feed_messages(settings.nats_url)) == delivered:
+                if asyncio.run(feed_messages(settings.nats_url, **settings.nats_options())) == delivered:
                     break
             assert time.monotonic() < deadline, f"{len(records)} records for {delivered} deliveries"
             runtime.supervise_once()

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -26,16 +27,12 @@ from shared.rulebook.benefits import compute_ledger, effective
 from shared.rulebook.deadlines import compute_deadlines
 
 
-async def message_ids(url: str, stream: str) -> list[str]:
-    nc = await nats.connect(url)
+async def message_ids(url: str, stream: str, **options: Any) -> list[str]:
+    nc = await nats.connect(url, **options)
     js = nc.jetstream()
-    total = (await js.stream_info(stream)).state.messages
-    sub = await js.pull_subscribe(">", stream=stream)
-    ids: list[str] = []
-    while len(ids) < total:
-        for msg in await sub.fetch(500, timeout=5):
-            ids.append(msg.headers["Nats-Msg-Id"])
-            await msg.ack()
+    state = (await js.stream_info(stream)).state
+    ids = [(await js.get_msg(stream, seq=seq)).headers["Nats-Msg-Id"]
+           for seq in range(state.first_seq, state.last_seq + 1)]
     await nc.close()
     return ids
 
@@ -48,7 +45,8 @@ def test_derived_services_killed_during_load_lose_and_double_nothing(tmp_path: P
         runtime.wait_ready()
         generator = Generator(11)
         scripts = [generator.script() for _ in range(150)]
-        feeding = threading.Thread(target=lambda: asyncio.run(feed(settings.nats_url, scripts, concurrency=8)))
+        feeding = threading.Thread(target=lambda: asyncio.run(feed(settings.nats_url, scripts, concurrency=8,
+                                                                         **settings.nats_options())))
         feeding.start()
         kills = Counter()
         for _ in range(2):
@@ -99,7 +97,7 @@ def test_derived_services_killed_during_load_lose_and_double_nothing(tmp_path: P
         benefits.close()
         assert kills == {"deadlines": 2, "benefits": 2}
         for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
-            ids = asyncio.run(message_ids(settings.nats_url, stream))
+            ids = asyncio.run(message_ids(settings.nats_url, stream, **settings.nats_options()))
             assert len(ids) == len(set(ids)), f"{stream} holds a message twice"
         assert entries > 0
     finally:
