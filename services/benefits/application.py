@@ -35,8 +35,6 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
     def project(self, state: BenefitLedger | None, events: Any) -> BenefitLedger | None:
         return project_ledger(state, events)
 
-    def source_version(self, state: BenefitLedger | None) -> int:
-        return state.source_version if state else 0
 
     def step(self, state: BenefitLedger | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
         history = (*(state.history if state else ()), event)

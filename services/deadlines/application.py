@@ -61,8 +61,6 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
     def project(self, state: DeadlineSchedule | None, events: Any) -> DeadlineSchedule | None:
         return project_schedule(state, events)
 
-    def source_version(self, state: DeadlineSchedule | None) -> int:
-        return state.source_version if state else 0
 
     def step(self, state: DeadlineSchedule | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
         history = (*(state.history if state else ()), event)

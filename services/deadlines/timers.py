@@ -50,6 +50,8 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
 )
 
+from shared.infra.relay import next_batch
+
 from .application import DeadlinesApplication, TimerOutcome
 from .schedule import ScheduleStep, timer_due
 
@@ -115,17 +117,8 @@ class TimerWriter:
     async def run(self, stop: asyncio.Event) -> None:
         position = await asyncio.to_thread(lambda: self.tracking.max_tracking_id(self.name) or 0)
         while not stop.is_set():
-            try:
-                batch = await asyncio.to_thread(self.recorder.select_notifications, position + 1, self.batch_size)
-            except PersistenceError as exc:
-                log.warning("store unavailable; retrying", error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
+            batch = await next_batch(self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name)
             if not batch:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
-                except TimeoutError:
-                    pass
                 continue
             try:
                 for notification in batch:

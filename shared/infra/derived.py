@@ -79,7 +79,8 @@ class DerivedApplication(Application[UUID], Generic[S]):
         raise NotImplementedError
 
     def source_version(self, state: S | None) -> int:
-        raise NotImplementedError
+        """The case version ``state`` has applied (its ``source_version``), 0 before any."""
+        return getattr(state, "source_version", 0) if state is not None else 0
 
     # --- the use case -----------------------------------------------------------------------------------
 

@@ -163,19 +163,10 @@ class OutboxRelay:
         """Publish until ``stop`` is set, resuming after the stream's tail."""
         last_seq, position, skip = await self._resync(first=True)
         while not stop.is_set():
-            try:
-                notifications = await asyncio.to_thread(
-                    self.recorder.select_notifications, position + 1, self.batch_size
-                )
-            except PersistenceError as exc:
-                log.warning("store unavailable; retrying", relay=self.name, error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
+            notifications = await next_batch(
+                self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name
+            )
             if not notifications:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
-                except TimeoutError:
-                    pass
                 continue
             try:
                 last_seq, position = await self._publish(notifications, last_seq, position, skip)
@@ -305,6 +296,27 @@ class OutboxRelay:
                     )
                     count += 1
             start = batch[-1].id + 1
+
+
+async def next_batch(
+    recorder: ApplicationRecorder, start: int, limit: int, stop: asyncio.Event, poll_interval: float, name: str
+) -> Sequence[Notification]:
+    """The next notifications from ``start``; empty after an idle wait (or a store that was briefly unavailable).
+
+    The SQLite recorder has no ``subscribe()``, so followers of a store's log poll it.
+    """
+    try:
+        batch = await asyncio.to_thread(recorder.select_notifications, start, limit)
+    except PersistenceError as exc:
+        log.warning("store unavailable; retrying", follower=name, error=str(exc))
+        await asyncio.sleep(1.0)
+        return []
+    if not batch:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=poll_interval)
+        except TimeoutError:
+            pass
+    return batch
 
 
 async def ensure_stream(
