@@ -153,6 +153,7 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
         with console.status("waiting for deadlines and benefits to apply every event ..."):
             caught_up = wait_for_derived(settings, runtime)
         derived_report(settings, caught_up)
+        own_feed = asyncio.run(employer_report(settings, runtime))
         verified = audit_report(settings)
         if keep_running:
             console.print("system left running; Ctrl-C stops it.")
@@ -162,7 +163,7 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-        return 1 if tally.surprises or in_stream != events or not caught_up or not verified else 0
+        return 1 if tally.surprises or in_stream != events or not caught_up or not verified or not own_feed else 0
     finally:
         runtime.stop()
 
@@ -257,6 +258,77 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
         ledger_table.add_row(kind, str(n), f"{total:,.2f}" if total is not None else "(percentages)")
     console.print(ledger_table)
     console.print(f"{employer_entries} ledger entries concern the employers and went to their own feeds")
+
+
+async def employer_report(settings: Settings, runtime: Runtime) -> bool:
+    """One employer, with its own credentials, replays its feed: it receives its own workers' updates only, and
+    the server refuses it another employer's feed."""
+    from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
+    from shared.infra.parties import connect_as, open_feed
+
+    employers = sorted(n.split(":", 1)[1] for n in runtime.credentials if n.startswith("employer:"))
+    if not employers:
+        console.print("[yellow]no employer credentials (open server): employer feed not shown[/]")
+        return True
+    counts = await _feed_counts(settings, employers)
+    enterprise = max(employers, key=lambda e: counts.get(e, 0))
+    refused: list[str] = []
+    nc = await connect_as(runtime.credentials[f"employer:{enterprise}"], settings.nats_url,
+                          error_cb=_collector(refused))
+    received, foreign = 0, 0
+    try:
+        for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
+            sub = await open_feed(nc, enterprise, stream, consumer="replay")
+            while True:
+                try:
+                    batch = await sub.fetch(200, timeout=1)
+                except Exception:  # noqa: BLE001 - nats-py's fetch timeout: the replay is complete
+                    break
+                for msg in batch:
+                    received += 1
+                    foreign += not msg.subject.startswith(f"{EMPLOYER_FEED_PREFIX}.{enterprise}.")
+                    await msg.ack()
+        other = next(e for e in employers if e != enterprise)
+        await nc.subscribe(f"{EMPLOYER_FEED_PREFIX}.{other}.>")
+        await nc.publish(f"{EMPLOYER_FEED_PREFIX}.{other}.probe", b"")  # a second refusal marks the first's arrival
+        for _ in range(50):
+            if refused:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    ok = received == counts.get(enterprise, 0) and foreign == 0 and bool(refused)
+    colour = "green" if ok else "red"
+    console.print(
+        f"[{colour}]employer {enterprise}, with its own credentials, replayed {received} feed messages "
+        f"({counts.get(enterprise, 0)} in the streams for it, {foreign} of other employers); reading employer "
+        f"{other}'s feed was refused by the server: {'yes' if refused else 'NO'}[/]"
+    )
+    return ok
+
+
+def _collector(refused: list[str]):  # noqa: ANN202
+    async def note(exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            refused.append(str(exc))
+
+    return note
+
+
+async def _feed_counts(settings: Settings, employers: list[str]) -> dict[str, int]:
+    from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
+
+    nc = await nats.connect(settings.nats_url, **settings.nats_options())
+    counts: dict[str, int] = {}
+    try:
+        js = nc.jetstream()
+        for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
+            info = await js.stream_info(stream, subjects_filter=f"{EMPLOYER_FEED_PREFIX}.>")
+            for subject, n in (info.state.subjects or {}).items():
+                counts[subject.split(".")[2]] = counts.get(subject.split(".")[2], 0) + n
+    finally:
+        await nc.close()
+    return counts
 
 
 def audit_report(settings: Settings) -> bool:
