@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from shared.events import reports as r
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
 from shared.infra.derived import DerivedApplication
 from shared.infra.settings import Settings
@@ -35,11 +34,8 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
     def project(self, state: BenefitLedger | None, events: Any) -> BenefitLedger | None:
         return project_ledger(state, events)
 
-
     def step(self, state: BenefitLedger | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
-        history = (*(state.history if state else ()), event)
-        opening = history[0].report
-        assert isinstance(opening, r.IncapacityReported), "a case starts with its incapacity"
+        history, opening = self.history_with(state, event)
         register_id = self._premium_register(opening.insz, opening.enterprise_number)
         register = self._load_register(register_id)
         prior = register is not None and register.case_id != event.case_id

@@ -10,7 +10,6 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
-from shared.events import reports as r
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication
 from shared.infra.settings import Settings
@@ -61,11 +60,8 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
     def project(self, state: DeadlineSchedule | None, events: Any) -> DeadlineSchedule | None:
         return project_schedule(state, events)
 
-
     def step(self, state: DeadlineSchedule | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
-        history = (*(state.history if state else ()), event)
-        opening = history[0].report
-        assert isinstance(opening, r.IncapacityReported), "a case starts with its incapacity"
+        history, opening = self.history_with(state, event)
         computed = compute_deadlines(history, self.rulebook, self.policy_for(opening.enterprise_number))
         return [
             ScheduleStep(

@@ -24,6 +24,7 @@ import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from shared.events import reports as r
 from shared.events.envelope import CaseEvent
 
 S = TypeVar("S")
@@ -81,6 +82,14 @@ class DerivedApplication(Application[UUID], Generic[S]):
     def source_version(self, state: S | None) -> int:
         """The case version ``state`` has applied (its ``source_version``), 0 before any."""
         return getattr(state, "source_version", 0) if state is not None else 0
+
+    @staticmethod
+    def history_with(state: Any, event: CaseEvent) -> tuple[tuple[CaseEvent, ...], r.IncapacityReported]:
+        """The case's history after ``event`` (the derived state keeps the events it applied) and its opening."""
+        history = (*(getattr(state, "history", ()) if state is not None else ()), event)
+        opening = history[0].report
+        assert isinstance(opening, r.IncapacityReported), "a case starts with its incapacity"
+        return history, opening
 
     # --- the use case -----------------------------------------------------------------------------------
 
