@@ -14,17 +14,11 @@ from uuid import UUID
 import msgspec
 
 from shared.events.envelope import CaseEvent
+from shared.infra.derived import DerivedStep
 from shared.rulebook.benefits import LedgerEntry, effective
 
 
-class LedgerStep(msgspec.Struct, frozen=True, kw_only=True, tag="ledger_step.v1", tag_field="envelope"):
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    source: CaseEvent
-    position: int
-    enterprise_number: str
-    insz: str
+class LedgerStep(DerivedStep, frozen=True, kw_only=True, tag="ledger_step.v1", tag_field="envelope"):
     entries: list[LedgerEntry]
     #: Another case of the same worker and employer already received the return-to-work premium.
     prior_premium: bool = False

@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 
 from shared.events.envelope import CaseEvent
+from shared.infra.derived import DerivedStep
 from shared.rulebook.deadlines import Deadline
 
 
@@ -24,14 +25,7 @@ class DeadlineChange(msgspec.Struct, frozen=True, kw_only=True):
     deadline: Deadline
 
 
-class ScheduleStep(msgspec.Struct, frozen=True, kw_only=True, tag="schedule_step.v1", tag_field="envelope"):
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    source: CaseEvent
-    position: int
-    enterprise_number: str
-    insz: str
+class ScheduleStep(DerivedStep, frozen=True, kw_only=True, tag="schedule_step.v1", tag_field="envelope"):
     changes: list[DeadlineChange]
 
 

@@ -14,7 +14,7 @@ from uuid import UUID
 import msgspec
 
 from .common import Party, UtcTime
-from .reports import AnyReport, Report, tag_of
+from .reports import AnyReport, tag_of
 
 #: Namespace of the deterministic ids derived from a case id (event ids, derived aggregates' ids).
 CASE_NAMESPACE = uuid.UUID("5d0a8d8e-2f4b-4b0e-9a57-6a1c1f0b7e21")
@@ -62,10 +62,6 @@ class CaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag="case_event.v1", 
     @property
     def type(self) -> str:
         return tag_of(self.report)
-
-    @property
-    def typed_report(self) -> Report:
-        return self.report
 
 
 CASE_EVENT_DECODER = msgspec.json.Decoder(CaseEvent)

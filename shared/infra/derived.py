@@ -37,6 +37,19 @@ class Outcome(enum.StrEnum):
     PARKED = "parked"
 
 
+class DerivedStep(msgspec.Struct, frozen=True, kw_only=True):
+    """What every derived step records: the Case event applied (``source``), its store position, and the case's
+    employer and worker (for the employer feed), besides the aggregate's own id, version and time."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    source: CaseEvent
+    position: int
+    enterprise_number: str
+    insz: str
+
+
 class CaseParked(msgspec.Struct, frozen=True, kw_only=True):
     """A case whose event ``case_version`` could not be applied: its later events wait in the dead-letter stream."""
 

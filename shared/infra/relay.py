@@ -49,8 +49,6 @@ from shared.events.subjects import PART_HEADER, POSITION_HEADER
 
 log = structlog.get_logger("relay")
 
-#: JetStream's error code for a failed ``Nats-Expected-Last-Sequence`` check.
-WRONG_LAST_SEQUENCE = 10071
 REPLAY_HEADER = "Reintegration-Replay"
 TRANSIENT = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError)
 
