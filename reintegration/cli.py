@@ -15,6 +15,8 @@ from shared.infra.settings import Settings
 
 from . import logs
 from .audit_cli import audit_app
+from .chaos import chaos_app
+from .dead_letters import dead_letters_app
 
 app = typer.Typer(
     help="Re-integration trajectories of Belgian workers on long-term incapacity: an event-sourced backend.",
@@ -28,6 +30,8 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
 app.add_typer(parties_app, name="parties")
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(chaos_app, name="chaos")
 console = Console(stderr=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]
@@ -142,6 +146,15 @@ def serve_feeds() -> None:
         await run_feeds(settings.nats_url, settings.nats_credentials, stop)
 
     asyncio.run(main())
+
+
+@serve_app.command("audit")
+def serve_audit() -> None:
+    """Run the audit service: the auditors' read-only request subjects (reintegration.audit.>)."""
+    from services.audit.main import build_app
+
+    logs.configure()
+    asyncio.run(build_app(Settings.from_env()).run())
 
 
 @parties_app.command("config")
@@ -324,6 +337,36 @@ def bench_recompute(
 
     logs.configure("WARNING")
     run_recompute_bench(cases=cases, rebuild=rebuild, data_dir=data_dir)
+
+
+@bench_app.command("audit")
+def bench_audit(
+    cases: Annotated[int, typer.Option(help="Cases for `audit verify` over all cases.")] = 100_000,
+    events: Annotated[int, typer.Option(help="Events of the one long case replayed by the auditor.")] = 200,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """Audit replay of one long case (ms, median) and `audit verify` over N cases (cases/s), each against reading
+    the same events raw from the store in the same run."""
+    from .bench_audit import run_audit_bench
+
+    logs.configure("WARNING")
+    run_audit_bench(cases=cases, events=events, data_dir=data_dir)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    cases: Annotated[int, typer.Option(help="Generated cases whose reports go through the whole system.")] = 5000,
+    quick: Annotated[bool, typer.Option(help="A small run (for CI): a few hundred cases.")] = False,
+    cluster: Annotated[bool, typer.Option(help="Run on a 3-node NATS cluster with R3 streams.")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """Reports through intake, relay, deadlines and benefits over a real nats-server: reports/s, latency from report
+    to deadline event (p50/p99), events/s per service, peak memory per process, against a raw JetStream 3-hop
+    baseline in the same run; then the full rebuild of the projections against reading the raw store."""
+    from .bench_e2e import run_e2e_bench
+
+    logs.configure("WARNING")
+    run_e2e_bench(cases=cases, quick=quick, cluster=cluster, data_dir=data_dir)
 
 
 @app.command()
