@@ -1,7 +1,91 @@
-"""``reintegration chaos``: the fault catalogue (../shared/FAULTS.md) run against real processes, with figures."""
+"""``reintegration chaos``: the fault catalogue (../shared/FAULTS.md) run against real processes, with figures.
+
+Scenarios register themselves in :mod:`reintegration.chaos_report` from the modules listed in ``SCENARIO_MODULES``;
+``chaos list`` names them, ``chaos run [ID ...]`` runs them (``--quick`` for the small sizes the tests use) and
+prints one row each: faults injected, events sent, lost, doubled, time to recover, and the pass figure.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from .chaos_report import SCENARIOS, Row, order
 
 chaos_app = typer.Typer(help="Fault scenarios over real processes: each prints sent, lost, doubled, time to recover.")
+console = Console()
+
+#: Modules whose import registers scenarios.
+SCENARIO_MODULES: tuple[str, ...] = (
+    "reintegration.chaos_process",  # R1-R4, R10, R11: crashes, pauses, broker amnesia, store down, clocks
+    "reintegration.chaos_delivery",  # R6-R8: duplicates, out-of-order redelivery, poison messages
+    "reintegration.chaos_input",  # R5, R9, S1, S3, F1, F2: corruption, concurrent writers, access, at rest, input
+    "reintegration.chaos_privacy",  # S2, S4: medical data to employers, unlogged disclosure
+)
+
+
+def load_scenarios() -> None:
+    for module in SCENARIO_MODULES:
+        importlib.import_module(module)
+
+
+@chaos_app.command("list")
+def list_scenarios() -> None:
+    """The scenarios this build can run, in catalogue order."""
+    load_scenarios()
+    for id in order(list(SCENARIOS)):
+        console.print(f"{id:4} {SCENARIOS[id].title}")
+
+
+def table(rows: list[Row]) -> Table:
+    out = Table(title="Fault scenarios")
+    for column in ("id", "fault or attack", "faults", "sent", "lost", "doubled", "recover (s)", "pass figure",
+                   "result", "detail"):
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(row.id, row.title, f"{row.faults:,}", f"{row.sent:,}", str(row.lost), str(row.doubled),
+                    "-" if row.recover_s is None else f"{row.recover_s:.1f}", row.pass_figure,
+                    "[green]pass[/]" if row.passed else "[red]FAIL[/]", row.detail)
+    return out
+
+
+@chaos_app.command("run")
+def run(
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Scenario ids (R1 ... F2); all when none.")] = None,
+    quick: Annotated[bool, typer.Option(help="Small sizes (what the tests run).")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder for the scenarios' servers and stores.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Run scenarios and print their table; exit 1 if any missed its pass figure."""
+    from . import logs
+
+    logs.configure("WARNING")
+    load_scenarios()
+    wanted = order([i.upper() for i in ids] if ids else list(SCENARIOS))
+    unknown = [i for i in wanted if i not in SCENARIOS]
+    if unknown:
+        console.print(f"[red]unknown scenario(s) {', '.join(unknown)}[/]; known: {', '.join(order(list(SCENARIOS)))}")
+        raise typer.Exit(2)
+    base = data_dir or Path(tempfile.mkdtemp(prefix="reintegration-chaos-"))
+    rows: list[Row] = []
+    for id in wanted:
+        started = time.monotonic()
+        console.print(f"[bold]{id}[/] {SCENARIOS[id].title} ...")
+        workdir = base / id
+        workdir.mkdir(parents=True, exist_ok=True)
+        row = SCENARIOS[id].run(workdir, quick)
+        rows.append(row)
+        console.print(f"  {'pass' if row.passed else 'FAIL'} in {time.monotonic() - started:.0f} s: {row.detail}")
+    if as_json:
+        print(json.dumps([{**row.__dict__, "command": row.command} for row in rows], indent=2, default=str))
+    else:
+        console.print(table(rows))
+    raise typer.Exit(0 if all(row.passed for row in rows) else 1)
