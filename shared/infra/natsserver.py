@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
+    "EmbeddedNatsCluster",
     "EmbeddedNatsServer",
     "NatsServerConfig",
     "NatsServerError",
@@ -575,6 +576,77 @@ class EmbeddedNatsServer:
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
         return f"<EmbeddedNatsServer {self._config.server_name!r} {self.url} {state}>"
+
+
+class EmbeddedNatsCluster:
+    """An N-node ``nats-server`` cluster on loopback (three by default), each node its own process and store.
+
+    ``url`` is the comma-separated list of every node's client URL (what ``REINTEGRATION_NATS_URL`` takes): a
+    client connects to any live node and fails over to the others. Nodes can be killed and restarted one at a time
+    on their own store and ports, as a node crash and recovery. ``extra`` configuration (the parties' accounts) is
+    rendered into every node.
+    """
+
+    def __init__(self, base_dir: Path, *, size: int = 3, **overrides: Any) -> None:
+        overrides.setdefault("http_port", 0)  # the full health check (meta leader, current streams) needs it
+        self.base_dir = Path(base_dir)
+        self.nodes = [
+            EmbeddedNatsServer(config, run_dir=self.base_dir / f"n{i}-run")
+            for i, config in enumerate(loopback_cluster_configs(self.base_dir, size=size, **overrides))
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    def start(self, timeout: float = 30) -> EmbeddedNatsCluster:
+        """Start every node, then wait until each is healthy (routes up, a JetStream meta leader elected)."""
+        for node in self.nodes:
+            if not node.running:
+                node.start(timeout)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        for node in self.nodes:
+            if node.running:
+                node.wait_healthy(timeout)
+
+    def kill(self, index: int) -> EmbeddedNatsServer:
+        """SIGKILL one node (a crash); the others keep serving."""
+        node = self.nodes[index]
+        node.kill()
+        return node
+
+    def restart(self, index: int, timeout: float = 30) -> EmbeddedNatsServer:
+        """Start a stopped or killed node again on its own store and ports, and wait until it is healthy."""
+        node = self.nodes[index]
+        if not node.running:
+            node.start(timeout)
+        node.wait_healthy(timeout)
+        return node
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+
+    def __enter__(self) -> EmbeddedNatsCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedNatsCluster {self.url}>"
 
 
 # ----------------------------------------------------------------- JetStream
