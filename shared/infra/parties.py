@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_PREFIX",
     "DEV_PARTIES_FILE",
+    "PARTIES_FILE_ENV",
     "FEED_PREFIX",
     "PARTY_JS_API",
     "SERVICES",
@@ -101,6 +102,7 @@ __all__ = [
     "load_parties",
     "open_feed",
     "parse_parties",
+    "parties_file",
     "permissions",
     "render_accounts",
     "run_feeds",
@@ -121,6 +123,8 @@ AUDIT_PREFIX: Final = f"{PREFIX}.audit"
 FEED_PREFIX: Final = f"{PREFIX}.feed"
 #: The parties file of the embedded runtime and the demo (``reintegration up`` / ``demo``).
 DEV_PARTIES_FILE: Final = Path(__file__).resolve().parents[2] / "deploy" / "parties.dev.toml"
+#: Where a service that maps accounts to parties (the audit service) finds the parties file the server runs with.
+PARTIES_FILE_ENV: Final = "REINTEGRATION_PARTIES_FILE"
 FEED_STREAMS: Final = (DEADLINES_STREAM, BENEFITS_STREAM)
 CREDENTIALS_SUFFIX: Final = ".creds"
 ACCOUNTS_FILE: Final = "accounts.conf"
@@ -228,6 +232,12 @@ def parse_parties(data: Mapping[str, Any]) -> Parties:
     if Party(Role.SERVICE, "runtime") in found and not dev:
         raise PartiesError("the runtime service may report for every party: only in a development file (dev = true)")
     return Parties(tuple(found), dev=dev)
+
+
+def parties_file(environ: Mapping[str, str] | None = None) -> Path:
+    """The parties file named by ``REINTEGRATION_PARTIES_FILE``, else the development file."""
+    value = (os.environ if environ is None else environ).get(PARTIES_FILE_ENV)
+    return Path(value) if value else DEV_PARTIES_FILE
 
 
 def load_parties(path: str | os.PathLike[str]) -> Parties:

@@ -1,0 +1,119 @@
+"""Composition root of the audit service: the auditors' read-only questions over NATS request-reply.
+
+``reintegration serve audit`` runs it. One subscriber per question (``reintegration.audit.<question>``, queue group
+``audit``), each answered in a worker thread by :class:`services.audit.questions.Responder`: strict decoding, who
+asked from the server's ``Nats-Request-Info`` header mapped through the parties file, the answer of
+:class:`services.audit.Auditor` (stores opened read-only for each question), one disclosure record per answer. A
+subject under ``reintegration.audit.`` that is no question has no responders.
+
+Identity needs the parties file the server runs with: ``REINTEGRATION_PARTIES_FILE`` (default
+``deploy/parties.dev.toml``, as ``reintegration up``). A service started without credentials
+(``REINTEGRATION_NATS_CREDENTIALS`` unset) runs against an open server, has no identity to go by and records its
+questions as asked by ``unauthenticated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+from faststream import FastStream
+from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats.annotations import NatsMessage
+
+from services.disclosures.log import build_disclosures
+from shared.infra.parties import (
+    Parties,
+    PartiesError,
+    load_credentials,
+    load_parties,
+    parties_file,
+)
+from shared.infra.settings import Settings
+
+from .questions import QUESTIONS, Responder
+
+log = structlog.get_logger("audit")
+
+#: ``answer(question, body, headers, reply subject) -> reply bytes``
+Answer = Callable[[str, bytes, Mapping[str, str] | None, str], Awaitable[bytes]]
+QUEUE = "audit"
+
+
+def attach_questions(router: NatsRouter, answer: Answer) -> None:
+    """One request-reply subscriber per audit question.
+
+    A subject under ``reintegration.audit.`` that is no question has no responders (nats-py: ``NoRespondersError``).
+    A catch-all subscriber (``reintegration.audit.>``) cannot refuse it instead: when a request that crossed an
+    import reaches two subscriptions of the service user, nats-server 2.15 refuses the user's reply (a permissions
+    violation on the mapped ``_R_.`` subject), so the known questions would go unanswered.
+    """
+    for question in QUESTIONS.values():
+
+        def subscribe(name: str = question.name) -> None:
+            @router.subscriber(
+                question.subject, queue=QUEUE, title=f"audit: {name}",
+                description=f"Read-only, auditors only. {question.summary} Request: "
+                f"`{question.request.__name__}`; reply: `AuditAnswer` (the answer, who asked as the server "
+                "authenticated it, the disclosure record's reference) or `AuditRefusal` (`error`, `code`, "
+                "`field`). Each answer leaves a disclosure record.",
+            )
+            async def asked(msg: NatsMessage) -> bytes:
+                """Answer one auditor's question about one case."""
+                raw = msg.raw_message
+                return await answer(name, msg.body, raw.headers, raw.reply)  # type: ignore[attr-defined]
+
+        subscribe()
+
+
+def load_identity(settings: Settings, path: Path | None = None) -> Parties | None:
+    """The parties the server runs with, to map accounts to auditors; ``None`` for an open server (no
+    credentials). Refuses to start when the service's own credentials are not from that parties file."""
+    if settings.nats_credentials is None:
+        log.warning("no NATS credentials: open server, audit questions are recorded as asked by unauthenticated")
+        return None
+    path = path or parties_file()
+    if not path.exists():
+        raise PartiesError(f"parties file {path} not found: set REINTEGRATION_PARTIES_FILE to the file the server's "
+                           "accounts were generated from")
+    parties = load_parties(path)
+    own = load_credentials(settings.nats_credentials).party
+    try:
+        parties.get(own)
+    except KeyError:
+        raise PartiesError(f"{path} does not list {own} (these credentials): not the server's parties file") from None
+    return parties
+
+
+def build_app(settings: Settings, *, parties_path: Path | None = None) -> FastStream:
+    parties = load_identity(settings, parties_path)
+    disclosures = build_disclosures(settings)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-store")
+    broker = NatsBroker(settings.nats_url, name="reintegration-audit", max_reconnect_attempts=-1,
+                        log_level=logging.DEBUG, **settings.nats_options())
+    responder = Responder(settings, disclosures, parties, max_reply=lambda: broker.connection.max_payload)
+
+    async def answer(question: str, body: bytes, headers: Mapping[str, str] | None, reply: str) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(executor, responder.answer, question, body, headers,
+                                                                reply)
+
+    router = NatsRouter()
+    attach_questions(router, answer)
+    broker.include_router(router)
+    app = FastStream(broker)
+
+    @app.after_startup
+    async def ready() -> None:
+        log.info("audit service ready", subjects=[q.subject for q in QUESTIONS.values()],
+                 identity="open server (unauthenticated)" if parties is None else "Nats-Request-Info account")
+
+    @app.after_shutdown
+    async def close() -> None:
+        executor.shutdown(wait=True)
+        disclosures.close()
+
+    return app
