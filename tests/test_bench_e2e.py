@@ -1,0 +1,62 @@
+"""`reintegration bench e2e` against real processes at a small size: every figure is there, and every accepted report
+reached each store exactly once (figures are not checked against any speed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reintegration.bench_e2e import SERVICES, measure_e2e
+from reintegration.cli import app
+
+
+def _positive(value: object, where: str) -> None:
+    assert isinstance(value, int | float) and not math.isnan(value) and value > 0, f"{where} = {value!r}"
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return measure_e2e(cases=60, concurrency=8, data_dir=tmp_path_factory.mktemp("e2e") / "run")
+
+
+def test_every_figure_is_present_and_positive(result: dict) -> None:
+    json.dumps(result)  # the dict a --json output would print
+    _positive(result["reports"]["accepted_per_s"], "accepted reports/s")
+    for name in ("report_to_deadline", "report_to_trajectory", "reply"):
+        for q in ("p50", "p99"):
+            _positive(result["latency_ms"][name][q], f"latency {name} {q}")
+    for name in SERVICES:
+        for figure in ("events_per_s", "events_per_cpu_s", "peak_rss_mib", "cpu_seconds"):
+            _positive(result["services"][name].get(figure), f"{name} {figure}")
+    _positive(result["services"]["nats-server"]["peak_rss_mib"], "nats-server peak memory")
+    for figure in ("messages_per_s",):
+        _positive(result["baseline"][figure], f"baseline {figure}")
+    for q in ("p50", "p99"):
+        _positive(result["baseline"]["latency_ms"][q], f"baseline latency {q}")
+    for figure in ("raw_read_events_per_s", "deadlines_events_per_s", "benefits_events_per_s"):
+        _positive(result["rebuild"][figure], f"rebuild {figure}")
+    for name, ratio in result["ratios"].items():
+        _positive(ratio, f"ratio {name}")
+    _positive(result["services"]["deadlines"]["published"], "DEADLINES messages")
+    _positive(result["services"]["benefits"]["published"], "BENEFITS messages")
+
+
+def test_every_accepted_report_reached_every_store_exactly_once(result: dict) -> None:
+    stores = result["stores"]
+    accepted = stores["accepted_event_ids"]
+    assert accepted >= result["reports"]["accepted"] > 0
+    assert result["events"] == accepted
+    for key, count in stores.items():
+        assert count == accepted, f"{key}: {count} of {accepted} accepted events ({stores})"
+
+
+def test_cluster_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    outcome = CliRunner().invoke(app, ["bench", "e2e", "--cluster", "--data-dir", str(tmp_path)],
+                                 env={"COLUMNS": "200"})
+    assert outcome.exit_code == 2
+    assert "--cluster" in outcome.output and "not available yet" in outcome.output
+    assert not any(tmp_path.iterdir())  # nothing was started
