@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -155,6 +156,7 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
         derived_report(settings, caught_up)
         own_feed = asyncio.run(employer_report(settings, runtime))
         verified = audit_report(settings)
+        answered = asyncio.run(auditor_report(settings, runtime))
         if keep_running:
             console.print("system left running; Ctrl-C stops it.")
             try:
@@ -163,7 +165,8 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-        return 1 if tally.surprises or in_stream != events or not caught_up or not verified or not own_feed else 0
+        return 1 if tally.surprises or in_stream != events or not caught_up or not verified or not own_feed \
+            or not answered else 0
     finally:
         runtime.stop()
 
@@ -342,6 +345,56 @@ def audit_report(settings: Settings) -> bool:
     colour = "green" if result.ok else "red"
     console.print(f"[{colour}]audit verify over {result.cases} cases: {counts}[/] ({result.seconds:.1f} s)")
     return result.ok
+
+
+async def auditor_report(settings: Settings, runtime: Runtime) -> bool:
+    """The dev auditor, with its own credentials, asks the audit service over NATS to verify the longest case; the
+    disclosure log then holds the question under the name the server authenticated."""
+    from services.disclosures.log import build_disclosures
+    from shared.infra.parties import AUDIT_PREFIX, connect_as
+
+    from .operate import intake_log
+
+    auditors = sorted(n for n in runtime.credentials if n.startswith("auditor:"))
+    if not auditors:
+        console.print("[yellow]no auditor credentials (open server): the audit subjects are not shown[/]")
+        return True
+    versions: dict[Any, int] = {}
+    for _position, event in intake_log(settings):
+        versions[event.case_id] = event.version
+    case = max(versions, key=lambda c: (versions[c], str(c)))
+    nc = await connect_as(runtime.credentials[auditors[0]], settings.nats_url)
+    reply: dict[str, Any] = {}
+    try:
+        for _ in range(20):  # the audit service may still be (re)starting
+            try:
+                msg = await nc.request(f"{AUDIT_PREFIX}.verify", json.dumps({"case_id": str(case)}).encode(),
+                                       timeout=10)
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                runtime.supervise_once()
+                await asyncio.sleep(0.5)
+                continue
+            reply = json.loads(msg.data)
+            break
+    finally:
+        await nc.close()
+    if "answer" not in reply:
+        console.print(f"[red]{auditors[0]} asked {AUDIT_PREFIX}.verify over NATS: {reply.get('error', 'no answer')}[/]")
+        return False
+    log = build_disclosures(settings)
+    try:
+        records = [r for r in log.records(case_id=case) if r.reference == reply["disclosure"]]
+    finally:
+        log.close()
+    verdict = reply["answer"]
+    ok = verdict["status"] == "verified" and reply["asked_by"] == auditors[0] and [r.who for r in records] == [
+        auditors[0]]
+    console.print(
+        f"[{'green' if ok else 'red'}]{auditors[0]}, with its own credentials, asked {AUDIT_PREFIX}.verify over NATS "
+        f"about case {case}: {verdict['status']} ({verdict['intake_version']} events); the disclosure log names "
+        f"{', '.join(r.who for r in records) or 'nobody'} as the one who asked[/]"
+    )
+    return ok
 
 
 def report(tally: Tally, cases: int, elapsed: float, events: int, in_stream: int, settings: Settings) -> None:

@@ -3,7 +3,8 @@
 ``Runtime`` starts the server with the accounts of a parties file (``deploy/parties.dev.toml`` by default; each
 service connects with its own credentials from ``<data dir>/parties``), prepares the streams, starts each service as
 its own process (the same commands a cluster deployment runs, see compose.yaml), restarts a service that dies, and
-stops everything in reverse order.
+stops everything in reverse order. The audit service also gets the parties file (``REINTEGRATION_PARTIES_FILE``), to
+map the account the server names in a request to the auditor who asked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
-from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
+from shared.infra.parties import DEV_PARTIES_FILE, PARTIES_FILE_ENV, generate, load_parties
 from shared.infra.relay import ensure_stream
 from shared.infra.settings import Settings
 
@@ -39,6 +40,7 @@ SERVICES: dict[str, list[str]] = {
     "benefits": ["serve", "benefits"],
     "disclosures": ["serve", "disclosures"],
     "feeds": ["serve", "feeds"],
+    "audit": ["serve", "audit"],
 }
 
 
@@ -102,8 +104,9 @@ class Runtime:
 
     def _spawn(self, child: Child) -> None:
         env = {**os.environ, **self.settings.to_env()}
-        if self.credentials:  # each service as itself
+        if self.credentials:  # each service as itself; the audit service maps accounts to auditors with the file
             env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{child.name}"])
+            env[PARTIES_FILE_ENV] = str(Path(self.parties_file or DEV_PARTIES_FILE).resolve())
         with child.log_path.open("ab") as out:
             child.process = subprocess.Popen(
                 [sys.executable, "-m", "reintegration", *child.args],
