@@ -73,6 +73,11 @@ def _broker() -> NatsBroker:
     recorders = NatsRouter()
     attach_feed_recorders(recorders, None, executor)  # type: ignore[arg-type]
     broker.include_router(recorders)
+    from services.audit.main import attach_questions
+
+    audit = NatsRouter()
+    attach_questions(audit, None)  # type: ignore[arg-type]
+    broker.include_router(audit)
     executor.shutdown()
     for title, subject, description, _payload in PUBLISHED:
         broker.publisher(subject, title=title, description=description)
@@ -104,8 +109,11 @@ def render_asyncapi() -> str:
         .to_specification()
         .to_json()
     )
+    from services.audit.questions import QUESTIONS, AuditAnswer, AuditRefusal
+
     published = _payload_types()
-    types: list[Any] = [AnyReport, Reply, CaseEvent, *published.values()]
+    audit_types = [t for q in QUESTIONS.values() for t in (q.request, q.answer)]
+    types: list[Any] = [AnyReport, Reply, CaseEvent, *published.values(), AuditAnswer, AuditRefusal, *audit_types]
     schemas_list, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     by_type = dict(zip([id(t) for t in types], schemas_list, strict=True))
     schemas = spec["components"].setdefault("schemas", {})
@@ -134,6 +142,17 @@ def render_asyncapi() -> str:
                 "properties": {"case_id": {"type": "string", "format": "uuid"},
                                "version": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
             }
+    for question in QUESTIONS.values():
+        title = f"audit: {question.name}"
+        messages[f"{title}:SubscribeMessage"]["payload"] = by_type[id(question.request)]
+        reply = {**components["AuditAnswer"], "title": f"AuditAnswer ({question.name})",
+                 "properties": {**components["AuditAnswer"]["properties"], "answer": by_type[id(question.answer)]}}
+        messages[f"{title}:Reply"] = {"title": f"{title}:Reply",
+                                      "payload": {"anyOf": [reply, by_type[id(AuditRefusal)]]}}
+        spec["operations"][title]["reply"] = {
+            "address": {"location": "$message.header#/reply_to"},
+            "messages": [{"$ref": f"#/components/messages/{title}:Reply".replace(" ", "%20")}],
+        }
     messages["intake:Reply"] = {"title": "intake:Reply", "payload": {"$ref": "#/components/schemas/Reply"}}
     spec["operations"]["intake"]["reply"] = {
         "address": {"location": "$message.header#/reply_to"},
