@@ -1,3 +1,872 @@
-"""Fault scenarios (see reintegration.chaos_report)."""
+"""Process-level fault scenarios (R1-R4, R10, R11 of ../shared/FAULTS.md) against the real processes.
+
+Each scenario starts its own system under ``workdir``: a nats-server from the wheel with the dev parties file's
+accounts, the intake SQLite store (or an embedded PostgreSQL), and intake, relay, deadlines and benefits as their
+own processes (``python -m reintegration serve ...`` / ``relay``), each connecting with its own credentials. The
+:class:`Cluster` supervisor here can kill, pause, restart or re-clock any one of them, and the nats-server, by pid.
+
+The load is generated case scripts (``reintegration.generator``) sent through the real intake subjects with the
+runtime's credentials, a few cases in flight. A party's retry rule applies: on a timeout, no responders or a
+retryable rejection (``RETRYABLE``), the SAME bytes are sent again until a final reply comes.
+
+After the load and the faults, the scenario waits until every store has caught up, stops the services and checks:
+
+* intake store: every accepted report is there exactly once (a report id recorded twice is *doubled*, an accepted
+  one that is missing is *lost*), each case's versions are 1..n without gaps;
+* TRAJECTORY: every recorded event exactly once (by its ``Nats-Msg-Id``), nothing else, each case's versions in
+  stream order;
+* deadlines and benefits stores: exactly one step per recorded event, per case;
+* ``audit verify`` over every case: 0 differences.
+
+Figures: faults injected, reports sent, lost, doubled, and the time to recover: from the last fault until every
+store held every event recorded up to then (``recover_s``); the largest "flow back" after a single fault (the
+restarted process making progress again) is in the detail.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+
+from shared.events.replies import REPLY_DECODER, Accepted, Rejected
+from shared.events.subjects import (
+    POSITION_HEADER,
+    TRAJECTORY_STREAM,
+    TRAJECTORY_SUBJECTS,
+    intake_subject,
+)
+from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
+from shared.infra.relay import ensure_stream
+from shared.infra.settings import Settings
+
+from .chaos_report import Row, scenario
+from .generator import Generator, Script, encode_report
+
+log = structlog.get_logger("chaos")
+
+#: The processes a scenario runs, each as ``python -m reintegration <args>``.
+SERVICES: dict[str, list[str]] = {
+    "intake": ["serve", "intake"],
+    "relay": ["relay"],
+    "deadlines": ["serve", "deadlines"],
+    "benefits": ["serve", "benefits"],
+}
+STEP_TOPICS = {
+    "deadlines": "services.deadlines.schedule:ScheduleStep",
+    "benefits": "services.benefits.ledger:LedgerStep",
+}
+CASE_EVENT_TOPIC = "shared.events.envelope:CaseEvent"
+#: Environment variable naming a file that holds a child's clock offset in seconds (R11).
+CLOCK_FILE_ENV = "REINTEGRATION_CHAOS_CLOCK_FILE"
+
+#: Runs ``python -m reintegration ...`` with ``datetime.now()`` shifted by the offset in the clock file, re-read
+#: when the file changes (so a running service's clock can jump). Every ``datetime`` the project makes stays a real
+#: ``datetime`` (msgspec encodes no subclass): only ``now``/``utcnow``/``today`` are shifted.
+CLOCK_BOOT = r"""
+import datetime as _dt, os, runpy, sys
+_path = os.environ["REINTEGRATION_CHAOS_CLOCK_FILE"]
+_real = _dt.datetime
+_seen = [None, 0.0]
+def _offset():
+    try:
+        stamp = os.stat(_path).st_mtime_ns
+    except OSError:
+        return _seen[1]
+    if stamp != _seen[0]:
+        try:
+            with open(_path) as fh:
+                _seen[1] = float(fh.read().strip() or 0)
+            _seen[0] = stamp
+        except (OSError, ValueError):
+            pass
+    return _seen[1]
+class _Meta(type):
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, _real)
+    def __subclasscheck__(cls, sub):
+        return issubclass(sub, _real)
+class _Clock(_real, metaclass=_Meta):
+    def __new__(cls, *args, **kwargs):
+        return _real(*args, **kwargs)
+    @classmethod
+    def now(cls, tz=None):
+        return _real.now(tz) + _dt.timedelta(seconds=_offset())
+    @classmethod
+    def utcnow(cls):
+        return _real.utcnow() + _dt.timedelta(seconds=_offset())
+    @classmethod
+    def today(cls):
+        return _real.now() + _dt.timedelta(seconds=_offset())
+for _name in ("combine", "fromisoformat", "fromtimestamp", "utcfromtimestamp", "strptime", "fromordinal",
+              "fromisocalendar"):
+    setattr(_Clock, _name, staticmethod(getattr(_real, _name)))
+_dt.datetime = _Clock
+sys.argv = ["reintegration", *sys.argv[1:]]
+runpy.run_module("reintegration", run_name="__main__", alter_sys=True)
+"""
+
+
+# --- the supervisor -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    #: A file-size limit (bytes) applied to the process right after it starts (R10: the store cannot grow).
+    fsize_limit: int | None = None
+    _pump: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+
+class Cluster:
+    """A nats-server and the services, each its own process, each killable, pausable and restartable by pid."""
+
+    def __init__(self, workdir: Path, *, services: Iterable[str] = tuple(SERVICES), settings: Settings | None = None,
+                 env: dict[str, dict[str, str]] | None = None, clock_skew: bool = False) -> None:
+        self.workdir = workdir.resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.settings = settings or Settings(data_dir=self.workdir / "data")
+        self.services = list(services)
+        self.extra_env = env or {}
+        self.clock_skew = clock_skew
+        self.children: dict[str, Child] = {}
+        self.server: EmbeddedNatsServer | None = None
+        self.credentials: dict[str, Path] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> Cluster:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        accounts, self.credentials = generate(load_parties(DEV_PARTIES_FILE), self.settings.data_dir / "parties")
+        self.server = EmbeddedNatsServer(
+            NatsServerConfig(store_dir=self.nats_store, http_port=None, extra=accounts), run_dir=self.workdir / "nats-run"
+        )
+        self.server.start()
+        self.settings = replace(self.settings, nats_url=self.server.url,
+                                nats_credentials=self.credentials["service:runtime"])
+        asyncio.run(self.prepare_streams())
+        for name in self.services:
+            self.children[name] = self._child(name)
+            self.spawn(name)
+        return self
+
+    @property
+    def nats_store(self) -> Path:
+        return self.settings.data_dir / "nats"
+
+    async def prepare_streams(self) -> None:
+        nc = await self.connect()
+        try:
+            await ensure_stream(nc.jetstream(), TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        finally:
+            await nc.close()
+
+    async def connect(self, **options: Any) -> nats.NATS:
+        async def quiet(exc: Exception) -> None:  # disconnects are what the scenarios cause
+            log.debug("nats client error", error=repr(exc))
+
+        return await nats.connect(self.settings.nats_url, name="reintegration-chaos", max_reconnect_attempts=-1,
+                                  reconnect_time_wait=0.2, error_cb=quiet,
+                                  **{**self.settings.nats_options(), **options})
+
+    def _child(self, name: str) -> Child:
+        env = {**os.environ, **self.settings.to_env(),
+               "REINTEGRATION_NATS_CREDENTIALS": str(self.credentials[f"service:{name}"]),
+               **self.extra_env.get(name, {})}
+        if self.clock_skew:
+            env[CLOCK_FILE_ENV] = str(self.clock_file(name))
+        return Child(name=name, args=SERVICES[name], env=env, log_path=self.logs / f"{name}.log")
+
+    def clock_file(self, name: str) -> Path:
+        return self.workdir / f"clock-{name}"
+
+    def set_clock(self, name: str, offset_s: float) -> None:
+        """Shift ``name``'s clock by ``offset_s`` seconds from now on (read by the running process)."""
+        path = self.clock_file(name)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{offset_s}\n")
+        os.replace(tmp, path)
+
+    def spawn(self, name: str) -> None:
+        child = self.children[name]
+        command = ([sys.executable, "-c", CLOCK_BOOT, *child.args] if self.clock_skew
+                   else [sys.executable, "-m", "reintegration", *child.args])
+        # Output through a pipe that this process copies into the log: a file-size limit on the child (R10) must
+        # not also stop it writing its log.
+        child.process = subprocess.Popen(command, env=child.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        if child.fsize_limit is not None:
+            self.limit_file_size(name, child.fsize_limit)
+        child.starts += 1
+        child._pump = threading.Thread(target=_pump, args=(child.process, child.log_path), daemon=True)
+        child._pump.start()
+        log.info("started", service=name, pid=child.process.pid)
+
+    def limit_file_size(self, name: str, limit: int | None) -> None:
+        """Set (or lift, with ``None``) the file-size limit of ``name``'s running process."""
+        child = self.children[name]
+        child.fsize_limit = limit
+        if child.pid is not None:
+            value = resource.RLIM_INFINITY if limit is None else limit
+            resource.prlimit(child.pid, resource.RLIMIT_FSIZE, (value, value))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` and reap it."""
+        child = self.children[name]
+        if child.process is not None and child.process.poll() is None:
+            os.kill(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+    def restart(self, name: str) -> None:
+        self.kill(name)
+        self.spawn(name)
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        pid = self.server.pid if name == "nats-server" and self.server else self.children[name].pid
+        if pid is not None:
+            os.kill(pid, sig)
+
+    def alive(self) -> dict[str, bool]:
+        return {name: child.pid is not None for name, child in self.children.items()}
+
+    def revive(self) -> list[str]:
+        """Restart services that exited by themselves (what ``up`` does); their names."""
+        out = []
+        for name, child in self.children.items():
+            if child.process is not None and child.process.poll() is not None:
+                log.warning("service exited; restarting", service=name, code=child.process.returncode)
+                self.spawn(name)
+                out.append(name)
+        return out
+
+    def kill_server(self) -> None:
+        assert self.server is not None
+        self.server.kill()
+
+    def start_server(self) -> None:
+        assert self.server is not None
+        self.server.start()
+
+    def stop(self) -> None:
+        """Stop every process this cluster started, by pid: SIGCONT (a paused one), SIGTERM, then SIGKILL."""
+        for child in reversed(list(self.children.values())):
+            proc = child.process
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for child in self.children.values():
+            if child._pump is not None:
+                child._pump.join(timeout=5)
+        if self.server is not None:
+            if self.server.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.server.pid, signal.SIGCONT)
+            self.server.stop()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pump(process: subprocess.Popen[bytes], path: Path) -> None:
+    assert process.stdout is not None
+    with path.open("ab") as out:
+        for line in iter(process.stdout.readline, b""):
+            out.write(line)
+            out.flush()
+    process.stdout.close()
+
+
+# --- the load -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    report_id: UUID | None
+    reply: Accepted | Rejected | None
+    attempts: int
+    expect: str
+
+
+@dataclass
+class Load:
+    """Generated case scripts through the real intake subjects, with the parties' retry rule."""
+
+    scripts: list[Script]
+    concurrency: int = 16
+    timeout: float = 5.0
+    #: A report gets no final reply within this many seconds: the sender gives up (counted as unanswered).
+    give_up: float = 240.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    sent: int = 0
+    retries: int = 0
+    accept_times: list[float] = field(default_factory=list)
+    planned: int = 0
+
+    @classmethod
+    def generate(cls, reports: int, seed: int, **options: Any) -> Load:
+        generator = Generator(seed)
+        scripts: list[Script] = []
+        planned = 0
+        while planned < reports:
+            script = generator.script()
+            scripts.append(script)
+            planned += 1 + len(script.steps)
+        return cls(scripts=scripts, planned=planned, **options)
+
+    @property
+    def progress(self) -> float:
+        return self.sent / self.planned if self.planned else 1.0
+
+    async def run(self, cluster: Cluster) -> None:
+        nc = await cluster.connect()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(script: Script) -> None:
+            async with gate:
+                await self.play(nc, script)
+
+        try:
+            await asyncio.gather(*(one(s) for s in self.scripts))
+        finally:
+            await nc.close()
+
+    async def play(self, nc: nats.NATS, script: Script) -> None:
+        reply = await self.send(nc, intake_subject(script.opener), encode_report(script.opening), script.open_expect)
+        if not isinstance(reply, Accepted):
+            return
+        for step in script.steps:
+            await self.send(nc, intake_subject(step.party), encode_report(step.build(reply.case_id)), step.expect)
+
+    async def send(self, nc: nats.NATS, subject: str, payload: bytes, expect: str) -> Accepted | Rejected | None:
+        self.sent += 1
+        started = time.monotonic()
+        attempts = 0
+        reply: Accepted | Rejected | None = None
+        while time.monotonic() - started < self.give_up:
+            attempts += 1
+            try:
+                msg = await nc.request(subject, payload, timeout=self.timeout)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                    nats.errors.ConnectionReconnectingError, nats.errors.StaleConnectionError, OSError):
+                self.retries += 1
+                await asyncio.sleep(min(0.1 * attempts, 1.0))
+                continue
+            reply = REPLY_DECODER.decode(msg.data)
+            if isinstance(reply, Rejected) and reply.retry:
+                self.retries += 1
+                await asyncio.sleep(min(0.1 * attempts, 1.0))
+                continue
+            break
+        if isinstance(reply, Accepted):
+            self.accept_times.append(time.monotonic())
+        report_id = reply.report_id if reply is not None else None
+        self.outcomes.append(Outcome(report_id, reply if (reply is None or not reply_retryable(reply)) else None,
+                                     attempts, expect))
+        return reply
+
+    @property
+    def accepted(self) -> list[Accepted]:
+        return [o.reply for o in self.outcomes if isinstance(o.reply, Accepted)]
+
+    @property
+    def unanswered(self) -> int:
+        return sum(1 for o in self.outcomes if o.reply is None)
+
+    @property
+    def surprises(self) -> list[str]:
+        out = []
+        for o in self.outcomes:
+            got = "accepted" if isinstance(o.reply, Accepted) else o.reply.code.value if o.reply else "no reply"
+            if got != o.expect:
+                out.append(f"{o.report_id}: expected {o.expect}, got {got}")
+        return out
+
+
+def reply_retryable(reply: Accepted | Rejected) -> bool:
+    return isinstance(reply, Rejected) and reply.retry
+
+
+# --- watching the stores ------------------------------------------------------------------------------------------
+
+
+class Probe:
+    """Counts what each store holds, read-only, while the services write (SQLite WAL; or PostgreSQL)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conns: dict[str, Any] = {}
+
+    def _query(self, store: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if self.settings.store == "postgres":
+            return self._pg_query(store, sql.replace("?", "%s"), *params)
+        conn = self._conns.get(store)
+        if conn is None:
+            path = self.settings.data_dir / f"{store}.sqlite"
+            if not path.exists():
+                return []
+            conn = self._conns[store] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10,
+                                                        check_same_thread=False)
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:  # not created yet, or locked by a fault
+            return []
+
+    def _pg_query(self, store: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        conn = self._conns.get(store)
+        try:
+            if conn is None or conn.closed:
+                conn = self._conns[store] = psycopg.connect(self.settings.postgres_url or "", autocommit=True,
+                                                            connect_timeout=2)
+                conn.execute(f'SET search_path TO "{store}"')
+            return list(conn.execute(sql, params).fetchall())
+        except psycopg.Error:
+            self._conns.pop(store, None)
+            return []
+
+    def count(self, store: str, topic: str) -> int:
+        rows = self._query(store, "SELECT COUNT(*) FROM stored_events WHERE topic = ?", topic)
+        return int(rows[0][0]) if rows else 0
+
+    def intake_events(self) -> int:
+        return self.count("intake", CASE_EVENT_TOPIC)
+
+    def steps(self, store: str) -> int:
+        return self.count(store, STEP_TOPICS[store])
+
+    def per_originator(self, store: str, topic: str) -> dict[str, int]:
+        rows = self._query(store, "SELECT originator_id, COUNT(*) FROM stored_events WHERE topic = ? "
+                                  "GROUP BY originator_id", topic)
+        return {UUID(str(o)).hex: int(n) for o, n in rows}
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._conns.clear()
+
+
+async def stream_count(js: Any, stream: str = TRAJECTORY_STREAM) -> int:
+    try:
+        return int((await js.stream_info(stream)).state.messages)
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError):
+        return -1
+
+
+@dataclass
+class Levels:
+    intake: int
+    trajectory: int
+    deadlines: int
+    benefits: int
+
+    def caught_up_to(self, target: int) -> bool:
+        return min(self.trajectory, self.deadlines, self.benefits) >= target
+
+
+async def levels(probe: Probe, js: Any) -> Levels:
+    counts = await asyncio.to_thread(lambda: (probe.intake_events(), probe.steps("deadlines"),
+                                              probe.steps("benefits")))
+    return Levels(counts[0], await stream_count(js), counts[1], counts[2])
+
+
+@dataclass
+class Watch:
+    """Flow back after each fault, and the catch-up after the last one."""
+
+    cluster: Cluster
+    flow_back: list[tuple[str, float]] = field(default_factory=list)
+    pending: list[asyncio.Task[None]] = field(default_factory=list)
+    last_fault: float = 0.0
+
+    def after(self, target: str, at: float, load: Load, before: Levels | None, probe: Probe, js: Any) -> None:
+        """Time from ``at`` (the restart, or the end of a pause) until ``target`` makes progress again."""
+        self.last_fault = max(self.last_fault, at)
+        self.pending.append(asyncio.create_task(self._flow(target, at, load, before, probe, js)))
+
+    async def _flow(self, target: str, at: float, load: Load, before: Levels | None, probe: Probe, js: Any) -> None:
+        deadline = at + 120
+        while time.monotonic() < deadline:
+            now = await levels(probe, js)
+            if before is None:
+                return
+            if target == "intake":
+                done = any(t > at for t in load.accept_times) or load.progress >= 1
+            else:
+                mine = {"relay": now.trajectory, "deadlines": now.deadlines, "benefits": now.benefits}
+                # every process must move past where the system stood at the fault (the server: all of them)
+                keys = list(mine) if target == "nats-server" else [target]
+                old = {"relay": before.trajectory, "deadlines": before.deadlines, "benefits": before.benefits}
+                done = all(mine[k] > old[k] or mine[k] >= now.intake for k in keys)
+                if target == "nats-server":
+                    done = done and (any(t > at for t in load.accept_times) or load.progress >= 1)
+            if done:
+                self.flow_back.append((target, time.monotonic() - at))
+                return
+            await asyncio.sleep(0.1)
+        self.flow_back.append((target, float("inf")))
+
+    async def settle(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending)
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        return max(self.flow_back, key=lambda x: x[1]) if self.flow_back else ("-", 0.0)
+
+
+async def wait_caught_up(cluster: Cluster, probe: Probe, timeout: float, revive: bool = True) -> tuple[bool, Levels]:
+    """Until TRAJECTORY and both derived stores hold every event the intake store holds (twice in a row)."""
+    nc = await cluster.connect()
+    js = nc.jetstream()
+    deadline = time.monotonic() + timeout
+    calm = 0
+    try:
+        while True:
+            if revive:
+                await asyncio.to_thread(cluster.revive)
+            now = await levels(probe, js)
+            calm = calm + 1 if now.caught_up_to(now.intake) and now.intake > 0 else 0
+            if calm >= 2 or time.monotonic() > deadline:
+                return calm >= 2, now
+            await asyncio.sleep(0.25)
+    finally:
+        await nc.close()
+
+
+# --- the checks ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    reports_stored: int = 0
+    events: int = 0
+    cases: int = 0
+    lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    doubled: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    gaps: int = 0
+    out_of_order: int = 0
+    unconfirmed: int = 0
+    rejected_but_stored: int = 0
+    verify_ok: bool = False
+    verify_counts: dict[str, int] = field(default_factory=dict)
+    verify_differences: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_lost(self) -> int:
+        return sum(self.lost.values())
+
+    @property
+    def total_doubled(self) -> int:
+        return sum(self.doubled.values())
+
+    def words(self) -> str:
+        parts = [f"{self.events:,} events of {self.cases:,} cases"]
+        if self.total_lost:
+            parts.append("lost " + ", ".join(f"{k} {v}" for k, v in self.lost.items() if v))
+        if self.total_doubled:
+            parts.append("doubled " + ", ".join(f"{k} {v}" for k, v in self.doubled.items() if v))
+        if self.gaps:
+            parts.append(f"{self.gaps} version gaps")
+        if self.out_of_order:
+            parts.append(f"{self.out_of_order} out of order in TRAJECTORY")
+        if self.rejected_but_stored:
+            parts.append(f"{self.rejected_but_stored} rejected reports stored")
+        verdict = ", ".join(f"{n} {s}" for s, n in sorted(self.verify_counts.items()) if n)
+        parts.append(f"audit verify: {verdict or 'nothing'}" + ("" if self.verify_ok else " NOT OK"))
+        return "; ".join(parts + self.notes)
+
+
+async def read_trajectory(cluster: Cluster) -> list[tuple[int, str, int, str]]:
+    """Every TRAJECTORY message as ``(sequence, Nats-Msg-Id, position, subject)``, by pipelined direct gets."""
+    nc = await cluster.connect()
+    js = nc.jetstream()
+    out: list[tuple[int, str, int, str]] = []
+    try:
+        info = await js.stream_info(TRAJECTORY_STREAM)
+        first, last = info.state.first_seq, info.state.last_seq
+        window = 256
+        for start in range(first, last + 1, window):
+            seqs = range(start, min(last, start + window - 1) + 1)
+            got = await asyncio.gather(*(js.get_msg(TRAJECTORY_STREAM, seq=s, direct=True) for s in seqs),
+                                       return_exceptions=True)
+            for seq, msg in zip(seqs, got, strict=True):
+                if isinstance(msg, nats.js.errors.NotFoundError):
+                    continue
+                if isinstance(msg, BaseException):
+                    raise msg
+                headers = msg.headers or {}
+                out.append((seq, headers.get("Nats-Msg-Id", ""), int(headers.get(POSITION_HEADER, 0)), msg.subject))
+    finally:
+        await nc.close()
+    return out
+
+
+def check_all(cluster: Cluster, load: Load, *, audit: bool = True) -> Check:
+    """Every store against what was sent and accepted (services stopped, the server still up)."""
+    from services.audit import Auditor
+
+    from .operate import intake_log
+
+    check = Check()
+    events = [event for _position, event in intake_log(cluster.settings)]
+    check.events = len(events)
+    by_report = Counter(e.report.report_id for e in events)
+    check.reports_stored = len(by_report)
+    check.doubled["intake"] = sum(n - 1 for n in by_report.values() if n > 1)
+    accepted = {a.report_id for a in load.accepted}
+    check.lost["intake"] = len(accepted - set(by_report))
+    check.unconfirmed = len(set(by_report) - accepted)
+    rejected = {o.report_id for o in load.outcomes if isinstance(o.reply, Rejected) and o.report_id is not None}
+    check.rejected_but_stored = len(rejected & set(by_report))
+    versions: dict[UUID, list[int]] = defaultdict(list)
+    for e in events:
+        versions[e.case_id].append(e.version)
+    check.cases = len(versions)
+    for vs in versions.values():
+        if sorted(vs) != list(range(1, len(vs) + 1)):
+            check.gaps += 1
+    # TRAJECTORY: each event once, by its id; each case's versions in stream order
+    messages = asyncio.run(read_trajectory(cluster))
+    ids = Counter(msg_id for _seq, msg_id, _pos, _subject in messages)
+    wanted = {str(e.event_id): e for e in events}
+    check.doubled["trajectory"] = sum(n - 1 for n in ids.values() if n > 1) + sum(
+        n for i, n in ids.items() if i not in wanted)
+    check.lost["trajectory"] = sum(1 for i in wanted if i not in ids)
+    last_version: dict[UUID, int] = {}
+    for _seq, msg_id, _pos, _subject in messages:
+        event = wanted.get(msg_id)
+        if event is None:
+            continue
+        if event.version <= last_version.get(event.case_id, 0):
+            check.out_of_order += 1
+        last_version[event.case_id] = max(event.version, last_version.get(event.case_id, 0))
+    # derived stores: one step per event, per case
+    probe = Probe(cluster.settings)
+    try:
+        for store in ("deadlines", "benefits"):
+            steps = probe.per_originator(store, STEP_TOPICS[store])
+            ids_of = {_uuid5(case_id, store).hex: len(vs) for case_id, vs in versions.items()}
+            for derived_id, n in ids_of.items():
+                have = steps.get(derived_id, 0)
+                check.lost[store] += max(0, n - have)
+                check.doubled[store] += max(0, have - n)
+            check.doubled[store] += sum(n for d, n in steps.items() if d not in ids_of)
+    finally:
+        probe.close()
+    if audit:
+        with Auditor(cluster.settings) as auditor:
+            auditor.seal()
+            report = auditor.verify_all(None)
+        check.verify_ok = report.ok
+        check.verify_counts = dict(report.counts)
+        check.verify_differences = sum(len(v.differences) for v in report.verdicts) + len(report.other_differences)
+    return check
+
+
+def _uuid5(case_id: UUID, purpose: str) -> UUID:
+    import uuid
+
+    return uuid.uuid5(case_id, purpose)
+
+
+# --- running a scenario -------------------------------------------------------------------------------------------
+
+
+Fault = Callable[[Cluster], Awaitable[str]]
+
+
+@dataclass
+class Plan:
+    """Faults at fractions of the load: ``(fraction of reports sent, target, action)``."""
+
+    faults: list[tuple[float, str, Callable[[Cluster], Awaitable[None]]]]
+
+
+def spread(targets: list[str], per_target: int, rng: random.Random, lo: float = 0.05,
+           hi: float = 0.85) -> list[tuple[float, str]]:
+    """``per_target`` moments for each target, at random fractions of the load, never two at once."""
+    moments = [(rng.uniform(lo, hi), t) for t in targets for _ in range(per_target)]
+    return sorted(moments)
+
+
+async def drive(cluster: Cluster, load: Load, moments: list[tuple[float, str]],
+                inject: Callable[[Cluster, str], Awaitable[None]], watch: Watch) -> None:
+    """Send the load while injecting a fault at each moment (a fraction of the reports sent)."""
+    probe = Probe(cluster.settings)
+    nc = await cluster.connect()
+    js = nc.jetstream()
+    sender = asyncio.create_task(load.run(cluster))
+    try:
+        for fraction, target in moments:
+            while load.progress < fraction and not sender.done():
+                await asyncio.sleep(0.02)
+            before = await levels(probe, js)
+            await inject(cluster, target)
+            watch.after(target, time.monotonic(), load, before, probe, js)
+        await sender
+        await watch.settle()
+    finally:
+        if not sender.done():
+            sender.cancel()
+        await nc.close()
+        probe.close()
+
+
+def finish(id: str, title: str, cluster: Cluster, load: Load, watch: Watch, faults: int, pass_figure: str,
+           flow_limit: float | None, started: float, extra_ok: bool = True, notes: Iterable[str] = (),
+           catch_up_timeout: float = 300) -> Row:
+    """Wait until caught up, stop the services, check every store, and make the row."""
+    probe = Probe(cluster.settings)
+    try:
+        caught, level = asyncio.run(wait_caught_up(cluster, probe, catch_up_timeout))
+    finally:
+        probe.close()
+    recover = time.monotonic() - watch.last_fault if watch.last_fault else None
+    for child in cluster.children.values():
+        if child.process is not None and child.process.poll() is None:
+            child.process.terminate()
+    for child in cluster.children.values():
+        if child.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=15)
+    check = check_all(cluster, load)
+    check.notes.extend(notes)
+    worst_target, worst = watch.worst
+    lost = check.total_lost + load.unanswered
+    doubled = check.total_doubled
+    surprises = load.surprises
+    passed = (caught and lost == 0 and doubled == 0 and check.gaps == 0 and check.out_of_order == 0
+              and check.rejected_but_stored == 0 and check.verify_ok and not surprises and extra_ok
+              and (flow_limit is None or worst <= flow_limit))
+    detail = (f"{len(load.outcomes):,} reports answered ({len(load.accepted):,} accepted, {load.retries:,} retries"
+              f"{f', {load.unanswered} unanswered' if load.unanswered else ''}); {check.words()}; "
+              f"slowest flow back {worst:.1f} s ({worst_target}); "
+              f"{'caught up' if caught else f'NOT caught up: {level}'}; "
+              f"{f'{len(surprises)} replies other than the rules call for (e.g. {surprises[0]}); ' if surprises else ''}"
+              f"{time.monotonic() - started:.0f} s in all")
+    return Row(id=id, title=title, faults=faults, sent=load.sent, lost=lost, doubled=doubled,
+               recover_s=None if recover is None else round(recover, 1), pass_figure=pass_figure, passed=passed,
+               detail=detail, extra={"flow_back": watch.flow_back, "check": check.__dict__,
+                                     "workdir": str(cluster.workdir)})
+
+
+async def _downtime(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+# --- R1: crash of each process ------------------------------------------------------------------------------------
+
+
+@scenario("R1", "crash of each process")
+def crash_each_process(workdir: Path, quick: bool) -> Row:
+    reports, per_target = (300, 1) if quick else (10_000, 5)
+    rng = random.Random(101)
+    targets = ["intake", "relay", "deadlines", "benefits"]
+    moments = spread(targets, per_target, rng)
+    load = Load.generate(reports, seed=1)
+    started = time.monotonic()
+    watch: Watch
+    with Cluster(workdir).start() as cluster:
+        watch = Watch(cluster)
+
+        async def inject(cluster: Cluster, target: str) -> None:
+            await asyncio.to_thread(cluster.kill, target)
+            await asyncio.sleep(rng.uniform(0.0, 1.0))
+            await asyncio.to_thread(cluster.spawn, target)
+
+        asyncio.run(drive(cluster, load, moments, inject, watch))
+        return finish("R1", "crash of each process", cluster, load, watch, len(moments),
+                      "0 lost, 0 doubled, verify 0 diffs, flow back within 10 s", 10.0, started)
+
+
+# --- R2: broker crash ---------------------------------------------------------------------------------------------
+
+
+@scenario("R2", "broker crash")
+def broker_crash(workdir: Path, quick: bool) -> Row:
+    reports, kills = (300, 1) if quick else (10_000, 5)
+    rng = random.Random(202)
+    moments = spread(["nats-server"], kills, rng, 0.1, 0.85)
+    load = Load.generate(reports, seed=2)
+    started = time.monotonic()
+    with Cluster(workdir).start() as cluster:
+        watch = Watch(cluster)
+
+        async def inject(cluster: Cluster, target: str) -> None:
+            await asyncio.to_thread(cluster.kill_server)
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            await asyncio.to_thread(cluster.start_server)  # same store, same port
+
+        asyncio.run(drive(cluster, load, moments, inject, watch))
+        return finish("R2", "broker crash", cluster, load, watch, len(moments),
+                      "0 lost, 0 doubled, per-case order kept", None, started)
+
+
+# --- R3: pauses ---------------------------------------------------------------------------------------------------
+
+
+@scenario("R3", "pauses")
+def pauses(workdir: Path, quick: bool) -> Row:
+    reports, per_target = (300, 1) if quick else (3_000, 3)
+    rng = random.Random(303)
+    moments = spread(["nats-server", "intake", "relay", "deadlines", "benefits"], per_target, rng, 0.05, 0.8)
+    load = Load.generate(reports, seed=3)
+    started = time.monotonic()
+    with Cluster(workdir).start() as cluster:
+        watch = Watch(cluster)
+
+        async def inject(cluster: Cluster, target: str) -> None:
+            cluster.signal(target, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(2.0)
+            finally:
+                cluster.signal(target, signal.SIGCONT)
+
+        asyncio.run(drive(cluster, load, moments, inject, watch))
+        return finish("R3", "pauses", cluster, load, watch, len(moments),
+                      "0 doubled, 0 lost (SIGSTOP 2 s / SIGCONT)", None, started)
