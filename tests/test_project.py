@@ -37,3 +37,67 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert "every reply is the one the rules call for" in result.stdout
     assert "all published" in result.stdout
     assert (tmp_path / "demo" / "intake.sqlite").exists()
+
+
+def _compose() -> dict:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_runs_nats_with_the_parties_accounts_and_each_service_as_itself(tmp_path: Path) -> None:
+    """The services `up` runs, each with its own credentials file and nothing else of the parties volume; the init
+    script lays the volume out as the mounts expect, and nats.conf with its include passes `nats-server -t`."""
+    from reintegration.runtime import SERVICES
+    from shared.infra.parties import Role, load_parties
+
+    compose = _compose()["services"]
+    commands = {" ".join(args): name for name, args in SERVICES.items()}
+    images = {name: s for name, s in compose.items() if s.get("image") == "reintegration:latest" and name != "parties"}
+    assert {commands[" ".join(s["command"])] for s in images.values()} == set(SERVICES)
+    parties = load_parties(ROOT / "deploy" / "parties.toml")
+    assert not parties.dev and {p.id for p in parties.of(Role.SERVICE)} == set(SERVICES)
+    for name, service in images.items():
+        own = commands[" ".join(service["command"])]
+        assert service["depends_on"]["parties"] == {"condition": "service_completed_successfully"}, name
+        creds = service["environment"]["REINTEGRATION_NATS_CREDENTIALS"]
+        mounts = [v for v in service["volumes"] if isinstance(v, dict) and v["source"] == "parties"]
+        assert mounts == [{"type": "volume", "source": "parties", "target": "/run/reintegration/parties",
+                           "read_only": True, "volume": {"subpath": own}}], name
+        assert creds == f"/run/reintegration/parties/service-{own}.creds", name
+        assert service["environment"]["REINTEGRATION_CIPHER_KEY"].startswith("${REINTEGRATION_CIPHER_KEY:?"), name
+    audit = compose["audit"]
+    parties_file = audit["environment"]["REINTEGRATION_PARTIES_FILE"]
+    assert f"${{REINTEGRATION_PARTIES:-./deploy/parties.toml}}:{parties_file}:ro" in audit["volumes"]
+    nats = compose["nats"]
+    assert nats["depends_on"]["parties"] == {"condition": "service_completed_successfully"}
+    [server] = [v for v in nats["volumes"] if isinstance(v, dict) and v["source"] == "parties"]
+    assert (server["target"], server["volume"]["subpath"]) == ("/etc/nats/parties", "server")
+    assert "include ./parties/accounts.conf" in (ROOT / "deploy" / "nats.conf").read_text()
+
+    # The init script as the `parties` service runs it, into a folder standing for the volume.
+    init = compose["parties"]
+    assert init["entrypoint"] == ["sh", "/etc/reintegration/parties-init.sh"]
+    volume = tmp_path / "volume"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PARTIES_FILE": str(ROOT / "deploy" / "parties.toml"), "PARTIES_OUT": str(volume)}
+
+    def run_init() -> str:
+        result = subprocess.run(["sh", ROOT / "deploy" / "parties-init.sh"], env=env, capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return (volume / "all" / "service-audit.creds").read_text()
+
+    assert run_init() == run_init()  # run again (a restart of the deployment): the keys are kept
+    for name in SERVICES:
+        folder = volume / name
+        assert [p.name for p in folder.iterdir()] == [f"service-{name}.creds"], name
+        assert (folder / f"service-{name}.creds").read_text() == (volume / "all" / f"service-{name}.creds").read_text()
+        assert (folder / f"service-{name}.creds").stat().st_mode & 0o077 == 0
+    etc = tmp_path / "etc-nats"
+    etc.mkdir()
+    (etc / "nats.conf").write_text((ROOT / "deploy" / "nats.conf").read_text())
+    (etc / "parties").symlink_to(volume / "server")  # where compose mounts the `server` subpath
+    check = subprocess.run([Path(sys.executable).parent / "nats-server", "-t", "-c", etc / "nats.conf"],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
