@@ -1,9 +1,16 @@
 """A durable JetStream consumer of the TRAJECTORY stream that keeps each case's order and never loses a message.
 
-Consumption mode: a FastStream pull subscriber that receives a batch (``PullSub(batch=True)``) and handles its
-messages one after the other, in stream order, acknowledging each by hand (``AckPolicy.MANUAL``). FastStream's
-non-batch pull subscriber with a batch above 1 would handle a batch's messages concurrently and could apply a
-case's events out of order.
+Consumption: our own pull loop on nats-py (``fetch`` one batch, handle it, fetch the next). The batch's messages are
+handled one after the other, in stream order, each acknowledged by hand. FastStream's pull subscribers are not used
+to consume: FastStream 0.7's batch pull loop catches ``nats.errors.TimeoutError`` only, while nats-py's ``fetch``
+also raises a bare ``asyncio.TimeoutError`` (when its deadline runs out after the no-wait probe). That exception
+killed FastStream's task while it held messages fetched earlier in the same batch window; FastStream restarted the
+task, and those messages came back only after ``ack_wait`` with one delivery more, unseen by the handler (a poison
+message was then dead-lettered with 6 deliveries). Here one ``fetch`` is one batch, every message it returns is
+answered (ack, nak or term), and every timeout (``TimeoutError`` in Python 3.11: the asyncio and nats-py kinds alike)
+just starts the next fetch. :meth:`TrajectoryConsumer.attach` still registers the consumer on a FastStream router,
+without a handler, so that the AsyncAPI document describes it; FastStream never subscribes a subscriber that has no
+handler.
 
 Per message:
 
@@ -17,6 +24,10 @@ Per message:
   has been delivered ``max_deliver`` times, then copied to the dead-letter stream with the error and terminated,
   and its case is parked; the service goes on with the next message.
 
+A batch that takes long (a slow store, a loaded machine) sends ``in_progress`` for its messages still waiting
+every third of ``ack_wait``, so the server does not redeliver what is still in hand: a delivery is only ever
+counted for a message the handler then answers.
+
 The server's own ``max_deliver`` is a safety net far above ours (gaps are redelivered until their missing event
 arrives); the poison budget is counted here from each message's delivery count.
 """
@@ -24,16 +35,18 @@ arrives); the poison budget is counted here from each message's delivery count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from uuid import UUID
 
+import nats.errors
+import nats.js.errors
 import structlog
 from eventsourcing.persistence import PersistenceError
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsRouter, PullSub
-from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
@@ -65,6 +78,9 @@ def _case_of(subject: str) -> UUID | None:
         return UUID(parts[2]) if len(parts) == 4 and f"{parts[0]}.{parts[1]}" == TRAJECTORY_PREFIX else None
     except ValueError:
         return None
+
+
+#: The server's own redelivery limit: a safety net only (gaps are redelivered until their missing event arrives).
 SERVER_MAX_DELIVER = 1000
 
 
@@ -79,6 +95,10 @@ class TrajectoryConsumer:
         max_deliver: int = 5,
         gap_delay: float = 0.5,
         poison_delay: float = 1.0,
+        ack_wait: float = 30.0,
+        batch_size: int = 200,
+        fetch_timeout: float = 1.0,
+        inbox_prefix: bytes = b"_INBOX.",
     ) -> None:
         self.name = name
         self.process = process
@@ -87,27 +107,44 @@ class TrajectoryConsumer:
         self.max_deliver = max_deliver
         self.gap_delay = gap_delay
         self.poison_delay = poison_delay
+        self.ack_wait = ack_wait
+        self.batch_size = batch_size
+        self.fetch_timeout = fetch_timeout
+        self.inbox_prefix = inbox_prefix
         self.js: JetStreamContext | None = None
-        self.counts: dict[str, int] = {"applied": 0, "duplicate": 0, "gap": 0, "parked": 0, "poison": 0, "dead_lettered": 0}
+        self.task: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._stopping = asyncio.Event()
+        self.counts: dict[str, int] = {
+            "delivered": 0, "applied": 0, "duplicate": 0, "gap": 0, "parked": 0, "poison": 0, "dead_lettered": 0,
+            "kept_in_progress": 0,
+        }
 
-    def attach(self, router: NatsRouter, *, batch_size: int = 200, inbox_prefix: bytes = b"_INBOX.") -> None:
-        """Register the durable pull consumer ``<name>`` on ``router`` (its deliveries under ``inbox_prefix``)."""
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=SERVER_MAX_DELIVER,
+            max_ack_pending=10_000,
+        )
 
-        @router.subscriber(
+    def attach(self, router: NatsRouter, *, batch_size: int | None = None, inbox_prefix: bytes | None = None) -> None:
+        """Describe the durable pull consumer ``<name>`` on ``router`` (for the AsyncAPI document) and take its
+        pull settings. The router's broker does not consume with it (no handler); :meth:`start` does."""
+        if batch_size is not None:
+            self.batch_size = batch_size
+        if inbox_prefix is not None:
+            self.inbox_prefix = inbox_prefix
+        router.subscriber(
             TRAJECTORY_SUBJECTS,
             stream=JStream(TRAJECTORY_STREAM, declare=False),
             durable=self.name,
-            pull_sub=PullSub(batch_size=batch_size, timeout=0.2, batch=True),
-            inbox_prefix=inbox_prefix,
+            pull_sub=PullSub(batch_size=self.batch_size, timeout=self.fetch_timeout, batch=True),
+            inbox_prefix=self.inbox_prefix,
             ack_policy=AckPolicy.MANUAL,
-            config=ConsumerConfig(
-                durable_name=self.name,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=JsAckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_deliver=SERVER_MAX_DELIVER,
-                max_ack_pending=10_000,
-            ),
+            config=self.consumer_config(),
             title=f"{self.name}: trajectory events",
             description=(
                 f"Durable pull consumer `{self.name}` of the TRAJECTORY stream: each case's events applied once, "
@@ -115,9 +152,72 @@ class TrajectoryConsumer:
                 f"{self.max_deliver} deliveries."
             ),
         )
-        async def consume(msg: NatsMessage) -> None:
-            """Apply a batch of Case events in stream order, acknowledging each by hand."""
-            await self.handle_batch(msg.raw_message)  # type: ignore[arg-type]
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self, js: JetStreamContext) -> None:
+        """Prepare the streams, create (or bind to) the durable consumer and start pulling."""
+        self.js = js
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])
+        self._stopping = asyncio.Event()
+        self._subscription = await self._subscribe()
+        self.task = asyncio.create_task(self._pull(), name=f"consumer:{self.name}")
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop after the batch in hand is answered (within ``timeout``, default ``ack_wait``), then unsubscribe."""
+        self._stopping.set()
+        if self.task is not None and not self.task.done():
+            done, _ = await asyncio.wait([self.task], timeout=self.ack_wait if timeout is None else timeout)
+            if not done:
+                log.warning("consumer did not stop in time; cancelling it", consumer=self.name)
+                self.task.cancel()
+                await asyncio.gather(self.task, return_exceptions=True)
+        if self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe()
+            except Exception as exc:  # noqa: BLE001 - a closed connection has no subscription left to end
+                log.debug("unsubscribe failed", consumer=self.name, error=repr(exc))
+            self._subscription = None
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        assert self.js is not None
+        return await self.js.pull_subscribe(
+            TRAJECTORY_SUBJECTS, durable=self.name, stream=TRAJECTORY_STREAM, config=self.consumer_config(),
+            inbox_prefix=self.inbox_prefix,
+        )
+
+    async def _pull(self) -> None:
+        """Fetch a batch, answer every message of it, repeat until stopped. Ends with an error only when the
+        connection is closed under it (the process is going down)."""
+        delay = 0.1
+        while not self._stopping.is_set():
+            assert self._subscription is not None
+            try:
+                messages = await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
+            except TimeoutError:  # asyncio's, nats-py's and FetchTimeoutError: nothing arrived in time
+                continue
+            except nats.errors.ConnectionClosedError:
+                if self._stopping.is_set():
+                    return
+                raise
+            except nats.js.errors.NotFoundError as exc:  # the durable consumer was deleted: create it again
+                log.warning("durable consumer missing; creating it again", consumer=self.name, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                with contextlib.suppress(nats.errors.Error):
+                    self._subscription = await self._subscribe()
+                continue
+            except nats.errors.Error as exc:  # the server briefly unavailable, a leader change, a reconnect
+                log.warning("fetch failed; retrying", consumer=self.name, error=repr(exc), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self.counts["delivered"] += len(messages)
+            await self.handle_batch(messages)
+
+    # --- one batch --------------------------------------------------------------------------------------------------
 
     async def handle_batch(self, messages: list[Msg]) -> None:
         """Handle a batch in stream order, except that each case's events go by version: an event that overtook
@@ -131,13 +231,26 @@ class TrajectoryConsumer:
                 continue
             group = first_seen.setdefault(event.case_id, index)
             keys.append((group, event.version))
+        ordered = [item for _key, item in sorted(zip(keys, decoded, strict=True), key=lambda pair: pair[0])]
         waiting: set[str] = set()  # cases with a gap in this batch: their later events wait too
-        for _key, item in sorted(zip(keys, decoded, strict=True), key=lambda pair: pair[0]):
+        loop = asyncio.get_running_loop()
+        touched = loop.time()
+        for index, item in enumerate(ordered):
+            if loop.time() - touched > self.ack_wait / 3:  # still working: the rest of the batch stays ours
+                await self._keep(ordered[index:])
+                touched = loop.time()
             try:
                 await self.handle(*item, waiting=waiting)
             except Exception as exc:  # noqa: BLE001 - never leave a message unanswered until its ack wait runs out
                 log.exception("message handling failed; handing it back", consumer=self.name, error=repr(exc))
-                await item[0].nak(delay=self.poison_delay)
+                with contextlib.suppress(Exception):
+                    await item[0].nak(delay=self.poison_delay)
+
+    async def _keep(self, items: list[tuple[Msg, CaseEvent | None, int, BaseException | None]]) -> None:
+        for raw, *_rest in items:
+            with contextlib.suppress(Exception):
+                await raw.in_progress()
+        self.counts["kept_in_progress"] += len(items)
 
     @staticmethod
     def _decode(raw: Msg) -> tuple[Msg, CaseEvent | None, int, BaseException | None]:
@@ -164,7 +277,7 @@ class TrajectoryConsumer:
             waiting.add(case)
             await raw.nak(delay=self.gap_delay)
         elif outcome is Outcome.PARKED:
-            await self.dead_letter(raw, "its case is parked behind an earlier dead-lettered event")
+            await self.dead_letter(raw, "its case is parked behind an earlier dead-lettered event", event)
         else:
             await raw.ack()
 
@@ -199,26 +312,25 @@ class TrajectoryConsumer:
             except Exception:  # noqa: BLE001 - the dead letter must still go; the case's later events then wait
                 log.exception("could not park the case of a dead-lettered message", consumer=self.name,
                               case_id=str(case_id))
-        await self.dead_letter(raw, repr(exc))
+        await self.dead_letter(raw, repr(exc), event)
 
-    async def dead_letter(self, raw: Msg, error: str) -> None:
+    async def dead_letter(self, raw: Msg, error: str, event: CaseEvent | None = None) -> None:
+        """Copy ``raw`` to ``reintegration.dead.<name>`` with why, how often it was delivered and whose it is, then
+        terminate it (the server stops redelivering it)."""
         assert self.js is not None, "start() sets the JetStream context"
         delivered = raw.metadata.num_delivered if raw.metadata else 0
+        case_id = event.case_id if event is not None else _case_of(raw.subject)
         headers = {
             **(raw.headers or {}),
             "Reintegration-Original-Subject": raw.subject,
             "Reintegration-Error": error[:1000],
             "Reintegration-Deliveries": str(delivered),
             "Reintegration-Stream-Sequence": str(raw.metadata.sequence.stream) if raw.metadata else "",
+            "Reintegration-Case-Id": str(case_id or ""),
+            "Reintegration-Case-Version": str(event.version) if event is not None else "",
         }
         headers.pop("Nats-Msg-Id", None)
         headers.pop("Nats-Expected-Last-Sequence", None)
         await self.js.publish(f"{DEAD_LETTER_PREFIX}.{self.name}", raw.data, headers=headers)
         await raw.term()
         self.counts["dead_lettered"] += 1
-
-    async def start(self, js: JetStreamContext) -> None:
-        """Prepare the streams this consumer needs (before the broker starts its subscribers)."""
-        self.js = js
-        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
-        await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])

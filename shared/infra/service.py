@@ -124,10 +124,13 @@ def build_derived_service(
                                 **settings.nats_options())
         service.connection = nc
         js = nc.jetstream()
-        await consumer.start(js)
-        await ensure_stream(js, stream, subjects)
         for step in setup:
             await step(js)
+        await ensure_stream(js, stream, subjects)
+        await consumer.start(js)  # starts pulling: the streams it writes into must exist
+        assert consumer.task is not None
+        consumer.task.add_done_callback(lambda t: _fail_fast(t, name, stop))
+        service.tasks.append(consumer.task)
         relay = OutboxRelay(
             name=f"relay:{name}->{stream}", recorder=app.recorder, mapper=app.mapper,
             tracking=app.factory.tracking_recorder(), js=js, stream=stream, render=render,
@@ -140,6 +143,7 @@ def build_derived_service(
     @stream_app.on_shutdown
     async def finish() -> None:
         stop.set()
+        await consumer.stop()  # answers the batch in hand first
         if service.tasks:
             done, pending = await asyncio.wait(service.tasks, timeout=10)
             for task in pending:

@@ -118,6 +118,7 @@ class Harness:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        await self.consumer.stop()
         await self.broker.stop()
         await self.nc.close()
         self.executor.shutdown()
@@ -181,6 +182,7 @@ async def test_poison_is_dead_lettered_after_max_deliver_and_its_case_parked(har
     assert [int(m.headers["Reintegration-Deliveries"]) for m in poison] == [5, 5]  # exactly max_deliver times
     assert sorted(int(m.headers[POSITION_HEADER]) for m in parked) == [3, 4]  # the case's later events, in order
     assert harness.consumer.counts["poison"] == 10  # 5 deliveries each of the two poison messages
+    await every_delivery_answered(harness)
 
 
 async def test_stream_order_is_kept_per_case_across_batches(harness: Harness) -> None:
@@ -192,3 +194,56 @@ async def test_stream_order_is_kept_per_case_across_batches(harness: Harness) ->
     await harness.until(lambda: all(versions(harness, c) == tuple(range(1, 16)) for c in cases))
     assert harness.consumer.counts["applied"] == 300
     assert harness.consumer.counts["gap"] == 0
+
+
+async def every_delivery_answered(h: Harness) -> None:
+    """The server's count of deliveries (its consumer sequence counts each redelivery too) equals the deliveries
+    the handler answered, and nothing is left unacknowledged."""
+    async def settled() -> bool:
+        info = await h.js.consumer_info("TRAJECTORY", "counting")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await settled():
+        assert asyncio.get_running_loop().time() < deadline, "consumer did not settle"
+        await asyncio.sleep(0.05)
+    info = await h.js.consumer_info("TRAJECTORY", "counting")
+    assert info.delivered.consumer_seq == h.consumer.counts["delivered"]
+
+
+async def test_every_delivery_reaches_the_handler(harness: Harness) -> None:
+    case = uuid.uuid4()
+    for event in events_of(case, 3, poison_at=3):
+        await harness.publish(event)
+    await harness.until(lambda: harness.consumer.counts["dead_lettered"] == 1)
+    await every_delivery_answered(harness)
+    assert harness.consumer.counts["poison"] == 5
+    assert harness.consumer.counts["delivered"] == 2 + 5  # two applied once, the poison five times, no more
+
+
+async def test_a_bare_asyncio_timeout_from_fetch_costs_no_delivery(harness: Harness) -> None:
+    """nats-py's ``fetch`` raises a bare ``asyncio.TimeoutError`` (not ``nats.errors.TimeoutError``) when its
+    deadline runs out after the no-wait probe; the pull loop takes it as an empty fetch and goes on."""
+    assert harness.consumer._subscription is not None
+    subscription = harness.consumer._subscription
+    real_fetch = subscription.fetch
+    calls = 0
+
+    async def fetch_that_sometimes_times_out(batch: int, timeout: float | None = 5, heartbeat: float | None = None
+                                             ) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls % 2 == 0:
+            await asyncio.sleep(0.01)
+            raise asyncio.TimeoutError  # what nats-py raises in _fetch_n, never an instance of nats' own
+        return await real_fetch(batch, timeout=timeout, heartbeat=heartbeat)
+
+    subscription.fetch = fetch_that_sometimes_times_out  # type: ignore[method-assign]
+    cases = [uuid.uuid4() for _ in range(10)]
+    for case in cases:
+        for event in events_of(case, 6, poison_at=6 if case == cases[0] else None):
+            await harness.publish(event)
+    await harness.until(lambda: all(len(versions(harness, c)) == (5 if c == cases[0] else 6) for c in cases))
+    await harness.until(lambda: harness.consumer.counts["dead_lettered"] == 1)
+    await every_delivery_answered(harness)
+    assert calls > 2 and harness.consumer.task is not None and not harness.consumer.task.done()
+    assert harness.consumer.counts["poison"] == 5
