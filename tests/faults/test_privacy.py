@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from reintegration.chaos_privacy import (
 )
 from reintegration.chaos_report import SCENARIOS
 from shared.events import reports as r
+from shared.events.common import restricted_fields
 
 pytestmark = pytest.mark.faults
 
@@ -29,8 +31,8 @@ def test_canaries_fill_every_restricted_field_even_where_the_generator_leaves_it
     reports = []
     for script in canary_scripts(200):
         reports.append(script.opening)
-        reports += [report for step in script.steps if not isinstance(report := step.build(script.opening.report_id),
-                                                                          bytes)]
+        built = [step.build(uuid.uuid4()) for step in script.steps]
+        reports += [report for report in built if not isinstance(report, bytes)]
     restricted = [report for report in reports if restricted_values(report)]
     assert {type(report) for report in restricted} == set(restricted_report_types())
     assert all(isinstance(v, str) and v.startswith(CANARY_PREFIX) for rep in restricted for v in restricted_values(rep))
@@ -41,7 +43,7 @@ def test_s2_no_canary_reaches_an_employer_and_every_medical_report_type_is_exerc
     x = row.extra
     assert row.passed, row.detail
     # Coverage: every report type with a medical or free-text field was accepted with canaries in all of them.
-    needed = {r.tag_of(cls) for cls in r.REPORT_TYPES if restricted_values_of_type(cls)}
+    needed = {r.tag_of(cls) for cls in r.REPORT_TYPES if restricted_fields(cls)}
     assert len(needed) == 7
     assert set(x["needed"]) == needed and x["uncovered"] == []
     assert set(x["covered"]) == needed and all(n > 0 for n in x["covered"].values())
@@ -53,12 +55,6 @@ def test_s2_no_canary_reaches_an_employer_and_every_medical_report_type_is_exerc
     # Schema: no feed type carries a medical or free-text field, whichever report type fed it.
     assert x["schema_ok"] and x["feed_markers"] == [] and not any(x["feed_restricted"].values())
     assert not any(x["shared_names"].values()) and sorted(x["report_types_marked"]) == sorted(needed)
-
-
-def restricted_values_of_type(cls: type[r.Report]) -> bool:
-    from shared.events.common import restricted_fields
-
-    return bool(restricted_fields(cls))
 
 
 def test_s4_every_delivery_and_auditor_query_leaves_one_disclosure_record(tmp_path: Path) -> None:
