@@ -22,18 +22,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import random
 import shutil
 import sqlite3
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -717,3 +714,147 @@ def hostile_input(workdir: Path, quick: bool) -> Row:
                "categories": dict(total.by_category), "lost": lost, "unexpected_stored": unexpected,
                "per_subject": per_subject},
     )
+
+
+# ================================================================================================ F2 identifier typos
+
+
+def _national_number(rng: random.Random) -> str:
+    """A valid national number (INSZ/NISS) or, one time in ten, a BIS number (month + 20 or + 40)."""
+    from .generator import insz
+
+    number = insz(rng)
+    if rng.random() < 0.1:
+        born = date(int(("20" if number[:2] < "05" else "19") + number[:2]), int(number[2:4]), int(number[4:6]))
+        base = f"{born:%y}{born.month + rng.choice([20, 40]):02d}{born:%d}{number[6:9]}"
+        value = int(("2" + base) if born.year >= 2000 else base)
+        number = f"{base}{97 - value % 97:02d}"
+    return number
+
+
+def variants(number: str) -> Iterator[tuple[str, str]]:
+    """(``single``|``swap``, variant): every single-digit change and every adjacent swap that changes the number."""
+    for at, digit in enumerate(number):
+        for other in "0123456789":
+            if other != digit:
+                yield "single", number[:at] + other + number[at + 1:]
+    for at in range(len(number) - 1):
+        if number[at] != number[at + 1]:
+            yield "swap", number[:at] + number[at + 1] + number[at] + number[at + 2:]
+
+
+@scenario("F2", "identifier typos")
+def identifier_typos(workdir: Path, quick: bool) -> Row:
+    from stdnum.be import bis, nn, vat
+
+    from services.intake.decide import Rejection, decide
+    from shared.events.codec import ContractError, decode_report
+    from shared.rulebook import default_rulebook
+
+    from .generator import enterprise_number
+
+    per_kind = 100 if quick else 5_000
+    rng = random.Random(97)
+    rulebook = default_rulebook()
+    fund = PARTIES[PartyKind.HEALTH_FUND]
+    template = {"type": "incapacity_reported.v1", "report_id": str(uuid.uuid4()), "insz": "85073003328",
+                "enterprise_number": EMPLOYER, "staff_count": 120, "health_fund": FUND,
+                "occupational_health_service": OHS, "start_date": "2024-01-10", "cause": "illness"}
+    stdnum_ok = {"insz": lambda n: nn.is_valid(n) or bis.is_valid(n), "enterprise_number": vat.is_valid}
+
+    def project_ok(name: str, value: str) -> tuple[bool, str | None]:
+        """The intake's verdict: the strict decoder, then the rules for a new case (as a health fund reports it)."""
+        try:
+            report = decode_report(msgspec.json.encode({**template, name: value}))
+            decide(None, report, fund, TODAY, rulebook)
+        except Rejection as exc:
+            return False, f"{exc.code.value} {exc.field}"
+        except ContractError as exc:
+            return False, f"{exc.code.value} {exc.field}"
+        return True, None
+
+    started = time.perf_counter()
+    counts: Counter[tuple[str, str, str]] = Counter()  # (field, single|swap, rejected|accepted)
+    disagreements: list[str] = []
+    wrong_reason: list[str] = []
+    numbers = {"insz": [_national_number(rng) for _ in range(per_kind)],
+               "enterprise_number": [enterprise_number(rng) for _ in range(per_kind)]}
+    originals_refused = [f"{k} {n}" for k, ns in numbers.items() for n in ns if not project_ok(k, n)[0]
+                         or not stdnum_ok[k](n)]
+    for name, generated in numbers.items():
+        for number in generated:
+            for kind, variant in variants(number):
+                ours, reason = project_ok(name, variant)
+                theirs = stdnum_ok[name](variant)
+                if ours != theirs:
+                    disagreements.append(f"{name} {number} -> {variant} ({kind}): project {ours}, stdnum {theirs}")
+                if not ours and reason != f"invalid_identifier $.{name}":
+                    wrong_reason.append(f"{name} {variant}: {reason}")
+                counts[(name, kind, "accepted" if ours else "rejected")] += 1
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+
+    def rate(kind: str, name: str | None = None) -> tuple[int, int]:
+        names = [name] if name else list(numbers)
+        rejected = sum(counts[(n, kind, "rejected")] for n in names)
+        return rejected, rejected + sum(counts[(n, kind, "accepted")] for n in names)
+
+    swaps, singles = rate("swap"), rate("single")
+    pct = lambda x: 100 * x[0] / x[1] if x[1] else 0.0  # noqa: E731
+    agreement = 100 * (total - len(disagreements)) / total
+    passed = (not disagreements and not originals_refused and swaps[0] == swaps[1] and pct(singles) >= 99.8
+              and not wrong_reason)
+    per_field = "; ".join(
+        f"{n}: swaps {pct(rate('swap', n)):.3f}% ({rate('swap', n)[0]:,}/{rate('swap', n)[1]:,}), single digits "
+        f"{pct(rate('single', n)):.3f}% ({rate('single', n)[0]:,}/{rate('single', n)[1]:,})" for n in numbers)
+    detail = (f"{per_kind:,} national (10% BIS) + {per_kind:,} enterprise numbers, {total:,} typos through the "
+              f"intake decoder and rules in {elapsed:.0f} s: agreement with python-stdnum {agreement:.4f}% "
+              f"({len(disagreements)} disagreements); swaps rejected {pct(swaps):.3f}%, single-digit changes "
+              f"rejected {pct(singles):.3f}% ({singles[1] - singles[0]:,} pass every check: they are other valid "
+              f"numbers); {per_field}; originals refused {len(originals_refused)}; rejected for another reason "
+              f"{len(wrong_reason)}")
+    return Row(id="F2", title="identifier typos", faults=total, sent=total, lost=0, doubled=0, recover_s=None,
+               pass_figure="100% agreement with python-stdnum; 100% of swaps and >= 99.8% of single-digit changes "
+                           "rejected", passed=passed, detail=detail,
+               extra={"agreement_pct": agreement, "disagreements": disagreements[:20], "swaps": swaps,
+                      "singles": singles, "swap_pct": pct(swaps), "single_pct": pct(singles),
+                      "originals_refused": originals_refused[:20], "wrong_reason": wrong_reason[:20],
+                      "numbers": 2 * per_kind, "typos": total})
+
+
+# ================================================================================================ S1 cross-party access
+
+
+@scenario("S1", "cross-party access")
+def cross_party_access(workdir: Path, quick: bool) -> Row:
+    """The probe table of :mod:`reintegration.probes` for every party (the same size quick or not: it is small)."""
+    from .probes import OUTSIDERS, run_probes, start_system
+
+    shutil.rmtree(workdir / "probes", ignore_errors=True)
+    started = time.perf_counter()
+    system = start_system(workdir / "probes")
+    try:
+        async def all_parties() -> list[Any]:
+            return [await run_probes(system, party.name) for party in OUTSIDERS]
+
+        results = asyncio.run(all_parties())
+    finally:
+        system.server.stop()
+    cross = sum(x.cross for x in results)
+    own = sum(x.own for x in results)
+    refused = sum(x.cross_refused for x in results)
+    allowed = sum(x.own_allowed for x in results)
+    wrong = [f"{x.party}: {w}" for x in results for w in x.wrong]
+    extra_violations = sum(x.violations - x.cross_refused for x in results)
+    passed = all(x.ok for x in results) and refused == cross and allowed == own
+    kinds = Counter(x.party.split(":")[0] for x in results)
+    detail = (f"{len(results)} parties ({', '.join(f'{n} {k}' for k, n in kinds.items())}), each with its own "
+              f"credentials: cross-party probes refused {refused:,}/{cross:,} ({100 * refused / cross:.1f}%), own "
+              f"actions allowed {allowed:,}/{own:,} ({100 * allowed / own:.1f}%); violations beyond the refused "
+              f"probes {extra_violations}; connections kept {sum(x.connected for x in results)}/{len(results)}; "
+              f"{time.perf_counter() - started:.0f} s")
+    return Row(id="S1", title="cross-party access", faults=cross, sent=cross + own, lost=0, doubled=0,
+               recover_s=None, pass_figure="100% of cross-party probes refused, 100% of own actions allowed",
+               passed=passed, detail=detail,
+               extra={"cross": cross, "cross_refused": refused, "own": own, "own_allowed": allowed,
+                      "wrong": wrong[:30], "parties": len(results)})

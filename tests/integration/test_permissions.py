@@ -2,7 +2,8 @@
 
 Every party kind is probed on every subject family: publishing, subscribing, creating a JetStream consumer, using
 another party's consumer, asking for a feed filter that is not its own. Every cross-party probe must be refused by
-the server (a permissions violation, reported through nats-py's ``error_cb``) and every own action must work.
+the server (a permissions violation, reported through nats-py's ``error_cb``) and every own action must work. The
+probe table and its harness live in :mod:`reintegration.probes`, shared with the S1 fault scenario.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
-import nkeys
 import pytest
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
 from reintegration.generator import Generator
+from reintegration.probes import (
+    AUDITORS,
+    CASE,
+    E1,
+    E2,
+    OUTSIDERS,
+    SERVICES,
+    Client,
+    System,
+    connect,
+    intake_of,
+    run_probes,
+    start_system,
+)
 from services.deadlines.timers import ensure_timer_stream
 from shared.events.subjects import (
     BENEFITS_STREAM,
@@ -52,7 +65,6 @@ from shared.infra.parties import (
     DEV_PARTIES_FILE,
     FEED_PREFIX,
     PARTY_JS_API,
-    Credentials,
     FeedError,
     Parties,
     PartiesError,
@@ -69,111 +81,16 @@ from shared.infra.parties import (
 )
 from shared.infra.relay import OutboxRelay, ensure_stream
 
-FUNDS = ["100", "300"]
-OHS = ["0202239951", "0441257948"]
-EMPLOYERS = ["0403170701", "0299925087"]
-AUDITORS = ["inspectorate", "court-of-audit"]
-SERVICES = ["intake", "relay", "deadlines", "benefits", "disclosures", "feeds", "audit", "runtime"]
-PARTIES = parse_parties({"dev": True, "health_funds": FUNDS, "occupational_health_services": OHS,
-                         "employers": EMPLOYERS, "auditors": AUDITORS, "services": SERVICES})
-OUTSIDERS = [p for p in PARTIES.parties if p.role is not Role.SERVICE]
-E1, E2 = EMPLOYERS
-CASE = uuid.UUID("7d8b3c1e-1111-4111-8111-111111111111")
-
-
 # ----------------------------------------------------------------------------------------------- harness
-
-
-@dataclass
-class System:
-    server: EmbeddedNatsServer
-    credentials: dict[str, Path]
-    config: str
-    #: A user of the service account without any restriction: a witness of what reaches the service account.
-    observer_seed: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def creds(self, name: str) -> Credentials:
-        return load_credentials(self.credentials[name])
 
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
-    config, credentials = generate(PARTIES, tmp_path / "parties")
-    seed = nkeys.encode_seed(bytes(range(32)), nkeys.PREFIX_BYTE_USER)
-    observer = nkeys.from_seed(bytearray(seed)).public_key.decode()
-    witnessed = config.replace("    users: [\n", f'    users: [\n      {{ nkey: "{observer}" }}\n', 1)
-    server = EmbeddedNatsServer(NatsServerConfig(store_dir=tmp_path / "nats", extra=witnessed),
-                                run_dir=tmp_path / "run")
-    server.start()
+    running = start_system(tmp_path)
     try:
-        yield System(server, credentials, config, seed.decode())
+        yield running
     finally:
-        server.stop()
-
-
-@dataclass
-class Client:
-    """One party's connection, with the server's asynchronous errors (permissions violations) collected."""
-
-    party: str
-    nc: NATS
-    errors: list[str] = field(default_factory=list)
-    sentinels: int = 0
-
-    def violations(self) -> list[str]:
-        return [e for e in self.errors if "permissions violation" in e and SENTINEL not in e]
-
-    async def settle(self) -> None:
-        """Wait until the server has answered everything sent so far. A flush is not enough: the server's -ERR for
-        a refused publish can come after the PONG. -ERRs keep their order, so wait for one more, provoked."""
-        self.sentinels += 1
-        sentinel = f"{SENTINEL}.{self.sentinels}"
-        await self.nc.publish(sentinel, b"")
-        await self.nc.flush()
-        for _ in range(2000):
-            if any(f'"{sentinel}"' in e for e in self.errors):
-                return
-            await asyncio.sleep(0.001)
-        raise AssertionError(f"{self.party}: no answer from the server for {sentinel}")
-
-    async def publish(self, subject: str, reply: str = "") -> bool:
-        """Publish once; ``True`` when the server accepted it, ``False`` when it refused it."""
-        before = len(self.errors)
-        await self.nc.publish(subject, b"probe", reply=reply)
-        await self.settle()
-        return not _refused(self.errors[before:], "publish", subject)
-
-    async def subscribe(self, subject: str) -> bool:
-        before = len(self.errors)
-        sub = await self.nc.subscribe(subject)
-        await self.settle()
-        refused = _refused(self.errors[before:], "subscription", subject)
-        await sub.unsubscribe()
-        return not refused
-
-
-#: Nobody may publish here: each probe is followed by one, whose refusal marks the end of the probe's answers.
-SENTINEL = "probe.sentinel"
-
-
-def _refused(errors: list[str], what: str, subject: str) -> bool:
-    # nats-py lower-cases the server's -ERR text: 'Permissions Violation for Publish to "<subject>"'
-    expected = f'permissions violation for {what} to "{subject.lower()}"'
-    return any(expected in error for error in errors)
-
-
-async def connect(system: System, name: str, **options: Any) -> Client:
-    client = Client(name, None)  # type: ignore[arg-type]
-
-    async def on_error(error: Exception) -> None:
-        client.errors.append(str(error))
-
-    client.nc = await connect_as(system.credentials[name], system.url, error_cb=on_error, **options)
-    return client
+        running.server.stop()
 
 
 @dataclass
@@ -243,109 +160,14 @@ async def services(system: System) -> AsyncIterator[Services]:
 # --------------------------------------------------------------------------------------- the probe table
 
 
-def intake_of(party: Party) -> str:
-    return f"reintegration.intake.{party.role.value}.{party.id}"
-
-
-def probes(party: Party) -> list[tuple[str, str, bool]]:
-    """``(publish|subscribe, subject, allowed)`` for one party: its own actions and everything else."""
-    others = [p for p in OUTSIDERS if p != party]
-    own_names = feed_consumer_names(party.id) if party.role is Role.EMPLOYER else ()
-    table: list[tuple[str, str, bool]] = []
-
-    def allow(action: str, *subjects: str) -> None:
-        table.extend((action, s, True) for s in subjects)
-
-    def refuse(action: str, *subjects: str) -> None:
-        table.extend((action, s, False) for s in subjects)
-
-    # Own: its inbox; its intake subject; an employer its feed, its feed consumers; an auditor the read-only subjects.
-    allow("subscribe", f"{party.inbox_prefix}.>", f"{party.inbox_prefix}.abc.*")
-    if party.role is Role.AUDITOR:
-        allow("publish", f"{AUDIT_PREFIX}.case", f"{AUDIT_PREFIX}.disclosures.employer", f"{QUERY_PREFIX}.deadlines",
-              f"{QUERY_PREFIX}.benefits")
-    else:
-        allow("publish", intake_of(party))
-        refuse("publish", f"{AUDIT_PREFIX}.case", f"{QUERY_PREFIX}.deadlines", f"{QUERY_PREFIX}.benefits",
-               f"{QUERY_PREFIX}.trajectory")
-        refuse("subscribe", f"{AUDIT_PREFIX}.>", f"{QUERY_PREFIX}.>")
-    if party.role is Role.EMPLOYER:
-        allow("subscribe", f"reintegration.employer.{party.id}.>", f"reintegration.employer.{party.id}.deadlines.>",
-              employer_feed_subject(party.id, "benefits", CASE))
-        allow("publish", f"{FEED_PREFIX}.{party.id}")
-        for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
-            for name in own_names:
-                allow("publish", f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}",
-                      f"{PARTY_JS_API}.CONSUMER.INFO.{stream}.{name}", f"$JS.ACK.{stream}.{name}.1.1.1.1.0")
-    # Other parties: their intake subjects, inboxes, feeds, feed requests and consumers.
-    for other in others:
-        if other.role is not Role.AUDITOR:
-            refuse("publish", intake_of(other))
-        refuse("subscribe", f"{other.inbox_prefix}.>")
-        refuse("publish", f"{other.inbox_prefix}.spoofed-reply")
-        if other.role is Role.EMPLOYER:
-            refuse("subscribe", f"reintegration.employer.{other.id}.>",
-                   employer_feed_subject(other.id, "deadlines", CASE))
-            refuse("publish", f"{FEED_PREFIX}.{other.id}")
-            for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
-                for name in feed_consumer_names(other.id):
-                    refuse("publish", f"{PARTY_JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}",
-                           f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
-                           f"{PARTY_JS_API}.CONSUMER.INFO.{stream}.{name}", f"$JS.ACK.{stream}.{name}.1.1.1.1.0")
-    if party.role is not Role.EMPLOYER:
-        refuse("publish", f"reintegration.intake.employer.{EMPLOYERS[0]}", f"{FEED_PREFIX}.{EMPLOYERS[0]}")
-    # Every family of the system's own subjects: nobody outside the service account reads or writes them.
-    refuse("subscribe", ">", "reintegration.>", "reintegration.intake.>", "reintegration.trajectory.>",
-           f"{TRAJECTORY_PREFIX}.{CASE}.incapacity_reported", "reintegration.deadlines.>", "reintegration.benefits.>",
-           "reintegration.timers.>", "reintegration.dead.>", "reintegration.employer.>", "reintegration.employer.*.>",
-           "reintegration.employer.*.deadlines.>", "reintegration.feed.*", "_INBOX.>", "_R_.>", "$JS.>",
-           "$JS.ACK.>", "$JS.API.>", f"{PARTY_JS_API}.>", "$SYS.>")
-    refuse("publish", trajectory_subject(CASE, "incapacity_reported.v1"), f"reintegration.deadlines.{CASE}.opened",
-           f"reintegration.benefits.{CASE}.premium", f"{TIMER_SCHEDULE_PREFIX}.{CASE}", f"{TIMER_FIRED_PREFIX}.{CASE}",
-           f"{DEAD_LETTER_PREFIX}.deadlines", "_INBOX.reply", "_R_.abc.def")
-    # Even its own feed subjects: only the deriving services write a feed.
-    for enterprise in EMPLOYERS:
-        refuse("publish", employer_feed_subject(enterprise, "deadlines", CASE),
-               employer_feed_subject(enterprise, "benefits", CASE))
-    # JetStream: no stream API, no consumer creation (the feeds service creates them), no service consumer.
-    for prefix in ("$JS.API", PARTY_JS_API):
-        refuse("publish", f"{prefix}.INFO", f"{prefix}.STREAM.NAMES", f"{prefix}.STREAM.LIST",
-               f"{prefix}.STREAM.INFO.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.INFO.{DEADLINES_STREAM}",
-               f"{prefix}.STREAM.CREATE.EVIL", f"{prefix}.STREAM.UPDATE.{DEADLINES_STREAM}",
-               f"{prefix}.STREAM.DELETE.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.PURGE.{DEADLINES_STREAM}",
-               f"{prefix}.STREAM.MSG.GET.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.MSG.DELETE.{BENEFITS_STREAM}",
-               f"{prefix}.DIRECT.GET.{TRAJECTORY_STREAM}", f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}",
-               f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}.x.{TRAJECTORY_SUBJECTS}",
-               f"{prefix}.CONSUMER.DURABLE.CREATE.{DEADLINES_STREAM}.x",
-               f"{prefix}.CONSUMER.MSG.NEXT.{TRAJECTORY_STREAM}.deadlines",
-               f"{prefix}.CONSUMER.LIST.{DEADLINES_STREAM}", f"{prefix}.CONSUMER.NAMES.{DEADLINES_STREAM}",
-               f"{prefix}.CONSUMER.DELETE.{DEADLINES_STREAM}.disclosures-deadlines")
-        for enterprise in EMPLOYERS:  # not even an employer for its own subjects: the filter is in the payload
-            for name in feed_consumer_names(enterprise):
-                refuse("publish",
-                       f"{prefix}.CONSUMER.CREATE.{DEADLINES_STREAM}.{name}.reintegration.employer.{enterprise}.>",
-                       f"{prefix}.CONSUMER.DELETE.{DEADLINES_STREAM}.{name}")
-    refuse("publish", f"$JS.ACK.{TRAJECTORY_STREAM}.deadlines.1.1.1.1.0",
-           f"$JS.ACK.{DEADLINES_STREAM}.disclosures-deadlines.1.1.1.1.0", "$JS.FC.x.y")
-    return table
-
-
 @pytest.mark.parametrize("party", [p.name for p in OUTSIDERS])
 async def test_every_cross_party_probe_is_refused_and_every_own_action_allowed(system: System, party: str) -> None:
-    table = probes(PARTIES.get(party))
-    client = await connect(system, party)
-    try:
-        wrong = []
-        for action, subject, allowed in table:
-            ok = await (client.publish(subject) if action == "publish" else client.subscribe(subject))
-            if ok != allowed:
-                wrong.append(f"{action} {subject}: {'allowed' if ok else 'refused'}, expected the opposite")
-        refused = sum(1 for _, _, allowed in table if not allowed)
-        assert not wrong, f"{party}: {len(wrong)} of {len(table)} probes wrong:\n" + "\n".join(wrong)
-        assert refused >= 60 and len(client.violations()) == refused  # one violation per refused probe, no other
-        assert client.nc.is_connected  # a violation is reported, the connection stays up
-    finally:
-        await client.nc.close()
+    result = await run_probes(system, party)
+    assert not result.wrong, f"{party}: {len(result.wrong)} of {result.probes} probes wrong:\n" + "\n".join(
+        result.wrong)
+    assert result.cross_refused == result.cross and result.own_allowed == result.own > 0
+    assert result.cross >= 60 and result.violations == result.cross  # one violation per refused probe, no other
+    assert result.connected  # a violation is reported, the connection stays up
 
 
 # ------------------------------------------------------------------------------------------ own actions
