@@ -7,13 +7,12 @@ disclosure record, bad requests get refusals that name the field, and nobody but
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +21,14 @@ import nats.errors
 import pytest
 from faststream import FastStream
 
+from reintegration.probes import AUDITORS, EMPLOYERS, FUNDS, OHS, SERVICES, System, connect, start_system
 from services.audit import Auditor
 from services.audit.main import build_app
 from services.disclosures.log import AUDIT_BASIS, DisclosureRecorded, build_disclosures
 from shared.infra.natsserver import EmbeddedNatsServer
-from shared.infra.parties import AUDIT_PREFIX, connect_as
+from shared.infra.parties import AUDIT_PREFIX
 from shared.infra.settings import Settings
 from tests.integration.test_audit import apply_all, cli, jsonable, record_cases
-from tests.integration.test_permissions import (  # noqa: F401 - `system` is a fixture
-    AUDITORS,
-    EMPLOYERS,
-    FUNDS,
-    OHS,
-    SERVICES,
-    System,
-    connect,
-    system,
-)
 
 INSPECTORATE, COURT = (f"auditor:{name}" for name in AUDITORS)
 STORES = ("intake", "deadlines", "benefits")
@@ -83,6 +73,16 @@ def recorded_settings(tmp_path: Path) -> tuple[Settings, dict[str, uuid.UUID]]:
 async def started(app: FastStream) -> FastStream:
     await app.start()
     return app
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    """A nats-server with the generated accounts of the probe parties (and an unrestricted service-account user)."""
+    running = start_system(tmp_path)
+    try:
+        yield running
+    finally:
+        running.server.stop()
 
 
 @pytest.fixture
