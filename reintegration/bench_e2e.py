@@ -39,6 +39,8 @@ Profiling: ``REINTEGRATION_BENCH_PYSPY=intake,deadlines`` attaches ``py-spy reco
 to those service processes for the whole run; the flame data (collapsed stacks) lands in ``<data dir>/profiles``.
 py-spy is not a dependency: ``pip install py-spy`` into the environment first.
 
+``REINTEGRATION_BENCH_JSON=<file>`` also writes the figures (the dict :func:`measure_e2e` returns) as JSON.
+
 The NATS server(s) are started by one function (:func:`start_single_server`, a :data:`ServerStart`); a cluster
 variant plugs in there.
 """
@@ -55,6 +57,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -78,7 +81,7 @@ from shared.events.subjects import (
     intake_subject,
 )
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
-from shared.infra.parties import generate, load_parties
+from shared.infra.parties import JS_API, generate, load_parties
 from shared.infra.relay import ensure_stream
 from shared.infra.settings import Settings
 
@@ -422,31 +425,50 @@ class _DeadlineMessage(msgspec.Struct):
     caused_by: UUID | None = None
 
 
-async def _stored_messages(settings: Settings, stream: str, progress: Any,
-                           window: int = 64) -> list[tuple[str, int, bytes, dict[str, str]]]:
-    """Every message of ``stream``: (subject, stored time in ns since the epoch, payload, headers)."""
+def _stamp_ns(stamp: str) -> int:
+    """``Nats-Time-Stamp`` (RFC 3339, nanoseconds, UTC) as nanoseconds since the epoch."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+    return int(seconds) * 1_000_000_000 + int((fraction or "0").ljust(9, "0")[:9])
+
+
+async def _stored_messages(settings: Settings, stream: str, progress: Any, subjects: str | None = None,
+                           batch: int = 1000) -> list[tuple[str, int, bytes, dict[str, str]]]:
+    """Every message of ``stream`` (on ``subjects`` only, if given): (subject, stored time in ns since the epoch,
+    payload, headers). Batched direct gets (``allow_direct`` streams), ``batch`` messages per request."""
     nc = await nats.connect(settings.nats_url, pending_size=64 * 1024 * 1024, **settings.nats_options())
-    js = nc.jetstream(timeout=30)
+    js = nc.jetstream()
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
     try:
-        state = (await js.stream_info(stream)).state
-        first, last = state.first_seq, state.last_seq
-        task = progress.add_task(f"reading {stream} ({state.messages:,} messages)", total=state.messages)
+        state = (await js.stream_info(stream, subjects_filter=subjects) if subjects
+                 else await js.stream_info(stream)).state
+        expected = sum((state.subjects or {}).values()) if subjects else state.messages
+        task = progress.add_task(f"reading {stream}{' ' + subjects if subjects else ''} ({expected:,} messages)",
+                                 total=expected)
         out: list[tuple[str, int, bytes, dict[str, str]]] = []
-
-        async def one(seq: int) -> None:
-            try:
-                msg = await js.get_msg(stream, seq=seq)
-            except nats.js.errors.NotFoundError:
-                return
-            assert msg.time is not None and msg.subject is not None
-            stored = int(msg.time.timestamp()) * 1_000_000_000 + msg.time.microsecond * 1000
-            out.append((msg.subject, stored, msg.data or b"", msg.headers or {}))
-
-        for start in range(first, last + 1, window):
-            await asyncio.gather(*(one(s) for s in range(start, min(last, start + window - 1) + 1)))
+        seq = state.first_seq
+        request: dict[str, Any] = {"batch": batch, **({"next_by_subj": subjects} if subjects else {})}
+        while True:
+            await nc.publish(f"{JS_API}.DIRECT.GET.{stream}", json.dumps({**request, "seq": seq}).encode(),
+                             reply=inbox)
+            got = 0
+            while True:
+                msg = await sub.next_msg(timeout=30)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "404" or (status == "204" and got == 0):
+                    return out  # nothing at or after ``seq``
+                if status == "204":  # end of this batch
+                    break
+                if status:
+                    raise RuntimeError(f"direct get on {stream} answered {status} {headers.get('Description')}")
+                got += 1
+                seq = int(headers["Nats-Sequence"]) + 1
+                out.append((headers["Nats-Subject"], _stamp_ns(headers["Nats-Time-Stamp"]), msg.data, headers))
             progress.update(task, completed=len(out))
-        return out
     finally:
+        await sub.unsubscribe()
         await nc.close()
 
 
@@ -472,12 +494,10 @@ def latencies(settings: Settings, load: Load, progress: Any) -> dict[str, dict[s
         index = sent_of.get(UUID(headers["Nats-Msg-Id"])) if "Nats-Msg-Id" in headers else None
         if index is not None:
             first_stored[index] = min(stored, first_stored.get(index, stored))
-    deadlines = asyncio.run(_stored_messages(settings, DEADLINES_STREAM, progress))
+    deadlines = asyncio.run(_stored_messages(settings, DEADLINES_STREAM, progress, f"{DEADLINES_PREFIX}.*.opened"))
     decode = msgspec.json.Decoder(_DeadlineMessage).decode
     opened: dict[int, int] = {}
     for subject, stored, data, _headers in deadlines:
-        if not (subject.startswith(f"{DEADLINES_PREFIX}.") and subject.endswith(".opened")):
-            continue
         caused_by = decode(data).caused_by
         index = sent_of.get(caused_by) if caused_by else None
         if index is not None:
