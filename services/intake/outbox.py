@@ -36,6 +36,7 @@ def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options:
         tracking=app.factory.tracking_recorder(),
         js=js,
         stream=TRAJECTORY_STREAM,
+        subjects=[TRAJECTORY_SUBJECTS],
         **{"render": render, **options},  # type: ignore[arg-type]
     )
 

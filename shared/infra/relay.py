@@ -21,6 +21,12 @@ duplicate window and on consumers' per-case versions. The live relay passes over
 for its tail. If it meets a message that a replay already put in the stream, the duplicate acknowledgement counts
 as published. A stream whose tail lies beyond the store's last event means the store was replaced or rebuilt: the
 relay stops and says which stream to purge.
+
+A broker that lost its data entirely (its store deleted or truncated away: the stream itself is gone) answers
+"stream not found". A relay that knows its stream's subjects creates the stream again and re-drives the whole log
+into it; one that does not stops with :class:`RelayError`, so that its service is restarted and prepares its
+streams and consumers again. An idle relay looks at its stream every ``probe_interval`` seconds, so that it notices
+the loss even when nothing new is recorded.
 """
 
 from __future__ import annotations
@@ -99,8 +105,13 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.05,
         ack_timeout: float = 10.0,
+        subjects: Sequence[str] | None = None,
+        probe_interval: float = 5.0,
     ) -> None:
         self.name = name
+        #: The stream's subjects: given, a stream the broker lost is created again (else the relay stops).
+        self.subjects = list(subjects) if subjects else None
+        self.probe_interval = probe_interval
         self.recorder = recorder
         self.mapper = mapper
         self.tracking = tracking
@@ -114,6 +125,8 @@ class OutboxRelay:
         self._recorded = 0
         #: Highest position this process saw confirmed by the stream (stored, or already there).
         self._confirmed = 0
+        #: The stream's last sequence when it confirmed that position: a stream found shorter lost data since.
+        self._confirmed_seq = 0
 
     # --- where are we ---------------------------------------------------------------------------------
 
@@ -160,12 +173,21 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event, on_batch: Callable[[RelayStats], None] | None = None) -> RelayStats:
         """Publish until ``stop`` is set, resuming after the stream's tail."""
         last_seq, position, skip = await self._resync(first=True)
+        probed = time.monotonic()
         while not stop.is_set():
             notifications = await next_batch(
                 self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name
             )
             if not notifications:
+                if time.monotonic() - probed >= self.probe_interval:
+                    probed = time.monotonic()
+                    try:
+                        if not await self._stream_exists():
+                            last_seq, position, skip = await self._resync()
+                    except TRANSIENT as exc:
+                        log.warning("stream not reachable", error=repr(exc))
                 continue
+            probed = time.monotonic()
             try:
                 last_seq, position = await self._publish(notifications, last_seq, position, skip)
                 skip = 0
@@ -181,8 +203,36 @@ class OutboxRelay:
                 on_batch(self.stats)
         return self.stats
 
+    async def _stream_exists(self) -> bool:
+        """Whether the stream exists; a stream the broker lost is created again (or :class:`RelayError`)."""
+        try:
+            await self.js.stream_info(self.stream)
+            return True
+        except nats.js.errors.NotFoundError:
+            pass
+        await asyncio.sleep(1.0)  # look twice: never act on one answer
+        try:
+            await self.js.stream_info(self.stream)
+            return True
+        except nats.js.errors.NotFoundError:
+            pass
+        if self.subjects is None:
+            raise RelayError(
+                f"stream {self.stream} no longer exists (the broker lost its data): restart the service so that it "
+                "creates its streams and consumers again and re-drives them from its store"
+            )
+        log.warning("stream lost by the broker: creating it again and re-driving the store into it",
+                    stream=self.stream, recorded=self._recorded)
+        await ensure_stream(self.js, self.stream, self.subjects)
+        return False
+
     async def _resync(self, first: bool = False) -> tuple[int, int, int]:
-        last_seq, position, skip, replayed = await self.stream_tail()
+        try:
+            last_seq, position, skip, replayed = await self.stream_tail()
+        except nats.js.errors.NotFoundError:
+            if await self._stream_exists():
+                raise
+            last_seq, position, skip, replayed = await self.stream_tail()
         self._recorded = recorded = await asyncio.to_thread(self.recorded_position)
         stored = await asyncio.to_thread(self.recorder.max_notification_id) or 0
         if position > stored:
@@ -192,6 +242,10 @@ class OutboxRelay:
             )
         if replayed and position < recorded:
             log.info("stream ends with replayed messages", live_tail=position, recorded=recorded)
+        if last_seq < self._confirmed_seq:  # the broker lost messages it had confirmed: trust the tail, re-drive
+            log.warning("stream is shorter than what it confirmed: re-driving from its tail", stream=self.stream,
+                        last_seq=last_seq, confirmed_seq=self._confirmed_seq, after_position=position)
+            self._confirmed = self._confirmed_seq = 0
         if self._confirmed > position:  # confirmed by duplicates in this process: do not send them again
             position, skip = self._confirmed, 0
         if not first:
@@ -249,6 +303,7 @@ class OutboxRelay:
             self.stats.batches += 1
             self.stats.position = complete
             self._confirmed = max(self._confirmed, complete)
+            self._confirmed_seq = max(self._confirmed_seq, last_seq)
             await asyncio.to_thread(self._record, complete)
         if failure is not None:
             raise failure
