@@ -143,7 +143,7 @@ def serve_feeds() -> None:
     async def main() -> None:
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop)
-        await run_feeds(settings.nats_url, settings.nats_credentials, stop)
+        await run_feeds(settings.nats_servers, settings.nats_credentials, stop)
 
     asyncio.run(main())
 

@@ -96,7 +96,7 @@ class Runtime:
         return self.settings
 
     async def _prepare_streams(self) -> None:
-        nc = await nats.connect(self.settings.nats_url, **self.settings.nats_options())
+        nc = await nats.connect(self.settings.nats_servers, **self.settings.nats_options())
         try:
             await ensure_stream(nc.jetstream(), TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
         finally:

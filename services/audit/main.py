@@ -93,7 +93,7 @@ def build_app(settings: Settings, *, parties_path: Path | None = None) -> FastSt
     parties = load_identity(settings, parties_path)
     disclosures = build_disclosures(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-store")
-    broker = NatsBroker(settings.nats_url, name="reintegration-audit", max_reconnect_attempts=-1,
+    broker = NatsBroker(settings.nats_servers, name="reintegration-audit", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
     responder = Responder(settings, disclosures, parties, max_reply=lambda: broker.connection.max_payload)
 

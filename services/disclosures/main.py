@@ -22,14 +22,14 @@ def build_app(settings: Settings) -> FastStream:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disclosures-store")
     router = NatsRouter()
     attach_feed_recorders(router, app, executor, inbox_prefix=settings.pull_inbox_prefix)
-    broker = NatsBroker(settings.nats_url, name="reintegration-disclosures", max_reconnect_attempts=-1,
+    broker = NatsBroker(settings.nats_servers, name="reintegration-disclosures", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
     broker.include_router(router)
     stream_app = FastStream(broker)
 
     @stream_app.on_startup
     async def streams() -> None:
-        nc = await nats.connect(settings.nats_url, **settings.nats_options())
+        nc = await nats.connect(settings.nats_servers, **settings.nats_options())
         js = nc.jetstream()
         await ensure_stream(js, DEADLINES_STREAM, DEADLINES_SUBJECTS)
         await ensure_stream(js, BENEFITS_STREAM, BENEFITS_SUBJECTS)

@@ -16,7 +16,7 @@ from .handlers import build_router
 def build_broker(app: IntakeApplication, settings: Settings) -> NatsBroker:
     # Per-message lines at DEBUG: at thousands of reports a second they would drown the log.
     broker = NatsBroker(
-        settings.nats_url, name="reintegration-intake", max_reconnect_attempts=-1, log_level=logging.DEBUG,
+        settings.nats_servers, name="reintegration-intake", max_reconnect_attempts=-1, log_level=logging.DEBUG,
         **settings.nats_options(),
     )
     broker.include_router(build_router(app))

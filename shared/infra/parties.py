@@ -712,7 +712,7 @@ async def open_feed(nc: NATS, enterprise: str, stream: str, *, consumer: Literal
     return await js.pull_subscribe_bind(consumer=reply["consumer"], stream=stream)
 
 
-async def run_feeds(url: str, credentials: str | os.PathLike[str] | None, stop: asyncio.Event) -> None:
+async def run_feeds(url: str | list[str], credentials: str | os.PathLike[str] | None, stop: asyncio.Event) -> None:
     """``reintegration serve feeds``: the feed-consumer responder until ``stop`` is set."""
     import nats
 

@@ -21,6 +21,7 @@ class Settings:
     store: str = "sqlite"
     #: ``postgresql://user:password@host:port/dbname`` when ``store`` is ``postgres``.
     postgres_url: str | None = None
+    #: One server, or a cluster's servers comma-separated (clients fail over between them).
     nats_url: str = "nats://127.0.0.1:4222"
     #: This process's NATS credentials file (``reintegration parties config`` writes one per party and service);
     #: ``None``: connect without credentials (an open server, as in most tests).
@@ -39,6 +40,12 @@ class Settings:
     employer_policies: tuple[str, ...] = ()
     #: Rule ids of announced, never-enacted sanctions a deployment switches on.
     enabled_announced: tuple[str, ...] = ()
+    #: Replicas of each JetStream stream this deployment creates (3 on a 3-node cluster); an existing stream keeps
+    #: the replica count it has.
+    stream_replicas: int = 1
+    #: ``(index, count)``: this replica of a derived service handles the cases of the TRAJECTORY partitions ``p``
+    #: with ``p % count == index`` (``REINTEGRATION_PARTITION=0/2``); ``(0, 1)``: every case.
+    partition: tuple[int, int] = (0, 1)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -72,8 +79,14 @@ class Settings:
             values["employer_policies"] = tuple(p.strip() for p in v.split(";") if p.strip())
         if (v := get("ENABLED_ANNOUNCED")) is not None:
             values["enabled_announced"] = tuple(p for p in v.split(",") if p)
+        if (v := get("STREAM_REPLICAS")) is not None:
+            values["stream_replicas"] = int(v)
+        if (v := get("PARTITION")) is not None:
+            values["partition"] = parse_partition(v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
+        if settings.stream_replicas not in {1, 3, 5}:
+            raise ValueError(f"{ENV_PREFIX}STREAM_REPLICAS must be 1, 3 or 5, not {settings.stream_replicas}")
         if settings.store not in {"sqlite", "postgres"}:
             raise ValueError(f"{ENV_PREFIX}STORE must be 'sqlite' or 'postgres', not {settings.store!r}")
         if settings.store == "postgres" and not settings.postgres_url:
@@ -88,6 +101,8 @@ class Settings:
             ENV_PREFIX + "NATS_URL": self.nats_url,
             ENV_PREFIX + "REQUEST_TIMEOUT": str(self.request_timeout),
             ENV_PREFIX + "CASE_CACHE_SIZE": str(self.case_cache_size),
+            ENV_PREFIX + "STREAM_REPLICAS": str(self.stream_replicas),
+            ENV_PREFIX + "PARTITION": f"{self.partition[0]}/{self.partition[1]}",
         }
         if self.postgres_url:
             env[ENV_PREFIX + "POSTGRES_URL"] = self.postgres_url
@@ -99,6 +114,11 @@ class Settings:
         if self.nats_credentials:
             env[ENV_PREFIX + "NATS_CREDENTIALS"] = str(self.nats_credentials)
         return env
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """``nats_url`` as the list ``nats.connect`` and FastStream's ``NatsBroker`` take (every node of a cluster)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     def nats_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` and FastStream's ``NatsBroker``: the nkey and the inbox prefix."""
@@ -116,3 +136,14 @@ class Settings:
         from .parties import load_credentials
 
         return load_credentials(self.nats_credentials).pull_inbox_prefix
+
+
+def parse_partition(value: str) -> tuple[int, int]:
+    """``"i/k"`` -> ``(i, k)``: replica ``i`` (from 0) of ``k`` replicas of a derived service."""
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}PARTITION must be '<index>/<count>', e.g. '0/2', not {value!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"{ENV_PREFIX}PARTITION {value!r}: the index must be from 0 to count - 1")
+    return index, count
