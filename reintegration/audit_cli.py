@@ -72,6 +72,16 @@ def _run(data_dir: Path, work: Any) -> Any:
         auditor.close()
 
 
+def _is_uuid(value: str) -> bool:
+    import uuid as _uuid
+
+    try:
+        _uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _record_query(data_dir: Path) -> None:
     """Every auditor query leaves a disclosure record: who (``REINTEGRATION_AUDITOR`` or the login), which command
     with which ids and dates, the legal basis, when."""
@@ -80,19 +90,22 @@ def _record_query(data_dir: Path) -> None:
 
     from services.disclosures.log import AUDIT_BASIS, build_disclosures
 
-    args = list(sys.argv[1:])
-    if "audit" in args:
-        args = args[args.index("audit"):]
-    for flag in ("--data-dir", "--out"):
-        if flag in args and args.index(flag) + 1 < len(args):
-            del args[args.index(flag): args.index(flag) + 2]
+    from typer.main import get_current_context  # typer's own click
+
+    ctx = get_current_context()
+    words = ctx.command_path.split()
+    args = words[words.index("audit"):] if "audit" in words else words[1:]
     case_id = None
-    for arg in args:
-        try:
-            case_id = _uuid.UUID(arg)
-            break
-        except ValueError:
+    for param in ctx.command.params:  # the command as asked, from its parsed parameters (not this process's argv)
+        value = ctx.params.get(param.name or "")
+        if param.name in {"data_dir", "out"} or value is None or value is False:
             continue
+        if case_id is None and _is_uuid(str(value)):
+            case_id = _uuid.UUID(str(value))
+        if param.param_type_name == "argument":
+            args.append(str(value))
+        else:
+            args.append(param.opts[0] if value is True else f"{param.opts[0]} {value}")
     who = os.environ.get("REINTEGRATION_AUDITOR") or getpass.getuser()
     now = datetime.now(UTC)
     log = build_disclosures(Settings.from_env(data_dir=data_dir))
