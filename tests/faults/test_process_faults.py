@@ -1,0 +1,33 @@
+"""Process-level fault scenarios (R1-R4, R10, R11 of ../shared/FAULTS.md) at their quick size.
+
+Each scenario starts its own nats-server and stores in a temp dir and the services as real processes, injects its
+faults, and checks every store against what was sent; ``reintegration chaos run R1 ...`` runs the full sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reintegration import chaos_process  # noqa: F401 - registers the scenarios
+from reintegration.chaos_report import SCENARIOS
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.mark.parametrize("scenario_id", ["R1", "R2", "R3", "R4", "R10", "R11"])
+def test_process_fault_scenario(scenario_id: str, tmp_path: Path) -> None:
+    if scenario_id not in SCENARIOS:
+        pytest.fail(f"scenario {scenario_id} is not registered")
+    row = SCENARIOS[scenario_id].run(tmp_path, True)
+    lost = {k: v for k, v in row.extra.get("check", {}).get("lost", {}).items() if v}
+    if scenario_id == "R4" and not row.passed and set(lost) == {"timers"}:
+        # Known gap: the deadlines service's timer writer resumes from the position it recorded in its own store,
+        # so after the broker lost its TIMERS stream the pending timers are not written again.
+        pytest.xfail(f"pending timers lost with the broker's store: {lost['timers']} ({row.detail})")
+    assert row.faults > 0, row.detail
+    assert row.sent > 0, row.detail
+    assert row.lost == 0, row.detail
+    assert row.doubled == 0, row.detail
+    assert row.passed, row.detail
