@@ -117,7 +117,7 @@ class TrajectoryConsumer:
         self._stopping = asyncio.Event()
         self.counts: dict[str, int] = {
             "delivered": 0, "applied": 0, "duplicate": 0, "gap": 0, "parked": 0, "poison": 0, "dead_lettered": 0,
-            "kept_in_progress": 0,
+            "kept_in_progress": 0, "batches": 0, "largest_batch": 0,
         }
 
     def consumer_config(self) -> ConsumerConfig:
@@ -215,6 +215,8 @@ class TrajectoryConsumer:
                 continue
             delay = 0.1
             self.counts["delivered"] += len(messages)
+            self.counts["batches"] += 1
+            self.counts["largest_batch"] = max(self.counts["largest_batch"], len(messages))
             await self.handle_batch(messages)
 
     # --- one batch --------------------------------------------------------------------------------------------------

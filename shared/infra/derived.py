@@ -8,7 +8,9 @@ event of that case was not applied yet) and is handed back to be redelivered aft
 therefore never pass an unapplied event.
 
 When a case's event cannot be applied at all (it is dead-lettered), the case is *parked*: its later events are
-dead-lettered behind it instead of waiting forever, and a replay after the fix re-drives them in order.
+dead-lettered behind it instead of waiting forever. A replay after the fix (``reintegration dead-letters replay``)
+releases the case, re-drives its events in order and records, in this store, which dead letters it resolved, so
+that none is replayed twice.
 """
 
 from __future__ import annotations
@@ -69,6 +71,34 @@ class CaseParked(msgspec.Struct, frozen=True, kw_only=True):
 def _project_parking(state: CaseParked | None, events: Iterable[CaseParked]) -> CaseParked | None:
     for event in events:
         state = event
+    return state
+
+
+class DeadLettersResolved(msgspec.Struct, frozen=True, kw_only=True):
+    """Dead letters of this service (their sequences in the dead-letter stream) that an operator resolved:
+    ``replayed`` (their case caught up from the intake store) or ``discarded`` (nothing to apply)."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    sequences: tuple[int, ...]
+    case_id: UUID | None
+    how: str
+    note: str
+
+
+class DeadLetterBook(msgspec.Struct, frozen=True, kw_only=True):
+    """Every resolution so far, by dead-letter sequence."""
+
+    version: int
+    resolved: dict[int, DeadLettersResolved]
+
+
+def _project_book(state: DeadLetterBook | None, events: Iterable[DeadLettersResolved]) -> DeadLetterBook | None:
+    for event in events:
+        resolved = dict(state.resolved) if state is not None else {}
+        resolved.update(dict.fromkeys(event.sequences, event))
+        state = DeadLetterBook(version=event.originator_version, resolved=resolved)
     return state
 
 
@@ -160,13 +190,43 @@ class DerivedApplication(Application[UUID], Generic[S]):
             )
         )
 
-    def release(self, case_id: UUID, now: datetime) -> None:
-        """Unpark ``case_id`` (after a fix), so that its replayed events are applied again."""
+    def release(self, case_id: UUID, now: datetime) -> CaseParked | None:
+        """Unpark ``case_id`` (after a fix), so that its replayed events are applied again; what was parked."""
         parked = self.parked(case_id)
         if parked is None:
-            return
+            return None
         self.save(msgspec.structs.replace(parked, originator_version=parked.originator_version + 1, timestamp=now,
                                           released=True))
+        return parked
+
+    # --- dead letters resolved by an operator ------------------------------------------------------------------
+
+    def _book_id(self) -> UUID:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"reintegration:{self.purpose}:dead-letters")
+
+    def dead_letter_book(self) -> DeadLetterBook:
+        try:
+            book = self.repository.get(self._book_id(), projector_func=_project_book)
+        except AggregateNotFoundError:
+            book = None
+        return book or DeadLetterBook(version=0, resolved={})
+
+    def resolve_dead_letters(self, sequences: Iterable[int], case_id: UUID | None, how: str, note: str,
+                             now: datetime) -> DeadLettersResolved | None:
+        """Record ``sequences`` as resolved (idempotent: those already resolved are left out)."""
+        for _attempt in range(self.write_attempts):
+            book = self.dead_letter_book()
+            new = tuple(sorted(s for s in set(sequences) if s not in book.resolved))
+            if not new:
+                return None
+            event = DeadLettersResolved(originator_id=self._book_id(), originator_version=book.version + 1,
+                                        timestamp=now, sequences=new, case_id=case_id, how=how, note=note[:1000])
+            try:
+                self.save(event)
+            except IntegrityError:
+                continue  # another operator resolved some meanwhile: look again
+            return event
+        raise RuntimeError("could not record the resolved dead letters after retries")
 
     def rebuild_from(
         self,
