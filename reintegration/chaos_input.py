@@ -360,8 +360,9 @@ class SchemaGenerator:
     def wrong(self, t: Any) -> Any:
         ins = msgspec.inspect
         t = _unwrap(t)
-        if isinstance(t, ins.UnionType):  # e.g. str | None: a number, a list, an object are all wrong
-            return self.rng.choice([12, [1], {"a": 1}, True, 1.5])
+        if isinstance(t, ins.UnionType):  # e.g. Hours | None: what is wrong for the member, never null
+            member = next(m for m in t.types if not isinstance(_unwrap(m), ins.NoneType))
+            return self.rng.choice([v for v in (self.wrong(member) for _ in range(4)) if v is not None] or [[1]])
         if isinstance(t, (ins.StrType, ins.UUIDType, ins.DateType, ins.EnumType)):
             return self.rng.choice([12, [], {}, True, 1.5, None])
         if isinstance(t, ins.IntType):
@@ -417,6 +418,8 @@ class SchemaGenerator:
             return Message(kind, rng.choice([b"", b" ", b"\n", b"{}"]))
         if kind == "control_char":
             at = text.index(b'"', 2) + 1
+            # a raw control character inside a string value (tab, LF and CR outside strings are JSON whitespace)
+            at = text.index(b'":"') + 3
             return Message(kind, text[:at] + bytes([rng.randrange(0, 32)]) + text[at:])
         if kind == "single_quotes":
             return Message(kind, text.replace(b'"', b"'"))
