@@ -73,6 +73,12 @@ def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetim
         )
 
 
+async def raw_body(msg: NatsMessage) -> bytes:
+    """FastStream's own decoder parses JSON when a content-type header says so, and a body it cannot parse (deep
+    nesting, bad UTF-8) then gets no reply at all: the strict codec alone reads the bytes."""
+    return msg.body
+
+
 def build_router(app: IntakeApplication, workers: int = 1) -> NatsRouter:
     """The intake subscriber. Store work runs on ``workers`` threads: one avoids lock contention on SQLite (whose
     writes are serial anyway); more help on PostgreSQL, where optimistic concurrency settles races per case."""
@@ -84,6 +90,7 @@ def build_router(app: IntakeApplication, workers: int = 1) -> NatsRouter:
         queue=INTAKE_QUEUE,
         # Handle several requests at once so that decoding and replying overlap the store's work.
         max_workers=4,
+        decoder=raw_body,
         title="intake",
         description=(
             "Request-reply intake of party reports. Subject `reintegration.intake.<party_kind>.<party_id>` "

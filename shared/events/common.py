@@ -37,7 +37,7 @@ FreeText = Annotated[
         extra_json_schema={FREE_TEXT_KEY: True},
     ),
 ]
-ShortCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+ShortCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)")]
 Hours = Annotated[int, msgspec.Meta(ge=0, le=168)]
 StaffCount = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]

@@ -165,7 +165,7 @@ class AssessmentIssued(CaseReport, frozen=True, tag="assessment_issued.v1"):
     effective_field: ClassVar = "issued_on"
     issued_on: date
     regime: ShortCode
-    decision: Annotated[str, msgspec.Meta(pattern=r"^[A-E]$")]
+    decision: Annotated[str, msgspec.Meta(pattern=r"^[A-E]$(?!\n)")]
     conditions: Medical | None = None
 
 

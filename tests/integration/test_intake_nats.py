@@ -80,6 +80,22 @@ async def test_accepted_rejected_and_duplicate_over_nats(intake: tuple[nats.NATS
     app.close()
 
 
+async def test_bodies_the_broker_could_not_parse_still_get_a_clear_rejection(
+    intake: tuple[nats.NATS, Settings],
+) -> None:
+    """A content-type header must not make the broker parse the body first: deep nesting, broken JSON and bad UTF-8
+    each get a ``malformed`` reply from the strict codec, and nothing is stored."""
+    nc, settings = intake
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"type": "incapacity_reported.v1", ', b"\xff\xfe{}"):
+        for headers in (None, {"content-type": "application/json"}):
+            reply = await nc.request(intake_subject(FUND_PARTY), body, timeout=5, headers=headers)
+            rejected = REPLY_DECODER.decode(reply.data)
+            assert isinstance(rejected, Rejected) and rejected.code is RejectionCode.MALFORMED, (body[:20], headers)
+    app = build_intake(settings)
+    assert app.recorder.max_notification_id() in (None, 0)
+    app.close()
+
+
 async def test_a_locked_store_gets_a_try_again_reply_and_nothing_is_lost(intake: tuple[nats.NATS, Settings]) -> None:
     nc, settings = intake
     opened = await ask(nc, intake_subject(FUND_PARTY), encode(incapacity(date(2024, 1, 10))))

@@ -110,6 +110,16 @@ def _raw(**changes: object) -> bytes:
         (b"[1, 2", RejectionCode.MALFORMED, None),
         (b"\xff\xfe", RejectionCode.MALFORMED, None),
         (b"[" * 5000 + b"]" * 5000, RejectionCode.MALFORMED, None),
+        # ``$`` alone also matches before a final newline: the patterns must not.
+        *[(msgspec.json.encode({**msgspec.to_builtins(report), name: value}), RejectionCode.INVALID_FIELD, f"$.{name}")
+          for report, name, value in (
+              (r.CaseClosed(report_id=uuid.uuid4(), case_id=uuid.uuid4(), closed_on=date(2024, 5, 1), reason="ab"),
+               "reason", "ab\n"),
+              (r.AssessmentIssued(report_id=uuid.uuid4(), case_id=uuid.uuid4(), issued_on=date(2024, 5, 1),
+                                  regime="BE-2022", decision="A"), "decision", "A\n"),
+              (r.AssessmentIssued(report_id=uuid.uuid4(), case_id=uuid.uuid4(), issued_on=date(2024, 5, 1),
+                                  regime="BE-2022", decision="A"), "regime", "BE-2022\n"),
+          )],
     ],
 )
 def test_bad_messages_are_refused_with_the_field(raw: bytes, code: RejectionCode, field: str | None) -> None:
