@@ -10,7 +10,7 @@ from uuid import UUID
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
 from shared.infra.derived import DerivedApplication
 from shared.infra.settings import Settings
-from shared.infra.store import prepare_store
+from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.benefits import EntryKind, Options, compute_ledger, premium_rule_ids, reconcile
 
@@ -84,8 +84,9 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
 
 def build_benefits(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> BenefitsApplication:
     """Composition root of the benefits application."""
-    return BenefitsApplication(
-        env={**prepare_store(settings, BenefitsApplication.name), **env},
-        rulebook=rulebook,
-        options=Options(enabled_announced=frozenset(settings.enabled_announced)),
-    )
+    with setup_lock(settings, BenefitsApplication.name):
+        return BenefitsApplication(
+            env={**prepare_store(settings, BenefitsApplication.name), **env},
+            rulebook=rulebook,
+            options=Options(enabled_announced=frozenset(settings.enabled_announced)),
+        )

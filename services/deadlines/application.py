@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication
 from shared.infra.settings import Settings
-from shared.infra.store import prepare_store
+from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.deadlines import Policy, compute_deadlines
 
@@ -129,9 +129,10 @@ def parse_employer_policies(values: tuple[str, ...]) -> dict[str, frozenset[str]
 
 def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:
     """Composition root of the deadlines application."""
-    return DeadlinesApplication(
-        env={**prepare_store(settings, DeadlinesApplication.name), **env},
-        rulebook=rulebook,
-        policy=Policy(roll_forward=settings.roll_forward),
-        employer_policies=parse_employer_policies(settings.employer_policies),
-    )
+    with setup_lock(settings, DeadlinesApplication.name):
+        return DeadlinesApplication(
+            env={**prepare_store(settings, DeadlinesApplication.name), **env},
+            rulebook=rulebook,
+            policy=Policy(roll_forward=settings.roll_forward),
+            employer_policies=parse_employer_policies(settings.employer_policies),
+        )

@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError
 
 from shared.events.common import UtcTime
 from shared.infra.settings import Settings
-from shared.infra.store import prepare_store
+from shared.infra.store import prepare_store, setup_lock
 
 NAMESPACE = uuid.UUID("b0f1d1c5-6c36-4a7e-9a55-38f0c2a9e6d4")
 
@@ -87,4 +87,5 @@ class DisclosureLog(Application[UUID]):
 
 
 def build_disclosures(settings: Settings) -> DisclosureLog:
-    return DisclosureLog(env=prepare_store(settings, DisclosureLog.name))
+    with setup_lock(settings, DisclosureLog.name):
+        return DisclosureLog(env=prepare_store(settings, DisclosureLog.name))

@@ -15,7 +15,7 @@ from shared.events.common import Party
 from shared.events.envelope import CaseEvent, case_id_for, event_id_for
 from shared.events.replies import Accepted, RejectionCode
 from shared.infra.settings import Settings
-from shared.infra.store import prepare_store
+from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
 
 from .case import Case, evolve, project_case
@@ -134,5 +134,6 @@ class IntakeApplication(Application[UUID]):
 
 def build_intake(settings: Settings, rulebook: Rulebook | None = None, **env: Any) -> IntakeApplication:
     """Composition root of the intake application."""
-    return IntakeApplication(env={**prepare_store(settings, IntakeApplication.name), **env}, rulebook=rulebook)
+    with setup_lock(settings, IntakeApplication.name):
+        return IntakeApplication(env={**prepare_store(settings, IntakeApplication.name), **env}, rulebook=rulebook)
 

@@ -6,7 +6,10 @@ store, the wire and the auditor read the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import zlib
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -142,21 +145,43 @@ def store_env(settings: Settings, service: str) -> dict[str, str]:
     return env
 
 
+def _connect(settings: Settings) -> Any:
+    import psycopg
+
+    params = postgres_env(settings.postgres_url or "")
+    return psycopg.connect(
+        dbname=params["POSTGRES_DBNAME"],
+        host=params["POSTGRES_HOST"],
+        port=params["POSTGRES_PORT"],
+        user=params["POSTGRES_USER"],
+        password=params["POSTGRES_PASSWORD"] or None,
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+@contextlib.contextmanager
+def setup_lock(settings: Settings, service: str) -> Iterator[None]:
+    """Hold while a service's application is constructed (it creates its schema's tables): PostgreSQL's
+    ``CREATE ... IF NOT EXISTS`` races between replicas that start together (duplicate key in the catalog, "tuple
+    concurrently updated"), so one replica at a time creates, the others find the tables there. SQLite: nothing."""
+    if settings.store != "postgres":
+        yield
+        return
+    key = zlib.crc32(f"reintegration.store.{service}".encode())
+    with _connect(settings) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
 def prepare_store(settings: Settings, service: str) -> dict[str, str]:
-    """Create what the store needs before eventsourcing builds its tables; return the environment."""
+    """Create what the store needs before eventsourcing builds its tables; return the environment. Construct the
+    application inside :func:`setup_lock`."""
     env = store_env(settings, service)
     if settings.store == "postgres":
-        import psycopg
-
-        params = postgres_env(settings.postgres_url or "")
-        with psycopg.connect(
-            dbname=params["POSTGRES_DBNAME"],
-            host=params["POSTGRES_HOST"],
-            port=params["POSTGRES_PORT"],
-            user=params["POSTGRES_USER"],
-            password=params["POSTGRES_PASSWORD"] or None,
-            connect_timeout=5,
-            autocommit=True,
-        ) as conn:
+        with setup_lock(settings, f"{service}.schema"), _connect(settings) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{service}"')
     return env
