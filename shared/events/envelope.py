@@ -66,3 +66,42 @@ class CaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag="case_event.v1", 
 
 CASE_EVENT_DECODER = msgspec.json.Decoder(CaseEvent)
 CASE_EVENT_ENCODER = msgspec.json.Encoder()
+
+
+# --- payloads encrypted in transit and in the broker's store ---------------------------------------------------
+
+#: Set on a message whose payload is the stores' cipher text (``eventsourcing.cipher.AESCipher``, AES-GCM) of the
+#: event's JSON: with a cipher key, the broker's files hold no national number or medical field in clear.
+CIPHER_HEADER = "Reintegration-Cipher"
+CIPHER_NAME = "AESCipher"
+
+
+class SealedPayloadError(ValueError):
+    """An encrypted payload that cannot be opened (no key, another key, damaged)."""
+
+
+def seal_payload(data: bytes, cipher: object | None) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """``data`` encrypted with ``cipher`` (an eventsourcing cipher, or ``None`` for clear text) and its headers."""
+    if cipher is None:
+        return data, ()
+    return cipher.encrypt(data), ((CIPHER_HEADER, CIPHER_NAME),)  # type: ignore[attr-defined]
+
+
+def open_payload(data: bytes, headers: dict[str, str] | None, cipher: object | None) -> bytes:
+    """The clear bytes of a payload that :func:`seal_payload` sealed (or that was never sealed)."""
+    sealed = (headers or {}).get(CIPHER_HEADER)
+    if sealed is None:
+        return data
+    if sealed != CIPHER_NAME:
+        raise SealedPayloadError(f"payload sealed with {sealed!r}; this build opens {CIPHER_NAME!r} only")
+    if cipher is None:
+        raise SealedPayloadError("the payload is encrypted but this process has no REINTEGRATION_CIPHER_KEY")
+    try:
+        return bytes(cipher.decrypt(data))  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - a wrong key or damaged bytes: say which message cannot be opened
+        raise SealedPayloadError(f"the encrypted payload cannot be opened with this key: {exc!r}") from None
+
+
+def decode_case_event(data: bytes, headers: dict[str, str] | None = None, cipher: object | None = None) -> CaseEvent:
+    """A Case event from a TRAJECTORY message, sealed or not."""
+    return CASE_EVENT_DECODER.decode(open_payload(data, headers, cipher))

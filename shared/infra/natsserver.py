@@ -93,6 +93,9 @@ _LOG_TAIL_LINES: Final[int] = 40
 # name exists with a different configuration (JSStreamNameExistErr).
 _ERR_STREAM_NAME_EXISTS: Final[int] = 10058
 
+#: The environment variable that carries the JetStream encryption key to the server process.
+JETSTREAM_KEY_ENV: Final[str] = "REINTEGRATION_JETSTREAM_KEY"
+
 
 class NatsServerError(RuntimeError):
     """The nats-server binary is missing, failed to start or misbehaved."""
@@ -159,6 +162,11 @@ class NatsServerConfig:
             stored as a tuple.
         extra: Raw configuration text appended verbatim at the end (later
             keys override earlier ones in nats-server configuration files).
+        encryption_key: Encrypt the JetStream store at rest (``cipher:
+            chachapoly``) with this key. The configuration file names only the
+            environment variable ``REINTEGRATION_JETSTREAM_KEY``; the key itself
+            is handed to the server process in its environment, never written
+            to disk.
     """
 
     store_dir: Path
@@ -172,6 +180,7 @@ class NatsServerConfig:
     cluster_port: int | None = None
     routes: Sequence[str] = field(default_factory=tuple)
     extra: str = ""
+    encryption_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store_dir", Path(self.store_dir).absolute())
@@ -240,6 +249,8 @@ def render_config(cfg: NatsServerConfig) -> str:
     ]
     if cfg.sync_always:
         lines.append("  sync_interval: always")
+    if cfg.encryption_key:
+        lines += ["  cipher: chachapoly", f"  key: ${JETSTREAM_KEY_ENV}"]
     lines.append("}")
     if cfg.clustered:
         lines += ["", "cluster {"]
@@ -441,6 +452,10 @@ class EmbeddedNatsServer:
                 cwd=self._run_dir,
                 start_new_session=True,
                 close_fds=True,
+                env=(
+                    {**os.environ, JETSTREAM_KEY_ENV: self._config.encryption_key}
+                    if self._config.encryption_key else None
+                ),
             )
         _RUNNING[self._proc.pid] = self
         log.debug("nats_server.spawned", server=self._config.server_name, pid=self._proc.pid, url=self.url)

@@ -116,6 +116,16 @@ class Settings:
         return env
 
     @property
+    def jetstream_key(self) -> str | None:
+        """The key a server this deployment starts encrypts its JetStream store with: derived from the stores'
+        cipher key (one secret to keep), distinct from it."""
+        if not self.cipher_key:
+            return None
+        import hashlib
+
+        return hashlib.sha256(b"reintegration.jetstream:" + self.cipher_key.encode()).hexdigest()
+
+    @property
     def nats_servers(self) -> list[str]:
         """``nats_url`` as the list ``nats.connect`` and FastStream's ``NatsBroker`` take (every node of a cluster)."""
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
