@@ -233,12 +233,56 @@ class DerivedApplication(Application[UUID], Generic[S]):
         source: Iterable[tuple[int, CaseEvent]],
         now: Callable[[], datetime],
         progress: Callable[[int, Outcome], None] | None = None,
+        batch: int = 500,
     ) -> dict[Outcome, int]:
-        """Apply events read from the intake store's own log (no NATS): idempotent, resumable from anywhere."""
+        """Apply events read from the intake store's own log (no NATS): idempotent, resumable from anywhere.
+
+        The events of ``batch`` positions are stepped in memory (each case's state carried from one of its events to
+        the next) and saved in one transaction; a transaction that meets a concurrent writer (a running service, a
+        premium register shared with another case of the batch) is redone one event at a time."""
         counts = {outcome: 0 for outcome in Outcome}
-        for position, event in source:
-            outcome = self.process(event, position, now())
+        chunk: list[tuple[int, CaseEvent]] = []
+        for item in source:
+            chunk.append(item)
+            if len(chunk) >= batch:
+                self._rebuild_chunk(chunk, now, counts, progress)
+                chunk = []
+        if chunk:
+            self._rebuild_chunk(chunk, now, counts, progress)
+        return counts
+
+    def _rebuild_chunk(
+        self,
+        chunk: list[tuple[int, CaseEvent]],
+        now: Callable[[], datetime],
+        counts: dict[Outcome, int],
+        progress: Callable[[int, Outcome], None] | None,
+    ) -> None:
+        states: dict[UUID, S | None] = {}
+        pending: list[Any] = []
+        outcomes: list[tuple[int, Outcome]] = []
+        for position, event in chunk:
+            if event.case_id not in states:
+                states[event.case_id] = self.load(event.case_id)
+            state = states[event.case_id]
+            seen = self.source_version(state)
+            if event.version <= seen:
+                outcome = Outcome.DUPLICATE
+            elif event.version != seen + 1:
+                outcome = Outcome.PARKED if self.parked(event.case_id) else Outcome.GAP
+            else:
+                steps = self.step(state, event, position, now())
+                pending.extend(steps)
+                own = self.derived_id(event.case_id)  # a step may also write another aggregate (a premium register)
+                states[event.case_id] = self.project(state, [e for e in steps if e.originator_id == own])
+                outcome = Outcome.APPLIED
+            outcomes.append((position, outcome))
+        try:
+            if pending:
+                self.save(*pending)
+        except IntegrityError:
+            outcomes = [(position, self.process(event, position, now())) for position, event in chunk]
+        for position, outcome in outcomes:
             counts[outcome] += 1
             if progress:
                 progress(position, outcome)
-        return counts

@@ -78,3 +78,62 @@ def test_incremental_ledger_equals_the_pure_function(seed: int) -> None:
         assert ledger is not None
         assert effective(ledger.entries) == compute_ledger(events[:position], rulebook)
         assert len({e.id for e in ledger.entries}) == len(ledger.entries)
+
+
+def _interleaved(seeds: range) -> list[tuple[int, object]]:
+    """Several generated cases, their events interleaved as a log holds them (each case in its own order)."""
+    histories = [h for h in (history(seed) for seed in seeds) if h]
+    log, cursors = [], [0] * len(histories)
+    while any(c < len(h) for c, h in zip(cursors, histories, strict=True)):
+        for i, h in enumerate(histories):
+            if cursors[i] < len(h):
+                log.append(h[cursors[i]])
+                cursors[i] += 1
+    return list(enumerate(log, start=1))
+
+
+def _stored(app: DeadlinesApplication | BenefitsApplication, log: list[tuple[int, object]]) -> dict[object, object]:
+    return {event.case_id: app.load(event.case_id) for _, event in log}  # type: ignore[attr-defined]
+
+
+def test_a_batched_rebuild_stores_what_one_event_at_a_time_stores() -> None:
+    log = _interleaved(range(40))
+    for cls in (DeadlinesApplication, BenefitsApplication):
+        one_by_one = cls(env=MEMORY)
+        for position, event in log:
+            assert one_by_one.process(event, position, NOW) is Outcome.APPLIED  # type: ignore[arg-type]
+        for batch in (1, 7, 500):
+            batched = cls(env=MEMORY)
+            counts = batched.rebuild_from(log, now=lambda: NOW, batch=batch)  # type: ignore[arg-type]
+            assert counts[Outcome.APPLIED] == len(log), (cls.__name__, batch)
+            assert _stored(batched, log) == _stored(one_by_one, log), (cls.__name__, batch)
+            again = batched.rebuild_from(log, now=lambda: NOW, batch=batch)  # type: ignore[arg-type]
+            assert again[Outcome.DUPLICATE] == len(log)
+
+
+def test_a_batch_that_meets_a_concurrent_writer_is_redone_one_event_at_a_time(tmp_path) -> None:  # noqa: ANN001
+    """A running service applies an event of the batch while the rebuild steps it: the batch's transaction fails as
+    a whole and is redone event by event, so that event counts as already applied and nothing is doubled."""
+    from services.deadlines.application import build_deadlines
+    from shared.infra.settings import Settings
+
+    log = _interleaved(range(10))
+    settings = Settings(data_dir=tmp_path / "data")
+    rebuilding, running = build_deadlines(settings), build_deadlines(settings)
+    position, first = log[0]
+    written: list[bool] = []
+
+    def now() -> datetime:
+        if not written:  # the rebuild has loaded the first case's state: the running service writes meanwhile
+            written.append(running.process(first, position, NOW) is Outcome.APPLIED)  # type: ignore[arg-type]
+        return NOW
+
+    counts = rebuilding.rebuild_from(log, now=now, batch=500)  # type: ignore[arg-type]
+    assert written == [True]
+    assert counts[Outcome.DUPLICATE] == 1 and counts[Outcome.APPLIED] == len(log) - 1
+    reference = DeadlinesApplication(env=MEMORY)
+    for p, event in log:
+        reference.process(event, p, NOW)  # type: ignore[arg-type]
+    assert _stored(rebuilding, log) == _stored(reference, log)
+    rebuilding.close()
+    running.close()
