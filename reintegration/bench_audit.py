@@ -18,9 +18,10 @@ events, sealed links.
   listing the cases from the intake store's notification log and selecting + decoding each case's rows in the three
   stores (intake, deadlines, benefits): the same events verify reads.
 
-Rebuilding costs one SQLite transaction per event and service (about 1,100-1,400 events/s each on the project's
-2-core machine), so the verified cases are capped by :data:`AUDIT_MAX_CASES` (``REINTEGRATION_BENCH_AUDIT_CASES``
-overrides it); the table says how many of the N cases were written, rebuilt and verified.
+Rebuilding the two services' stores (batched transactions, about 2,000-4,000 events/s each on the project's 2-core
+machine) takes a few minutes for 100,000 cases; the verified cases are capped by :data:`AUDIT_MAX_CASES`
+(``REINTEGRATION_BENCH_AUDIT_CASES`` overrides it); the table says how many of the N cases were written, rebuilt
+and verified.
 """
 
 from __future__ import annotations
@@ -60,10 +61,9 @@ from .bench_derived import (
 from .generator import LATEST, enterprise_number, insz
 
 #: ``bench audit`` writes, rebuilds and verifies at most this many of the N cases (the first ones). Filling the
-#: deadlines and benefits stores costs one SQLite transaction per event and service, about 1,100-1,400 events/s
-#: each on the 2-core machine: 20,000 cases (about 85,000 events) take some 2-3 minutes, 100,000 some 12.
-#: ``REINTEGRATION_BENCH_AUDIT_CASES`` overrides it.
-AUDIT_MAX_CASES = 20_000
+#: deadlines and benefits stores runs at about 2,000-4,000 events/s per service on the 2-core machine: 100,000
+#: cases (about 420,000 events) take some 5 minutes. ``REINTEGRATION_BENCH_AUDIT_CASES`` overrides it.
+AUDIT_MAX_CASES = 100_000
 #: Times each replay question (and the raw read beside it) is asked of the long case.
 REPLAY_RUNS = 40
 #: "Now" for the in-memory intake that records the long case: after every generated date.
