@@ -124,7 +124,7 @@ def render_asyncapi() -> str:
     schemas["Reply"] = {"title": "Reply", **by_type[id(Reply)]}
     messages = spec["components"]["messages"]
     for key, message in messages.items():
-        title, _, _kind = key.partition(":")
+        title, _, _kind = key.rpartition(":")
         if title == "intake":
             message["payload"] = {"$ref": "#/components/schemas/Report"}
         elif title in published:
