@@ -435,7 +435,8 @@ class Probe:
         self._conns: dict[str, Any] = {}
 
     def _query(self, store: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        if self.settings.store == "postgres":
+        if self.settings.store == "postgres":  # eventsourcing's tables there: <schema>.<name>_events / _tracking
+            sql = sql.replace("stored_events", f"{store}_events").replace("FROM tracking", f"FROM {store}_tracking")
             return self._pg_query(store, sql.replace("?", "%s"), *params)
         conn = self._conns.get(store)
         if conn is None:

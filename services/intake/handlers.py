@@ -79,9 +79,19 @@ async def raw_body(msg: NatsMessage) -> bytes:
     return msg.body
 
 
-def build_router(app: IntakeApplication, workers: int = 1) -> NatsRouter:
+#: Share of the parties' request timeout within which intake answers, if need be with "retry later".
+REPLY_WITHIN_SHARE = 0.8
+
+
+def build_router(app: IntakeApplication, workers: int = 1, reply_within: float | None = None) -> NatsRouter:
     """The intake subscriber. Store work runs on ``workers`` threads: one avoids lock contention on SQLite (whose
-    writes are serial anyway); more help on PostgreSQL, where optimistic concurrency settles races per case."""
+    writes are serial anyway); more help on PostgreSQL, where optimistic concurrency settles races per case.
+
+    ``reply_within`` (seconds, below the parties' request timeout): a report the store has not settled by then is
+    answered ``store_unavailable`` (``retry: true``) rather than after the party stopped waiting. A store that
+    hangs (PostgreSQL stopped: the connection pool waits for it) then still gets every report an explicit answer.
+    The store work itself goes on; if it records the report after all, the party's resend is answered with the
+    original acceptance (reports are idempotent by id)."""
     router = NatsRouter()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake-store")
 
@@ -103,7 +113,16 @@ def build_router(app: IntakeApplication, workers: int = 1) -> NatsRouter:
         """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply."""
         now = datetime.now(UTC)
         loop = asyncio.get_running_loop()
-        reply = await loop.run_in_executor(executor, handle_report, app, msg.raw_message.subject, msg.body, now)
+        work = loop.run_in_executor(executor, handle_report, app, msg.raw_message.subject, msg.body, now)
+        try:
+            reply = await asyncio.wait_for(work, timeout=reply_within)
+        except TimeoutError:
+            log.warning("store did not answer in time; told the party to retry", subject=msg.raw_message.subject,
+                        seconds=reply_within)
+            reply = rejected(
+                RejectionCode.STORE_UNAVAILABLE,
+                "the event store did not answer in time: send the same report again",
+            )
         log.debug("report", subject=msg.raw_message.subject, reply=type(reply).__name__)
         return encode(reply)
 

@@ -10,7 +10,7 @@ from faststream.nats import NatsBroker
 from shared.infra.settings import Settings
 
 from .application import IntakeApplication, build_intake
-from .handlers import build_router
+from .handlers import REPLY_WITHIN_SHARE, build_router
 
 
 def build_broker(app: IntakeApplication, settings: Settings) -> NatsBroker:
@@ -19,7 +19,7 @@ def build_broker(app: IntakeApplication, settings: Settings) -> NatsBroker:
         settings.nats_servers, name="reintegration-intake", max_reconnect_attempts=-1, log_level=logging.DEBUG,
         **settings.nats_options(),
     )
-    broker.include_router(build_router(app))
+    broker.include_router(build_router(app, reply_within=settings.request_timeout * REPLY_WITHIN_SHARE))
     return broker
 
 
