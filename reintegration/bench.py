@@ -28,9 +28,9 @@ from rich.table import Table
 from shared.events import reports as r
 from shared.events.common import Party, PartyKind
 from shared.events.replies import REPLY_DECODER, Accepted
-from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, intake_subject
+from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
-from shared.infra.relay import ensure_stream
+from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
 
 from .generator import enterprise_number, insz
@@ -109,9 +109,9 @@ async def echo_responder(url: str) -> None:
 async def relay_figures(settings: Settings, expected: int) -> Figures:
     from services.intake.outbox import run_relay
 
-    nc = await nats.connect(settings.nats_url)
+    nc = await nats.connect(settings.nats_servers)
     js = nc.jetstream()
-    await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+    await ensure_trajectory_stream(js)
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(run_relay(settings, stop))

@@ -58,7 +58,7 @@ from shared.events.subjects import (
     TRAJECTORY_SUBJECTS,
 )
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
-from shared.infra.relay import ensure_stream
+from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
 
 from .generator import Generator, insz
@@ -312,7 +312,7 @@ async def run_service(settings: Settings, name: str, events: int, logs_dir: Path
     output = DEADLINES_STREAM if name == "deadlines" else BENEFITS_STREAM
     trackers = [f"relay:{name}->{output}"] + (["timers:deadlines->TIMERS"] if name == "deadlines" else [])
     probe = StoreProbe(settings.data_dir / f"{name}.sqlite")
-    nc = await nats.connect(settings.nats_url)
+    nc = await nats.connect(settings.nats_servers)
     js = nc.jetstream()
     log_file = (logs_dir / f"{name}.log").open("ab")
     proc: subprocess.Popen[bytes] | None = None
@@ -368,9 +368,9 @@ async def run_service(settings: Settings, name: str, events: int, logs_dir: Path
 async def relay_all(settings: Settings, total: int, progress: Progress) -> float:
     from services.intake.outbox import run_relay
 
-    nc = await nats.connect(settings.nats_url)
+    nc = await nats.connect(settings.nats_servers)
     js = nc.jetstream()
-    await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+    await ensure_trajectory_stream(js)
     task = progress.add_task(f"relaying {total:,} events into {TRAJECTORY_STREAM}", total=total)
     stop = asyncio.Event()
     started = time.perf_counter()

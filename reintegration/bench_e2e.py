@@ -41,8 +41,11 @@ py-spy is not a dependency: ``pip install py-spy`` into the environment first.
 
 ``REINTEGRATION_BENCH_JSON=<file>`` also writes the figures (the dict :func:`measure_e2e` returns) as JSON.
 
-The NATS server(s) are started by one function (:func:`start_single_server`, a :data:`ServerStart`); a cluster
-variant plugs in there.
+The NATS server(s) are started by one function (a :data:`ServerStart`): :func:`start_single_server`, or with
+``--cluster`` :func:`start_cluster`, a 3-node cluster on loopback (fsync on every write) whose streams have 3
+replicas, with two replicas of deadlines and benefits, each consuming half of the TRAJECTORY partitions
+(``REINTEGRATION_PARTITION``) and sharing the service's SQLite store (kept so that the figures compare with the
+single-server run). The raw baseline then runs on a cluster too, its streams R3.
 """
 
 from __future__ import annotations
@@ -80,10 +83,11 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     intake_subject,
 )
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.events.subjects import consumer_name
+from shared.infra.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import JS_API, generate, load_parties
 from shared.infra.relay import ensure_stream
-from shared.infra.settings import Settings
+from shared.infra.settings import ENV_PREFIX, Settings, parse_partition
 
 from .bench_derived import (
     StoreProbe,
@@ -97,7 +101,6 @@ from .bench_derived import (
     _timers_held,
 )
 from .generator import Generator, Script, encode_report
-from .runtime import SERVICES as SERVICE_ARGS
 from .runtime import Child, Runtime
 
 console = Console()
@@ -127,6 +130,8 @@ class NatsHandle:
     #: process name -> pid (``nats-server``, or one per node)
     pids: Callable[[], dict[str, int]]
     stop: Callable[[], None]
+    #: Replicas of the streams created on it (3 on a 3-node cluster).
+    replicas: int = 1
 
 
 #: ``(folder, accounts configuration text) -> running server(s)``; ``accounts`` is empty for the raw baseline.
@@ -142,6 +147,15 @@ def start_single_server(folder: Path, accounts: str) -> NatsHandle:
     server.start()
     return NatsHandle(url=server.url, pids=lambda: {"nats-server": server.pid} if server.pid else {},
                       stop=server.stop)
+
+
+def start_cluster(folder: Path, accounts: str) -> NatsHandle:
+    """Three nats-servers from the wheel clustered on loopback, each its own store under ``folder/nats-cluster``,
+    fsync on every write; streams get 3 replicas."""
+    cluster = EmbeddedNatsCluster(folder / "nats-cluster", size=3, sync_always=True, extra=accounts)
+    cluster.start()
+    return NatsHandle(url=cluster.url, replicas=3, stop=cluster.stop,
+                      pids=lambda: {f"nats-server-{i}": n.pid for i, n in enumerate(cluster.nodes) if n.pid})
 
 
 # --- the system: the embedded runtime on a given server start ------------------------------------------------------
@@ -169,13 +183,13 @@ class BenchRuntime(Runtime):
         accounts, self.credentials = generate(load_parties(self.parties_file), self.settings.data_dir / "parties")
         self.nats_handle = self.start_server(self.settings.data_dir, accounts)
         self.settings = replace(self.settings, nats_url=self.nats_handle.url,
-                                nats_credentials=self.credentials.get("service:runtime"))
+                                nats_credentials=self.credentials.get("service:runtime"),
+                                stream_replicas=self.nats_handle.replicas)
         asyncio.run(self._prepare_streams())
-        for name in self.services:
-            child = Child(name=name, args=SERVICE_ARGS[name], log_path=self.logs_dir / f"{name}.log")
-            self.children[name] = child
+        for child in self.plan():
+            self.children[child.name] = child
             self._spawn(child)
-            if name in self.pyspy:
+            if child.service in self.pyspy:
                 self._attach_pyspy(child)
         return self.settings
 
@@ -286,7 +300,7 @@ async def _send(nc: Any, subject: str, payload: bytes, load: Load) -> Accepted |
         if isinstance(reply, Accepted):
             if reply.duplicate:
                 load.duplicates += 1
-            else:
+            if not reply.duplicate or attempt > 0:  # a duplicate of a retry: the lost first answer was this one
                 load.accepted.append(Report(sent_ns, time.perf_counter() - t0, list(reply.event_ids)))
         else:
             load.rejected[reply.code.value] += 1
@@ -298,7 +312,7 @@ async def run_load(settings: Settings, scripts: Sequence[Script], concurrency: i
                    load: Load | None = None) -> Load:
     """Each case's reports in order, ``concurrency`` cases in flight, through the real intake subjects."""
     load = load or Load()
-    nc = await nats.connect(settings.nats_url, pending_size=64 * 1024 * 1024, name="reintegration-bench",
+    nc = await nats.connect(settings.nats_servers, pending_size=64 * 1024 * 1024, name="reintegration-bench",
                             **settings.nats_options())
     gate = asyncio.Semaphore(concurrency)
     task = progress.add_task(f"load: {len(scripts):,} cases, {concurrency} in flight", total=len(scripts))
@@ -347,7 +361,7 @@ async def watch(runtime: BenchRuntime, load_task: asyncio.Task[Load], load_start
     topics = {"deadlines": get_topic(ScheduleStep), "benefits": get_topic(LedgerStep)}
     trackers = {"deadlines": [f"relay:deadlines->{DEADLINES_STREAM}", f"timers:deadlines->{TIMERS_STREAM}"],
                 "benefits": [f"relay:benefits->{BENEFITS_STREAM}"]}
-    nc = await nats.connect(settings.nats_url, **settings.nats_options())
+    nc = await nats.connect(settings.nats_servers, **settings.nats_options())
     js = nc.jetstream()
     result = Watch()
     tasks = {name: progress.add_task(f"{name}: events handled", total=None) for name in SERVICES}
@@ -367,7 +381,9 @@ async def watch(runtime: BenchRuntime, load_task: asyncio.Task[Load], load_start
             }
             for name, n in counts.items():
                 progress.update(tasks[name], completed=n, total=counts["intake"] or None)
-            if (seen := tuple(counts.values())) != last_seen:
+            tracked_now = [await asyncio.to_thread(probe.tracking, t) for name, probe in
+                           (("deadlines", deadlines), ("benefits", benefits)) for t in trackers[name]]
+            if (seen := (*counts.values(), *tracked_now)) != last_seen:  # the timer writer's work is progress too
                 last_seen, last_change = seen, time.perf_counter()
             elif time.perf_counter() - last_change > STALL_SECONDS:
                 raise RuntimeError(f"no progress for {STALL_SECONDS:.0f} s ({counts}); logs in {runtime.logs_dir}")
@@ -395,11 +411,13 @@ async def watch(runtime: BenchRuntime, load_task: asyncio.Task[Load], load_start
 
 
 async def _wait_consumers(runtime: BenchRuntime, timeout: float = 60) -> None:
-    nc = await nats.connect(runtime.settings.nats_url, **runtime.settings.nats_options())
+    nc = await nats.connect(runtime.settings.nats_servers, **runtime.settings.nats_options())
     js = nc.jetstream()
     deadline = time.monotonic() + timeout
+    names = [consumer_name(child.service, *parse_partition(child.env.get(f"{ENV_PREFIX}PARTITION", "0/1")))
+             for child in runtime.children.values() if child.service in ("deadlines", "benefits")]
     try:
-        for name in ("deadlines", "benefits"):
+        for name in names:
             while not await _consumer_exists(js, TRAJECTORY_STREAM, name):
                 runtime.check_alive()
                 if time.monotonic() > deadline:
@@ -436,7 +454,7 @@ async def _stored_messages(settings: Settings, stream: str, progress: Any, subje
                            batch: int = 1000) -> list[tuple[str, int, bytes, dict[str, str]]]:
     """Every message of ``stream`` (on ``subjects`` only, if given): (subject, stored time in ns since the epoch,
     payload, headers). Batched direct gets (``allow_direct`` streams), ``batch`` messages per request."""
-    nc = await nats.connect(settings.nats_url, pending_size=64 * 1024 * 1024, **settings.nats_options())
+    nc = await nats.connect(settings.nats_servers, pending_size=64 * 1024 * 1024, **settings.nats_options())
     js = nc.jetstream()
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
@@ -548,7 +566,7 @@ def store_counts(settings: Settings, load: Load, prefix: str = "") -> dict[str, 
 
 
 async def _stream_counts(settings: Settings) -> dict[str, int]:
-    nc = await nats.connect(settings.nats_url, **settings.nats_options())
+    nc = await nats.connect(settings.nats_servers, **settings.nats_options())
     js = nc.jetstream()
     try:
         return {
@@ -576,7 +594,7 @@ async def _fired_waiting(js: Any) -> int:
 async def raw_hop(url: str, batch: int = 100) -> None:
     """The baseline's middle hop (run as its own process): pull from the first stream, republish each message into
     the second (pipelined, awaited per batch, fsync on every write), then acknowledge them."""
-    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    nc = await nats.connect(url.split(","), pending_size=64 * 1024 * 1024)
     js = nc.jetstream()
     sub = await js.pull_subscribe(f"{HOP1_PREFIX}.>", durable=HOP_CONSUMER, stream=HOP1_STREAM)
     while True:
@@ -590,11 +608,12 @@ async def raw_hop(url: str, batch: int = 100) -> None:
             await m.ack()
 
 
-async def _baseline(url: str, count: int, payload: bytes, concurrency: int, progress: Any) -> dict[str, Any]:
-    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+async def _baseline(url: str, count: int, payload: bytes, concurrency: int, progress: Any,
+                    replicas: int = 1) -> dict[str, Any]:
+    nc = await nats.connect(url.split(","), pending_size=64 * 1024 * 1024)
     js = nc.jetstream()
-    await ensure_stream(js, HOP1_STREAM, [f"{HOP1_PREFIX}.>"])
-    await ensure_stream(js, HOP2_STREAM, [f"{HOP2_PREFIX}.>"])
+    await ensure_stream(js, HOP1_STREAM, [f"{HOP1_PREFIX}.>"], replicas=replicas)
+    await ensure_stream(js, HOP2_STREAM, [f"{HOP2_PREFIX}.>"], replicas=replicas)
     hop = subprocess.Popen([sys.executable, "-c", "import asyncio, reintegration.bench_e2e as b; "
                             f"asyncio.run(b.raw_hop({url!r}))"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     task = progress.add_task(f"raw 3-hop baseline: {count:,} messages, {concurrency} in flight", total=count)
@@ -645,7 +664,7 @@ def raw_baseline(base: Path, count: int, payload: bytes, concurrency: int, start
                  progress: Any) -> dict[str, Any]:
     handle = start_server(base / "baseline", "")
     try:
-        result = asyncio.run(_baseline(handle.url, count, payload, concurrency, progress))
+        result = asyncio.run(_baseline(handle.url, count, payload, concurrency, progress, handle.replicas))
         result["nats_server_peak_rss_mib"] = {n: _vm_hwm_mib(p) for n, p in handle.pids().items()}
         return result
     finally:
@@ -656,7 +675,7 @@ def raw_baseline(base: Path, count: int, payload: bytes, concurrency: int, start
 
 
 def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED, data_dir: Path | None = None,
-                start_server: ServerStart = start_single_server) -> dict[str, Any]:
+                start_server: ServerStart = start_single_server, replicas: int = 1) -> dict[str, Any]:
     """Run the benchmark; return every figure as a JSON-serialisable dict (printed by :func:`print_result`)."""
     if cases < 1:
         raise typer.BadParameter("--cases: at least 1")
@@ -669,10 +688,10 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
         raise typer.BadParameter(f"{PYSPY_ENV}: unknown service(s) {', '.join(sorted(unknown))} "
                                  f"(one of {', '.join(SERVICES)})")
     runtime = BenchRuntime(Settings(data_dir=base / "data"), services=SERVICES, start_server=start_server,
-                           pyspy=pyspy)
+                           pyspy=pyspy, replicas=replicas)
     phases: dict[str, float] = {}
     result: dict[str, Any] = {"cases": cases, "concurrency": concurrency, "seed": seed, "machine": _cores(),
-                              "data_dir": str(base), "phases_seconds": phases}
+                              "data_dir": str(base), "phases_seconds": phases, "replicas": replicas}
     try:
         with _progress() as progress:
             starting = progress.add_task("starting nats-server and the services", total=None)
@@ -691,6 +710,8 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
             for name, pid in runtime.pids().items():
                 cpu = (_cpu_seconds(pid) or 0.0) - cpu_before.get(name, 0.0)
                 processes[name] = {"pid": pid, "peak_rss_mib": _vm_hwm_mib(pid), "cpu_seconds": cpu}
+            result["streams_replicas"] = settings.stream_replicas
+            owners = {name: child.service for name, child in runtime.children.items()}
             result["load_average"] = {"before": load_avg_before, "after": os.getloadavg()}
             runtime.stop_services()
             t0 = time.perf_counter()
@@ -737,6 +758,14 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
         entry.update(figures)
         if name in SERVICES and figures["cpu_seconds"]:
             entry["events_per_cpu_s"] = total / figures["cpu_seconds"]
+    for service in SERVICES:  # replicas: the service's CPU is theirs together
+        parts = [processes[n] for n, owner in owners.items() if owner == service and n != service and n in processes]
+        if parts:
+            cpu = sum(p["cpu_seconds"] for p in parts)
+            services[service].update(cpu_seconds=cpu, replicas=len(parts),
+                                     peak_rss_mib=max(p["peak_rss_mib"] or 0.0 for p in parts))
+            if cpu:
+                services[service]["events_per_cpu_s"] = total / cpu
     services["deadlines"]["published"] = result["streams"]["deadlines_messages"]
     services["benefits"]["published"] = result["streams"]["benefits_messages"]
     result["services"] = services
@@ -823,7 +852,10 @@ def print_result(result: dict[str, Any]) -> None:
     load_avg = result["load_average"]["before"]
     console.print(
         f"{result['cases']:,} cases ({result['events']:,} events), {result['concurrency']} cases in flight, seed "
-        f"{result['seed']}; dev parties' accounts, fsync on every write, SQLite stores; {result['machine']}, load "
+        f"{result['seed']}; dev parties' accounts, fsync on every write, SQLite stores"
+        + (f"; 3-node NATS cluster, R{result['streams_replicas']} streams, {result['replicas']} replicas of deadlines "
+           "and benefits" if result.get("replicas", 1) > 1 else "")
+        + f"; {result['machine']}, load "
         f"average {load_avg[0]:.2f} at the start (shared machine); all settled {result['settled_seconds']:,.1f} s "
         f"after the first report; data in {result['data_dir']}"
         + (f"; py-spy profiles in {result['profiles']}" if "profiles" in result else "")
@@ -832,13 +864,13 @@ def print_result(result: dict[str, Any]) -> None:
 
 def run_e2e_bench(*, cases: int, quick: bool, cluster: bool, data_dir: Path | None) -> dict[str, Any]:
     """``reintegration bench e2e``: measure, print, and return the figures (``json.dumps``-able)."""
-    if cluster:
-        raise typer.BadParameter("--cluster: a 3-node cluster with R3 streams is not available yet; run without it")
-    result = measure_e2e(cases=min(cases, QUICK_CASES) if quick else cases, data_dir=data_dir)
+    shape: dict[str, Any] = {"start_server": start_cluster, "replicas": 2} if cluster else {}
+    result = measure_e2e(cases=min(cases, QUICK_CASES) if quick else cases, data_dir=data_dir, **shape)
     print_result(result)
     if path := os.environ.get("REINTEGRATION_BENCH_JSON"):
         Path(path).write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
-__all__ = ["NatsHandle", "ServerStart", "measure_e2e", "print_result", "run_e2e_bench", "start_single_server"]
+__all__ = ["NatsHandle", "ServerStart", "measure_e2e", "print_result", "run_e2e_bench", "start_cluster",
+           "start_single_server"]

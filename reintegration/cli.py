@@ -46,12 +46,16 @@ def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 def up(
     data_dir: DataDir = Path("data"),
     port: Annotated[int, typer.Option(help="NATS client port of the embedded server.")] = 4222,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster", help="The cluster shape: 3 NATS nodes (free ports), R3 streams, PostgreSQL, two replicas of "
+        "deadlines and benefits.")] = False,
 ) -> None:
     """Start the embedded nats-server, the event store and the services; Ctrl-C stops them all."""
     from .runtime import Runtime
 
     logs.configure()
-    runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port)
+    shape = {"cluster": 3, "replicas": 2} if cluster else {}
+    runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port, **shape)  # type: ignore[arg-type]
     stopping = False
 
     def request_stop(*_: object) -> None:

@@ -53,7 +53,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.events.envelope import CASE_EVENT_DECODER, CaseEvent
-from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, POSITION_HEADER, TRAJECTORY_PREFIX
+from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, POSITION_HEADER, trajectory_case
 from shared.infra.derived import DeadLettersResolved, DerivedApplication, Outcome
 from shared.infra.settings import Settings
 
@@ -102,13 +102,8 @@ def _int(value: Any) -> int | None:
 
 
 def _case_in(subject: str) -> str | None:
-    parts = subject.split(".")
-    if len(parts) == 4 and f"{parts[0]}.{parts[1]}" == TRAJECTORY_PREFIX:
-        try:
-            return str(uuid.UUID(parts[2]))
-        except ValueError:
-            return None
-    return None
+    case = trajectory_case(subject)
+    return str(case) if case is not None else None
 
 
 def parse(seq: int, subject: str, headers: dict[str, str] | None, data: bytes | None, when: datetime | None
@@ -141,7 +136,7 @@ async def read_stream(settings: Settings, service: str | None = None) -> list[De
 
     try:
         nc = await asyncio.wait_for(
-            nats.connect(settings.nats_url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
+            nats.connect(settings.nats_servers, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
                          **settings.nats_options()),
             timeout=5,
         )

@@ -234,6 +234,8 @@ def probes(party: Party) -> list[tuple[str, str, bool]]:
                f"{prefix}.STREAM.MSG.GET.{TRAJECTORY_STREAM}", f"{prefix}.STREAM.MSG.DELETE.{BENEFITS_STREAM}",
                f"{prefix}.DIRECT.GET.{TRAJECTORY_STREAM}", f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}",
                f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}.x.{TRAJECTORY_SUBJECTS}",
+               f"{prefix}.CONSUMER.CREATE.{TRAJECTORY_STREAM}.deadlines-p0of2",
+               f"{prefix}.CONSUMER.MSG.NEXT.{TRAJECTORY_STREAM}.benefits-p1of2",
                f"{prefix}.CONSUMER.DURABLE.CREATE.{DEADLINES_STREAM}.x",
                f"{prefix}.CONSUMER.MSG.NEXT.{TRAJECTORY_STREAM}.deadlines",
                f"{prefix}.CONSUMER.LIST.{DEADLINES_STREAM}", f"{prefix}.CONSUMER.NAMES.{DEADLINES_STREAM}",

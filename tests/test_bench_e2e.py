@@ -8,10 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from reintegration.bench_e2e import SERVICES, measure_e2e
-from reintegration.cli import app
+from reintegration.bench_e2e import SERVICES, measure_e2e, start_cluster
 
 
 def _positive(value: object, where: str) -> None:
@@ -54,9 +52,16 @@ def test_every_accepted_report_reached_every_store_exactly_once(result: dict) ->
         assert count == accepted, f"{key}: {count} of {accepted} accepted events ({stores})"
 
 
-def test_cluster_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    outcome = CliRunner().invoke(app, ["bench", "e2e", "--cluster", "--data-dir", str(tmp_path)],
-                                 env={"COLUMNS": "200"})
-    assert outcome.exit_code == 2
-    assert "--cluster" in outcome.output and "not available yet" in outcome.output
-    assert not any(tmp_path.iterdir())  # nothing was started
+def test_cluster_runs_three_nodes_and_two_replicas_and_still_delivers_exactly_once(tmp_path: Path) -> None:
+    """``--cluster``: a 3-node NATS cluster, R3 streams, two replicas of each derived service (small run)."""
+    cluster = measure_e2e(cases=20, concurrency=4, data_dir=tmp_path / "run", start_server=start_cluster, replicas=2)
+    assert cluster["replicas"] == 2 and cluster["streams_replicas"] == 3
+    processes = cluster["services"]
+    assert {f"nats-server-{i}" for i in range(3)} <= set(processes)
+    assert {"deadlines-0", "deadlines-1", "benefits-0", "benefits-1"} <= set(processes)
+    for name in ("deadlines", "benefits"):
+        assert processes[name]["replicas"] == 2
+        _positive(processes[name]["events_per_cpu_s"], f"{name} events per CPU second")
+    stores = cluster["stores"]
+    accepted = stores["accepted_event_ids"]
+    assert accepted > 0 and all(count == accepted for count in stores.values()), stores

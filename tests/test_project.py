@@ -69,10 +69,11 @@ def test_compose_runs_nats_with_the_parties_accounts_and_each_service_as_itself(
     audit = compose["audit"]
     parties_file = audit["environment"]["REINTEGRATION_PARTIES_FILE"]
     assert f"${{REINTEGRATION_PARTIES:-./deploy/parties.toml}}:{parties_file}:ro" in audit["volumes"]
-    nats = compose["nats"]
-    assert nats["depends_on"]["parties"] == {"condition": "service_completed_successfully"}
-    [server] = [v for v in nats["volumes"] if isinstance(v, dict) and v["source"] == "parties"]
-    assert (server["target"], server["volume"]["subpath"]) == ("/etc/nats/parties", "server")
+    for node in NODES:
+        nats = compose[node]
+        assert nats["depends_on"]["parties"] == {"condition": "service_completed_successfully"}
+        [server] = [v for v in nats["volumes"] if isinstance(v, dict) and v["source"] == "parties"]
+        assert (server["target"], server["volume"]["subpath"]) == ("/etc/nats/parties", "server")
     assert "include ./parties/accounts.conf" in (ROOT / "deploy" / "nats.conf").read_text()
 
     # The init script as the `parties` service runs it, into a folder standing for the volume.
@@ -98,6 +99,48 @@ def test_compose_runs_nats_with_the_parties_accounts_and_each_service_as_itself(
     etc.mkdir()
     (etc / "nats.conf").write_text((ROOT / "deploy" / "nats.conf").read_text())
     (etc / "parties").symlink_to(volume / "server")  # where compose mounts the `server` subpath
-    check = subprocess.run([Path(sys.executable).parent / "nats-server", "-t", "-c", etc / "nats.conf"],
-                           capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    for node in NODES:  # every node's configuration: the one file with the node's name
+        check = subprocess.run([Path(sys.executable).parent / "nats-server", "-t", "-c", etc / "nats.conf"],
+                               capture_output=True, text=True, check=False,
+                               env={**os.environ, **compose[node]["environment"]})
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def test_compose_runs_a_three_node_cluster_with_r3_streams_and_two_replicas_of_each_derived_service() -> None:
+    """The cluster shape of ``reintegration up --cluster``: three clustered nodes with their own stores, every service
+    given every node, R3 streams, and deadlines and benefits as two replicas that split the partitions."""
+    import re
+
+    from shared.events.subjects import partition_filters
+    from shared.infra.settings import Settings
+
+    compose = _compose()["services"]
+    assert [name for name in compose if name.startswith("nats")] == list(NODES)
+    conf = (ROOT / "deploy" / "nats.conf").read_text()
+    routes = re.findall(r"nats-route://([a-z0-9-]+):6222", conf)
+    assert sorted(routes) == list(NODES) and "server_name: $NATS_SERVER_NAME" in conf and "listen: 0.0.0.0:6222" in conf
+    names = [compose[node]["environment"]["NATS_SERVER_NAME"] for node in NODES]
+    assert names == list(NODES)
+    stores = [next(v for v in compose[node]["volumes"] if isinstance(v, str) and v.endswith(":/data")) for node in NODES]
+    assert len(set(stores)) == 3, "each node needs its own JetStream store"
+    ports = [compose[node]["ports"][0] for node in NODES]
+    assert len(set(ports)) == 3
+
+    ours = {name: s for name, s in compose.items() if s.get("image") == "reintegration:latest" and name != "parties"}
+    for name, service in ours.items():
+        settings = Settings.from_env(service["environment"])
+        assert settings.nats_servers == [f"nats://{node}:4222" for node in NODES], name
+        assert settings.stream_replicas == 3, name
+        assert set(service["depends_on"]) >= {*NODES, "postgres"}, name
+        assert settings.store == "postgres", name
+    for derived in ("deadlines", "benefits"):
+        replicas = {name: Settings.from_env(s["environment"]).partition for name, s in ours.items()
+                    if s["command"] == ["serve", derived]}
+        assert replicas == {f"{derived}-0": (0, 2), f"{derived}-1": (1, 2)}
+        covered = [f for index, count in replicas.values() for f in partition_filters(index, count)]
+        assert len(covered) == len(set(covered)) == 9  # 8 partitions and what was stored before them, once each
+    others = [name for name, s in ours.items() if s["command"][-1] not in ("deadlines", "benefits")]
+    assert all(Settings.from_env(ours[n]["environment"]).partition == (0, 1) for n in others)

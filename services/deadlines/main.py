@@ -107,7 +107,7 @@ def build_service(settings: Settings) -> DerivedService:
         fired.append(consumer)
 
     async def timer_streams(js: JetStreamContext) -> None:
-        await ensure_timer_stream(js)
+        await ensure_timer_stream(js, settings.stream_replicas)
         for consumer in fired:
             consumer.js = js
 

@@ -11,6 +11,11 @@
 * A fired timer is handled by a durable consumer: the deadline's outcome is recorded once, and only when the
   schedule has applied every report of the case that the TRAJECTORY stream holds (a late report that met the
   deadline is not overtaken by its timer). Handled timers are deleted, so the stream holds the live timers only.
+* Replicas: every replica of the service runs both. The writers follow the one shared store, each in its order, so
+  a lagging writer may re-arm a timer that a faster one already purged; it purges it again when it reaches the
+  same change, and a timer that fires meanwhile finds its deadline decided (stale: nothing recorded). The fired
+  timers are shared by the replicas' one durable consumer, whichever replica owns the case: recording an outcome
+  is an optimistic write on the case's version, retried on a conflict, so it happens once.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from shared.events.envelope import CASE_EVENT_DECODER
+from shared.events.envelope import decode_case_event
 from shared.events.subjects import (
     TIMER_FIRED_PREFIX,
     TIMER_SCHEDULE_PREFIX,
@@ -50,7 +55,7 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
 )
 
-from shared.infra.relay import next_batch
+from shared.infra.relay import add_or_update_stream, next_batch
 
 from .application import DeadlinesApplication, TimerOutcome
 from .schedule import ScheduleStep, timer_due
@@ -76,19 +81,17 @@ def fire_time(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=BRUSSELS).astimezone(UTC)
 
 
-async def ensure_timer_stream(js: JetStreamContext, replicas: int = 1) -> None:
+async def ensure_timer_stream(js: JetStreamContext, replicas: int | None = None) -> None:
+    """The TIMERS stream; ``replicas`` for a new one (an existing stream keeps its count, or grows to it)."""
     config = api.StreamConfig(
         name=TIMERS_STREAM,
         subjects=TIMER_SUBJECTS,
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
-        num_replicas=replicas,
+        num_replicas=replicas or 1,
         allow_msg_schedules=True,
     )
-    try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        await js.update_stream(config)
+    await add_or_update_stream(js, config, replicas)
 
 
 class TimerWriter:
@@ -246,6 +249,6 @@ class FiredTimers:
             last = await self.js.get_msg(TRAJECTORY_STREAM, subject=f"{TRAJECTORY_PREFIX}.{case_id}.>")
         except nats.js.errors.NotFoundError:
             return 0
-        return CASE_EVENT_DECODER.decode(last.data or b"").version
+        return decode_case_event(last.data or b"", last.headers, self.app.mapper.cipher).version
 
 

@@ -31,8 +31,8 @@ def build_app(settings: Settings) -> FastStream:
     async def streams() -> None:
         nc = await nats.connect(settings.nats_servers, **settings.nats_options())
         js = nc.jetstream()
-        await ensure_stream(js, DEADLINES_STREAM, DEADLINES_SUBJECTS)
-        await ensure_stream(js, BENEFITS_STREAM, BENEFITS_SUBJECTS)
+        await ensure_stream(js, DEADLINES_STREAM, DEADLINES_SUBJECTS, replicas=settings.stream_replicas)
+        await ensure_stream(js, BENEFITS_STREAM, BENEFITS_SUBJECTS, replicas=settings.stream_replicas)
         await nc.close()
 
     @stream_app.after_shutdown

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 import msgspec
 import nats
 import structlog
 
-from shared.events.envelope import CaseEvent
-from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, trajectory_subject
-from shared.infra.relay import OutboxRelay, Outgoing, RelayStats, ensure_stream
+from shared.events.envelope import CaseEvent, seal_payload
+from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, TRAJECTORY_TRANSFORM, trajectory_subject
+from shared.infra.relay import OutboxRelay, Outgoing, RelayStats, ensure_trajectory_stream
 from shared.infra.settings import Settings
 
 from .application import IntakeApplication, build_intake
@@ -23,9 +24,11 @@ RELAY_NAME = "relay:intake->TRAJECTORY"
 _ENCODER = msgspec.json.Encoder()
 
 
-def render(event: CaseEvent) -> list[Outgoing]:
-    """Each Case event is one message on its case's subject, its id the deduplication id."""
-    return [Outgoing(trajectory_subject(event.case_id, event.type), _ENCODER.encode(event), str(event.event_id))]
+def render(event: CaseEvent, cipher: object | None = None) -> list[Outgoing]:
+    """Each Case event is one message on its case's subject, its id the deduplication id; with the store's cipher,
+    its payload is encrypted as the stored event is (the broker's files hold nothing in clear)."""
+    payload, headers = seal_payload(_ENCODER.encode(event), cipher)
+    return [Outgoing(trajectory_subject(event.case_id, event.type), payload, str(event.event_id), headers)]
 
 
 def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options: object) -> OutboxRelay:
@@ -37,7 +40,8 @@ def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options:
         js=js,
         stream=TRAJECTORY_STREAM,
         subjects=[TRAJECTORY_SUBJECTS],
-        **{"render": render, **options},  # type: ignore[arg-type]
+        subject_transform=TRAJECTORY_TRANSFORM,
+        **{"render": functools.partial(render, cipher=app.mapper.cipher), **options},  # type: ignore[arg-type]
     )
 
 
@@ -51,12 +55,12 @@ async def run_relay(
 ) -> RelayStats | int:
     """Run the relay until ``stop``; with ``from_position``, replay that range once and return the count."""
     app = build_intake(settings)
-    nc = await nats.connect(settings.nats_url, name="reintegration-relay", max_reconnect_attempts=-1,
+    nc = await nats.connect(settings.nats_servers, name="reintegration-relay", max_reconnect_attempts=-1,
                             **settings.nats_options())
     try:
         js = nc.jetstream()
-        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
-        relay = build_relay(app, js)
+        await ensure_trajectory_stream(js, replicas=settings.stream_replicas)
+        relay = build_relay(app, js, replicas=settings.stream_replicas)
         if from_position is not None:
             count = await relay.replay(from_position, to_position)
             log.info("replayed", from_position=from_position, to_position=to_position, count=count)

@@ -28,6 +28,11 @@ A batch that takes long (a slow store, a loaded machine) sends ``in_progress`` f
 every third of ``ack_wait``, so the server does not redeliver what is still in hand: a delivery is only ever
 counted for a message the handler then answers.
 
+Replicas: each replica of a service has its own durable consumer filtered on its partitions of the stream
+(``filter_subjects``, :func:`shared.events.subjects.partition_filters`; named ``<service>-p<i>of<k>``), so every
+case is consumed by exactly one replica, in order, and the replicas share one store. Their dead letters all go to
+``reintegration.dead.<service>``.
+
 The server's own ``max_deliver`` is a safety net far above ours (gaps are redelivered until their missing event
 arrives); the poison budget is counted here from each message's delivery count.
 """
@@ -52,18 +57,18 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from shared.events.envelope import CASE_EVENT_DECODER, CaseEvent
+from shared.events.envelope import CaseEvent, decode_case_event
 from shared.events.subjects import (
     DEAD_LETTER_PREFIX,
     DEAD_LETTER_STREAM,
     POSITION_HEADER,
-    TRAJECTORY_PREFIX,
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
+    trajectory_case,
 )
 
 from .derived import Outcome
-from .relay import ensure_stream
+from .relay import ensure_stream, ensure_trajectory_stream
 
 log = structlog.get_logger("consumer")
 
@@ -72,12 +77,8 @@ Park = Callable[[UUID, int, str, datetime], None]
 
 
 def _case_of(subject: str) -> UUID | None:
-    """The case id in ``reintegration.trajectory.<case_id>.<type>``, when the subject has one."""
-    parts = subject.split(".")
-    try:
-        return UUID(parts[2]) if len(parts) == 4 and f"{parts[0]}.{parts[1]}" == TRAJECTORY_PREFIX else None
-    except ValueError:
-        return None
+    """The case id in ``reintegration.trajectory.<case_id>.<type>[.<partition>]``, when the subject has one."""
+    return trajectory_case(subject)
 
 
 #: The server's own redelivery limit: a safety net only (gaps are redelivered until their missing event arrives).
@@ -99,8 +100,20 @@ class TrajectoryConsumer:
         batch_size: int = 200,
         fetch_timeout: float = 1.0,
         inbox_prefix: bytes = b"_INBOX.",
+        filter_subjects: list[str] | None = None,
+        service: str | None = None,
+        replicas: int | None = None,
+        cipher: object | None = None,
     ) -> None:
         self.name = name
+        #: The TRAJECTORY subjects this consumer takes (a replica's partitions); ``None``: all of them.
+        self.filter_subjects = list(filter_subjects) if filter_subjects else None
+        #: The service it works for: its dead letters go to ``reintegration.dead.<service>``.
+        self.service = service or name
+        #: Replicas of the streams it creates (an existing stream keeps its own).
+        self.replicas = replicas
+        #: Opens payloads the relay encrypted with the stores' cipher (``decode_case_event``).
+        self.cipher = cipher
         self.process = process
         self.park = park
         self.executor = executor
@@ -128,7 +141,12 @@ class TrajectoryConsumer:
             ack_wait=self.ack_wait,
             max_deliver=SERVER_MAX_DELIVER,
             max_ack_pending=10_000,
+            filter_subjects=self.filter_subjects if self._partitioned else None,
         )
+
+    @property
+    def _partitioned(self) -> bool:
+        return self.filter_subjects is not None and self.filter_subjects != [TRAJECTORY_SUBJECTS]
 
     def attach(self, router: NatsRouter, *, batch_size: int | None = None, inbox_prefix: bytes | None = None) -> None:
         """Describe the durable pull consumer ``<name>`` on ``router`` (for the AsyncAPI document) and take its
@@ -148,7 +166,7 @@ class TrajectoryConsumer:
             title=f"{self.name}: trajectory events",
             description=(
                 f"Durable pull consumer `{self.name}` of the TRAJECTORY stream: each case's events applied once, "
-                f"in order; poison messages dead-lettered on `{DEAD_LETTER_PREFIX}.{self.name}` after "
+                f"in order; poison messages dead-lettered on `{DEAD_LETTER_PREFIX}.{self.service}` after "
                 f"{self.max_deliver} deliveries."
             ),
         )
@@ -158,10 +176,20 @@ class TrajectoryConsumer:
     async def start(self, js: JetStreamContext) -> None:
         """Prepare the streams, create (or bind to) the durable consumer and start pulling."""
         self.js = js
-        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
-        await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])
+        await ensure_trajectory_stream(js, replicas=self.replicas)
+        await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"], replicas=self.replicas)
         self._stopping = asyncio.Event()
-        self._subscription = await self._subscribe()
+        delay = 0.2
+        for _attempt in range(12):  # a cluster electing leaders after a node loss answers late for a while
+            try:
+                self._subscription = await self._subscribe()
+                break
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, TimeoutError) as exc:
+                log.warning("consumer not ready; retrying", consumer=self.name, error=repr(exc), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        else:
+            self._subscription = await self._subscribe()
         self.task = asyncio.create_task(self._pull(), name=f"consumer:{self.name}")
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -254,10 +282,10 @@ class TrajectoryConsumer:
                 await raw.in_progress()
         self.counts["kept_in_progress"] += len(items)
 
-    @staticmethod
-    def _decode(raw: Msg) -> tuple[Msg, CaseEvent | None, int, BaseException | None]:
+    def _decode(self, raw: Msg) -> tuple[Msg, CaseEvent | None, int, BaseException | None]:
         try:
-            return raw, CASE_EVENT_DECODER.decode(raw.data), int((raw.headers or {})[POSITION_HEADER]), None
+            headers = raw.headers or {}
+            return raw, decode_case_event(raw.data, headers, self.cipher), int(headers[POSITION_HEADER]), None
         except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
             return raw, None, 0, exc
 
@@ -317,7 +345,7 @@ class TrajectoryConsumer:
         await self.dead_letter(raw, repr(exc), event)
 
     async def dead_letter(self, raw: Msg, error: str, event: CaseEvent | None = None) -> None:
-        """Copy ``raw`` to ``reintegration.dead.<name>`` with why, how often it was delivered and whose it is, then
+        """Copy ``raw`` to ``reintegration.dead.<service>`` with why, how often it was delivered and whose it is, then
         terminate it (the server stops redelivering it)."""
         assert self.js is not None, "start() sets the JetStream context"
         delivered = raw.metadata.num_delivered if raw.metadata else 0
@@ -333,6 +361,6 @@ class TrajectoryConsumer:
         }
         headers.pop("Nats-Msg-Id", None)
         headers.pop("Nats-Expected-Last-Sequence", None)
-        await self.js.publish(f"{DEAD_LETTER_PREFIX}.{self.name}", raw.data, headers=headers)
+        await self.js.publish(f"{DEAD_LETTER_PREFIX}.{self.service}", raw.data, headers=headers)
         await raw.term()
         self.counts["dead_lettered"] += 1

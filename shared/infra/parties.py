@@ -71,6 +71,7 @@ from shared.events.subjects import (
     TIMERS_STREAM,
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
+    consumer_names,
 )
 
 if TYPE_CHECKING:
@@ -306,11 +307,24 @@ def _pull_consumer(stream: str, name: str, filter_subject: str) -> list[str]:
             f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>"]
 
 
+def _partitioned_consumers(stream: str, service: str) -> list[str]:
+    """The replicas' consumers ``<service>-p<i>of<k>``: several filter subjects, so nats-py creates them on the
+    subject without a filter token (the filters, in the payload, are the replica's partitions)."""
+    out = []
+    for name in consumer_names(service):
+        if name != service:
+            out += [f"{JS_API}.CONSUMER.CREATE.{stream}.{name}", f"{JS_API}.CONSUMER.INFO.{stream}.{name}",
+                    f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>"]
+    return out
+
+
 def _derived(name: str, stream: str, subjects: Sequence[str]) -> tuple[list[str], list[str]]:
-    """What every derived service does: its TRAJECTORY consumer, dead letters, its own stream and relay, its query."""
+    """What every derived service does: its TRAJECTORY consumer (one per replica), dead letters, its own stream and
+    relay, its query."""
     publish = [
         *_stream_admin(TRAJECTORY_STREAM), *_stream_read(TRAJECTORY_STREAM),
         *_pull_consumer(TRAJECTORY_STREAM, name, TRAJECTORY_SUBJECTS),
+        *_partitioned_consumers(TRAJECTORY_STREAM, name),
         *_stream_admin(DEAD_LETTER_STREAM), f"{DEAD_LETTER_PREFIX}.{name}",
         *_stream_admin(stream), *_stream_read(stream), *subjects,
     ]

@@ -32,6 +32,7 @@ the loss even when nothing new is recorded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,7 +52,13 @@ from eventsourcing.persistence import (
 )
 from nats.js import JetStreamContext, api
 
-from shared.events.subjects import PART_HEADER, POSITION_HEADER
+from shared.events.subjects import (
+    PART_HEADER,
+    POSITION_HEADER,
+    TRAJECTORY_STREAM,
+    TRAJECTORY_SUBJECTS,
+    TRAJECTORY_TRANSFORM,
+)
 
 log = structlog.get_logger("relay")
 
@@ -77,6 +84,8 @@ class Outgoing:
     subject: str
     payload: bytes
     msg_id: str
+    #: Headers of the message itself (e.g. that its payload is encrypted), besides the relay's own.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 #: Turns a recorded domain event into the messages to publish (none, one or several, always the same ones).
@@ -107,8 +116,13 @@ class OutboxRelay:
         ack_timeout: float = 10.0,
         subjects: Sequence[str] | None = None,
         probe_interval: float = 5.0,
+        subject_transform: api.SubjectTransform | None = None,
+        replicas: int | None = None,
     ) -> None:
         self.name = name
+        #: How a lost stream is created again: its subject transform and replica count.
+        self.subject_transform = subject_transform
+        self.replicas = replicas
         #: The stream's subjects: given, a stream the broker lost is created again (else the relay stops).
         self.subjects = list(subjects) if subjects else None
         self.probe_interval = probe_interval
@@ -223,7 +237,8 @@ class OutboxRelay:
             )
         log.warning("stream lost by the broker: creating it again and re-driving the store into it",
                     stream=self.stream, recorded=self._recorded)
-        await ensure_stream(self.js, self.stream, self.subjects)
+        await ensure_stream(self.js, self.stream, self.subjects, replicas=self.replicas,
+                            subject_transform=self.subject_transform)
         return False
 
     async def _resync(self, first: bool = False) -> tuple[int, int, int]:
@@ -269,6 +284,7 @@ class OutboxRelay:
             for part in range(first, len(outgoing)):
                 message = outgoing[part]
                 headers = {
+                    **dict(message.headers),
                     api.Header.MSG_ID: message.msg_id,
                     POSITION_HEADER: str(notification.id),
                     PART_HEADER: f"{part}/{len(outgoing)}",
@@ -341,6 +357,7 @@ class OutboxRelay:
                         message.subject,
                         message.payload,
                         headers={
+                            **dict(message.headers),
                             api.Header.MSG_ID: message.msg_id,
                             POSITION_HEADER: str(notification.id),
                             PART_HEADER: f"{part}/{len(outgoing)}",
@@ -377,11 +394,16 @@ async def ensure_stream(
     name: str,
     subjects: list[str],
     *,
-    replicas: int = 1,
+    replicas: int | None = None,
     duplicate_window: float = 120.0,
     max_bytes: int = -1,
+    subject_transform: api.SubjectTransform | None = None,
 ) -> api.StreamInfo:
-    """Create or update a stream for events: file storage, keep everything, refuse new messages when full."""
+    """Create or update a stream for events: file storage, keep everything, refuse new messages when full.
+
+    ``replicas``: of a new stream (default 1). An existing stream keeps its replica count; a larger ``replicas``
+    grows it, a smaller one never shrinks it (a service started with the default must not shrink an R3 stream).
+    """
     config = api.StreamConfig(
         name=name,
         subjects=subjects,
@@ -389,13 +411,65 @@ async def ensure_stream(
         retention=api.RetentionPolicy.LIMITS,
         discard=api.DiscardPolicy.NEW,
         max_bytes=max_bytes,
-        num_replicas=replicas,
+        num_replicas=replicas or 1,
         duplicate_window=duplicate_window,
         allow_direct=True,
+        subject_transform=subject_transform,
     )
+    return await add_or_update_stream(js, config, replicas)
+
+
+#: What a cluster answers for a while when it lost a node (a leader election, a connection failing over).
+SETUP_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                   nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError, TimeoutError)
+
+
+async def add_or_update_stream(js: JetStreamContext, config: api.StreamConfig, replicas: int | None,
+                               *, patience: float = 60.0) -> api.StreamInfo:
+    """Add ``config``'s stream, or update the existing one to it, keeping (or growing to ``replicas``) its replica
+    count. Streams are never shrunk here: an operator does that. An existing stream that already has the
+    configuration is left alone (no update). A cluster that lost a node answers late or not at all during its
+    leader elections: retried for ``patience`` seconds, then the error is raised (the service restarts)."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return await _add_or_update(js, config, replicas)
+        except SETUP_TRANSIENT as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("stream not ready; retrying", stream=config.name, error=repr(exc), delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _add_or_update(js: JetStreamContext, config: api.StreamConfig, replicas: int | None) -> api.StreamInfo:
+    assert config.name is not None
     try:
-        return await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        return await js.update_stream(config)
+        existing = await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        existing = None
+    if existing is None:
+        try:
+            return await js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # created meanwhile by another process: update it below
+            existing = await js.stream_info(config.name)
+    current = existing.config.num_replicas or 1
+    config.num_replicas = max(current, replicas or 0)
+    if _same(existing.config, config):
+        return existing
+    return await js.update_stream(config)
 
 
+def _same(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
+    """Whether every field ``wanted`` sets is already so (the server fills in the rest)."""
+    have = current.as_dict()
+    given = {f.name for f in dataclasses.fields(wanted) if getattr(wanted, f.name) not in (None, f.default)}
+    return all(have.get(key) == value for key, value in wanted.as_dict().items() if key in given)
+
+
+async def ensure_trajectory_stream(js: JetStreamContext, *, replicas: int | None = None) -> api.StreamInfo:
+    """The TRAJECTORY stream, with the subject transform that adds each case's partition: every creator of the
+    stream goes through here, so that it is always created the same way."""
+    return await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS], replicas=replicas,
+                               subject_transform=TRAJECTORY_TRANSFORM)

@@ -21,6 +21,9 @@ from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
 
+from shared.events.subjects import consumer_name as durable_name
+from shared.events.subjects import partition_filters
+
 from .consumer import TrajectoryConsumer
 from .derived import DerivedApplication
 from .relay import OutboxRelay, Render, ensure_stream
@@ -100,18 +103,27 @@ def build_derived_service(
     setup: Sequence[Callable[[JetStreamContext], Awaitable[Any]]] = (),
 ) -> DerivedService:
     """The service around ``app``: ``attach`` adds subscribers to its router, ``setup`` prepares streams before
-    the subscribers start, ``jobs`` run beside the relay until shutdown."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{app.name}-store")
-    name = consumer_name or app.name
+    the subscribers start, ``jobs`` run beside the relay until shutdown.
 
-    consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor)
+    ``settings.partition`` = ``(i, k)``: this process is replica ``i`` of ``k``; its TRAJECTORY consumer takes its
+    partitions only (``<service>-p<i>of<k>``). The replicas share the store: each relays its log (the stream's
+    expected last sequence makes the second publisher of a message a no-op), queries go to either (one queue group),
+    and their jobs must be safe to run twice (the timer writer is: schedules are idempotent)."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{app.name}-store")
+    index, count = settings.partition
+    service_name = app.name
+    name = consumer_name or durable_name(service_name, index, count)
+
+    consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor,
+                                  cipher=app.mapper.cipher, filter_subjects=partition_filters(index, count),
+                                  service=service_name, replicas=settings.stream_replicas)
     router = NatsRouter()
     consumer.attach(router, inbox_prefix=settings.pull_inbox_prefix)
     for add in attach:
         add(router, executor)
-    attach_query(router, name, query_subject, executor, answer)
+    attach_query(router, service_name, query_subject, executor, answer)
 
-    broker = NatsBroker(settings.nats_url, name=f"reintegration-{name}", max_reconnect_attempts=-1,
+    broker = NatsBroker(settings.nats_servers, name=f"reintegration-{name}", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
     broker.include_router(router)
     stream_app = FastStream(broker)
@@ -120,19 +132,19 @@ def build_derived_service(
 
     @stream_app.on_startup
     async def prepare() -> None:
-        nc = await nats.connect(settings.nats_url, name=f"reintegration-{name}-jobs", max_reconnect_attempts=-1,
+        nc = await nats.connect(settings.nats_servers, name=f"reintegration-{name}-jobs", max_reconnect_attempts=-1,
                                 **settings.nats_options())
         service.connection = nc
         js = nc.jetstream()
         for step in setup:
             await step(js)
-        await ensure_stream(js, stream, subjects)
+        await ensure_stream(js, stream, subjects, replicas=settings.stream_replicas)
         await consumer.start(js)  # starts pulling: the streams it writes into must exist
         assert consumer.task is not None
         consumer.task.add_done_callback(lambda t: _fail_fast(t, name, stop))
         service.tasks.append(consumer.task)
         relay = OutboxRelay(
-            name=f"relay:{name}->{stream}", recorder=app.recorder, mapper=app.mapper,
+            name=f"relay:{service_name}->{stream}", recorder=app.recorder, mapper=app.mapper,
             tracking=app.factory.tracking_recorder(), js=js, stream=stream, render=render,
         )
         for coroutine in (relay.run(stop), *(job(js, stop) for job in jobs)):

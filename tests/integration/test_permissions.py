@@ -9,6 +9,7 @@ probe table and its harness live in :mod:`reintegration.probes`, shared with the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 import uuid
@@ -56,7 +57,9 @@ from shared.events.subjects import (
     TRAJECTORY_PREFIX,
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
+    consumer_name,
     employer_feed_subject,
+    partition_filters,
     trajectory_subject,
 )
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
@@ -79,7 +82,7 @@ from shared.infra.parties import (
     parse_parties,
     serve_feed_consumers,
 )
-from shared.infra.relay import OutboxRelay, ensure_stream
+from shared.infra.relay import OutboxRelay, ensure_stream, ensure_trajectory_stream
 
 # ----------------------------------------------------------------------------------------------- harness
 
@@ -361,7 +364,7 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
         # relay: its stream, its subjects, and the tail it resumes after (stream info, get_msg).
         relay = clients["relay"]
         js = relay.nc.jetstream()
-        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await ensure_trajectory_stream(js)
         ack = await (await js.publish_async(trajectory_subject(CASE, "incapacity_reported.v1"), b"{}",
                                             headers={POSITION_HEADER: "1", "Nats-Msg-Id": "e1"}))
         tail = OutboxRelay(name="relay", recorder=None, mapper=None, tracking=None, js=js,  # type: ignore[arg-type]
@@ -373,7 +376,7 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
                                        ("benefits", BENEFITS_STREAM, BENEFITS_SUBJECTS)):
             client = clients[name]
             js = client.nc.jetstream()
-            await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])  # TrajectoryConsumer.start
+            await ensure_trajectory_stream(js)  # TrajectoryConsumer.start
             await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])
             await ensure_stream(js, stream, subjects)
             sub = await js.pull_subscribe(TRAJECTORY_SUBJECTS, durable=name, stream=TRAJECTORY_STREAM,
@@ -385,6 +388,17 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
             await msg.nak(delay=0.1)
             msg = (await sub.fetch(1, timeout=2))[0]
             await msg.ack_sync()
+            # A replica's consumer: its partitions (several filters: created on the subject without a filter).
+            replica = consumer_name(name, 1, 2)
+            part = await js.pull_subscribe(TRAJECTORY_SUBJECTS, durable=replica, stream=TRAJECTORY_STREAM,
+                                           config=api.ConsumerConfig(durable_name=replica,
+                                                                     filter_subjects=partition_filters(1, 2)),
+                                           inbox_prefix=client.nc._inbox_prefix + b".")
+            assert (await js.consumer_info(TRAJECTORY_STREAM, replica)).config.filter_subjects == \
+                partition_filters(1, 2)
+            with contextlib.suppress(nats.errors.TimeoutError):
+                for m in await part.fetch(1, timeout=0.5):
+                    await m.ack_sync()
             await js.publish(f"{DEAD_LETTER_PREFIX}.{name}", b"poison")
             await js.publish(f"reintegration.{name}.{CASE}.x", b"{}")
             await js.publish(employer_feed_subject(E1, name, CASE), b"{}")
@@ -458,6 +472,8 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
                           f"publish {employer_feed_subject(E1, 'benefits', CASE)}",
                           "publish $JS.API.CONSUMER.MSG.NEXT.TRAJECTORY.benefits",
                           "publish $JS.API.CONSUMER.CREATE.TRAJECTORY.benefits.reintegration.trajectory.>",
+                          "publish $JS.API.CONSUMER.CREATE.TRAJECTORY.benefits-p0of2",
+                          "publish $JS.API.CONSUMER.CREATE.TRAJECTORY.deadlines-p0of9",
                           "publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.PURGE.DEADLINES",
                           "subscribe reintegration.query.benefits", "publish reintegration.timers.fired.d9"],
             "benefits": [f"publish reintegration.deadlines.{CASE}.x", "publish $JS.ACK.TRAJECTORY.deadlines.1.1.1.1.0",
