@@ -78,7 +78,7 @@ def purge_streams(settings: Settings, service: str) -> list[str]:
 
     async def purge() -> list[str]:
         nc = await asyncio.wait_for(
-            nats.connect(settings.nats_url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1,
+            nats.connect(settings.nats_servers, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1,
                          **settings.nats_options()),
             timeout=3,
         )

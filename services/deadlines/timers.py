@@ -119,6 +119,7 @@ class TimerWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         position = await asyncio.to_thread(lambda: self.tracking.max_tracking_id(self.name) or 0)
+        position = await self._check_stream(position)
         while not stop.is_set():
             batch = await next_batch(self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name)
             if not batch:
@@ -132,6 +133,23 @@ class TimerWriter:
                 continue
             position = batch[-1].id
             await asyncio.to_thread(self._record, position)
+
+    async def _check_stream(self, position: int) -> int:
+        """Where to start: after ``position``, unless the broker lost the schedules written so far. Open deadlines
+        always have a pending schedule, so a TIMERS stream that holds nothing after schedules were written was lost
+        (a wiped or replaced broker store): the log is then followed again from its start. That is harmless,
+        schedules replace each other and a timer whose deadline is already decided is recorded as stale."""
+        if position == 0:
+            return 0
+        try:
+            info = await self.js.stream_info(TIMERS_STREAM)
+        except nats.js.errors.NotFoundError:
+            info = None
+        if info is not None and info.state.messages > 0:
+            return position
+        log.warning("the TIMERS stream holds no schedule: writing every schedule again from the log's start",
+                    recorded_position=position)
+        return 0
 
     def _record(self, position: int) -> None:
         try:
