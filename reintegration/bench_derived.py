@@ -407,7 +407,7 @@ async def raw_republish(url: str, total: int, progress: Progress, batch: int = 2
         while done < total:
             try:
                 messages = await sub.fetch(batch, timeout=1)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own and, from fetch, a bare asyncio one
                 continue
             acks = [await js.publish_async(f"{RAW_SUBJECT_PREFIX}.{m.subject}", m.data, headers=m.headers)
                     for m in messages]

@@ -600,7 +600,7 @@ async def raw_hop(url: str, batch: int = 100) -> None:
     while True:
         try:
             messages = await sub.fetch(batch, timeout=5)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own and, from fetch, a bare asyncio one
             continue
         acks = [await js.publish_async(f"{HOP2_PREFIX}.{m.subject.rsplit('.', 1)[1]}", m.data) for m in messages]
         await asyncio.gather(*acks)
@@ -630,7 +630,7 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
             while len(arrived) < count:
                 try:
                     messages = await final.fetch(100, timeout=1)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises its own and, from fetch, a bare asyncio one
                     if hop.poll() is not None:
                         raise RuntimeError(f"the baseline's middle hop exited with {hop.returncode}") from None
                     continue

@@ -53,11 +53,10 @@ from shared.events.subjects import (
     DEAD_LETTER_STREAM,
     POSITION_HEADER,
     TRAJECTORY_STREAM,
-    TRAJECTORY_SUBJECTS,
     trajectory_subject,
 )
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
-from shared.infra.relay import ensure_stream
+from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
 
 from .chaos_report import Row, scenario
@@ -133,7 +132,7 @@ def relay_message(event: CaseEvent, position: int, *, msg_id: str | None = None,
 async def publish_all(js: JetStreamContext, messages: Sequence[tuple[str, bytes, dict[str, str]]],
                       window: int = 500) -> int:
     """Publish into TRAJECTORY, pipelined; the number the stream stored (duplicates inside the window are not)."""
-    await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+    await ensure_trajectory_stream(js)
     stored = 0
     for first in range(0, len(messages), window):
         acks = [await js.publish_async(subject, data, headers=headers)
@@ -254,7 +253,7 @@ async def _r6(lab: Lab, log: list[CaseEvent], pauses: int, ack_wait: float, quic
     js = nc.jetstream()
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
     try:
-        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await ensure_trajectory_stream(js)
         originals = [relay_message(event, position) for position, event in enumerate(log, start=1)]
         # Two replicas of each service on its one durable consumer: what one holds past ack_wait goes to the other.
         procs = {name: [lab.spawn(["reintegration.chaos_delivery", "serve", name, "--ack-wait", str(ack_wait)],
@@ -397,7 +396,7 @@ async def _r7(lab: Lab, log: list[CaseEvent], quick: bool) -> Row:
     bounced = {name: 0 for name in SERVICES}
     stop = asyncio.Event()
     try:
-        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        await ensure_trajectory_stream(js)
         for consumer in consumers.values():
             await consumer.start(js)
         saboteurs = [asyncio.create_task(_saboteur(js, name, targets, hit[name], bounced, stop))

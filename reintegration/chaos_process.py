@@ -53,12 +53,11 @@ from shared.events.replies import REPLY_DECODER, Accepted, Rejected
 from shared.events.subjects import (
     POSITION_HEADER,
     TRAJECTORY_STREAM,
-    TRAJECTORY_SUBJECTS,
     intake_subject,
 )
 from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
-from shared.infra.relay import ensure_stream
+from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
 
 from .chaos_report import Row, scenario
@@ -178,7 +177,7 @@ class Cluster:
     async def prepare_streams(self) -> None:
         nc = await self.connect()
         try:
-            await ensure_stream(nc.jetstream(), TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+            await ensure_trajectory_stream(nc.jetstream())
         finally:
             await nc.close()
 
@@ -990,8 +989,6 @@ SHORT_WINDOW_S = 1.0
 async def hold_short_window(cluster: Cluster, stop: asyncio.Event, seen: list[float]) -> None:
     """Keep TRAJECTORY's duplicate window at :data:`SHORT_WINDOW_S`: a restarted relay sets its own 2 minutes
     again, so look twice a second and set it back."""
-    from nats.js import api
-
     nc = await cluster.connect()
     js = nc.jetstream()
     try:
@@ -1009,7 +1006,6 @@ async def hold_short_window(cluster: Cluster, stop: asyncio.Event, seen: list[fl
                 await asyncio.wait_for(stop.wait(), 0.5)
     finally:
         await nc.close()
-    del api
 
 
 def merged(*loads: Load) -> Load:

@@ -102,7 +102,8 @@ def test_compose_runs_nats_with_the_parties_accounts_and_each_service_as_itself(
     for node in NODES:  # every node's configuration: the one file with the node's name
         check = subprocess.run([Path(sys.executable).parent / "nats-server", "-t", "-c", etc / "nats.conf"],
                                capture_output=True, text=True, check=False,
-                               env={**os.environ, **compose[node]["environment"]})
+                               env={**os.environ, **{k: ("a-key" if "${" in v else v)  # compose substitutes
+                                                     for k, v in compose[node]["environment"].items()}})
         assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -124,6 +125,10 @@ def test_compose_runs_a_three_node_cluster_with_r3_streams_and_two_replicas_of_e
     assert sorted(routes) == list(NODES) and "server_name: $NATS_SERVER_NAME" in conf and "listen: 0.0.0.0:6222" in conf
     names = [compose[node]["environment"]["NATS_SERVER_NAME"] for node in NODES]
     assert names == list(NODES)
+    # Every node's store encrypted at rest, the key from the environment only; monitoring on the host's loopback.
+    assert "cipher: chachapoly" in conf and "key: $REINTEGRATION_JETSTREAM_KEY" in conf
+    assert all(":?" in compose[node]["environment"]["REINTEGRATION_JETSTREAM_KEY"] for node in NODES)
+    assert all(port.startswith("127.0.0.1:") for node in NODES for port in compose[node]["ports"] if port.endswith(":8222"))
     stores = [next(v for v in compose[node]["volumes"] if isinstance(v, str) and v.endswith(":/data")) for node in NODES]
     assert len(set(stores)) == 3, "each node needs its own JetStream store"
     ports = [compose[node]["ports"][0] for node in NODES]

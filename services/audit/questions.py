@@ -101,7 +101,7 @@ class AppliedRequest(CaseRequest):
 class ExplainRequest(CaseRequest):
     """``item_id``: a deadline or ledger entry id, or a prefix of at least 4 characters."""
 
-    item_id: Annotated[str, msgspec.Meta(min_length=4, max_length=36, pattern="^[0-9a-fA-F-]+$")]
+    item_id: Annotated[str, msgspec.Meta(min_length=4, max_length=36, pattern="^[0-9a-fA-F-]+$(?!\n)")]
 
 
 class VerifyRequest(CaseRequest):

@@ -135,18 +135,19 @@ class TimerWriter:
             await asyncio.to_thread(self._record, position)
 
     async def _check_stream(self, position: int) -> int:
-        """Where to start: after ``position``, unless the broker lost the schedules written so far. Open deadlines
-        always have a pending schedule, so a TIMERS stream that holds nothing after schedules were written was lost
-        (a wiped or replaced broker store): the log is then followed again from its start. That is harmless,
-        schedules replace each other and a timer whose deadline is already decided is recorded as stale."""
+        """Where to start: after ``position``, unless the broker lost the schedules written so far. A TIMERS stream
+        that never held a message although schedules were written (its last sequence is 0) was lost with a wiped or
+        replaced broker store: the log is then followed again from its start. That is harmless, schedules replace
+        each other and a timer whose deadline is already decided is recorded as stale. A stream emptied by handled
+        timers keeps its sequence numbers, so a normal restart does not re-drive."""
         if position == 0:
             return 0
         try:
             info = await self.js.stream_info(TIMERS_STREAM)
         except nats.js.errors.NotFoundError:
             info = None
-        if info is not None and info.state.messages > 0:
-            return position
+        if info is not None and (info.state.messages > 0 or info.state.last_seq > 0):
+            return position  # it holds schedules, or held some (handled timers are deleted; sequences stay)
         log.warning("the TIMERS stream holds no schedule: writing every schedule again from the log's start",
                     recorded_position=position)
         return 0

@@ -303,6 +303,14 @@ def loopback_cluster_configs(
     return configs
 
 
+def _server_environment(key: str | None) -> dict[str, str]:
+    """The server's environment: this process's, without the stores' key, with the JetStream key if any."""
+    env = {k: v for k, v in os.environ.items() if k != "REINTEGRATION_CIPHER_KEY"}
+    if key:
+        env[JETSTREAM_KEY_ENV] = key
+    return env
+
+
 # Processes that are running, by pid; stopped by the atexit safety net.
 _RUNNING: dict[int, EmbeddedNatsServer] = {}
 
@@ -452,10 +460,7 @@ class EmbeddedNatsServer:
                 cwd=self._run_dir,
                 start_new_session=True,
                 close_fds=True,
-                env=(
-                    {**os.environ, JETSTREAM_KEY_ENV: self._config.encryption_key}
-                    if self._config.encryption_key else None
-                ),
+                env=_server_environment(self._config.encryption_key),
             )
         _RUNNING[self._proc.pid] = self
         log.debug("nats_server.spawned", server=self._config.server_name, pid=self._proc.pid, url=self.url)
