@@ -9,6 +9,7 @@ test on a fresh file or database. The performance cases only print timings and a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,13 @@ class ConfiguredStore:
             url = request.getfixturevalue("postgres").new_database()
             self.settings = Settings(data_dir=tmp_path / "data", store="postgres", postgres_url=url)
         self.factories = []
+        before = set(threading.enumerate())
         yield
+        # Some library cases stop their reader threads without joining them: a reader still inside SQLite when its
+        # connection is closed crashes the interpreter. Let them finish before the stores close.
+        for thread in set(threading.enumerate()) - before:
+            if not thread.daemon:  # the readers; the connection pools' workers are daemons that live on
+                thread.join(timeout=10)
         for factory in self.factories:
             factory.close()
 
