@@ -134,7 +134,25 @@ def stored_events(settings: Settings) -> int:
         app.close()
 
 
+#: Written into the demo's folder: a later demo may clear a folder holding it, and no other.
+DEMO_MARKER = ".reintegration-demo"
+
+
+def fresh_demo_folder(data_dir: Path) -> None:
+    """The demo checks every reply against a fresh system: start from an empty folder. A folder an earlier demo
+    left is cleared; any other non-empty folder is refused rather than touched."""
+    import shutil
+
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / DEMO_MARKER).exists():
+            raise SystemExit(f"{data_dir} holds data that no demo wrote: give the demo an empty or new --data-dir")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_MARKER).write_text("written by `reintegration demo`; the next demo clears this folder\n")
+
+
 def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: bool) -> int:
+    fresh_demo_folder(data_dir)
     generator = Generator(seed)
     scripts = [generator.script() for _ in range(cases)]
     runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port)

@@ -37,6 +37,31 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert "every reply is the one the rules call for" in result.stdout
     assert "all published" in result.stdout
     assert (tmp_path / "demo" / "intake.sqlite").exists()
+    # Again in the same folder: the demo starts over (the same seed's reports would otherwise all be duplicates).
+    again = subprocess.run(
+        [sys.executable, "-m", "reintegration", "demo", "--cases", "20", "--data-dir", "demo"],
+        capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "160", "PYTHONPATH": str(ROOT)},
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+
+
+def test_the_demo_clears_only_a_folder_a_demo_wrote(tmp_path: Path) -> None:
+    import pytest
+
+    from reintegration.demo import DEMO_MARKER, fresh_demo_folder
+
+    mine = tmp_path / "demo"
+    fresh_demo_folder(mine)
+    (mine / "intake.sqlite").write_bytes(b"old")
+    fresh_demo_folder(mine)
+    assert sorted(p.name for p in mine.iterdir()) == [DEMO_MARKER]
+    foreign = tmp_path / "data"
+    foreign.mkdir()
+    (foreign / "intake.sqlite").write_bytes(b"production")
+    with pytest.raises(SystemExit, match="no demo wrote"):
+        fresh_demo_folder(foreign)
+    assert (foreign / "intake.sqlite").read_bytes() == b"production"
 
 
 def _compose() -> dict:
