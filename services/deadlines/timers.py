@@ -202,7 +202,10 @@ class FiredTimers:
             f"{TIMER_FIRED_PREFIX}.>",
             stream=JStream(TIMERS_STREAM, declare=False),
             durable=self.name,
-            pull_sub=PullSub(batch_size=100, timeout=0.2, batch=True),
+            # One message per fetch: FastStream's batch loop gathers a batch over several fetches and loses the
+            # ones already fetched when a later fetch raises nats-py's bare asyncio timeout (they come back only
+            # after ack_wait, a late outcome). A single fetch either returns its messages or raises before any.
+            pull_sub=PullSub(batch_size=1, timeout=0.2, batch=True),
             inbox_prefix=inbox_prefix,
             ack_policy=AckPolicy.MANUAL,
             config=api.ConsumerConfig(
