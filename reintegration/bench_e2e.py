@@ -88,6 +88,7 @@ from shared.infra.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, Nat
 from shared.infra.parties import JS_API, generate, load_parties
 from shared.infra.relay import ensure_stream
 from shared.infra.settings import ENV_PREFIX, Settings, parse_partition
+from shared.infra.store import logged_events
 
 from .bench_derived import (
     StoreProbe,
@@ -551,13 +552,9 @@ def store_counts(settings: Settings, load: Load, prefix: str = "") -> dict[str, 
         app = build(settings)
         sources: Counter[UUID] = Counter()
         try:
-            position = 1
-            while notifications := app.recorder.select_notifications(position, 1000):
-                for notification in notifications:
-                    event = app.mapper.to_domain_event(notification)
-                    if isinstance(event, DerivedStep):
-                        sources[event.source.event_id] += 1
-                position = notifications[-1].id + 1
+            for _, event in logged_events(app):
+                if isinstance(event, DerivedStep):
+                    sources[event.source.event_id] += 1
         finally:
             app.close()
         out[f"{prefix}{name}_steps"] = sum(sources.values())

@@ -59,6 +59,7 @@ from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
+from shared.infra.store import logged_events
 
 from .chaos_report import Row, scenario
 from .generator import Generator, Script, encode_report
@@ -771,12 +772,9 @@ def check_outputs(cluster: Cluster, check: Check, cases: list[UUID]) -> None:
         app = build(cluster.settings)
         try:
             wanted: Counter[str] = Counter()
-            position = 1
-            while batch := app.recorder.select_notifications(position, 1000):
-                for notification in batch:
-                    for message in render(app.mapper.to_domain_event(notification)):
-                        wanted[message.msg_id] += 1
-                position = batch[-1].id + 1
+            for _, event in logged_events(app):
+                for message in render(event):
+                    wanted[message.msg_id] += 1
             if stream == DEADLINES_STREAM:
                 for case_id in cases:
                     schedule = app.schedule(case_id)  # type: ignore[attr-defined]
@@ -1220,14 +1218,10 @@ def legal_dates(cluster: Cluster) -> dict[str, Any]:
                     if len(examples) < 3:
                         examples.append(f"{case_id} {deadline_id}: recorded {mine and mine.due_on}, "
                                         f"recomputed {theirs and theirs.due_on}")
-        position = 1
-        while batch := app.recorder.select_notifications(position, 1000):
-            for notification in batch:
-                event = app.mapper.to_domain_event(notification)
-                if isinstance(event, TimerFired):
-                    lags.append(event.lag_seconds)
-                    early += event.fired_at < fire_time(timer_due(event.deadline))
-            position = batch[-1].id + 1
+        for _, event in logged_events(app):
+            if isinstance(event, TimerFired):
+                lags.append(event.lag_seconds)
+                early += event.fired_at < fire_time(timer_due(event.deadline))
     finally:
         app.close()
     lags.sort()

@@ -18,6 +18,7 @@ from rich.table import Table
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication, Outcome
 from shared.infra.settings import Settings
+from shared.infra.store import logged_events
 
 console = Console()
 
@@ -28,14 +29,7 @@ def intake_log(settings: Settings, start: int = 1, batch: int = 1000) -> Iterato
 
     intake = build_intake(settings)
     try:
-        position = start
-        while True:
-            notifications = intake.recorder.select_notifications(position, batch)
-            if not notifications:
-                return
-            for notification in notifications:
-                yield notification.id, intake.mapper.to_domain_event(notification)
-            position = notifications[-1].id + 1
+        yield from logged_events(intake, start, batch)
     finally:
         intake.close()
 

@@ -185,3 +185,13 @@ def prepare_store(settings: Settings, service: str) -> dict[str, str]:
         with setup_lock(settings, f"{service}.schema"), _connect(settings) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{service}"')
     return env
+
+
+def logged_events(app: Any, start: int = 1, batch: int = 1000) -> Iterator[tuple[int, Any]]:
+    """``(position, domain event)`` of an application's notification log from ``start``, in order, read in pages of
+    ``batch``: what every reader of a whole store's log (rebuild, checks, benchmarks) walks through."""
+    position = start
+    while notifications := app.recorder.select_notifications(position, batch):
+        for notification in notifications:
+            yield notification.id, app.mapper.to_domain_event(notification)
+        position = notifications[-1].id + 1

@@ -39,6 +39,7 @@ from shared.events.subjects import (
 )
 from shared.infra.derived import DerivedStep
 from shared.infra.settings import Settings
+from shared.infra.store import logged_events
 
 # --- partitions: pure ---------------------------------------------------------------------------------------------
 
@@ -106,15 +107,11 @@ def derived_steps(settings: Settings) -> dict[str, dict[UUID, list[int]]]:
         steps: dict[UUID, list[int]] = defaultdict(list)
         fired: Counter[UUID] = Counter()
         try:
-            position = 1
-            while notifications := app.recorder.select_notifications(position, 1000):
-                for notification in notifications:
-                    event = app.mapper.to_domain_event(notification)
-                    if isinstance(event, DerivedStep):
-                        steps[event.source.case_id].append(event.source.version)
-                    elif isinstance(event, TimerFired):
-                        fired[event.deadline.id] += 1
-                position = notifications[-1].id + 1
+            for _, event in logged_events(app):
+                if isinstance(event, DerivedStep):
+                    steps[event.source.case_id].append(event.source.version)
+                elif isinstance(event, TimerFired):
+                    fired[event.deadline.id] += 1
         finally:
             app.close()
         assert [d for d, n in fired.items() if n > 1] == [], f"{name}: a deadline's timer recorded twice"
