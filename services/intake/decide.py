@@ -24,7 +24,7 @@ from shared.events.common import (
 )
 from shared.events.replies import RejectionCode
 from shared.rulebook import Rulebook
-from shared.rulebook.calendar import add_months
+from shared.rulebook.calendar import months_after
 from shared.rulebook.eligibility import (
     Ineligible,
     check_force_majeure_start,
@@ -516,7 +516,7 @@ def _(case: Case, report: r.MedicalForceMajeureStarted, party: Party, rulebook: 
     if fm is not None and fm.decided_on is not None:
         # The worker was found not definitively unfit: a new procedure needs a new full period after the decision.
         months = in_force.rule.min_months  # type: ignore[union-attr]
-        opens = add_months(fm.decided_on, months)
+        opens = months_after(fm.decided_on, months)
         if report.letter_sent_on < opens:
             raise Rejection(
                 Code.NOT_ELIGIBLE,

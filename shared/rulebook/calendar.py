@@ -73,6 +73,22 @@ def add_months(start: date, months: int) -> date:
     return start + relativedelta(months=months)
 
 
+def last_day_of_months(first: date, months: int) -> date:
+    """The last day of a period of ``months`` calendar months whose first day is ``first``: "from date to the eve
+    of the same date" (Judicial Code art. 54), so 1 Mar + 1 month ends 31 Mar and 16 Jan + 1 month ends 15 Feb.
+    When the end month lacks that date (a period from 31 Jan or 29 Feb), it ends on that month's last day."""
+    same = add_months(first, months)
+    if same.day != first.day:  # clipped: the end month has no such date
+        return same
+    return same - timedelta(days=1)
+
+
+def months_after(first: date, months: int) -> date:
+    """The first day after ``months`` whole calendar months that began on ``first`` (the day a right that needs
+    them opens): 15 Jan + 3 months gives 15 Apr, 31 Jan + 1 month gives 1 Mar."""
+    return last_day_of_months(first, months) + timedelta(days=1)
+
+
 def previous_working_day(day: date) -> date:
     day -= timedelta(days=1)
     while not is_working_day(day):

@@ -7,9 +7,11 @@ reports meet it, cancel it, or suspend it until a later report restarts it. Ever
 (``be-deadlines.toml``, ``nl-deadlines.toml``); no figure and no country is written in this module.
 
 Counting. ``next_day`` periods start on the day after the trigger, as the Belgian Judicial Code (art. 52) counts:
-*n* calendar days end on trigger + *n*, *n* working days on the *n*-th working day after the trigger, *n* months on
-the same day number *n* months later (31 Jan + 1 month = 28/29 Feb). ``same_day`` periods count the trigger day as
-day 1 ("in week 10 of incapacity", "during the 4th month"): they end one day earlier. A negative amount counts
+*n* calendar days end on trigger + *n*, *n* working days on the *n*-th working day after the trigger, *n* months
+"from date to the eve of the same date" (art. 54) from the period's first day: a receipt on 15 Jan starts on 16 Jan
+and one month ends on 15 Feb; a receipt on 28 Feb (1 Mar first) ends on 31 Mar; an end month that lacks the date
+ends the period on its last day (a receipt on 30 Jan: 28/29 Feb). ``same_day`` periods count the trigger day as
+day 1 ("in week 10 of incapacity", "during the 4th month"): the trigger day is the period's first day. A negative amount counts
 backwards ("by the working day before the resumption"). Working days are Monday to Friday less the holidays of
 the rulebook's calendar (``calendar.calendar_for``). Whether an expiry on a Saturday, Sunday or holiday moves to the
 next working day (Judicial Code art. 53) is uncertain: :class:`Policy` switches it, for obligations (``due``) and
@@ -20,7 +22,8 @@ effective date). But the 2022 Belgian rules applied at once to running trajector
 regime behaves otherwise, so for any rulebook: when a regime takes effect on a day *b* after the clock started,
 and the deadline is still running on *b* (not closed before *b*, and its due date not before *b*), the deadline is
 recomputed under the version of the same rule in the new regime, from the same starting date, keeping its id and
-recording ``recomputed_from``. A deadline that had already expired before *b* is left alone: the new law cannot
+recording ``recomputed_from``, ``recomputed_on`` and the version it replaces (``superseded``: rule, regime and date
+the parties were held to until *b*; the service publishes it as opened, then the recomputation). A deadline that had already expired before *b* is left alone: the new law cannot
 revive a period that was over. If the new regime has no such rule, the deadline is cancelled on *b* with no
 closing event (``closed_by=None``, ``closed_on=b``). If the new regime merely inherits the same version, nothing
 is recomputed. The recomputed date may lie before *b* (49 calendar days are shorter than 40 working days): the
@@ -43,6 +46,7 @@ timer fires); :func:`overdue` answers for a given day.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from collections.abc import Iterator, Sequence
@@ -55,8 +59,8 @@ import msgspec
 from shared.events.envelope import CaseEvent
 from shared.events.reports import REPORTS_BY_TAG, Report, tag_of
 
-from .calendar import WorkingCalendar, add_months, calendar_for
-from .model import Regime, RuleBase, Rulebook, Status, rule_kind
+from .calendar import WorkingCalendar, calendar_for, last_day_of_months, months_after
+from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
 
 
 class DeadlineKind(enum.StrEnum):
@@ -221,15 +225,23 @@ class Deadline(msgspec.Struct, frozen=True, kw_only=True):
     #: met before the earliest date of a not_before
     early: bool = False
     recomputed_from: str | None = None
+    #: the day the regime that recomputed it took effect
+    recomputed_on: date | None = None
+    #: the versions it had before each recomputation, oldest first, each open and under its own regime and rule:
+    #: what the case's parties were held to until the new regime took effect
+    superseded: tuple[Deadline, ...] = ()
     explanation: str
 
 
 def overdue(deadline: Deadline, as_of: date) -> bool:
-    """Still open after its date on ``as_of``: an obligation missed, a window passed unused (never a not_before)."""
+    """Still open after its date on ``as_of``: an obligation missed, a window passed unused (never a not_before).
+    One that a later regime recomputed to a date before that regime took effect is overdue from the switch day
+    (until then the earlier regime's period ran)."""
     return (
         deadline.state is DeadlineState.OPEN
         and deadline.deadline_kind is not DeadlineKind.NOT_BEFORE
         and as_of > deadline.due_on
+        and (deadline.recomputed_on is None or as_of >= deadline.recomputed_on)
     )
 
 
@@ -249,6 +261,7 @@ class _Run:
     governs_from: date
     recomputed_from: str | None = None
     recomputed_on: date | None = None
+    superseded: list[Deadline] = dataclasses.field(default_factory=list)
 
 
 class _Computation:
@@ -310,8 +323,12 @@ class _Computation:
         if p.unit is Unit.WORKING_DAYS:
             return self.calendar.add_working_days(start, p.amount)
         if p.unit is Unit.MONTHS:
-            end = add_months(anchor, p.amount)
-            return end - timedelta(days=1) if p.count_from is CountFrom.SAME_DAY else end
+            if rule.deadline_kind is DeadlineKind.NOT_BEFORE and p.count_from is CountFrom.NEXT_DAY and p.amount > 0:
+                # "at the earliest n months after": the first day after n whole months counted from the anchor (as
+                # "at the earliest 10 days after" is the anchor + 10): 31 May + 9 months gives 1 Mar, the day the
+                # intake's eligibility check opens the same right
+                return months_after(anchor, p.amount)
+            return last_day_of_months(start + timedelta(days=1), p.amount)  # the period's first day: start + 1
         days = p.amount * (7 if p.unit is Unit.WEEKS else 1)
         return start + timedelta(days=days)
 
@@ -397,6 +414,8 @@ class _Computation:
                                   reason=f"{regime.id} took effect and has no such rule")
             if found[0] is run.rule:
                 continue
+            before = self.close(run, DeadlineState.OPEN, None)
+            run.superseded.append(msgspec.structs.replace(before, superseded=()))
             run.recomputed_from, run.recomputed_on = run.regime.id, switch
             run.rule, run.inherited_from, run.regime, run.governs_from = found[0], found[1], regime, switch
         return None
@@ -420,7 +439,7 @@ class _Computation:
             regime=run.regime.id,
             inherited_from=run.inherited_from,
             legal_basis=rule.legal_basis,
-            status=rule.status,
+            status=inherited_status(rule.status, run.regime, run.inherited_from),
             deadline_kind=rule.deadline_kind,
             party=rule.party,
             concerns_employer=rule.concerns_employer,
@@ -439,6 +458,8 @@ class _Computation:
             late=met and not not_before and closed_on is not None and closed_on > due,
             early=met and not_before and closed_on is not None and closed_on < due,
             recomputed_from=run.recomputed_from,
+            recomputed_on=run.recomputed_on,
+            superseded=tuple(run.superseded),
             explanation=_explain(self, run, counted, due, state, event, closed_on, reason),
         )
 
@@ -465,8 +486,9 @@ def _explain(
     else:
         counting = f"{period} counted from the day after {run.anchor}"
     regime = run.regime.id + (f" (rule inherited from {run.inherited_from})" if run.inherited_from else "")
+    status = inherited_status(rule.status, run.regime, run.inherited_from)
     text = (
-        f"{rule.description} ({rule.id}, {regime}, {rule.status.value} {_STATUS_WORDS[rule.status]}; "
+        f"{rule.description} ({rule.id}, {regime}, {status.value} {_STATUS_WORDS[status]}; "
         f"{rule.legal_basis}): {counting}, so {_KIND_WORDS[rule.deadline_kind]} {due}"
     )
     if due != counted:

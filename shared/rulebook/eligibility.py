@@ -12,7 +12,7 @@ from datetime import date
 
 import msgspec
 
-from .calendar import add_calendar_days, add_months
+from .calendar import add_calendar_days, months_after
 from .model import ForceMajeureStart, RequestRight, Rulebook, RulebookError, RuleInForce
 
 
@@ -111,7 +111,7 @@ def check_request_right(
         return in_force
     if rule.consent_exempts and worker_consent:
         return in_force
-    opens_on = add_months(spell, rule.min_months)
+    opens_on = months_after(spell, rule.min_months)
     if received_on < opens_on:
         raise refuse(
             f"request received on {received_on.isoformat()} but the right opens on {opens_on.isoformat()} "
@@ -139,11 +139,11 @@ def check_force_majeure_start(
     spell = timeline.spell_start(letter_sent_on, rule.return_tolerance_days)
     if spell is None:
         raise refuse(f"the worker is not incapacitated on {letter_sent_on.isoformat()}")
-    opens_on = add_months(spell, rule.min_months)
+    opens_on = months_after(spell, rule.min_months)
     if letter_sent_on < opens_on:
         raise refuse(
             f"letter sent on {letter_sent_on.isoformat()} but {rule.min_months} months of uninterrupted "
-            f"incapacity from {spell.isoformat()} are complete only on {opens_on.isoformat()}"
+            f"incapacity from {spell.isoformat()} are complete only on the eve of {opens_on.isoformat()}"
         )
     return in_force
 

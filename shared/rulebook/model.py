@@ -39,6 +39,14 @@ class Regime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     inherits: str | None = None
 
 
+def inherited_status(status: Status, regime: Regime, inherited_from: str | None) -> Status:
+    """The status of a rule as applied in ``regime``: a confirmed rule that an uncertain regime merely inherits
+    ("the 2022 figures apply unless a rule says otherwise") is only as sure as that regime: uncertain."""
+    if inherited_from is not None and status is Status.CONFIRMED and regime.status is not Status.CONFIRMED:
+        return Status.UNCERTAIN
+    return status
+
+
 class RuleBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
     id: str
     regime: str
@@ -125,6 +133,11 @@ class RuleInForce:
     regime: Regime
     #: The regime the rule was inherited from, when the regime in force does not define it itself.
     inherited_from: str | None = None
+
+    @property
+    def status(self) -> Status:
+        """The rule's status as applied in the regime in force (see :func:`inherited_status`)."""
+        return inherited_status(self.rule.status, self.regime, self.inherited_from)
 
 
 class RulebookError(LookupError):

@@ -25,7 +25,9 @@ NL = default_rulebook("nl")
     ("start", "earliest", "regime"),
     [
         (date(2023, 1, 31), date(2023, 10, 31), "BE-2022"),  # 9 months complete on 31 Oct (as the eligibility test)
-        (date(2023, 5, 31), date(2024, 2, 29), "BE-2022"),  # month end in a leap year
+        # month end in a leap year: 9 months from 31 May end on 29 Feb (February has no 31st), the right opens on
+        # 1 Mar, the day intake's eligibility check opens it too
+        (date(2023, 5, 31), date(2024, 3, 1), "BE-2022"),
         (date(2022, 3, 1), date(2022, 12, 1), "BE-2022"),  # began under BE-2016; the procedure reaches back
         (date(2022, 10, 15), date(2023, 7, 15), "BE-2022"),  # began before 28 Nov 2022
         (date(2022, 2, 1), None, None),  # 1 Nov 2022: over before the procedure existed
@@ -35,6 +37,22 @@ def test_force_majeure_earliest_letter(start: date, earliest: date | None, regim
     found = [d for d in History(start).deadlines(ROLL) if d.rule == "force_majeure.eligible"]
     expected = [(earliest, earliest, "not_before", regime)] if earliest else []
     assert [(d.counted_due_on, d.due_on, d.deadline_kind, d.regime) for d in found] == expected
+
+
+@pytest.mark.parametrize("start", [date(2023, 5, 31), date(2023, 11, 30), date(2023, 1, 31), date(2023, 3, 15),
+                                   date(2023, 12, 31), date(2024, 2, 29)])
+def test_the_earliest_letter_is_the_day_intake_accepts_it(start: date) -> None:
+    """The deadline's earliest date and intake's eligibility check are one rule counted one way, month ends too."""
+    from datetime import timedelta
+
+    from shared.rulebook.eligibility import IncapacityTimeline, Ineligible, check_force_majeure_start
+
+    [earliest] = [d.due_on for d in History(start).deadlines() if d.rule == "force_majeure.eligible"]
+    timeline = IncapacityTimeline(start=start)
+    check_force_majeure_start(default_rulebook(), letter_sent_on=earliest, timeline=timeline, trajectory_running=False)
+    with pytest.raises(Ineligible):
+        check_force_majeure_start(default_rulebook(), letter_sent_on=earliest - timedelta(days=1), timeline=timeline,
+                                  trajectory_running=False)
 
 
 @pytest.mark.parametrize(("letter", "early"), [(date(2023, 10, 31), False), (date(2023, 10, 30), True)])
@@ -50,9 +68,11 @@ def test_force_majeure_letter_before_nine_months_is_early(letter: date, early: b
     [
         # Wed 1 Nov 2023 + 10 = Sat 11 Nov (an earliest date never rolls); + 3 months = Thu 1 Feb 2024
         (date(2023, 11, 1), date(2023, 11, 11), date(2024, 2, 1), date(2024, 2, 1)),
-        # Thu 30 Nov 2023 + 3 months = Thu 29 Feb 2024; Sat 30 Sep 2023 + 3 months = Sat 30 Dec -> Tue 2 Jan 2024
+        # Thu 30 Nov 2023: 3 months from Fri 1 Dec end on Thu 29 Feb 2024 (the eve of 1 Mar); Sat 30 Sep 2023:
+        # 3 months from 1 Oct end on Sun 31 Dec (from date to the eve of the date, Judicial Code art. 54)
+        # -> Tue 2 Jan 2024 (1 Jan is a holiday)
         (date(2023, 11, 30), date(2023, 12, 10), date(2024, 2, 29), date(2024, 2, 29)),
-        (date(2023, 9, 30), date(2023, 10, 10), date(2023, 12, 30), date(2024, 1, 2)),
+        (date(2023, 9, 30), date(2023, 10, 10), date(2023, 12, 31), date(2024, 1, 2)),
     ],
 )
 def test_force_majeure_invitation_and_decision(letter: date, invitation: date, decision: date,
@@ -89,8 +109,9 @@ def test_terug_naar_werk_only_for_incapacities_from_2022() -> None:
 def test_terug_naar_werk_crosses_the_2022_switch_with_the_same_dates() -> None:
     d = History(date(2022, 8, 1)).one("return_to_work.questionnaire")  # + 69 days = Sun 9 Oct 2022
     assert (d.due_on, d.regime, d.recomputed_from) == (date(2022, 10, 9), "BE-2022", "BE-2016")
-    # 31 Oct 2023: the 4th month ends on 28 Feb 2024 (31 Oct + 4 months = 29 Feb, less the first day)
-    assert History(date(2023, 10, 31)).one("return_to_work.first_estimate").due_on == date(2024, 2, 28)
+    # 31 Oct 2023 is day 1: the 4th month would end on the eve of 31 Feb, a date February lacks, so it ends on the
+    # last day of February (29 Feb 2024), not a day earlier
+    assert History(date(2023, 10, 31)).one("return_to_work.first_estimate").due_on == date(2024, 2, 29)
 
 
 # --- authorised partial resumption --------------------------------------------------------------------------

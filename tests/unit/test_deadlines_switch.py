@@ -24,6 +24,12 @@ def test_running_assessment_is_recomputed_under_2022_with_the_same_id() -> None:
                                                                                  date(2022, 10, 31))
     assert (recomputed.counting, recomputed.amount, recomputed.starts_on) == ("calendar_days", 49, date(2022, 9, 12))
     assert "recomputed from the BE-2016 rule when BE-2022 took effect on 2022-10-01" in recomputed.explanation
+    # what the parties were held to until 1 Oct 2022 stays on the record
+    assert recomputed.recomputed_on == date(2022, 10, 1)
+    [before] = recomputed.superseded
+    assert (before.id, before.regime, before.counting, before.amount, before.due_on, before.state) == (
+        recomputed.id, "BE-2016", "working_days", 40, date(2022, 11, 8), "open")
+    assert before.superseded == () and before.recomputed_from is None
     h.assess(date(2022, 10, 20), "A")
     met = h.one("trajectory.assessment")
     assert (met.id, met.regime, met.state, met.late) == (recomputed.id, "BE-2022", "met", False)
@@ -87,6 +93,16 @@ def test_inherited_rule_across_2026_is_not_recomputed() -> None:
     h.assess(date(2025, 12, 15), "A")  # + 63 = Mon 16 Feb 2026
     d = h.one("trajectory.plan.temporary")
     assert (d.regime, d.recomputed_from, d.inherited_from, d.due_on) == ("BE-2022", None, None, date(2026, 2, 16))
+    assert d.status == "C"
+
+
+def test_a_rule_inherited_by_the_uncertain_2026_regime_is_uncertain() -> None:
+    """BE-2026 keeps the 2022 figures "unless a rule says otherwise" (RULEBOOK: as 2022, U): so are its deadlines."""
+    h = trajectory(date(2026, 1, 12))
+    h.assess(date(2026, 1, 20), "A")
+    d = h.one("trajectory.plan.temporary")
+    assert (d.regime, d.inherited_from, d.status) == ("BE-2026", "BE-2022", "U")
+    assert "(trajectory.plan.temporary, BE-2026 (rule inherited from BE-2022), U uncertain;" in d.explanation
 
 
 @pytest.mark.parametrize(
@@ -200,3 +216,24 @@ def test_ids_do_not_depend_on_the_policy() -> None:
     rolled = {d.rule: d.id for d in h.deadlines(Policy(True, FLEMISH.employer_policies))}
     assert plain == {rule: rolled[rule] for rule in plain}
     assert set(rolled) - set(plain) == {"employer_policy.return_coach"}
+
+
+def test_the_schedule_records_the_opening_under_2016_then_the_recomputation() -> None:
+    """The service's record of a switch: opened under BE-2016 (8 Nov), then recomputed under BE-2022 (31 Oct)."""
+    from services.deadlines.schedule import apply_changes, diff, timer_due
+
+    recomputed = trajectory(date(2022, 9, 12)).one("trajectory.assessment")
+    changes = diff({}, [recomputed])
+    assert [(c.change, c.deadline.regime, c.deadline.due_on) for c in changes] == [
+        ("opened", "BE-2016", date(2022, 11, 8)), ("recomputed", "BE-2022", date(2022, 10, 31))]
+    assert apply_changes({}, changes) == {recomputed.id: recomputed}  # the schedule ends with the BE-2022 version
+    assert timer_due(recomputed) == date(2022, 11, 1)
+
+
+def test_a_deadline_recomputed_to_before_the_switch_fires_on_the_switch_day() -> None:
+    """Due 28 Sep under BE-2022, but BE-2016's 40 working days ran until 1 Oct: missed from 1 Oct, not 29 Sep."""
+    from services.deadlines.schedule import timer_due
+
+    d = trajectory(date(2022, 8, 10)).one("trajectory.assessment")
+    assert (d.due_on, d.recomputed_on) == (date(2022, 9, 28), date(2022, 10, 1))
+    assert timer_due(d) == date(2022, 10, 1)

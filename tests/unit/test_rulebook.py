@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -38,9 +38,11 @@ def allowed(initiator: str, start: date, received: date, *, gaps: tuple[Interrup
     [
         # BE-2022: the employer from 3 months of incapacity
         ("BE-2022", "employer", date(2023, 1, 10), date(2023, 4, 9), date(2023, 4, 10), "BE-2022"),
-        # month ends: 30 Nov + 3 months = 28 Feb (29 in a leap year)
-        ("BE-2022", "employer", date(2023, 11, 30), date(2024, 2, 28), date(2024, 2, 29), "BE-2022"),
-        ("BE-2022", "employer", date(2022, 11, 30), date(2023, 2, 27), date(2023, 2, 28), "BE-2022"),
+        # month ends: 3 months from 30 Nov end on the last day of February (it has no 30th), the right opens the
+        # day after
+        ("BE-2022", "employer", date(2023, 11, 30), date(2024, 2, 29), date(2024, 3, 1), "BE-2022"),
+        ("BE-2022", "employer", date(2022, 11, 30), date(2023, 2, 28), date(2023, 3, 1), "BE-2022"),
+        ("BE-2022", "employer", date(2023, 1, 31), date(2023, 4, 30), date(2023, 5, 1), "BE-2022"),
         # BE-2016: the employer from 4 months, the advising physician from 2
         ("BE-2016", "employer", date(2018, 3, 15), date(2018, 7, 14), date(2018, 7, 15), "BE-2016"),
         ("BE-2016", "advising_physician", date(2019, 5, 31), date(2019, 7, 30), date(2019, 7, 31), "BE-2016"),
@@ -175,3 +177,26 @@ def test_rulebook_is_data_and_inherits() -> None:
     assert draft.rule_on("trajectory.request.employer", date(2024, 1, 1)).regime.id == "NL-2002"
     with pytest.raises(Exception, match="unknown field"):
         Rulebook.from_toml('version = "x"\ncountry = "BE"\nbogus = 1')
+
+
+@pytest.mark.parametrize(
+    ("first", "months", "last"),
+    [
+        (date(2024, 1, 16), 1, date(2024, 2, 15)),  # from date to the eve of the date
+        (date(2023, 3, 1), 1, date(2023, 3, 31)),
+        (date(2023, 1, 31), 1, date(2023, 2, 28)),  # February has no 31st: its last day
+        (date(2024, 1, 31), 1, date(2024, 2, 29)),
+        (date(2024, 2, 29), 12, date(2025, 2, 28)),
+        (date(2024, 2, 29), 24, date(2026, 2, 28)),
+        (date(2024, 2, 29), 48, date(2028, 2, 28)),  # 29 Feb 2028 exists: its eve
+        (date(2023, 8, 31), 6, date(2024, 2, 29)),
+        (date(2023, 12, 31), 2, date(2024, 2, 29)),
+        (date(2023, 12, 1), 1, date(2023, 12, 31)),  # a year end
+        (date(2023, 11, 15), 2, date(2024, 1, 14)),
+    ],
+)
+def test_a_period_of_months_ends_on_the_eve_of_the_same_date(first: date, months: int, last: date) -> None:
+    from shared.rulebook.calendar import last_day_of_months, months_after
+
+    assert last_day_of_months(first, months) == last
+    assert months_after(first, months) == last + timedelta(days=1)
