@@ -175,23 +175,160 @@ def show_ledger(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(json.dumps(view, indent=2, default=str) + "\n")
         return 0
-    print_ledger(view["entries"], title=f"Ledger of case {case_id}")
+    print_ledger(view["entries"], title=f"Ledger of case {case_id} (after {view['source_version']} events)",
+                 events=view.get("events"))
     return 0
 
 
-def print_ledger(rows: list[dict[str, Any]], title: str) -> None:
-    table = Table("period", "kind", "to / from", "amount", "rule", "regime", "explanation", title=title,
-                  show_lines=True)
-    for row in rows:
-        figure = f"{row['amount']} EUR" if row.get("amount") is not None else f"{row.get('percentage')} % of {row.get('base')}"
-        period = f"{row['period_start']} .. {row.get('period_end') or ''}"
-        table.add_row(period, row["kind"], f"{row['beneficiary']} / {row['payer']}", figure, row["rule"],
-                      row["regime"], row["explanation"])
+#: How a table names a rule's status other than C (confirmed).
+STATUS_MARKS = {"U": "uncertain", "A": "announced, never enacted"}
+
+
+def ledger_figure(row: dict[str, Any]) -> str:
+    """What an entry moves, for a table: an amount in euro, a percentage of its base (rounded for reading: the
+    exact value is in ``--json``), the full base restored or exempted, or nothing (a notice)."""
+    from decimal import Decimal
+
+    from shared.rulebook.benefits_ledger import show_euro, show_percent
+
+    if row.get("amount") is not None:
+        return show_euro(Decimal(str(row["amount"])))
+    base = row.get("base")
+    if row.get("percentage") is not None:
+        figure = show_percent(Decimal(str(row["percentage"])))
+        return f"{figure} of the {base}" if base else figure
+    if row["kind"] == "restoration" and base:
+        return f"the full {base}"
+    if row["kind"] == "guaranteed_wage_exemption" and base:
+        return f"no {base} owed"
+    return "-"
+
+
+def print_ledger(rows: list[dict[str, Any]], title: str, events: dict[str, dict[str, Any]] | None = None) -> None:
+    """The ledger as a table, in recording order; each row with its rule, legal basis, regime and causing events.
+
+    Entries are never edited, so a ledger may hold entries no longer in force: such a row says ``REVERSED by #n``
+    and its reversal says ``reverses #m``, so that the table can be read without adding up the rows.
+    ``events`` (event id -> version, type) names the causing events; without it their ids are shown.
+    """
+    number = {str(row["id"]): n for n, row in enumerate(rows, start=1)}
+    reversed_by = {str(row["reverses"]): number[str(row["id"])] for row in rows
+                   if row["kind"] == "reversal" and row.get("reverses")}
+    table = Table(title=title, show_lines=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("period", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("to / from", no_wrap=True)
+    table.add_column("figure", ratio=1, overflow="fold")
+    table.add_column("rule", ratio=1, overflow="fold")
+    table.add_column("regime", no_wrap=True)
+    table.add_column("explanation", ratio=3, overflow="fold")
+    for n, row in enumerate(rows, start=1):
+        kind, style = row["kind"], None
+        if row["kind"] == "reversal" and row.get("reverses"):
+            target = number.get(str(row["reverses"]))
+            kind = f"reversal\nreverses {f'#{target}' if target else row['reverses']}"
+            style = "italic"
+        elif str(row["id"]) in reversed_by:
+            kind = f"{row['kind']}\nREVERSED by #{reversed_by[str(row['id'])]}"
+            style = "dim"
+        rule = row["rule"] + (f"\n({STATUS_MARKS[row['status']]})" if row.get("status") in STATUS_MARKS else "")
+        period = f"{row['period_start']}\n.. {row.get('period_end') or '(open)'}"
+        causes = ", ".join(_event_label(str(e), events) for e in row.get("causing_events") or ())
+        explanation = f"{row['explanation']}\nlegal basis: {row['legal_basis']}\ncaused by: {causes or '-'}"
+        table.add_row(str(n), period, kind, f"{row['beneficiary']}\n/ {row['payer']}", ledger_figure(row), rule,
+                      row["regime"] or "-", explanation, style=style)
     console.print(table)
 
 
-def simulate(path: Path, as_json: bool, today: str | None) -> int:
-    """Reads a case's reports (JSON lines) and prints the deadlines and the ledger they produce, without a server."""
+def _event_label(event_id: str, events: dict[str, dict[str, Any]] | None) -> str:
+    """``v3 partial_resumption_authorised.v1 (2024-01-15)`` when the event is known, else its id."""
+    event = (events or {}).get(event_id)
+    if event is None:
+        return event_id
+    return f"v{event['version']} {event['type']} ({event['effective_date']})"
+
+
+def print_contribution(result: Any, data: Any, as_json: bool) -> int:
+    """``benefits contribution``: the employer responsibility contribution of one quarter, with its rule, legal
+    basis, regime and each threshold against the employer's figure; as a table or JSON (exact decimals as strings).
+    Exit code 0 either way: "not due" is an answer, not an error."""
+    from decimal import Decimal
+
+    from shared.rulebook.benefits_ledger import show_euro, show_percent
+
+    if as_json:
+        out = {"input": msgspec.to_builtins(data), "result": msgspec.to_builtins(result)}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return 0
+    label = f"Q{result.quarter} {result.year}"
+    table = Table("", "", title=f"Employer responsibility contribution of {result.enterprise_number}, {label}",
+                  show_header=False, show_lines=True)
+    due = "[bold]due[/]" if result.due else "not due"
+    table.add_row("contribution", f"{due}: {show_euro(result.amount)}" if result.amount is not None else due)
+    if result.percentage is not None:
+        table.add_row("computed as" if result.due else "if it were due",
+                      f"{show_percent(result.percentage)} of the previous quarter's wages of "
+                      f"{show_euro(Decimal(data.previous_quarter_wages))}")
+    status = f" ({STATUS_MARKS[result.status.value]})" if result.status and result.status.value in STATUS_MARKS else ""
+    table.add_row("rule", f"{result.rule or 'none in force'}{status}")
+    table.add_row("legal basis", result.legal_basis or "-")
+    table.add_row("regime", result.regime or "-")
+    for t in result.thresholds:
+        mark = "[green]met[/]" if t.met else "[red]not met[/]"
+        table.add_row(f"threshold {t.name}", f"{mark}: {_plain_decimal(t.figure)} (at least "
+                                             f"{_plain_decimal(t.at_least)})")
+    table.add_row("explanation", result.explanation)
+    console.print(table)
+    return 0
+
+
+def _plain_decimal(value: Any) -> str:
+    from shared.rulebook.benefits_ledger import DECIMAL_CONTEXT
+
+    return format(value.normalize(DECIMAL_CONTEXT), "f")
+
+
+def announced_rule_ids() -> dict[str, str]:
+    """Ids of the rulebook's announced, never-enacted rules (status A), each with its legal basis: what
+    ``simulate --enable-announced`` and ``REINTEGRATION_ENABLED_ANNOUNCED`` may switch on."""
+    from shared.rulebook import default_rulebook
+    from shared.rulebook.benefits import BenefitRule
+    from shared.rulebook.model import Status
+
+    return {rule.id: rule.legal_basis for rule in default_rulebook().rules(BenefitRule)
+            if isinstance(rule, BenefitRule) and rule.status is Status.ANNOUNCED}
+
+
+def simulation_options(settings: Settings, enterprise_number: str | None, *, enable_announced: tuple[str, ...] = (),
+                       roll_forward: bool | None = None) -> tuple[Any, Any]:
+    """The deadline policy and ledger options a deployed service with ``settings`` applies to a case of
+    ``enterprise_number`` (roll-forward, the employer's own policies, the announced sanctions it enables), with the
+    command line's additions: what-if answers must agree with what the services will record."""
+    from services.deadlines.application import DeadlinesApplication, parse_employer_policies
+    from shared.rulebook.benefits import Options
+    from shared.rulebook.deadlines import Policy
+
+    # The deadlines service's own choice of a case's policy, on an in-memory store (nothing is written).
+    deployed = DeadlinesApplication(
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
+        policy=Policy(roll_forward=settings.roll_forward if roll_forward is None else roll_forward),
+        employer_policies=parse_employer_policies(settings.employer_policies),
+    )
+    try:
+        policy = deployed.policy_for(enterprise_number) if enterprise_number else deployed.policy
+    finally:
+        deployed.close()
+    options = Options(enabled_announced=frozenset(settings.enabled_announced) | frozenset(enable_announced))
+    return policy, options
+
+
+def simulate(path: Path, as_json: bool, today: str | None, settings: Settings | None = None, *,
+             enable_announced: tuple[str, ...] = (), roll_forward: bool | None = None) -> int:
+    """Reads a case's reports (JSON lines) and prints the deadlines and the ledger they produce, without a server,
+    under the deployment's settings (``settings``, from the environment by default) plus the command line's."""
+    from services.benefits.main import cited_events
+    from shared.events import reports as r
     from shared.events.codec import ContractError
     from shared.rulebook import default_rulebook
     from shared.rulebook.benefits import compute_ledger
@@ -199,25 +336,35 @@ def simulate(path: Path, as_json: bool, today: str | None) -> int:
 
     from .simulation import run_simulation
 
+    settings = settings or Settings.from_env()
     try:
         events, rejected = run_simulation(path.read_text().splitlines(), today)
     except ContractError as exc:
         console.print(f"[red]{path}: {exc.message}[/] (field {exc.field})")
         return 2
+    opening = events[0].report if events else None
+    enterprise = opening.enterprise_number if isinstance(opening, r.IncapacityReported) else None
+    policy, options = simulation_options(settings, enterprise, enable_announced=enable_announced,
+                                         roll_forward=roll_forward)
     rulebook = default_rulebook()
-    deadlines = compute_deadlines(events, rulebook)
-    ledger = compute_ledger(events, rulebook)
+    deadlines = compute_deadlines(events, rulebook, policy)
+    ledger = compute_ledger(events, rulebook, options)
+    used = {"policy": policy.id, "roll_forward": policy.roll_forward,
+            "employer_policies": sorted(policy.employer_policies),
+            "enabled_announced": sorted(options.enabled_announced)}
     if as_json:
         sys.stdout.write(json.dumps({
             "events": msgspec.to_builtins(events),
             "rejected": rejected,
             "deadlines": msgspec.to_builtins(deadlines),
             "ledger": msgspec.to_builtins(ledger),
+            "options": used,
         }, indent=2, default=str) + "\n")
         return 0 if not rejected else 1
     for line, message in rejected:
         console.print(f"[red]line {line} rejected[/]: {message}")
-    console.print(f"{len(events)} reports recorded")
+    console.print(f"{len(events)} reports recorded; deadline policy {policy.id}; announced sanctions enabled: "
+                  f"{', '.join(used['enabled_announced']) or 'none'}")
     print_deadlines(msgspec.to_builtins(deadlines), title="Deadlines")
-    print_ledger(msgspec.to_builtins(ledger), title="Ledger")
+    print_ledger(msgspec.to_builtins(ledger), title="Ledger", events=cited_events(ledger, events))
     return 0 if not rejected else 1

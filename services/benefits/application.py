@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
-from shared.infra.derived import DerivedApplication
+from shared.infra.derived import DerivedApplication, Outcome
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
-from shared.rulebook.benefits import EntryKind, Options, compute_ledger, premium_rule_ids, reconcile
+from shared.rulebook.benefits import (
+    EntryKind,
+    LedgerEntry,
+    Options,
+    compute_ledger,
+    effective,
+    premium_rule_ids,
+    reconcile,
+)
 
 from .ledger import BenefitLedger, LedgerStep, PremiumGranted, project_ledger, project_premium
-
 
 
 class BenefitsApplication(DerivedApplication[BenefitLedger]):
@@ -31,14 +39,39 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
         #: The employer's return-to-work premium: once per worker and employer, across cases.
         self.premium_rules = premium_rule_ids(self.rulebook)
 
+    #: Register records stepped but not saved yet: a rebuild steps a whole batch in memory and saves it at once, and
+    #: a later step of the batch must see what an earlier one did to the register. ``None`` outside a batch.
+    _unsaved: dict[UUID, PremiumGranted] | None = None
+
     def project(self, state: BenefitLedger | None, events: Any) -> BenefitLedger | None:
         return project_ledger(state, events)
+
+    def _rebuild_chunk(
+        self,
+        chunk: list[tuple[int, CaseEvent]],
+        now: Callable[[], datetime],
+        counts: dict[Outcome, int],
+        progress: Callable[[int, Outcome], None] | None,
+    ) -> None:
+        """One batch of a rebuild, with the premium register's unsaved records visible to its later steps: without
+        them a case that grants and withdraws the premium inside one batch would be saved as still holding it."""
+        self._unsaved = {}
+        try:
+            super()._rebuild_chunk(chunk, now, counts, progress)
+        finally:
+            self._unsaved = None
+
+    def process(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
+        # One event, saved at once: nothing unsaved to see (this is also how a failed batch is redone).
+        self._unsaved = None
+        return super().process(event, position, now)
 
     def step(self, state: BenefitLedger | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
         history, opening = self.history_with(state, event)
         register_id = self._premium_register(opening.insz, opening.enterprise_number)
         register = self._load_register(register_id)
-        prior = register is not None and register.case_id != event.case_id
+        #: Another case holds the premium (a withdrawn one no longer does).
+        prior = register is not None and not register.withdrawn and register.case_id != event.case_id
         computed = compute_ledger(history, self.rulebook, self.options, prior_premium=prior)
         entries = reconcile(state.entries if state else (), computed, event.event_id)
         step = LedgerStep(
@@ -53,18 +86,38 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
             prior_premium=prior,
         )
         out: list[Any] = [step]
-        granted = next(
-            (e for e in entries if e.rule in self.premium_rules and e.kind == EntryKind.PREMIUM and e.reverses is None),
-            None,
-        )
-        if granted is not None and register is None:
-            out.append(
-                PremiumGranted(
-                    originator_id=register_id, originator_version=1, timestamp=now, case_id=event.case_id,
-                    entry_id=granted.id,
-                )
-            )
+        recorded = (*(state.entries if state else ()), *entries)
+        record = self._register_change(register_id, register, event.case_id, entries, recorded, now)
+        if record is not None:
+            out.append(record)
+            if self._unsaved is not None:
+                self._unsaved[register_id] = record
         return out
+
+    def _register_change(self, register_id: UUID, register: PremiumGranted | None, case_id: UUID,
+                         new: list[LedgerEntry], recorded: tuple[LedgerEntry, ...], now: datetime
+                         ) -> PremiumGranted | None:
+        """The register record this step calls for, saved in the same transaction as the step: this case takes the
+        premium when it grants one and the premium is free, or gives it back when its premium is no longer in force
+        (reversed, not granted again), so that another case of the worker and employer may receive it.
+
+        The record's version is the register's next one, so two cases that take the premium at once collide, and
+        the second is retried and then sees the first (``prior``)."""
+        granted = next((e for e in new if self._is_premium(e)), None)
+        version = (register.originator_version if register else 0) + 1
+        if granted is not None and (register is None or register.withdrawn):
+            return PremiumGranted(originator_id=register_id, originator_version=version, timestamp=now,
+                                  case_id=case_id, entry_id=granted.id)
+        held = register is not None and not register.withdrawn and register.case_id == case_id
+        if held and not any(self._is_premium(e) for e in effective(recorded)):
+            assert register is not None
+            return PremiumGranted(originator_id=register_id, originator_version=version, timestamp=now,
+                                  case_id=case_id, entry_id=register.entry_id, withdrawn=True)
+        return None
+
+    def _is_premium(self, entry: LedgerEntry) -> bool:
+        """The employer's return-to-work premium itself (not a notice about it, not a rehabilitation premium)."""
+        return entry.rule in self.premium_rules and entry.kind is EntryKind.PREMIUM and entry.reverses is None
 
     def ledger(self, case_id: UUID, version: int | None = None) -> BenefitLedger | None:
         return self.load(case_id, version)
@@ -76,6 +129,8 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
     def _load_register(self, register_id: UUID) -> PremiumGranted | None:
         from eventsourcing.application import AggregateNotFoundError
 
+        if self._unsaved is not None and register_id in self._unsaved:
+            return self._unsaved[register_id]
         try:
             return self.repository.get(register_id, projector_func=project_premium)
         except AggregateNotFoundError:

@@ -25,13 +25,17 @@ class LedgerStep(DerivedStep, frozen=True, kw_only=True, tag="ledger_step.v1", t
 
 
 class PremiumGranted(msgspec.Struct, frozen=True, kw_only=True, tag="premium_granted.v1", tag_field="envelope"):
-    """The once-per-worker-and-employer register of the return-to-work premium."""
+    """The once-per-worker-and-employer register of the return-to-work premium: each record says which case holds
+    the premium (``case_id``, its entry ``entry_id``), or, with ``withdrawn``, that this case's premium was reversed
+    (its resumption turned out not to qualify), so that the premium is free for another case of the same worker and
+    employer again. The register's state is its latest record."""
 
     originator_id: UUID
     originator_version: int
     timestamp: datetime
     case_id: UUID
     entry_id: UUID
+    withdrawn: bool = False
 
     @property
     def version(self) -> int:  # the register is its own state: eventsourcing's cache reads its version
@@ -73,6 +77,7 @@ def project_ledger(state: BenefitLedger | None, events: Iterable[LedgerStep]) ->
 
 
 def project_premium(state: PremiumGranted | None, events: Iterable[PremiumGranted]) -> PremiumGranted | None:
+    """The register's latest record (a grant, or the withdrawal of one)."""
     for event in events:
-        state = state or event
+        state = event
     return state

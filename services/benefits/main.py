@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
+from shared.events import reports as r
+from shared.events.envelope import CaseEvent
 from shared.events.feed import FeedLedgerEntry
 from shared.events.subjects import (
     BENEFITS_PREFIX,
@@ -61,6 +64,20 @@ def feed_entry(step: LedgerStep, entry: LedgerEntry) -> FeedLedgerEntry:
     )
 
 
+def cited_events(entries: Iterable[LedgerEntry], history: Iterable[CaseEvent]) -> dict[str, dict[str, Any]]:
+    """The Case events the entries name as their causes, by event id: version, report type and effective date.
+
+    An entry only carries event ids; a reader needs to know which report each one was to follow the explanation.
+    Only the type and the date are given, never the report's content (a ledger view carries nothing medical).
+    """
+    wanted = {event_id for entry in entries for event_id in entry.causing_events}
+    return {
+        str(event.event_id): {"version": event.version, "type": r.tag_of(event.report),
+                              "effective_date": event.report.effective_date.isoformat()}
+        for event in history if event.event_id in wanted
+    }
+
+
 def ledger_view(app: BenefitsApplication, query: Query) -> dict[str, Any]:
     ledger = app.ledger(query.case_id, query.version)
     if ledger is None:
@@ -71,6 +88,7 @@ def ledger_view(app: BenefitsApplication, query: Query) -> dict[str, Any]:
         "source_version": ledger.source_version,
         "entries": msgspec.to_builtins(list(ledger.entries)),
         "effective": [str(e.id) for e in ledger.effective],
+        "events": cited_events(ledger.entries, ledger.history),
     }
 
 

@@ -75,7 +75,7 @@ def entry(
             rule=rule.id,
             legal_basis=rule.legal_basis,
             regime=found.regime.id,
-            status=status or found.rule.status,
+            status=status or found.status(),
             causing_events=causes(*causing),
             explanation=f"{explanation} (rule {rule.id}, {found.label}).",
             concerns_employer=concerns_employer,

@@ -113,6 +113,19 @@ class ResponsibilityInput(msgspec.Struct, frozen=True, kw_only=True):
         return date(self.year, 3 * (self.quarter - 1) + 1, 1)
 
 
+class ResponsibilityThreshold(msgspec.Struct, frozen=True, kw_only=True):
+    """One condition of the contribution against the employer's figure (thresholds are inclusive): so that an
+    employer sees how far it is from each one, not only which failed."""
+
+    #: ``staff``, ``invalidity_entries``, ``sector_inflow`` or ``private_sector_inflow`` (the names in ``unmet``).
+    name: str
+    figure: Decimal
+    #: The figure must be at least this (for the inflows: the factor times the sector's or private sector's rate).
+    at_least: Decimal
+    met: bool
+    description: str
+
+
 class ResponsibilityContribution(msgspec.Struct, frozen=True, kw_only=True):
     """Whether the contribution is due for the quarter, how much, and why (or why not)."""
 
@@ -128,6 +141,10 @@ class ResponsibilityContribution(msgspec.Struct, frozen=True, kw_only=True):
     #: The conditions that failed (empty when due).
     unmet: tuple[str, ...]
     explanation: str
+    #: Every condition with the employer's figure (empty when no rule is in force for the quarter).
+    thresholds: tuple[ResponsibilityThreshold, ...] = ()
+    #: The rule's percentage of the previous quarter's wages (percent: 0.625 is 0.625 %).
+    percentage: Decimal | None = None
 
 
 def responsibility_contribution(data: ResponsibilityInput, rulebook: Rulebook) -> ResponsibilityContribution:
@@ -150,33 +167,39 @@ def _responsibility(data: ResponsibilityInput, rulebook: Rulebook) -> Responsibi
     rule = found.rule
     assert isinstance(rule, ResponsibilityContributionRule)
     checks = {
-        "staff": (data.staff >= rule.min_staff, f"{data.staff} staff (at least {rule.min_staff})"),
+        "staff": (Decimal(data.staff), Decimal(rule.min_staff), f"{data.staff} staff (at least {rule.min_staff})"),
         "invalidity_entries": (
-            data.invalidity_entries >= rule.min_invalidity_entries,
+            Decimal(data.invalidity_entries), Decimal(rule.min_invalidity_entries),
             f"{data.invalidity_entries} workers entering invalidity (at least {rule.min_invalidity_entries})",
         ),
         "sector_inflow": (
-            data.inflow_rate >= rule.sector_factor * data.sector_inflow_rate,
+            data.inflow_rate, rule.sector_factor * data.sector_inflow_rate,
             f"inflow {data.inflow_rate} against {rule.sector_factor:f} x the sector's {data.sector_inflow_rate}",
         ),
         "private_sector_inflow": (
-            data.inflow_rate >= rule.private_sector_factor * data.private_sector_inflow_rate,
+            data.inflow_rate, rule.private_sector_factor * data.private_sector_inflow_rate,
             f"{rule.private_sector_factor:f} x the private sector's {data.private_sector_inflow_rate}",
         ),
     }
-    unmet = tuple(name for name, (ok, _) in checks.items() if not ok)
-    inputs = "; ".join(text for _, text in checks.values())
+    thresholds = tuple(
+        ResponsibilityThreshold(name=name, figure=figure, at_least=least, met=figure >= least, description=text)
+        for name, (figure, least, text) in checks.items()
+    )
+    unmet = tuple(t.name for t in thresholds if not t.met)
+    inputs = "; ".join(t.description for t in thresholds)
     where = f"(rule {rule.id}, {found.label})"
+    found_base: dict[str, Any] = dict(
+        rule=rule.id, legal_basis=rule.legal_basis, regime=found.regime.id, status=found.status(),
+        thresholds=thresholds, percentage=rule.percentage,
+    )
     if unmet:
         return ResponsibilityContribution(
-            **base, due=False, amount=None, rule=rule.id, legal_basis=rule.legal_basis, regime=found.regime.id,
-            status=rule.status, unmet=unmet,
+            **base, **found_base, due=False, amount=None, unmet=unmet,
             explanation=f"No responsibility contribution for {label}: not met: {', '.join(unmet)}; {inputs} {where}.",
         )
     amount = cents(data.previous_quarter_wages * rule.percentage / 100)
     return ResponsibilityContribution(
-        **base, due=True, amount=amount, rule=rule.id, legal_basis=rule.legal_basis, regime=found.regime.id,
-        status=rule.status, unmet=(),
+        **base, **found_base, due=True, amount=amount, unmet=(),
         explanation=(
             f"Responsibility contribution for {label}: {show_percent(rule.percentage)} of the previous quarter's "
             f"wages of {show_euro(data.previous_quarter_wages)} is {show_euro(amount)}; {inputs} {where}."

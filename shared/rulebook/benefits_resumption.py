@@ -29,7 +29,7 @@ from .benefits_rules import (
     ResumptionReduction,
     ReturnToWorkPremium,
 )
-from .calendar import add_calendar_days, add_months, previous_working_day
+from .calendar import add_calendar_days, months_after, previous_working_day
 
 HUNDRED = Decimal(100)
 
@@ -177,9 +177,14 @@ def _premium(ctx: Ctx) -> Iterator[LedgerEntry]:
         rule = found.rule
         assert isinstance(rule, ReturnToWorkPremium)
         spell = facts.timeline.spell_start(p.starts_on, rule.return_tolerance_days)
-        if spell is None or add_months(spell, rule.min_incapacity_months) > p.starts_on:
+        if spell is None or months_after(spell, rule.min_incapacity_months) > p.starts_on:
             continue
-        complete_on = add_months(p.starts_on, rule.min_work_months)
+        # The tolerance is an assumption (U): when the year is only reached because a short return was bridged,
+        # the entry depends on it and says so.
+        strict = facts.timeline.spell_start(p.starts_on, 0)
+        bridged = strict is None or months_after(strict, rule.min_incapacity_months) > p.starts_on
+        used = ("return_tolerance_days",) if bridged else ()
+        complete_on = months_after(p.starts_on, rule.min_work_months)
         last = p.last_day()
         if (last is not None and last[0] < complete_on - timedelta(days=1)) or facts.as_of < complete_on:
             continue
@@ -192,16 +197,21 @@ def _premium(ctx: Ctx) -> Iterator[LedgerEntry]:
             f"{rule.min_incapacity_months} months), {rule.min_work_months} months of authorised work completed on "
             f"{(complete_on - timedelta(days=1)).isoformat()}"
         )
+        if bridged:
+            inputs += (
+                f" (a return to work of fewer than {rule.return_tolerance_days} days was not counted as an "
+                f"interruption: an assumption, uncertain)"
+            )
         if ctx.prior_premium:
             yield notice(
-                ctx, found, day=due_on, causing=causing, concerns_employer=True,
+                ctx, found, day=due_on, causing=causing, concerns_employer=True, status=found.status(*used),
                 explanation=f"No return-to-work premium: {inputs}, but this employer already received the premium "
                 "for this worker in another case (one premium per worker per employer)",
             )
         elif found.expired:
             assert rule.until is not None
             yield notice(
-                ctx, found, day=due_on, causing=causing, concerns_employer=True, status=found.status("until"),
+                ctx, found, day=due_on, causing=causing, concerns_employer=True, status=found.status("until", *used),
                 explanation=f"No return-to-work premium: {inputs}, but the premium covers resumptions started up "
                 f"to {rule.until.isoformat()} (whether it was extended is not known; it would be "
                 f"{show_euro(rule.amount)})",
@@ -209,7 +219,7 @@ def _premium(ctx: Ctx) -> Iterator[LedgerEntry]:
         else:
             yield entry(
                 ctx, found, kind=EntryKind.PREMIUM, period_start=due_on, period_end=due_on, amount=cents(rule.amount),
-                causing=causing, concerns_employer=True,
+                causing=causing, concerns_employer=True, status=found.status(*used),
                 explanation=f"Return-to-work premium of {show_euro(rule.amount)} for the employer: {inputs}",
             )
         return

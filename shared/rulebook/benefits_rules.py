@@ -16,12 +16,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import TypeVar
 
-from .calendar import add_months
-from .model import Regime, RuleBase, Rulebook, Status, rule_kind
+from .calendar import last_day_of_months
+from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
 
 
 class Payee(enum.StrEnum):
@@ -210,10 +210,13 @@ class Found:
         return self.regime.id
 
     def status(self, *used: str) -> Status:
-        """The rule's status, lowered to U when an uncertain parameter among ``used`` decided the entry."""
-        if self.rule.status is Status.CONFIRMED and any(name in self.rule.uncertain for name in used):
+        """The rule's status, lowered to U when an uncertain parameter among ``used`` decided the entry, or when an
+        uncertain regime merely inherits the rule (BE-2026: "as 2022")."""
+        inherited = self.defined_in if self.defined_in != self.regime.id else None
+        status = inherited_status(self.rule.status, self.regime, inherited)
+        if status is Status.CONFIRMED and any(name in self.rule.uncertain for name in used):
             return Status.UNCERTAIN
-        return self.rule.status
+        return status
 
 
 def find_rule(
@@ -263,11 +266,6 @@ def not_carried(
 def enabled(rule: BenefitRule, enabled_announced: frozenset[str]) -> bool:
     """Whether the deployment applies ``rule``: always, unless it is announced (A) and not switched on."""
     return rule.status is not Status.ANNOUNCED or rule.id in enabled_announced
-
-
-def last_day_of_months(start: date, months: int) -> date:
-    """The last day of a period of ``months`` calendar months that starts on (and includes) ``start``."""
-    return add_months(start, months) - timedelta(days=1)
 
 
 def _of_kind(rulebook: Rulebook, kind: type[R], where: Callable[[R], bool] | None) -> list[R]:

@@ -13,6 +13,7 @@ from shared.rulebook.benefits import (
     LedgerEntry,
     Options,
     Payee,
+    ReturnToWorkPremium,
     amount_of,
     cents,
     compute_ledger,
@@ -196,7 +197,8 @@ def premium_case(incapacity: date, starts_on: date, *, review: date | None = Non
         (date(2023, 4, 1), D("1000.00"), "return_to_work_premium.2023", date(2023, 7, 1)),
         (date(2023, 12, 31), D("1000.00"), "return_to_work_premium.2023", date(2024, 3, 31)),
         (date(2024, 1, 1), D("1725.00"), "return_to_work_premium.2024", date(2024, 4, 1)),
-        (date(2025, 3, 31), D("1725.00"), "return_to_work_premium.2024", date(2025, 6, 30)),
+        # 3 months of work from 31 Mar end on 30 Jun (June has no 31st: its last day); the premium is due the next day
+        (date(2025, 3, 31), D("1725.00"), "return_to_work_premium.2024", date(2025, 7, 1)),
     ],
 )
 def test_premium_amount_by_the_start_of_the_resumption(
@@ -229,15 +231,41 @@ def test_premium_needs_a_year_of_incapacity_when_the_resumption_starts(incapacit
 
 
 @pytest.mark.parametrize(("resumed_on", "premium"), [(date(2023, 1, 15), True), (date(2023, 1, 16), False)])
-def test_a_return_to_work_of_14_days_restarts_the_year(resumed_on: date, premium: bool) -> None:
-    """13 days back at work do not interrupt the incapacity; 14 do, and the year counts from 16 Jan 2023."""
+def test_assumed_a_return_to_work_of_14_days_restarts_the_year(resumed_on: date, premium: bool) -> None:
+    """An assumption, not RULEBOOK section 5: ``return_tolerance_days = 14`` is marked uncertain in the rulebook.
+
+    13 days back at work are assumed not to interrupt the incapacity; 14 do, and the year counts from 16 Jan 2023.
+    The resumption starts on 10 Jan 2024, within a year of either return's end: only the bridged 13 days give the
+    year, so the premium depends on the assumption and is U, and says why.
+    """
+    for rule in RB.rules(ReturnToWorkPremium):
+        assert isinstance(rule, ReturnToWorkPremium)
+        assert rule.return_tolerance_days == 14 and "return_tolerance_days" in rule.uncertain
     h = History(start=date(2022, 6, 1))
     h.interrupt(date(2023, 1, 2))
     h.resume(resumed_on)
+    h.declare(date(2024, 1, 10), 19)
+    h.authorise(date(2024, 1, 20))
+    h.review(date(2024, 6, 1))
+    entries = of(ledger(h), "return_to_work_premium")
+    assert [e.amount for e in entries] == ([D("1725.00")] if premium else [])
+    if premium:
+        [entry] = entries
+        assert entry.status is Status.UNCERTAIN
+        assert "fewer than 14 days was not counted as an interruption: an assumption" in entry.explanation
+
+
+def test_a_premium_that_needs_no_tolerance_stays_confirmed() -> None:
+    """A return long enough to interrupt under any reading leaves the year from its end, and the premium C."""
+    h = History(start=date(2021, 6, 1))
+    h.interrupt(date(2021, 9, 1))
+    h.resume(date(2021, 9, 10))  # 9 days, but the year is complete without bridging it
     h.declare(date(2024, 1, 15), 19)
     h.authorise(date(2024, 1, 20))
     h.review(date(2024, 6, 1))
-    assert [e.amount for e in of(ledger(h), "return_to_work_premium")] == ([D("1725.00")] if premium else [])
+    [entry] = of(ledger(h), "return_to_work_premium")
+    assert (entry.amount, entry.status) == (D("1725.00"), Status.CONFIRMED)
+    assert "assumption" not in entry.explanation
 
 
 @pytest.mark.parametrize(
@@ -356,6 +384,15 @@ def test_force_majeure_contribution_from_1_april_2024(terminated_on: date, reaso
     assert (entry.kind, entry.amount, entry.payer, entry.beneficiary, entry.concerns_employer) == (
         EntryKind.CONTRIBUTION, D("1800.00"), Payee.EMPLOYER, Payee.RETURN_TO_WORK_FUND, True)
     assert entry.causing_events[-1] == termination.event_id and len(entry.causing_events) == 2
+
+
+def test_a_contribution_under_the_uncertain_2026_regime_is_uncertain() -> None:
+    """BE-2026 inherits the 2022 figures "unless a rule says otherwise" (RULEBOOK: as 2022, U): so does the entry."""
+    h = History(start=date(2025, 1, 10))
+    h.force_majeure(date(2025, 11, 3), date(2025, 12, 15))
+    h.terminate(date(2026, 1, 5), "medical_force_majeure")
+    [entry] = of(ledger(h), "force_majeure.contribution")
+    assert (entry.regime, entry.amount, entry.status) == ("BE-2026", D("1800.00"), Status.UNCERTAIN)
 
 
 # --- announced sanctions (status A) ------------------------------------------------------------------------
