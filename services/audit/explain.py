@@ -54,8 +54,10 @@ def explain_deadline(rules: Rules, d: Deadline, by_id: dict[UUID, CaseEvent], re
                    "due_on": d.due_on.isoformat()},
         "state": d.state.value, "closed_on": d.closed_on.isoformat() if d.closed_on else None, "late": d.late,
         "early": d.early,
-        "outcome": None if outcome is None else {"outcome": outcome.outcome, "fired_at": outcome.fired_at.isoformat(),
-                                                 "lag_seconds": outcome.lag_seconds},
+        "outcome": None if outcome is None else {
+            "outcome": outcome.outcome, "fired_at": outcome.fired_at.isoformat(), "lag_seconds": outcome.lag_seconds,
+            "scheduled_for": outcome.scheduled_for.isoformat() if outcome.scheduled_for else None,
+            "timer_sequence": outcome.timer_sequence, "recorded_at": outcome.timestamp.isoformat()},
         "caused_by": [c for c in (cause(by_id.get(d.started_by), "started"),
                                   cause(by_id.get(d.closed_by) if d.closed_by else None, "closed")) if c],
         "explanation": d.explanation, "rule_note": note,

@@ -19,7 +19,7 @@ from uuid import UUID
 import msgspec
 
 from services.benefits.ledger import LedgerStep, project_ledger
-from services.deadlines.schedule import DeadlineSchedule, ScheduleStep, TimerFired, project_schedule
+from services.deadlines.schedule import DeadlineSchedule, ScheduleRecomputed, ScheduleStep, TimerFired, project_schedule
 from services.intake.application import belgian_date
 from shared.events.envelope import CaseEvent
 from shared.events.reports import tag_of
@@ -140,10 +140,17 @@ def _schedule_at(events: Sequence[Any], n: int, time: datetime | None) -> Deadli
     """The recorded schedule once it had applied ``n`` events, with the timer outcomes recorded before the next
     step (or, at a time, before that time)."""
     state: DeadlineSchedule | None = None
-    for event in events:
+    # A recomputation is skipped when recorded after the time, unless a step this prefix includes came after it
+    # (that step's changes were taken against the recomputed schedule).
+    last_step = max((i for i, e in enumerate(events) if isinstance(e, ScheduleStep) and e.source.version <= n),
+                    default=-1)
+    for index, event in enumerate(events):
         if isinstance(event, ScheduleStep) and event.source.version > n:
             break
-        if isinstance(event, TimerFired) and time is not None and event.fired_at > time:
+        # an outcome counts from when it was recorded (``timestamp``), not from when its timer fired
+        if isinstance(event, TimerFired) and time is not None and event.timestamp > time:
+            continue
+        if isinstance(event, ScheduleRecomputed) and time is not None and event.timestamp > time and index > last_step:
             continue
         state = project_schedule(state, [event])
     return state if state is not None and state.source_version == n else None

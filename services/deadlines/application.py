@@ -17,7 +17,15 @@ from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.deadlines import Policy, compute_deadlines
 
-from .schedule import DeadlineSchedule, ScheduleStep, TimerFired, diff, project_schedule
+from .schedule import (
+    DeadlineChange,
+    DeadlineSchedule,
+    ScheduleRecomputed,
+    ScheduleStep,
+    TimerFired,
+    diff,
+    project_schedule,
+)
 
 
 class TimerOutcome(enum.StrEnum):
@@ -79,11 +87,41 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
     def schedule(self, case_id: UUID, version: int | None = None) -> DeadlineSchedule | None:
         return self.load(case_id, version)
 
+    def recompute(self, case_id: UUID, now: datetime, *, record: bool = True) -> list[DeadlineChange]:
+        """The changes that recomputing the case's deadlines over the history it applied, under this application's
+        rulebook and policy, makes to its schedule; recorded as one :class:`ScheduleRecomputed` unless ``record``
+        is false. Nothing when they agree (a second run changes nothing). An optimistic write on the schedule's
+        version, retried when the running service records a step meanwhile."""
+        for _attempt in range(self.write_attempts):
+            state = self.load(case_id)
+            if state is None:
+                return []
+            policy = self.policy_for(state.enterprise_number)
+            changes = diff(state.deadlines, compute_deadlines(state.history, self.rulebook, policy))
+            if not changes or not record:
+                return changes
+            try:
+                self.save(ScheduleRecomputed(
+                    originator_id=state.id, originator_version=state.version + 1, timestamp=now,
+                    rulebook=f"{self.rulebook.country} {self.rulebook.version}", policy=policy.id,
+                    source_version=state.source_version, changes=changes,
+                    enterprise_number=state.enterprise_number, insz=state.insz,
+                ))
+            except IntegrityError:
+                continue
+            return changes
+        raise RuntimeError(f"case {case_id}: could not record the recomputation of its deadlines")
+
     def timer_fired(
         self, case_id: UUID, deadline_id: UUID, due_on: Any, fired_at: datetime, scheduled_for: datetime,
-        known_version: int,
+        known_version: int, *, now: datetime | None = None, timer_sequence: int | None = None,
     ) -> TimerOutcome:
-        """Record the outcome of a deadline whose timer fired, once, if it is still open as the case stands."""
+        """Record the outcome of a deadline whose timer fired, once, if it is still open as the case stands.
+
+        ``fired_at``: when the server fired the timer (its stream timestamp); ``now``: when the outcome is recorded
+        (default ``fired_at``); ``timer_sequence``: the fired message's sequence in the TIMERS stream.
+        """
+        now = now or fired_at
         for _attempt in range(self.write_attempts):
             state = self.load(case_id)
             deadline = state.deadlines.get(deadline_id) if state else None
@@ -99,11 +137,13 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
             fired = TimerFired(
                 originator_id=state.id,
                 originator_version=state.version + 1,
-                timestamp=fired_at,
+                timestamp=now,
                 deadline=deadline,
                 outcome=OUTCOME_BY_KIND.get(deadline.deadline_kind, "missed"),
                 fired_at=fired_at,
                 lag_seconds=max(0.0, (fired_at - scheduled_for).total_seconds()),
+                scheduled_for=scheduled_for,
+                timer_sequence=timer_sequence,
                 known_version=state.source_version,
                 enterprise_number=state.enterprise_number,
                 insz=state.insz,

@@ -23,10 +23,11 @@ from shared.events.subjects import (
 from shared.infra.relay import Outgoing
 from shared.infra.service import DerivedService, Query, build_derived_service
 from shared.infra.settings import Settings
+from shared.infra.store import tracking_recorder
 from shared.rulebook.deadlines import Deadline
 
 from .application import DeadlinesApplication, build_deadlines
-from .schedule import DeadlineSchedule, ScheduleStep, TimerFired
+from .schedule import DeadlineSchedule, ScheduleRecomputed, ScheduleStep, TimerFired
 from .timers import FiredTimers, TimerWriter, ensure_timer_stream
 
 _ENCODER = msgspec.json.Encoder()
@@ -39,7 +40,7 @@ class DeadlineEvent(msgspec.Struct, frozen=True, kw_only=True, tag="deadline_eve
     case_id: UUID
     change: str
     deadline: Deadline
-    #: The Case event that caused the change (none for a fired timer).
+    #: The Case event that caused the change (none for a fired timer or a recomputation under a new rulebook).
     caused_by: UUID | None
     fired_at: datetime | None = None
     lag_seconds: float | None = None
@@ -58,6 +59,9 @@ def render(event: Any) -> list[Outgoing]:
     """Each change on its case's subject; the ones that concern the employer also on its feed."""
     if isinstance(event, ScheduleStep):
         items = [(c.change, c.deadline, event.source.event_id, None, None) for c in event.changes]
+        enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
+    elif isinstance(event, ScheduleRecomputed):
+        items = [(c.change, c.deadline, None, None, None) for c in event.changes]
         enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
     elif isinstance(event, TimerFired):
         items = [(event.outcome, event.deadline, None, event.fired_at, event.lag_seconds)]
@@ -85,6 +89,7 @@ def schedule_view(schedule: DeadlineSchedule) -> dict[str, Any]:
             "outcome": fired.outcome if fired else None,
             "fired_at": fired.fired_at.isoformat() if fired else None,
             "timer_lag_seconds": fired.lag_seconds if fired else None,
+            "timer_sequence": fired.timer_sequence if fired else None,
         })
     return {"case_id": str(schedule.case_id), "version": schedule.version,
             "source_version": schedule.source_version, "deadlines": rows}
@@ -112,8 +117,8 @@ def build_service(settings: Settings) -> DerivedService:
             consumer.js = js
 
     async def timer_job(js: JetStreamContext, stop: asyncio.Event) -> None:
-        writer = TimerWriter(recorder=app.recorder, mapper=app.mapper, tracking=app.factory.tracking_recorder(),
-                             js=js)
+        writer = TimerWriter(recorder=app.recorder, mapper=app.mapper,
+                             tracking=tracking_recorder(app, settings, app.name), js=js)
         await writer.run(stop)
 
     return build_derived_service(

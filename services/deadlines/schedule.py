@@ -36,11 +36,35 @@ class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="timer_fired.v1"
     deadline: Deadline
     #: missed (an obligation) or expired (a right's window closed)
     outcome: str
+    #: When the server fired the timer (the fired message's timestamp in the TIMERS stream).
     fired_at: datetime
-    #: Seconds between the moment the timer was due and the moment it was handled.
+    #: Seconds between the moment the timer was due and the moment the server fired it (both the server's time;
+    #: when the outcome was recorded is ``timestamp``, the service's clock).
     lag_seconds: float
     #: Case version the schedule knew when it decided (every earlier report had been applied).
     known_version: int
+    enterprise_number: str
+    insz: str
+    #: The timer that fired: the moment it was scheduled for, and its fired message's sequence in TIMERS.
+    scheduled_for: datetime | None = None
+    timer_sequence: int | None = None
+
+
+class ScheduleRecomputed(msgspec.Struct, frozen=True, kw_only=True, tag="schedule_recomputed.v1",
+                         tag_field="envelope"):
+    """The case's deadlines recomputed over the same history under another rulebook or policy (a deployment
+    changed them): the changes, and which rulebook and policy, so the schedule stays the pure function of its
+    history under the rules now in force. Recorded by ``reintegration deadlines recompute``."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    #: the rulebook (``<country> <version>``) and policy the deadlines were recomputed under
+    rulebook: str
+    policy: str
+    #: the case version the schedule had applied (its history is unchanged)
+    source_version: int
+    changes: list[DeadlineChange]
     enterprise_number: str
     insz: str
 
@@ -75,7 +99,13 @@ def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineCh
     for new in after:
         seen.add(new.id)
         old = before.get(new.id)
-        if old is None:
+        if old is None and new.superseded:
+            # Opened under the regime of its start, then recomputed when a later regime took effect: both are
+            # recorded, so that the schedule shows what the parties were held to until the switch.
+            for index, version in enumerate(new.superseded):
+                changes.append(DeadlineChange(change="opened" if index == 0 else "recomputed", deadline=version))
+            changes.append(DeadlineChange(change="recomputed" if new.state == "open" else new.state, deadline=new))
+        elif old is None:
             changes.append(DeadlineChange(change="opened" if new.state == "open" else new.state, deadline=new))
         elif old != new:
             if old.state == "open" and new.state != "open":
@@ -91,17 +121,22 @@ def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineCh
     return changes
 
 
+def apply_changes(deadlines: dict[UUID, Deadline], changes: Iterable[DeadlineChange]) -> dict[UUID, Deadline]:
+    out = dict(deadlines)
+    for change in changes:
+        if change.change == "withdrawn":
+            out.pop(change.deadline.id, None)
+        else:
+            out[change.deadline.id] = change.deadline
+    return out
+
+
 def project_schedule(
-    state: DeadlineSchedule | None, events: Iterable[ScheduleStep | TimerFired]
+    state: DeadlineSchedule | None, events: Iterable[ScheduleStep | TimerFired | ScheduleRecomputed]
 ) -> DeadlineSchedule | None:
     for event in events:
         if isinstance(event, ScheduleStep):
-            deadlines = dict(state.deadlines) if state else {}
-            for change in event.changes:
-                if change.change == "withdrawn":
-                    deadlines.pop(change.deadline.id, None)
-                else:
-                    deadlines[change.deadline.id] = change.deadline
+            deadlines = apply_changes(state.deadlines if state else {}, event.changes)
             state = DeadlineSchedule(
                 id=event.originator_id,
                 version=event.originator_version,
@@ -111,6 +146,11 @@ def project_schedule(
                 history=(*(state.history if state else ()), event.source),
                 deadlines=deadlines,
                 outcomes=dict(state.outcomes) if state else {},
+            )
+        elif isinstance(event, ScheduleRecomputed):
+            assert state is not None, "only a known schedule is recomputed"
+            state = msgspec.structs.replace(
+                state, version=event.originator_version, deadlines=apply_changes(state.deadlines, event.changes),
             )
         else:
             assert state is not None, "a timer fires for a known schedule"
@@ -123,7 +163,12 @@ def project_schedule(
 
 
 def timer_due(deadline: Deadline) -> date:
-    """The day after the deadline: its timer fires at the start of that Belgian day."""
+    """The day after the deadline: its timer fires at the start of that Belgian day. A deadline that a later regime
+    recomputed to a date before that regime took effect is overdue from the switch day only (until then the
+    earlier regime's longer period ran): its timer fires then."""
     from datetime import timedelta
 
-    return deadline.due_on + timedelta(days=1)
+    day = deadline.due_on + timedelta(days=1)
+    if deadline.recomputed_on is not None and deadline.recomputed_on > day:
+        return deadline.recomputed_on
+    return day

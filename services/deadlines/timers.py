@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, date, datetime, time
@@ -58,7 +59,7 @@ from shared.events.subjects import (
 from shared.infra.relay import add_or_update_stream, next_batch
 
 from .application import DeadlinesApplication, TimerOutcome
-from .schedule import ScheduleStep, timer_due
+from .schedule import ScheduleRecomputed, ScheduleStep, timer_due
 
 log = structlog.get_logger("deadlines.timers")
 BRUSSELS = ZoneInfo("Europe/Brussels")
@@ -159,11 +160,14 @@ class TimerWriter:
             pass
 
     async def apply(self, event: Any) -> None:
-        if not isinstance(event, ScheduleStep):
+        if not isinstance(event, ScheduleStep | ScheduleRecomputed):
             if hasattr(event, "deadline"):  # a TimerFired: the outcome is recorded, the timer is done
                 await self.purge(event.deadline.id)
             return
-        for change in event.changes:
+        # A step may change a deadline twice (opened under one regime, recomputed under the next): its last
+        # change is the one the timer follows.
+        last = {change.deadline.id: change for change in event.changes}
+        for change in last.values():
             deadline = change.deadline
             if change.change in ARMS and deadline.state == "open":
                 when = fire_time(timer_due(deadline))
@@ -237,9 +241,16 @@ class FiredTimers:
             return
         known = await self.case_version(timer.case_id)
         loop = asyncio.get_running_loop()
+        now = datetime.now(UTC)
+        # The server's timestamp of the fired message is when the timer fired, whatever this service's clock says
+        # and however late (down, behind) the service handles it.
+        fired_at = raw.metadata.timestamp if raw.metadata is not None else now
+        sequence = raw.metadata.sequence.stream if raw.metadata is not None else None
         outcome = await loop.run_in_executor(
-            self.executor, self.app.timer_fired, timer.case_id, timer.deadline_id, timer.due_on,
-            datetime.now(UTC), timer.fires_at, known,
+            self.executor, functools.partial(
+                self.app.timer_fired, timer.case_id, timer.deadline_id, timer.due_on, fired_at, timer.fires_at,
+                known, now=now, timer_sequence=sequence,
+            ),
         )
         self.counts[outcome.value] += 1
         if outcome is TimerOutcome.BEHIND:

@@ -1,5 +1,8 @@
 """Deadline timers over a real nats-server: a deadline that expires fires exactly one outcome, one met in time
-fires none, and a service that was down when its timer fired records it once after its restart."""
+fires none, and a service that was down when its timer fired records it once after its restart.
+
+Outcomes are checked on the wire too: the messages the DEADLINES stream holds on the case's ``missed`` subject and on
+the employer's feed subject are counted, and so are the schedules the TIMERS stream holds."""
 
 from __future__ import annotations
 
@@ -12,21 +15,33 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import msgspec
 import nats
+import nats.js.errors
 import pytest
 
 from services.deadlines.application import build_deadlines
 from services.deadlines.schedule import TimerFired
 from services.deadlines.timers import Timer
 from services.intake.application import build_intake
-from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
+from shared.events.subjects import (
+    DEADLINES_PREFIX,
+    DEADLINES_STREAM,
+    TIMER_FIRED_PREFIX,
+    TIMER_SCHEDULE_PREFIX,
+    TIMERS_STREAM,
+    employer_feed_subject,
+)
 from shared.infra.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
-from tests.factories import EMPLOYER_PARTY, FUND_PARTY, OHS_PARTY, assessment, incapacity, request
+from tests.factories import EMPLOYER, EMPLOYER_PARTY, FUND_PARTY, OHS_PARTY, assessment, incapacity, plan, request
 
-TODAY = datetime.now(UTC).date()
+# The Belgian day, as intake dates receipts (a run around midnight UTC would otherwise be a day off).
+TODAY = datetime.now(ZoneInfo("Europe/Brussels")).date()
 
 
 def start(kind: list[str], settings: Settings) -> subprocess.Popen[bytes]:
@@ -114,6 +129,7 @@ async def _timer_for(url: str, deadline_id) -> Timer:  # noqa: ANN001
 
 
 def test_service_down_when_the_timer_fires_records_it_once_after_restart(system) -> None:  # noqa: ANN001
+    """Also on the wire: exactly one message on the case's ``missed`` subject, however often the service restarts."""
     settings, procs = system
     intake = build_intake(settings)
     case = intake.submit(FUND_PARTY, incapacity(TODAY - timedelta(days=100)), datetime.now(UTC)).case_id
@@ -138,7 +154,11 @@ def test_service_down_when_the_timer_fires_records_it_once_after_restart(system)
     time.sleep(2)
     procs["deadlines"] = start(["serve", "deadlines"], settings)
     state, fired = wait_for(lambda: (r := assessment_rule(settings, case)) and r[1] and r)
-    assert fired.outcome == "missed" and fired.lag_seconds >= 1
+    assert fired.outcome == "missed"
+    # The record names the timer that fired, when the server fired it, and when the service (down for 2 s and
+    # more) recorded it.
+    assert fired.scheduled_for is not None and fired.timer_sequence is not None
+    assert (fired.timestamp - fired.fired_at).total_seconds() >= 1
     procs["deadlines"].send_signal(signal.SIGKILL)
     procs["deadlines"].wait()
     procs["deadlines"] = start(["serve", "deadlines"], settings)
@@ -147,6 +167,12 @@ def test_service_down_when_the_timer_fires_records_it_once_after_restart(system)
     recorded = [e for e in app.events.get(app.derived_id(case)) if isinstance(e, TimerFired)]
     app.close()
     assert [e.outcome for e in recorded if e.deadline.id == deadline.id] == ["missed"]  # once, after restarts
+    missed = published(settings, f"{DEADLINES_PREFIX}.{case}.missed")
+    assert [m["change"] for m in missed if m["deadline"]["id"] == str(deadline.id)] == ["missed"]
+    assert_one_message_per_recorded_outcome(missed, recorded, "missed")
+    # the assessment does not concern the employer: nothing about it on the employer's feed
+    feed = published(settings, employer_feed_subject(EMPLOYER, "deadlines", case))
+    assert not [m for m in feed if m["deadline_id"] == str(deadline.id)]
 
 
 def _try(fn):  # noqa: ANN001, ANN202
@@ -154,3 +180,192 @@ def _try(fn):  # noqa: ANN001, ANN202
         return fn()
     except Exception:  # noqa: BLE001
         return None
+
+
+# --- on the wire: the DEADLINES stream's messages and the TIMERS stream's schedules ---------------------------
+
+
+async def _published(url: str, stream: str, subject: str) -> list[dict[str, Any]]:
+    """Every message ``stream`` holds on ``subject``, in stream order, decoded."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    out, seq = [], 1
+    try:
+        while True:
+            try:
+                msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                return out
+            out.append(msgspec.json.decode(msg.data or b""))
+            seq = (msg.seq or seq) + 1
+    finally:
+        await nc.close()
+
+
+def published(settings: Settings, subject: str) -> list[dict[str, Any]]:
+    return asyncio.run(_published(settings.nats_url, DEADLINES_STREAM, subject))
+
+
+async def _schedules(url: str, deadline_id: UUID) -> tuple[int, bool]:
+    """How many messages TIMERS holds on the deadline's schedule subject (stream state), and whether
+    get_last_msg finds one."""
+    subject = f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}"
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    try:
+        info = await js.stream_info(TIMERS_STREAM, subjects_filter=subject)
+        held = sum((info.state.subjects or {}).values())
+        try:
+            await js.get_last_msg(TIMERS_STREAM, subject)
+            found = True
+        except nats.js.errors.NotFoundError:
+            found = False
+        return held, found
+    finally:
+        await nc.close()
+
+
+def schedules(settings: Settings, deadline_id: UUID) -> tuple[int, bool]:
+    return asyncio.run(_schedules(settings.nats_url, deadline_id))
+
+
+def recorded_fired(settings: Settings, case_id: UUID) -> list[TimerFired]:
+    app = build_deadlines(settings)
+    try:
+        return [e for e in app.events.get(app.derived_id(case_id)) if isinstance(e, TimerFired)]
+    finally:
+        app.close()
+
+
+def rule_deadline(settings: Settings, case_id: UUID, rule: str):  # noqa: ANN201
+    """The case's deadline of ``rule`` and its recorded outcome (None while the timer has not fired)."""
+    app = build_deadlines(settings)
+    try:
+        schedule = app.schedule(case_id)
+        found = schedule and next((d for d in schedule.deadlines.values() if d.rule == rule), None)
+        return found and (found, schedule.outcomes.get(found.id))
+    finally:
+        app.close()
+
+
+def assert_one_message_per_recorded_outcome(messages: list[dict[str, Any]], fired: list[TimerFired],
+                                            outcome: str) -> None:
+    """The case's ``<outcome>`` subject holds one message per recorded outcome: same deadlines, none twice."""
+    ids = [m["deadline"]["id"] for m in messages]
+    assert len(ids) == len(set(ids)), f"an outcome was published twice: {ids}"
+    assert sorted(ids) == sorted(str(e.deadline.id) for e in fired if e.outcome == outcome)
+    assert {m["change"] for m in messages} <= {outcome}
+
+
+def settled(read, pause: float = 3.0, patience: float = 60.0):  # noqa: ANN001, ANN201
+    """``read()`` once it is non-empty and unchanged over ``pause`` seconds (a second firing would show); a result
+    still changing after ``patience`` seconds fails the test."""
+    first = wait_for(read)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        time.sleep(pause)
+        again = read()
+        if again == first:
+            return again
+        first = again
+    raise AssertionError(f"still changing after {patience} s: {first}")
+
+
+def test_an_expired_plan_publishes_one_missed_message_and_one_on_the_employer_feed(system) -> None:  # noqa: ANN001
+    settings, _ = system
+    intake = build_intake(settings)
+    case = intake.submit(FUND_PARTY, incapacity(TODAY - timedelta(days=300)), datetime.now(UTC)).case_id
+    intake.submit(EMPLOYER_PARTY, request(case, TODAY - timedelta(days=120)), datetime.now(UTC))
+    # Decision A: a plan for a temporary unfitness is due 63 calendar days later, 37 days ago, and never comes.
+    intake.submit(OHS_PARTY, assessment(case, TODAY - timedelta(days=100), "BE-2022", "A"), datetime.now(UTC))
+    intake.close()
+    plan_deadline, fired = wait_for(
+        lambda: (r := rule_deadline(settings, case, "trajectory.plan.temporary")) and r[1] and r)
+    assert fired.outcome == "missed" and plan_deadline.concerns_employer
+    assert plan_deadline.due_on == TODAY - timedelta(days=37)
+    plan_id = str(plan_deadline.id)
+    missed_subject = f"{DEADLINES_PREFIX}.{case}.missed"
+    feed_subject = employer_feed_subject(EMPLOYER, "deadlines", case)
+
+    # wait until the plan's outcome is out on both subjects, then until nothing more arrives
+    wait_for(lambda: any(m["deadline"]["id"] == plan_id for m in published(settings, missed_subject)))
+    wait_for(lambda: any(m["deadline_id"] == plan_id and m["change"] == "missed"
+                         for m in published(settings, feed_subject)))
+    missed = settled(lambda: published(settings, missed_subject))
+    feed = settled(lambda: published(settings, feed_subject))
+
+    plan_missed = [m for m in missed if m["deadline"]["id"] == plan_id]
+    assert len(plan_missed) == 1
+    assert plan_missed[0]["case_id"] == str(case) and plan_missed[0]["caused_by"] is None
+    assert plan_missed[0]["deadline"]["rule"] == "trajectory.plan.temporary"
+    plan_feed_missed = [m for m in feed if m["deadline_id"] == plan_id and m["change"] == "missed"]
+    assert len(plan_feed_missed) == 1
+    assert (plan_feed_missed[0]["state"], plan_feed_missed[0]["enterprise_number"]) == ("missed", EMPLOYER)
+    # every missed message of the case stands for one recorded outcome, none twice; on the feed only the ones that
+    # concern the employer
+    fired_events = recorded_fired(settings, case)
+    assert [e.outcome for e in fired_events if str(e.deadline.id) == plan_id] == ["missed"]
+    assert_one_message_per_recorded_outcome(missed, fired_events, "missed")
+    feed_missed = [m["deadline_id"] for m in feed if m["change"] == "missed"]
+    assert sorted(feed_missed) == sorted(
+        str(e.deadline.id) for e in fired_events if e.outcome == "missed" and e.deadline.concerns_employer)
+
+
+def test_a_future_deadline_met_in_time_loses_its_timer_and_is_never_missed(system) -> None:  # noqa: ANN001
+    settings, _ = system
+    intake = build_intake(settings)
+    # Recent dates, so that every deadline of the case lies in the future (the 4-week contact too).
+    case = intake.submit(FUND_PARTY, incapacity(TODAY - timedelta(days=20)), datetime.now(UTC)).case_id
+    intake.submit(EMPLOYER_PARTY, request(case, TODAY - timedelta(days=10), worker_consent=True), datetime.now(UTC))
+
+    # The assessment is due in 39 days (49 from the request): its timer is armed in the future.
+    assessment_deadline, _ = wait_for(lambda: rule_deadline(settings, case, "trajectory.assessment"))
+    assert assessment_deadline.due_on == TODAY + timedelta(days=39) and assessment_deadline.state == "open"
+    timer = wait_for(lambda: _try(lambda: asyncio.run(_timer_for(settings.nats_url, assessment_deadline.id))))
+    assert timer.due_on == assessment_deadline.due_on and timer.fires_at > datetime.now(UTC)
+    assert schedules(settings, assessment_deadline.id) == (1, True)
+
+    # Met: the assessment (A) arrives; it starts the employer's plan, due in 60 days, armed in the future too.
+    intake.submit(OHS_PARTY, assessment(case, TODAY - timedelta(days=3), "BE-2022", "A"), datetime.now(UTC))
+    plan_deadline, _ = wait_for(lambda: rule_deadline(settings, case, "trajectory.plan.temporary"))
+    assert plan_deadline.due_on == TODAY + timedelta(days=60) and plan_deadline.concerns_employer
+    wait_for(lambda: schedules(settings, plan_deadline.id) == (1, True))
+    wait_for(lambda: schedules(settings, assessment_deadline.id) == (0, False))
+
+    # Met: the plan arrives.
+    intake.submit(EMPLOYER_PARTY, plan(case, TODAY), datetime.now(UTC))
+    intake.close()
+    wait_for(lambda: (r := rule_deadline(settings, case, "trajectory.plan.temporary")) and r[0].state == "met")
+    wait_for(lambda: schedules(settings, plan_deadline.id) == (0, False))
+    assert schedules(settings, assessment_deadline.id) == (0, False)
+
+    # A stale firing of the met assessment's timer (as the server would deliver it) records and publishes nothing.
+    asyncio.run(_fire_now(settings.nats_url, timer))
+    wait_for(lambda: asyncio.run(_fired_held(settings.nats_url, assessment_deadline.id)) == 0)
+    time.sleep(2)
+    for deadline in (assessment_deadline, plan_deadline):
+        state, outcome = rule_deadline(settings, case, deadline.rule)
+        assert (state.state, outcome) == ("met", None)
+        assert schedules(settings, deadline.id) == (0, False)
+    assert recorded_fired(settings, case) == []
+    assert published(settings, f"{DEADLINES_PREFIX}.{case}.missed") == []
+    feed = published(settings, employer_feed_subject(EMPLOYER, "deadlines", case))
+    assert [m["change"] for m in feed if m["deadline_id"] == str(plan_deadline.id)] == ["opened", "met"]
+    assert not [m for m in feed if m["change"] in ("missed", "expired")]
+
+
+async def _fire_now(url: str, timer: Timer) -> None:
+    """Deliver ``timer`` on its fired subject at once, as the server does when a schedule falls due."""
+    nc = await nats.connect(url)
+    await nc.jetstream().publish(f"{TIMER_FIRED_PREFIX}.{timer.deadline_id}", msgspec.json.encode(timer))
+    await nc.close()
+
+
+async def _fired_held(url: str, deadline_id: UUID) -> int:
+    """How many fired timers of the deadline TIMERS still holds (handled ones are deleted)."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(TIMERS_STREAM, subjects_filter=f"{TIMER_FIRED_PREFIX}.{deadline_id}")
+        return sum((info.state.subjects or {}).values())
+    finally:
+        await nc.close()

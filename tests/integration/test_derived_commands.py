@@ -92,7 +92,7 @@ def test_rebuild_from_the_intake_store_without_nats(tmp_path: Path) -> None:
         shown = run("deadlines", str(case), "--json", "--data-dir", str(settings.data_dir), env=env)
         assert shown.returncode == 0, shown.stderr
         recorded = {d["id"]: d for d in json.loads(shown.stdout)["deadlines"]}
-        expected = {str(d.id): msgspec.to_builtins(d) for d in compute_deadlines(events, default_rulebook())}
+        expected = {str(d.id): json.loads(msgspec.json.encode(d)) for d in compute_deadlines(events, default_rulebook())}
         assert {k: {f: v[f] for f in expected[k]} for k, v in recorded.items()} == expected
         ledger = run("benefits", str(case), "--json", "--data-dir", str(settings.data_dir), env=env)
         assert ledger.returncode == 0 and json.loads(ledger.stdout)["source_version"] == 4

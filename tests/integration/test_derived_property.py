@@ -2,12 +2,16 @@
 
 Histories come from the seeded generator (every kind of case the demo feeds), recorded by the real Case rules in
 memory; each event is then applied one by one to the deadlines and benefits applications (in-memory stores).
+The deadlines are also checked over free-form histories (the strategy of ``tests/unit/test_deadlines_props.py``),
+some of them moved so that the 1 Oct 2022 or 28 Nov 2022 switch falls in the middle of the case.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import msgspec
 from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -21,7 +25,9 @@ from shared.infra.derived import Outcome
 from shared.infra.store import MsgspecMapper, NullTranscoder
 from shared.rulebook import default_rulebook
 from shared.rulebook.benefits import compute_ledger, effective
-from shared.rulebook.deadlines import compute_deadlines
+from shared.rulebook.deadlines import Policy, compute_deadlines
+from tests.unit.test_deadlines import BE, EMPLOYER, History
+from tests.unit.test_deadlines_props import histories
 
 MEMORY = {
     "PERSISTENCE_MODULE": "eventsourcing.popo",
@@ -64,6 +70,74 @@ def test_incremental_deadlines_equal_the_pure_function(seed: int) -> None:
         assert schedule.deadlines == expected
     for position, event in enumerate(events, start=1):
         assert app.process(event, position, NOW) is Outcome.DUPLICATE
+
+
+#: The days a Belgian rule changes: BE-2022 takes effect, and the separate force-majeure procedure begins.
+SWITCHES = [date(2022, 10, 1), date(2022, 11, 28)]
+
+
+def _moved(h: History, delta: timedelta) -> History:
+    """The same history ``delta`` later: every date of every report moved, the regimes looked up again."""
+    opening = h.events[0].report
+    moved = History(opening.effective_date + delta, h.rulebook)
+    for event in h.events[1:]:
+        report = event.report
+        fields: dict[str, Any] = {}
+        for name in report.__struct_fields__:
+            if name in ("report_id", "case_id", "regime"):
+                continue
+            value = getattr(report, name)
+            fields[name] = value + delta if isinstance(value, date) else value
+        moved.add(type(report), **fields)
+    return moved
+
+
+@st.composite
+def histories_across_switches(draw: st.DrawFn) -> History:
+    """A free-form history, moved so that one of its reports falls within a month of 1 Oct or 28 Nov 2022."""
+    h = draw(histories(BE))
+    switch = draw(st.sampled_from(SWITCHES))
+    pivot = draw(st.sampled_from(h.events)).report.effective_date
+    return _moved(h, switch + timedelta(days=draw(st.integers(-30, 30))) - pivot)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(histories(BE), histories_across_switches()), st.booleans())
+def test_incremental_deadlines_of_free_form_histories_equal_the_pure_function(h: History, coach: bool) -> None:
+    """Applied event by event, as the service does, under both roll-forward policies (and with or without an
+    employer policy), the schedule is the pure function of the history so far, and at the end of the whole."""
+    events = h.events
+    employer_policies = {"flemish-government-return-coach": frozenset({EMPLOYER})} if coach else {}
+    for roll in (False, True):
+        app = DeadlinesApplication(env=MEMORY, policy=Policy(roll_forward=roll), employer_policies=employer_policies)
+        policy = app.policy_for(EMPLOYER)
+        assert policy.roll_forward is roll and bool(policy.employer_policies) is coach
+        for position, event in enumerate(events, start=1):
+            assert app.process(event, position, NOW) is Outcome.APPLIED
+            schedule = app.schedule(event.case_id)
+            assert schedule is not None and schedule.source_version == position
+            expected = {d.id: d for d in compute_deadlines(events[:position], BE, policy)}
+            assert schedule.deadlines == expected, (roll, position)
+        final = app.schedule(h.case_id)
+        assert final is not None
+        assert sorted(final.deadlines.values(), key=lambda d: (d.due_on, d.rule, d.starts_on, str(d.id))) == (
+            compute_deadlines(events, BE, policy))
+        assert all(d.policy == policy.id for d in final.deadlines.values())
+        for position, event in enumerate(events, start=1):
+            assert app.process(event, position, NOW) is Outcome.DUPLICATE
+
+
+def test_moved_histories_reach_across_the_2022_switches() -> None:
+    """The strategy's move keeps the history and looks the regimes up again (the switch falls inside the case)."""
+    h = History(date(2022, 6, 1))
+    h.request(date(2022, 9, 15))
+    h.assess(date(2022, 10, 20), "A")
+    moved = _moved(h, timedelta(days=31))
+    assert [e.report.effective_date for e in moved.events] == [date(2022, 7, 2), date(2022, 10, 16),
+                                                               date(2022, 11, 20)]
+    assert [e.regime for e in moved.events] == ["BE-2016", "BE-2022", "BE-2022"]
+    assert msgspec.structs.replace(moved.events[1].report, report_id=h.events[1].report.report_id,
+                                   case_id=h.case_id, received_on=date(2022, 9, 15)) == h.events[1].report
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
