@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 from collections import Counter
 from dataclasses import dataclass, field
@@ -243,8 +244,10 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
     deadlines, benefits = build_deadlines(settings), build_benefits(settings)
     states: Counter[str] = Counter()
     rules: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    totals: dict[str, object] = {}
+    #: (kind, rule) of the entries in force: one kind (premium) covers the employer's return-to-work premium and
+    #: the worker's rehabilitation premiums, so the summary names the rule too.
+    kinds: Counter[tuple[str, str]] = Counter()
+    totals: dict[tuple[str, str], Decimal] = {}
     employer_entries = 0
     try:
         for case in cases:
@@ -256,9 +259,10 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
                 rules[deadline.rule] += 1
             ledger = benefits.ledger(case)  # type: ignore[arg-type]
             for entry in (ledger.effective if ledger else ()):
-                kinds[entry.kind] += 1
+                key = (entry.kind.value, entry.rule)
+                kinds[key] += 1
                 if entry.amount is not None:
-                    totals[entry.kind] = totals.get(entry.kind, 0) + entry.amount  # type: ignore[operator]
+                    totals[key] = totals.get(key, Decimal(0)) + entry.amount
                 employer_entries += entry.concerns_employer
     finally:
         deadlines.close()
@@ -273,11 +277,13 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
     for rule, n in rules.most_common(8):
         top.add_row(rule, str(n))
     console.print(top)
-    ledger_table = Table("kind", "entries", "total EUR", title="Benefit ledger entries in force")
-    for kind, n in kinds.most_common():
-        total = totals.get(kind)
-        ledger_table.add_row(kind, str(n), f"{total:,.2f}" if total is not None else "(percentages)")
+    ledger_table = Table("kind", "rule", "entries", "total EUR", title="Benefit ledger entries in force, by kind and rule")
+    for (kind, rule), n in sorted(kinds.items(), key=lambda item: (item[0][0], -item[1], item[0][1])):
+        total = totals.get((kind, rule))
+        ledger_table.add_row(kind, rule, str(n), f"{total:,.2f}" if total is not None else "(no amount)")
     console.print(ledger_table)
+    recorded = sorted({kind for kind, _ in kinds})
+    console.print(f"ledger kinds recorded: {', '.join(recorded) or 'none'}")
     console.print(f"{employer_entries} ledger entries concern the employers and went to their own feeds")
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -59,6 +60,13 @@ def enterprise_number(rng: random.Random) -> str:
     """A valid Belgian enterprise number (0 + 7 digits + mod-97 check)."""
     base = int(f"0{rng.randint(2_000_000, 9_999_999)}")
     return f"{base:08d}{97 - base % 97:02d}"
+
+
+def months_complete(start: date, months: int) -> date:
+    """A day on which ``months`` calendar months from ``start`` are complete under either reading of a period that
+    starts on a day its last month lacks (30 Nov + 3 months: 28 Feb clipped, or 1 Mar): a script meant to be
+    accepted must not depend on which one the rules take."""
+    return add_months(start, months) + timedelta(days=1)
 
 
 def corrupt(number: str) -> str:
@@ -114,6 +122,7 @@ class Generator:
             (self.company_trajectory, 30),
             (self.definitive_with_appeal, 8),
             (self.partial_resumption, 12),
+            (self.return_to_work_premium, 5),
             (self.return_to_work, 10),
             (self.rehabilitation, 6),
             (self.force_majeure, 6),
@@ -131,7 +140,7 @@ class Generator:
         regime_on = self.rulebook.regime_on
         initiator = self.rng.choice(["worker", "employer", "advising_physician"])
         months = {"worker": 1, "employer": 5, "advising_physician": 3}[initiator]
-        received = self.day(add_months(start, months), add_months(start, months + 2))
+        received = self.day(months_complete(start, months), add_months(start, months + 2))
         if initiator == "advising_physician" and regime_on(received).id != "BE-2016":  # type: ignore[union-attr]
             initiator = "employer"
         if initiator == "worker" and received < date(2017, 1, 1):
@@ -220,6 +229,32 @@ class Generator:
                 report_id=self.uid(), case_id=c, ended_on=last), label="ended"))
         return s
 
+    def return_to_work_premium(self) -> Script:
+        """A partial resumption after more than a year of incapacity, started from 1 Apr 2023 to 31 Mar 2025 and
+        worked for at least three months: the employer's return-to-work premium. Some are declared late (within
+        the 14 days the -10% covers), so the demo also shows that reduction."""
+        start = self.day(date(2022, 1, 3), date(2024, 1, 31))
+        o, opener = self.opening(start, by_fund=True)
+        fund, _, _ = self.parties(o)
+        s = Script("return-to-work premium", o, opener)
+        earliest = max(months_complete(start, 12), date(2023, 4, 1))
+        starts = min(earliest + timedelta(days=self.rng.randint(0, 60)), date(2025, 3, 31))
+        late = self.rng.random() < 0.3
+        declared = starts + timedelta(days=self.rng.randint(1, 10)) if late else starts - timedelta(
+            days=self.rng.randint(3, 10))
+        hours = self.rng.choice([10, 19, 24])
+        s.steps.append(Step(fund, lambda c: r.PartialResumptionDeclared(
+            report_id=self.uid(), case_id=c, declared_on=declared, starts_on=starts, weekly_hours=hours,
+            full_time_hours=38), label="declared late" if late else "declared"))
+        authorised = max(starts, declared) + timedelta(days=self.rng.randint(3, 25))
+        s.steps.append(Step(fund, lambda c: r.PartialResumptionAuthorised(
+            report_id=self.uid(), case_id=c, authorised_on=authorised), label="authorised"))
+        if self.rng.random() < 0.6:  # ended after the three months; otherwise still running
+            ended = months_complete(starts, 3) + timedelta(days=self.rng.randint(0, 119))
+            s.steps.append(Step(fund, lambda c: r.PartialResumptionEnded(
+                report_id=self.uid(), case_id=c, ended_on=ended), label="ended"))
+        return s
+
     def return_to_work(self) -> Script:
         start = self.day(date(2022, 1, 3), date(2026, 6, 1))
         o, opener = self.opening(start, by_fund=True)
@@ -227,12 +262,19 @@ class Generator:
         s = Script("Terug Naar Werk", o, opener)
         sent = start + timedelta(weeks=9, days=self.rng.randint(0, 6))
         s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireSent(report_id=self.uid(), case_id=c, sent_on=sent)))
-        if self.rng.random() < 0.7:
+        if self.rng.random() < 0.4:
             s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireReturned(
                 report_id=self.uid(), case_id=c, returned_on=sent + timedelta(days=self.rng.randint(2, 20)))))
-        else:
+            return s
+        missed = sent + timedelta(days=30)
+        s.steps.append(Step(fund, lambda c: r.ReturnToWorkExaminationMissed(
+            report_id=self.uid(), case_id=c, missed_on=missed, justified=False), label="missed examination"))
+        again = missed + timedelta(days=self.rng.randint(14, 45))
+        if self.rng.random() < 0.6 and again <= LATEST:
+            # A second unjustified miss: -2.5 % for one month when the incapacity started from 1 Jan 2023.
+            s.kind = "Terug Naar Werk, missed twice"
             s.steps.append(Step(fund, lambda c: r.ReturnToWorkExaminationMissed(
-                report_id=self.uid(), case_id=c, missed_on=sent + timedelta(days=30), justified=False)))
+                report_id=self.uid(), case_id=c, missed_on=again, justified=False), label="second missed examination"))
         return s
 
     def rehabilitation(self) -> Script:
@@ -250,6 +292,12 @@ class Generator:
             s.steps.append(Step(fund, lambda c, first=first: r.TrainingHoursAttended(
                 report_id=self.uid(), case_id=c, period_start=first, period_end=first + timedelta(days=27),
                 hours=r.TrainingHours(self.rng.randint(20, 80)))))
+            if self.rng.random() < 0.5:  # costs the health fund reimburses as reported, in cents
+                cost_kind = self.rng.choice(list(r.CostKind))
+                cost = Decimal(self.rng.randint(1_500, 40_000)) / 100
+                s.steps.append(Step(fund, lambda c, first=first, kind=cost_kind, cost=cost: r.RehabilitationCostsReported(
+                    report_id=self.uid(), case_id=c, incurred_on=first, cost_kind=kind, amount=cost),
+                    label="costs"))
         done = approved + timedelta(days=130)
         s.steps.append(Step(fund, lambda c: r.TrainingCompleted(report_id=self.uid(), case_id=c, completed_on=done, successful=True)))
         s.steps.append(Step(fund, lambda c: r.JobSearchStarted(report_id=self.uid(), case_id=c, started_on=done + timedelta(days=3))))
@@ -260,7 +308,7 @@ class Generator:
         o, opener = self.opening(start)
         _, ohs, employer = self.parties(o)
         s = Script("medical force majeure", o, opener)
-        letter = max(add_months(start, 9) + timedelta(days=self.rng.randint(0, 60)), date(2022, 11, 28))
+        letter = max(months_complete(start, 9) + timedelta(days=self.rng.randint(0, 60)), date(2022, 11, 28))
         s.steps.append(Step(employer, lambda c: r.MedicalForceMajeureStarted(report_id=self.uid(), case_id=c, letter_sent_on=letter)))
         s.steps.append(Step(ohs, lambda c: r.MedicalForceMajeureDecided(
             report_id=self.uid(), case_id=c, decided_on=letter + timedelta(days=5), definitively_unfit=True),
@@ -283,7 +331,7 @@ class Generator:
         s.steps.append(Step(employer, lambda c: r.IncapacityInterrupted(report_id=self.uid(), case_id=c, returned_on=back)))
         s.steps.append(Step(employer, lambda c: r.IncapacityResumed(
             report_id=self.uid(), case_id=c, resumed_on=back + timedelta(days=length))))
-        on = add_months(start, 3)
+        on = months_complete(start, 3)
         s.steps.append(Step(employer, lambda c: r.TrajectoryRequested(
             report_id=self.uid(), case_id=c, initiator=r.Initiator.EMPLOYER, received_on=on),
             expect="accepted" if length == 13 else "not_eligible", label=f"employer request after a {length}-day return"))

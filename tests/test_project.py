@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,15 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert "every reply is the one the rules call for" in result.stdout
     assert "all published" in result.stdout
     assert (tmp_path / "demo" / "intake.sqlite").exists()
+    # The ledger summary shows the kinds recorded, each with its rule: among them the employer's return-to-work
+    # premium, the Terug Naar Werk 2.5% reduction and rehabilitation cost reimbursements.
+    kinds = re.search(r"ledger kinds recorded: (.*)", result.stdout)
+    assert kinds is not None, result.stdout[-3000:]
+    assert {"premium", "reduction", "reimbursement"} <= set(kinds[1].split(", "))
+    for kind, rule in [("premium", r"return_to_work_premium\.20(23|24)"),
+                       ("reduction", r"return_to_work\.missed_examination_reduction"),
+                       ("reimbursement", r"rehabilitation\.costs")]:
+        assert re.search(rf"{kind}\W+{rule}\W+[1-9]", result.stdout), (kind, result.stdout[-3000:])
     # Again in the same folder: the demo starts over (the same seed's reports would otherwise all be duplicates).
     again = subprocess.run(
         [sys.executable, "-m", "reintegration", "demo", "--cases", "20", "--data-dir", "demo"],
