@@ -16,13 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import nats
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from shared.events import reports as r
@@ -55,20 +57,47 @@ class Figures:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
 
-def make_reports(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
+def make_cases(n: int, seed: int = 7) -> tuple[Party, list[r.IncapacityReported]]:
+    """``n`` reports that each open a case, from one employer."""
     rng = random.Random(seed)
     employer = enterprise_number(rng)
     party = Party(kind=PartyKind.EMPLOYER, id=employer)
-    out = []
-    for i in range(n):
-        report = r.IncapacityReported(
-            report_id=__import__("uuid").UUID(int=rng.getrandbits(128), version=4),
+    return party, [
+        r.IncapacityReported(
+            report_id=uuid.UUID(int=rng.getrandbits(128), version=4),
             insz=insz(rng), enterprise_number=employer, staff_count=250, health_fund="100",
             occupational_health_service=employer, start_date=date(2024, 1, 1) + timedelta(days=i % 600),
             cause=r.Cause.ILLNESS, diagnosis="burn-out",
         )
-        out.append((intake_subject(party), msgspec.json.encode(report)))
-    return out
+        for i in range(n)
+    ]
+
+
+def make_reports(n: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    party, reports = make_cases(n, seed)
+    return [(intake_subject(party), msgspec.json.encode(report)) for report in reports]
+
+
+def top_up_store(settings: Settings, events: int) -> int:
+    """Record more cases directly in the intake store until it holds ``events`` events (the relay's sample);
+    returns how many it holds."""
+    from services.intake.application import build_intake
+
+    app = build_intake(settings)
+    try:
+        held = app.recorder.max_notification_id() or 0
+        missing = max(0, events - held)
+        if missing:
+            _party, reports = make_cases(missing, seed=events)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                          transient=True) as progress:
+                task = progress.add_task("recording more cases for the relay sample", total=missing)
+                for report in reports:
+                    app.submit(_party, report, datetime.now(UTC))
+                    progress.advance(task)
+        return app.recorder.max_notification_id() or 0
+    finally:
+        app.close()
 
 
 async def drive(url: str, requests: list[tuple[str, bytes]], concurrency: int, subject: str | None = None) -> Figures:
@@ -115,9 +144,16 @@ async def relay_figures(settings: Settings, expected: int) -> Figures:
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(run_relay(settings, stop))
-    while (await js.stream_info(TRAJECTORY_STREAM)).state.messages < expected:
+    held, progressed = 0, time.monotonic()
+    while held < expected:
         if task.done():
             task.result()
+        now_held = (await js.stream_info(TRAJECTORY_STREAM)).state.messages
+        if now_held > held:
+            held, progressed = now_held, time.monotonic()
+        elif time.monotonic() - progressed > 60:
+            stop.set()
+            raise RuntimeError(f"the relay stalled at {held} of {expected} events for 60 s")
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     stop.set()
@@ -163,16 +199,18 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
             asyncio.run(drive(server.url, warm, concurrency, subject=ECHO_SUBJECT))
             raw = asyncio.run(drive(server.url, requests, concurrency, subject=ECHO_SUBJECT))
             real = asyncio.run(drive(server.url, requests, concurrency))
-        stored = reports + 200
+        intake.terminate()
+        intake.wait(timeout=10)
+        stored = top_up_store(settings, relay_events)
         with console.status(f"relay: {stored} events into JetStream ..."):
             relay = asyncio.run(relay_figures(settings, stored))
             payload = b"x" * int(relay.latencies[0])
             raw_pub = asyncio.run(raw_publish(server.url, stored, payload))
     finally:
-        intake.terminate()
-        echo.terminate()
-        intake.wait(timeout=10)
-        echo.wait(timeout=10)
+        for process in (intake, echo):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
         server.stop()
     table = Table("measure", "reintegration", "raw baseline", "ratio", title="reintegration bench intake")
     table.add_row("accepted reports/s", f"{real.rate:,.0f}", f"{raw.rate:,.0f} (echo)", f"{real.rate / raw.rate:.3f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -65,8 +66,9 @@ def up(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        settings = runtime.start()
-        runtime.wait_ready()
+        with console.status("starting nats-server, the event stores and the services ..."):
+            settings = runtime.start()
+            runtime.wait_ready()
         console.print(f"[green]reintegration is up[/]: NATS at {settings.nats_url}, data in {data_dir.resolve()}")
         console.print(f"  intake subjects: reintegration.intake.<party_kind>.<party_id>; logs in {runtime.logs_dir}")
         if runtime.credentials:
@@ -244,26 +246,145 @@ def _case_or_rebuild(service: str, target: str, data_dir: Path, fresh: bool, sta
 
 @app.command()
 def deadlines(
-    target: CaseOrRebuild,
+    target: Annotated[str, typer.Argument(
+        help="A case id; `rebuild` to rebuild from the intake store; `recompute` to bring every stored schedule "
+        "under the rulebook and policy now deployed.")],
     data_dir: DataDir = Path("data"),
     fresh: Fresh = False,
     start: FromPosition = 1,
     as_json: AsJson = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With recompute: count the changes, record none (the "
+                                          "default without --yes).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With recompute: record the changes (the policy is this shell's "
+                                      "REINTEGRATION_* settings: make sure they are the deployment's).")] = False,
 ) -> None:
-    """A case's deadlines (open, met, missed) with their explanation; or `rebuild` from the intake store."""
+    """A case's deadlines (open, met, missed) with their explanation; `rebuild` from the intake store; or
+    `recompute` after a release changed the rulebook or the deployment changed its policy (roll-forward, employer
+    policies): a dry run by default; with --yes each case whose deadlines differ gets one recorded, published
+    recomputation."""
+    if target == "recompute":
+        from .recompute import recompute_deadlines
+
+        if dry_run and yes:
+            raise typer.BadParameter("--dry-run records nothing, --yes records: give one", param_hint="--yes")
+        logs.configure("WARNING")
+        recompute_deadlines(Settings.from_env(data_dir=data_dir), dry_run=not yes)
+        return
+    if dry_run or yes:
+        raise typer.BadParameter("--dry-run and --yes go with `recompute`", param_hint="--dry-run/--yes")
     _case_or_rebuild("deadlines", target, data_dir, fresh, start, as_json)
 
 
-@app.command()
+@app.command(
+    add_help_option=False,
+    # `benefits contribution` takes options of its own: they are handed to it unparsed (see below).
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
 def benefits(
-    target: CaseOrRebuild,
+    ctx: typer.Context,
+    target: Annotated[Optional[str], typer.Argument(
+        help="A case id; `rebuild` to rebuild from the intake store; `contribution` for an employer's "
+        "responsibility contribution (`reintegration benefits contribution --help`).", show_default=False)] = None,
     data_dir: DataDir = Path("data"),
     fresh: Fresh = False,
     start: FromPosition = 1,
     as_json: AsJson = False,
+    show_help: Annotated[bool, typer.Option("--help", help="Show this message and exit.")] = False,
 ) -> None:
-    """A case's benefit ledger with each entry's explanation; or `rebuild` from the intake store."""
+    """A case's benefit ledger with each entry's explanation; or `rebuild` from the intake store; or
+    `contribution`: an employer's responsibility contribution for a quarter."""
+    if target == "contribution":
+        # A sub-command under `benefits`, which otherwise takes a case id in the same place: its own parser gets
+        # every argument `benefits` did not know (and --json, which both have).
+        command = typer.main.get_command(contribution_app)
+        args = [*ctx.args, *(["--json"] if as_json else []), *(["--help"] if show_help else [])]
+        command.main(args=args, prog_name=f"{ctx.find_root().info_name} benefits contribution")
+        return
+    if show_help or target is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0 if show_help else 2)
+    if ctx.args:
+        raise typer.BadParameter(f"unexpected {' '.join(ctx.args)!r}", param_hint="TARGET")
     _case_or_rebuild("benefits", target, data_dir, fresh, start, as_json)
+
+
+contribution_app = typer.Typer(add_completion=False)
+
+
+def _decimal_option(value: str, option: str, *, cents: bool = False) -> Decimal:
+    """A non-negative decimal from its text, exactly (never through a float), or a usage error naming the option."""
+    from decimal import InvalidOperation
+
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not a decimal number (write e.g. 1234.56)", param_hint=option) from None
+    if not number.is_finite():
+        raise typer.BadParameter(f"{value!r} is not a finite number", param_hint=option)
+    if number < 0:
+        raise typer.BadParameter(f"{value} is negative", param_hint=option)
+    if number >= Decimal("1e15"):  # beyond any employer's wages or rate: a typo, and past exact cents arithmetic
+        raise typer.BadParameter(f"{value} is too large (at most 15 digits before the decimal point)",
+                                 param_hint=option)
+    if cents and number != number.quantize(Decimal("0.01")):
+        raise typer.BadParameter(f"{value} has more than 2 decimals: give euro in cents", param_hint=option)
+    return number
+
+
+def _quarter_option(value: str) -> tuple[int, int]:
+    """``2024-Q2`` (or ``2024Q2``) -> (2024, 2)."""
+    import re
+
+    match = re.fullmatch(r"(\d{4})-?[Qq]([1-4])", value.strip())
+    if match is None:
+        raise typer.BadParameter(f"{value!r}: write the year and quarter as 2024-Q2 (quarters 1-4)",
+                                 param_hint="--quarter")
+    return int(match[1]), int(match[2])
+
+
+@contribution_app.command()
+def contribution(
+    enterprise: Annotated[str, typer.Option("--enterprise", help="The employer's enterprise number (10 digits).",
+                                            show_default=False)],
+    quarter: Annotated[str, typer.Option(help="The quarter the contribution is for, e.g. 2024-Q2.",
+                                         show_default=False)],
+    wages: Annotated[str, typer.Option(
+        "--previous-quarter-wages", help="The employer's wages of the quarter before, euro as a decimal string "
+        "(e.g. 1250000.00).", show_default=False)],
+    staff: Annotated[int, typer.Option(help="Average number of workers over the reference period.",
+                                       show_default=False, min=0)],
+    invalidity_entries: Annotated[int, typer.Option(
+        help="Workers who entered invalidity over the four reference quarters.", show_default=False, min=0)],
+    inflow_rate: Annotated[str, typer.Option(help="The employer's inflow into invalidity (entries per worker, e.g. "
+                                             "0.06).", show_default=False)],
+    sector_inflow_rate: Annotated[str, typer.Option(help="Its sector's inflow into invalidity.",
+                                                    show_default=False)],
+    private_sector_inflow_rate: Annotated[str, typer.Option(help="The whole private sector's inflow.",
+                                                            show_default=False)],
+    as_json: AsJson = False,
+) -> None:
+    """The employer responsibility contribution for one quarter: due or not, how much, under which rule and legal
+    basis, and each threshold against the employer's figures."""
+    from shared.events.common import IdentifierError, normalise_enterprise_number
+    from shared.rulebook import default_rulebook
+    from shared.rulebook.benefits import ResponsibilityInput, responsibility_contribution
+
+    from .operate import print_contribution
+
+    try:
+        enterprise_number = normalise_enterprise_number(enterprise, "--enterprise")
+    except IdentifierError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--enterprise") from None
+    year, q = _quarter_option(quarter)
+    data = ResponsibilityInput(
+        enterprise_number=enterprise_number, year=year, quarter=q, staff=staff,
+        invalidity_entries=invalidity_entries,
+        inflow_rate=_decimal_option(inflow_rate, "--inflow-rate"),
+        sector_inflow_rate=_decimal_option(sector_inflow_rate, "--sector-inflow-rate"),
+        private_sector_inflow_rate=_decimal_option(private_sector_inflow_rate, "--private-sector-inflow-rate"),
+        previous_quarter_wages=_decimal_option(wages, "--previous-quarter-wages", cents=True),
+    )
+    raise typer.Exit(print_contribution(responsibility_contribution(data, default_rulebook()), data, as_json))
 
 
 @app.command()
@@ -271,12 +392,34 @@ def simulate(
     file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
     as_json: AsJson = False,
     today: Annotated[Optional[str], typer.Option(help="The day of receipt (YYYY-MM-DD); default today.")] = None,
+    enable_announced: Annotated[Optional[list[str]], typer.Option(
+        "--enable-announced", metavar="RULE_ID", help="Also apply this announced, never-enacted sanction "
+        "(repeatable), besides those the deployment enables (REINTEGRATION_ENABLED_ANNOUNCED).",
+        show_default=False)] = None,
+    roll_forward: Annotated[Optional[bool], typer.Option(
+        "--roll-forward/--no-roll-forward", help="Override the deployment's REINTEGRATION_ROLL_FORWARD.",
+        show_default=False)] = None,
 ) -> None:
-    """What if: the deadlines and ledger a case's reports produce, computed in memory without any server."""
+    """What if: the deadlines and ledger a case's reports produce, computed in memory without any server, under
+    the deployment's settings (roll-forward, employer policies, enabled announced sanctions: the REINTEGRATION_*
+    variables the services read), so that it agrees with what a deployed service records."""
+    from .operate import announced_rule_ids
     from .operate import simulate as run
 
+    known = announced_rule_ids()
+    for rule_id in enable_announced or ():
+        if rule_id not in known:
+            raise typer.BadParameter(
+                f"{rule_id!r} is not an announced rule of the rulebook; these are: {', '.join(sorted(known))}",
+                param_hint="--enable-announced")
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        console.print(f"[red]the deployment's settings are not valid: {exc}[/]")
+        raise typer.Exit(2) from None
     logs.configure("WARNING")
-    raise typer.Exit(run(file, as_json, today))
+    raise typer.Exit(run(file, as_json, today, settings, enable_announced=tuple(enable_announced or ()),
+                         roll_forward=roll_forward))
 
 
 @app.command()
@@ -286,27 +429,85 @@ def relay(
     ] = None,
     to_position: Annotated[Optional[int], typer.Option("--to", help="Last position of the replay.")] = None,
 ) -> None:
-    """Relay recorded Case events into the TRAJECTORY stream, exactly once and in order."""
+    """Relay recorded Case events into the TRAJECTORY stream, exactly once and in order.
+
+    With --from (and --to), republish that range of store positions once after an incident, with progress;
+    JetStream drops what it still holds, consumers drop what they already applied. Ctrl-C stops a replay between
+    two events and says where.
+    """
     from services.intake.outbox import run_relay
 
+    if to_position is not None and from_position is None:
+        raise typer.BadParameter("--to needs --from: give the first position of the range to replay", param_hint="--to")
+    if from_position is not None and from_position < 1:
+        raise typer.BadParameter("store positions start at 1", param_hint="--from")
+    if from_position is not None and to_position is not None and to_position < from_position:
+        raise typer.BadParameter(f"--to {to_position} is before --from {from_position}", param_hint="--to")
     logs.configure()
     settings = Settings.from_env()
 
-    async def main() -> None:
+    if from_position is None:
+        async def follow() -> None:
+            stop = asyncio.Event()
+            _install_stop(asyncio.get_running_loop(), stop)
+            await run_relay(settings, stop)
+
+        asyncio.run(follow())
+        return
+    raise typer.Exit(_replay(settings, from_position, to_position))
+
+
+def _replay(settings: Settings, from_position: int, to_position: int | None) -> int:
+    """``relay --from``: republish a range with a progress bar; 1 when stopped before its end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from services.intake.application import build_intake
+    from services.intake.outbox import run_relay
+
+    app = build_intake(settings)
+    try:
+        last = app.recorder.max_notification_id() or 0
+    finally:
+        app.close()
+    end = min(last, to_position) if to_position is not None else last
+    if end < from_position:
+        console.print(f"nothing to replay: the store's last position is {last}")
+        return 0
+    reached = from_position - 1
+
+    async def main() -> tuple[int, bool]:
+        nonlocal reached
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop)
-        result = await run_relay(settings, stop, from_position=from_position, to_position=to_position)
-        if from_position is not None:
-            console.print(f"replayed {result} events from position {from_position}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task(f"replaying positions {from_position}-{end}", total=end - from_position + 1)
 
-    asyncio.run(main())
+            def advance(position: int, _messages: int) -> None:
+                nonlocal reached
+                reached = position
+                progress.update(task, completed=position - from_position + 1)
+
+            published = int(await run_relay(settings, stop, from_position=from_position, to_position=end,
+                                            on_replay_progress=advance))
+            return published, stop.is_set()
+
+    messages, stopped = asyncio.run(main())
+    replayed = f"positions {from_position}-{reached}" if reached >= from_position else "no position"
+    console.print(f"replayed {replayed}: {messages} messages published "
+                  "(JetStream drops those it still holds in its duplicate window)")
+    if stopped and reached < end:
+        console.print(f"stopped before the end: run `reintegration relay --from {reached + 1} --to {end}` to finish")
+        return 1
+    return 0
 
 
 @bench_app.command("intake")
 def bench_intake(
     reports: Annotated[int, typer.Option(help="Reports to push through intake.")] = 5000,
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
-    relay_events: Annotated[int, typer.Option(help="Events for the relay benchmark.")] = 20000,
+    relay_events: Annotated[int, typer.Option(
+        help="Events for the relay benchmark: the intake store is topped up with more cases to this many.")] = 20000,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Intake reports/s and request-reply latency, and relay events/s, each against a raw NATS baseline."""
@@ -327,6 +528,23 @@ def bench_derived(
 
     logs.configure("WARNING")
     run_derived_bench(cases=cases, data_dir=data_dir)
+
+
+@bench_app.command("timers")
+def bench_timers(
+    timers: Annotated[int, typer.Option(help="Open deadlines whose timers are armed (due over the next 2 years).")]
+    = 100_000,
+    fire: Annotated[int, typer.Option(help="Timers armed to fire 5 s ahead, to time how late they fire.")] = 1000,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """How many deadline timers the server holds and its memory: N timers armed by the service's TimerWriter,
+    against the same payloads as plain messages in the same run; and how late K timers fire."""
+    from .bench_timers import run_timers_bench
+
+    logs.configure("WARNING")
+    if timers < 1 or fire < 1:
+        raise typer.BadParameter("give at least one timer", param_hint="--timers/--fire")
+    run_timers_bench(timers=timers, fire=fire, data_dir=data_dir)
 
 
 @bench_app.command("recompute")

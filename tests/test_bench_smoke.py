@@ -1,4 +1,4 @@
-"""`reintegration bench derived` and `bench recompute` run end to end at tiny sizes (figures are not checked)."""
+"""The benchmark commands run end to end at tiny sizes (figures are not checked, only that each is printed)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,25 @@ def test_bench_derived_and_recompute_run_at_tiny_sizes(tmp_path: Path) -> None:
     for row in ("compute_deadlines: cases/s", "compute_ledger: cases/s", "msgspec decode",
                 "deadlines rebuild --fresh: events/s", "benefits rebuild --fresh: events/s", "N = 30 cases"):
         assert row in recompute.stdout, recompute.stdout
+
+
+def test_bench_intake_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    intake = run("intake", "--reports", "60", "--concurrency", "8", "--relay-events", "400",
+                 "--data-dir", str(tmp_path / "intake"))
+    assert intake.returncode == 0, intake.stdout + intake.stderr
+    for row in ("accepted reports/s", "(echo)", "request-reply p50 (ms)", "request-reply p99 (ms)",
+                "relay events/s into JetStream", "(raw publish)"):
+        assert row in intake.stdout, intake.stdout
+    assert "60 reports (60 accepted)" in intake.stdout
+    assert "relay over 400 events" in intake.stdout  # the store topped up to the sample asked for
+
+
+def test_bench_timers_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    timers = run("timers", "--timers", "200", "--fire", "20", "--data-dir", str(tmp_path / "timers"))
+    assert timers.returncode == 0, timers.stdout + timers.stderr
+    for row in ("timers armed/s", "(plain publish)", "timers held in TIMERS", "server memory per 1,000 timers",
+                "fired timer lateness"):
+        assert row in timers.stdout, timers.stdout
+    # every armed timer is held (the writer's schedules on their own subjects), as many as the plain baseline
+    held = next(line for line in timers.stdout.splitlines() if "timers held in TIMERS" in line)
+    assert "│ 200 " in held and "200 (plain messages)" in held, held

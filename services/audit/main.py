@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
-from faststream import FastStream
+from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 
@@ -55,8 +55,9 @@ def attach_questions(router: NatsRouter, answer: Answer) -> None:
     for question in QUESTIONS.values():
 
         def subscribe(name: str = question.name) -> None:
+            # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected).
             @router.subscriber(
-                question.subject, queue=QUEUE, title=f"audit: {name}",
+                question.subject, queue=QUEUE, title=f"audit: {name}", ack_policy=AckPolicy.MANUAL,
                 description=f"Read-only, auditors only. {question.summary} Request: "
                 f"`{question.request.__name__}`; reply: `AuditAnswer` (the answer, who asked as the server "
                 "authenticated it, the disclosure record's reference) or `AuditRefusal` (`error`, `code`, "

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import structlog
 from eventsourcing.persistence import PersistenceError
+from faststream import AckPolicy
 from faststream.nats import NatsRouter
 from faststream.nats.annotations import NatsMessage
 
@@ -100,6 +101,9 @@ def build_router(app: IntakeApplication, workers: int = 1, reply_within: float |
         queue=INTAKE_QUEUE,
         # Handle several requests at once so that decoding and replying overlap the store's work.
         max_workers=4,
+        # Core NATS has no broker acknowledgement: the reply is the party's acknowledgement, and a report that got
+        # none is resent with the same report id (idempotent). MANUAL states that nothing is acked or rejected here.
+        ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="intake",
         description=(

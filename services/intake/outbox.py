@@ -14,6 +14,7 @@ from shared.events.envelope import CaseEvent, seal_payload
 from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, TRAJECTORY_TRANSFORM, trajectory_subject
 from shared.infra.relay import OutboxRelay, Outgoing, RelayStats, ensure_trajectory_stream
 from shared.infra.settings import Settings
+from shared.infra.store import tracking_recorder
 
 from .application import IntakeApplication, build_intake
 
@@ -36,7 +37,7 @@ def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options:
         name=RELAY_NAME,
         recorder=app.recorder,
         mapper=app.mapper,
-        tracking=app.factory.tracking_recorder(),
+        tracking=tracking_recorder(app),
         js=js,
         stream=TRAJECTORY_STREAM,
         subjects=[TRAJECTORY_SUBJECTS],
@@ -52,8 +53,10 @@ async def run_relay(
     from_position: int | None = None,
     to_position: int | None = None,
     on_batch: Callable[[RelayStats], None] | None = None,
+    on_replay_progress: Callable[[int, int], None] | None = None,
 ) -> RelayStats | int:
-    """Run the relay until ``stop``; with ``from_position``, replay that range once and return the count."""
+    """Run the relay until ``stop``; with ``from_position``, replay that range once (or until ``stop``) and return
+    the count of messages published."""
     app = build_intake(settings)
     nc = await nats.connect(settings.nats_servers, name="reintegration-relay", max_reconnect_attempts=-1,
                             **settings.nats_options())
@@ -62,7 +65,7 @@ async def run_relay(
         await ensure_trajectory_stream(js, replicas=settings.stream_replicas)
         relay = build_relay(app, js, replicas=settings.stream_replicas)
         if from_position is not None:
-            count = await relay.replay(from_position, to_position)
+            count = await relay.replay(from_position, to_position, stop=stop, on_progress=on_replay_progress)
             log.info("replayed", from_position=from_position, to_position=to_position, count=count)
             return count
         return await relay.run(stop, on_batch=on_batch)

@@ -336,21 +336,33 @@ class OutboxRelay:
             return
         self._recorded = position
 
-    async def replay(self, from_position: int, to_position: int | None = None) -> int:
+    async def replay(
+        self,
+        from_position: int,
+        to_position: int | None = None,
+        *,
+        stop: asyncio.Event | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Republish notifications ``from_position..to_position`` (inclusive), one by one, without sequence checks.
 
         For an operator after an incident: messages still in the duplicate window are dropped by JetStream; the
-        others are appended, and consumers drop what their tracking already holds.
+        others are appended, and consumers drop what their tracking already holds. ``stop`` ends the replay after
+        the notification being published; ``on_progress(position, messages)`` is called after each notification.
         """
         count = 0
         start = from_position
         while True:
+            if stop is not None and stop.is_set():
+                return count
             batch = await asyncio.to_thread(
                 self.recorder.select_notifications, start, self.batch_size, to_position
             )
             if not batch:
                 return count
             for notification in batch:
+                if stop is not None and stop.is_set():
+                    return count
                 outgoing = self.render(self.mapper.to_domain_event(notification))
                 for part, message in enumerate(outgoing):
                     await self.js.publish(
@@ -365,6 +377,8 @@ class OutboxRelay:
                         },
                     )
                     count += 1
+                if on_progress is not None:
+                    on_progress(notification.id, count)
             start = batch[-1].id + 1
 
 

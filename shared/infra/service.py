@@ -16,7 +16,7 @@ from uuid import UUID
 import msgspec
 import nats
 import structlog
-from faststream import FastStream
+from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
@@ -28,6 +28,7 @@ from .consumer import TrajectoryConsumer
 from .derived import DerivedApplication
 from .relay import OutboxRelay, Render, ensure_stream
 from .settings import Settings
+from .store import tracking_recorder
 
 log = structlog.get_logger("service")
 
@@ -56,7 +57,9 @@ def attach_query(
     """The read-only request-reply subject answering questions about one case's derived state."""
     decoder = msgspec.json.Decoder(Query)
 
-    @router.subscriber(subject, queue=f"{name}-query", title=f"{name}: query",
+    # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected); a question
+    # that gets no answer is simply asked again.
+    @router.subscriber(subject, queue=f"{name}-query", title=f"{name}: query", ack_policy=AckPolicy.MANUAL,
                        description=f"Read-only: `{{\"case_id\": ..., \"version\": null}}` → the case's {name} "
                        "with each item's explanation, or `{\"error\": ...}`.")
     async def query(msg: NatsMessage) -> bytes:
@@ -145,7 +148,7 @@ def build_derived_service(
         service.tasks.append(consumer.task)
         relay = OutboxRelay(
             name=f"relay:{service_name}->{stream}", recorder=app.recorder, mapper=app.mapper,
-            tracking=app.factory.tracking_recorder(), js=js, stream=stream, render=render,
+            tracking=tracking_recorder(app, settings, service_name), js=js, stream=stream, render=render,
         )
         for coroutine in (relay.run(stop), *(job(js, stop) for job in jobs)):
             task = asyncio.create_task(coroutine)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -175,6 +176,25 @@ def setup_lock(settings: Settings, service: str) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def tracking_recorder(app: Any, settings: Settings | None = None, service: str = "", attempts: int = 5) -> Any:
+    """``app``'s tracking recorder (for a relay or a timer writer), whose construction creates the tracking table.
+    Replicas starting together race there: on PostgreSQL one at a time creates it (:func:`setup_lock`, given the
+    settings); on SQLite both may find no table, and the second one's migration record then collides
+    (``IntegrityError``); it is built again and finds the table made."""
+    from eventsourcing.persistence import IntegrityError
+
+    lock = setup_lock(settings, f"{service}.tracking") if settings is not None else contextlib.nullcontext()
+    with lock:
+        for attempt in range(attempts):
+            try:
+                return app.factory.tracking_recorder()
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def prepare_store(settings: Settings, service: str) -> dict[str, str]:

@@ -190,3 +190,40 @@ def test_relay_refuses_a_stream_ahead_of_its_store(nats_server: EmbeddedNatsServ
 
     asyncio.run(publish_then_switch_store())
     app.close()
+
+
+def test_relay_from_replays_a_range_from_the_command_line(nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    """`reintegration relay --from N --to M` as an operator runs it: the range once, JetStream dropping what it holds."""
+    from services.intake.outbox import build_relay
+    from shared.infra.relay import ensure_trajectory_stream
+
+    settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    app = build_intake(settings)
+    write_cases(app, 0, 5)  # 10 events
+
+    async def relay_all() -> None:
+        nc = await nats.connect(nats_server.url)
+        await ensure_trajectory_stream(nc.jetstream())
+        await _run_relay_until(build_relay(app, nc.jetstream()), nats_server.url, TRAJECTORY_STREAM, 10)
+        await nc.close()
+
+    asyncio.run(relay_all())
+    app.close()
+    env = {**os.environ, **settings.to_env(), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "reintegration", "relay"]
+    done = subprocess.run([*command, "--from", "3", "--to", "6"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "replayed positions 3-6: 4 messages published" in done.stderr
+    assert asyncio.run(stream_count(nats_server.url)) == 10  # all four still in the duplicate window: dropped
+
+    beyond = subprocess.run([*command, "--from", "11"], env=env, capture_output=True, text=True, timeout=120)
+    assert beyond.returncode == 0
+    assert "nothing to replay: the store's last position is 10" in beyond.stderr
+
+    for args, message in ((["--to", "4"], "--to needs --from"), (["--from", "5", "--to", "4"], "is before --from"),
+                          (["--from", "0"], "store positions start at 1")):
+        refused = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert message in " ".join(refused.stderr.split()), (args, refused.stderr)
+    assert asyncio.run(stream_count(nats_server.url)) == 10
