@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -46,18 +47,13 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
     def project(self, state: BenefitLedger | None, events: Any) -> BenefitLedger | None:
         return project_ledger(state, events)
 
-    def _rebuild_chunk(
-        self,
-        chunk: list[tuple[int, CaseEvent]],
-        now: Callable[[], datetime],
-        counts: dict[Outcome, int],
-        progress: Callable[[int, Outcome], None] | None,
-    ) -> None:
+    @contextlib.contextmanager
+    def batch_scope(self) -> Iterator[None]:
         """One batch of a rebuild, with the premium register's unsaved records visible to its later steps: without
         them a case that grants and withdraws the premium inside one batch would be saved as still holding it."""
         self._unsaved = {}
         try:
-            super()._rebuild_chunk(chunk, now, counts, progress)
+            yield
         finally:
             self._unsaved = None
 

@@ -15,6 +15,7 @@ that none is replayed twice.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import uuid
 from collections.abc import Callable, Iterable
@@ -245,11 +246,18 @@ class DerivedApplication(Application[UUID], Generic[S]):
         for item in source:
             chunk.append(item)
             if len(chunk) >= batch:
-                self._rebuild_chunk(chunk, now, counts, progress)
+                with self.batch_scope():
+                    self._rebuild_chunk(chunk, now, counts, progress)
                 chunk = []
         if chunk:
-            self._rebuild_chunk(chunk, now, counts, progress)
+            with self.batch_scope():
+                self._rebuild_chunk(chunk, now, counts, progress)
         return counts
+
+    def batch_scope(self) -> contextlib.AbstractContextManager[None]:
+        """Held while a rebuild steps one batch in memory before saving it: an application whose steps read state
+        other steps write (beyond their own aggregate) makes the batch's unsaved writes visible here."""
+        return contextlib.nullcontext()
 
     def _rebuild_chunk(
         self,
