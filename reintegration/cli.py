@@ -223,6 +223,11 @@ CaseOrRebuild = Annotated[str, typer.Argument(help="A case id, or `rebuild` to r
 Fresh = Annotated[bool, typer.Option(help="With rebuild: delete the service's store first.")]
 FromPosition = Annotated[int, typer.Option("--from", help="With rebuild: first intake store position.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RecomputeDryRun = Annotated[bool, typer.Option("--dry-run", help="With recompute: count the changes, record none "
+                                               "(the default without --yes).")]
+RecomputeYes = Annotated[bool, typer.Option("--yes", help="With recompute: record the changes (the settings are "
+                                            "this shell's REINTEGRATION_* variables: make sure they are the "
+                                            "deployment's).")]
 
 
 def _case_or_rebuild(service: str, target: str, data_dir: Path, fresh: bool, start: int, as_json: bool) -> None:
@@ -253,26 +258,29 @@ def deadlines(
     fresh: Fresh = False,
     start: FromPosition = 1,
     as_json: AsJson = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="With recompute: count the changes, record none (the "
-                                          "default without --yes).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="With recompute: record the changes (the policy is this shell's "
-                                      "REINTEGRATION_* settings: make sure they are the deployment's).")] = False,
+    dry_run: RecomputeDryRun = False,
+    yes: RecomputeYes = False,
 ) -> None:
     """A case's deadlines (open, met, missed) with their explanation; `rebuild` from the intake store; or
     `recompute` after a release changed the rulebook or the deployment changed its policy (roll-forward, employer
     policies): a dry run by default; with --yes each case whose deadlines differ gets one recorded, published
     recomputation."""
     if target == "recompute":
-        from .recompute import recompute_deadlines
-
-        if dry_run and yes:
-            raise typer.BadParameter("--dry-run records nothing, --yes records: give one", param_hint="--yes")
-        logs.configure("WARNING")
-        recompute_deadlines(Settings.from_env(data_dir=data_dir), dry_run=not yes)
+        _recompute("deadlines", data_dir, dry_run, yes)
         return
     if dry_run or yes:
         raise typer.BadParameter("--dry-run and --yes go with `recompute`", param_hint="--dry-run/--yes")
     _case_or_rebuild("deadlines", target, data_dir, fresh, start, as_json)
+
+
+def _recompute(service: str, data_dir: Path, dry_run: bool, yes: bool) -> None:
+    from .recompute import recompute
+
+    if dry_run and yes:
+        raise typer.BadParameter("--dry-run records nothing, --yes records: give one", param_hint="--yes")
+    logs.configure("WARNING")
+    recompute(Settings.from_env(data_dir=data_dir), service, dry_run=not yes)
+
 
 
 @app.command(
@@ -284,15 +292,20 @@ def benefits(
     ctx: typer.Context,
     target: Annotated[Optional[str], typer.Argument(
         help="A case id; `rebuild` to rebuild from the intake store; `contribution` for an employer's "
-        "responsibility contribution (`reintegration benefits contribution --help`).", show_default=False)] = None,
+        "responsibility contribution (`reintegration benefits contribution --help`); `recompute` to bring every "
+        "stored ledger under the rulebook and options now deployed.", show_default=False)] = None,
     data_dir: DataDir = Path("data"),
     fresh: Fresh = False,
     start: FromPosition = 1,
     as_json: AsJson = False,
+    dry_run: RecomputeDryRun = False,
+    yes: RecomputeYes = False,
     show_help: Annotated[bool, typer.Option("--help", help="Show this message and exit.")] = False,
 ) -> None:
     """A case's benefit ledger with each entry's explanation; or `rebuild` from the intake store; or
-    `contribution`: an employer's responsibility contribution for a quarter."""
+    `contribution`: an employer's responsibility contribution for a quarter; or `recompute` after a release changed
+    the rulebook or the deployment its enabled announced rules (a dry run by default; with --yes each case whose
+    ledger differs gets one recorded, published recomputation: new entries and reversals)."""
     if target == "contribution":
         # A sub-command under `benefits`, which otherwise takes a case id in the same place: its own parser gets
         # every argument `benefits` did not know (and --json, which both have).
@@ -305,6 +318,11 @@ def benefits(
         raise typer.Exit(0 if show_help else 2)
     if ctx.args:
         raise typer.BadParameter(f"unexpected {' '.join(ctx.args)!r}", param_hint="TARGET")
+    if target == "recompute":
+        _recompute("benefits", data_dir, dry_run, yes)
+        return
+    if dry_run or yes:
+        raise typer.BadParameter("--dry-run and --yes go with `recompute`", param_hint="--dry-run/--yes")
     _case_or_rebuild("benefits", target, data_dir, fresh, start, as_json)
 
 

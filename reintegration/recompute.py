@@ -1,4 +1,4 @@
-"""``reintegration deadlines recompute``: every schedule brought under the rulebook and policy now deployed.
+"""``reintegration deadlines|benefits recompute``: every schedule or ledger brought under the rules now deployed.
 
 A deadline schedule is the pure function of its case's history under a rulebook and a policy; each step records
 what changed. A release with a changed rulebook, or a changed roll-forward or employer policy, would leave the open
@@ -7,6 +7,8 @@ deadlines over the history its schedule applied and records the differences as o
 case (rulebook and policy named): the service's outbox publishes them as ``recomputed`` (``opened``,
 ``withdrawn``) deadline events and its timer writer re-arms or purges their timers, like any other step. Safe
 beside the running service (an optimistic write per case, retried) and idempotent (a second run records nothing).
+Ledgers likewise: one ``LedgerRecomputed`` per case (new entries and reversals, never edits, with the premium
+register's change in the same transaction), published like any ledger step.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -35,42 +38,56 @@ def case_ids(settings: Settings) -> list[uuid.UUID]:
         intake.close()
 
 
-def recompute_deadlines(settings: Settings, *, cases: list[uuid.UUID] | None = None, dry_run: bool = True) -> int:
-    """Recompute (or, with ``dry_run``, only count) the schedules that differ from the rules now in force; prints
-    a summary and returns how many cases changed (or would).
+def recompute(settings: Settings, service: str, *, cases: list[uuid.UUID] | None = None, dry_run: bool = True) -> int:
+    """Recompute (or, with ``dry_run``, only count) the schedules (``deadlines``) or ledgers (``benefits``) that
+    differ from the rules now in force; prints a summary and returns how many cases changed (or would).
 
-    The policy is this process's settings (``REINTEGRATION_ROLL_FORWARD``, ``REINTEGRATION_EMPLOYER_POLICIES``):
-    run it with the deployment's, or every case flips to another policy and back at its next report. So a dry run
-    is the default and says which policy it used; recording needs the caller's explicit ``dry_run=False``."""
-    from services.deadlines.application import build_deadlines
+    The policy and options are this process's settings (``REINTEGRATION_ROLL_FORWARD``,
+    ``REINTEGRATION_EMPLOYER_POLICIES``, ``REINTEGRATION_ENABLED_ANNOUNCED``): run it with the deployment's, or
+    every case flips to other settings and back at its next report. So a dry run is the default and says which
+    settings it used; recording needs the caller's explicit ``dry_run=False``."""
+    if service == "deadlines":
+        from services.deadlines.application import build_deadlines as build
 
-    app = build_deadlines(settings)
+        def kind(change: Any) -> str:
+            return str(change.change)
+    else:
+        from services.benefits.application import build_benefits as build
+
+        def kind(change: Any) -> str:
+            return str(change.kind)
+
+    app = build(settings)
     changed_cases = 0
     changes: Counter[str] = Counter()
     try:
         ids = cases if cases is not None else case_ids(settings)
-        rulebook, policy = f"{app.rulebook.country} {app.rulebook.version}", app.policy.id
-        columns = (TextColumn("recomputing deadlines"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        rulebook = f"{app.rulebook.country} {app.rulebook.version}"
+        under = (f"policy {app.policy.id}" if service == "deadlines" else
+                 f"announced rules enabled: {', '.join(sorted(app.options.enabled_announced)) or 'none'}")
+        columns = (TextColumn(f"recomputing {service}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("cases", total=len(ids))
             for case_id in ids:
                 made = app.recompute(case_id, datetime.now(UTC), record=not dry_run)
                 if made:
                     changed_cases += 1
-                    changes.update(change.change for change in made)
+                    changes.update(kind(change) for change in made)
                 progress.advance(task)
     finally:
         app.close()
-    kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(changes.items())) or "no change"
+    kinds = ", ".join(f"{count} {name}" for name, count in sorted(changes.items())) or "no change"
     verb = "would change" if dry_run else "changed"
-    console.print(f"{len(ids)} case(s) examined under rulebook {rulebook}, policy {policy}: {changed_cases} {verb} "
-                  f"({kinds})")
+    console.print(f"{service}: {len(ids)} case(s) examined under rulebook {rulebook}, {under}: {changed_cases} "
+                  f"{verb} ({kinds})")
     if dry_run:
-        employers = "; ".join(settings.employer_policies) or "none"
-        console.print(
-            f"nothing recorded (a dry run). The policy comes from this shell: REINTEGRATION_ROLL_FORWARD="
-            f"{'yes' if settings.roll_forward else 'no'}, REINTEGRATION_EMPLOYER_POLICIES={employers}; when they are "
-            "the deployment's, run again with --yes to record the changes")
+        shell = (f"REINTEGRATION_ROLL_FORWARD={'yes' if settings.roll_forward else 'no'}, "
+                 f"REINTEGRATION_EMPLOYER_POLICIES={'; '.join(settings.employer_policies) or 'none'}"
+                 if service == "deadlines" else
+                 f"REINTEGRATION_ENABLED_ANNOUNCED={','.join(settings.enabled_announced) or 'none'}")
+        console.print(f"nothing recorded (a dry run). The settings come from this shell: {shell}; when they are "
+                      "the deployment's, run again with --yes to record the changes")
     elif changed_cases:
-        console.print("recorded: the deadlines service publishes the changes and re-arms their timers")
+        console.print(f"recorded: the {service} service publishes the changes"
+                      + (" and re-arms their timers" if service == "deadlines" else ""))
     return changed_cases

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import msgspec
 
-from services.benefits.ledger import LedgerStep, project_ledger
+from services.benefits.ledger import BenefitLedger, LedgerRecomputed, LedgerStep, project_ledger
 from services.deadlines.schedule import DeadlineSchedule, ScheduleRecomputed, ScheduleStep, TimerFired, project_schedule
 from services.intake.application import belgian_date
 from shared.events.envelope import CaseEvent
@@ -138,22 +138,40 @@ class AsOf(msgspec.Struct, frozen=True, kw_only=True):
 
 def _schedule_at(events: Sequence[Any], n: int, time: datetime | None) -> DeadlineSchedule | None:
     """The recorded schedule once it had applied ``n`` events, with the timer outcomes recorded before the next
-    step (or, at a time, before that time)."""
-    state: DeadlineSchedule | None = None
-    # A recomputation is skipped when recorded after the time, unless a step this prefix includes came after it
-    # (that step's changes were taken against the recomputed schedule).
-    last_step = max((i for i, e in enumerate(events) if isinstance(e, ScheduleStep) and e.source.version <= n),
+    step (or, at a time, recorded before that time: an outcome counts from when it was recorded, not from when its
+    timer fired)."""
+    kept = [e for e in _included(events, ScheduleStep, ScheduleRecomputed, n, time)
+            if not (isinstance(e, TimerFired) and time is not None and e.timestamp > time)]
+    state = project_schedule(None, kept)
+    return state if state is not None and state.source_version == n else None
+
+
+def _included(events: Sequence[Any], step_type: type, recomputed_type: type, n: int, time: datetime | None
+              ) -> list[Any]:
+    """A derived aggregate's events once it had applied ``n`` Case events: its steps up to the ``n``-th and the
+    recomputations before the next step, less those recorded after ``time`` (unless an included step followed
+    one: that step was taken against the recomputed state)."""
+    out: list[Any] = []
+    last_step = max((i for i, e in enumerate(events) if isinstance(e, step_type) and e.source.version <= n),
                     default=-1)
     for index, event in enumerate(events):
-        if isinstance(event, ScheduleStep) and event.source.version > n:
+        if isinstance(event, step_type) and event.source.version > n:
             break
-        # an outcome counts from when it was recorded (``timestamp``), not from when its timer fired
-        if isinstance(event, TimerFired) and time is not None and event.timestamp > time:
+        if isinstance(event, recomputed_type) and time is not None and event.timestamp > time and index > last_step:
             continue
-        if isinstance(event, ScheduleRecomputed) and time is not None and event.timestamp > time and index > last_step:
-            continue
-        state = project_schedule(state, [event])
-    return state if state is not None and state.source_version == n else None
+        out.append(event)
+    return out
+
+
+def _ledger_at(events: Sequence[Any], n: int, time: datetime | None) -> BenefitLedger | None:
+    """The recorded ledger once it had applied ``n`` events (with its recomputations, as :func:`_included`)."""
+    return project_ledger(None, _included(events, LedgerStep, LedgerRecomputed, n, time))
+
+
+def recorded_ledger_prior(events: Sequence[Any], n: int, time: datetime | None) -> bool:
+    """Whether the recorded ledger at ``n`` was computed with another case holding the premium."""
+    included = _included(events, LedgerStep, LedgerRecomputed, n, time)
+    return bool(included and included[-1].prior_premium)
 
 
 def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None = None,
@@ -190,8 +208,11 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
             row["overdue_then"] = overdue(d, belgian_date(time))
         rows.append(row)
     open_ids = [r["id"] for r in rows if r["state"] == "open" and r["outcome"] is None]
-    steps = [e for e in stores.derived_events("benefits", case_id) if isinstance(e, LedgerStep)]
-    prior = steps[n - 1].prior_premium if 0 < n <= len(steps) else False
+    ledger_events = [e for e in stores.derived_events("benefits", case_id)
+                     if isinstance(e, LedgerStep | LedgerRecomputed)]
+    steps = [e for e in ledger_events if isinstance(e, LedgerStep)]
+    recorded_ledger = _ledger_at(ledger_events, n, time) if n and len(steps) >= n else None
+    prior = recorded_ledger_prior(ledger_events, n, time) if recorded_ledger is not None else False
     ledger = effective(rules.ledger(prefix, prior_premium=prior))
     recorded: dict[str, Any] = {}
     diffs: list[Difference] = []
@@ -201,9 +222,7 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
     else:
         recorded["deadlines_version"] = schedule.version
         diffs += compare_deadlines(schedule.deadlines, computed)
-    if n and len(steps) >= n:
-        recorded_ledger = project_ledger(None, steps[:n])
-        assert recorded_ledger is not None
+    if recorded_ledger is not None:
         recorded["ledger_version"] = recorded_ledger.version
         recorded["ledger_recorded_at"] = steps[n - 1].timestamp.isoformat()
         diffs += compare_ledger(recorded_ledger.effective, ledger)

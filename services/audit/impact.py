@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 
-from services.benefits.ledger import LedgerStep
+from services.benefits.ledger import LedgerRecomputed, LedgerStep
 from services.intake.case import project_case
 from shared.events.envelope import CaseEvent
 from shared.rulebook import Rulebook
@@ -139,7 +139,7 @@ def impact(stores: Stores, rules: Rules, draft_rulebook: Rulebook, draft_name: s
         if case is None or case.closed_on is not None:
             continue
         open_cases += 1
-        steps = [e for e in stores.derived_events("benefits", case_id) if isinstance(e, LedgerStep)]
+        steps = [e for e in stores.derived_events("benefits", case_id) if isinstance(e, LedgerStep | LedgerRecomputed)]
         prior = steps[-1].prior_premium if steps else False
         result = case_impact(rules, draft, case_id, history, prior)
         if result.changes:

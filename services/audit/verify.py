@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from services.benefits.ledger import LedgerStep, PremiumGranted, project_ledger, project_premium
+from services.benefits.ledger import LedgerRecomputed, LedgerStep, PremiumGranted, project_ledger, project_premium
 from services.deadlines.application import OUTCOME_BY_KIND
 from services.deadlines.schedule import ScheduleStep, TimerFired, project_schedule
 from services.intake.application import belgian_date
@@ -290,10 +290,11 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
             diffs += compare_deadlines(schedule.deadlines, computed)
             diffs += check_outcomes(schedule.outcomes, computed)
         else:
-            steps = [e for e in events if isinstance(e, LedgerStep)]
-            ledger = project_ledger(None, steps)
+            recorded_events = [e for e in events if isinstance(e, LedgerStep | LedgerRecomputed)]
+            steps = [e for e in recorded_events if isinstance(e, LedgerStep)]
+            ledger = project_ledger(None, recorded_events)
             assert ledger is not None
-            prior = steps[-1].prior_premium
+            prior = recorded_events[-1].prior_premium
             register = premium_register(stores, history) if prior else None
             if prior and (register is None or register.case_id == case_id):
                 diffs.append(Difference(store="benefits", item=f"step {len(steps)}", field="prior_premium",

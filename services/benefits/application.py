@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
 from shared.infra.derived import DerivedApplication, Outcome
 from shared.infra.settings import Settings
@@ -24,7 +26,7 @@ from shared.rulebook.benefits import (
     reconcile,
 )
 
-from .ledger import BenefitLedger, LedgerStep, PremiumGranted, project_ledger, project_premium
+from .ledger import BenefitLedger, LedgerRecomputed, LedgerStep, PremiumGranted, project_ledger, project_premium
 
 
 class BenefitsApplication(DerivedApplication[BenefitLedger]):
@@ -117,6 +119,40 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
 
     def ledger(self, case_id: UUID, version: int | None = None) -> BenefitLedger | None:
         return self.load(case_id, version)
+
+    def recompute(self, case_id: UUID, now: datetime, *, record: bool = True) -> list[LedgerEntry]:
+        """The entries that recomputing the case's ledger over the history it applied, under this application's
+        rulebook and options, adds (new entries, reversals of those that no longer hold); recorded as one
+        :class:`LedgerRecomputed` (with the premium register's change, in the same transaction) unless ``record``
+        is false. Nothing when they agree. An optimistic write, retried when the service records a step meanwhile.
+        """
+        self._unsaved = None
+        for _attempt in range(self.write_attempts):
+            state = self.load(case_id)
+            if state is None:
+                return []
+            opening = state.history[0].report
+            register_id = self._premium_register(opening.insz, opening.enterprise_number)
+            register = self._load_register(register_id)
+            prior = register is not None and not register.withdrawn and register.case_id != case_id
+            rulebook = f"{self.rulebook.country} {self.rulebook.version}"
+            computed = compute_ledger(state.history, self.rulebook, self.options, prior_premium=prior)
+            entries = reconcile(state.entries, computed, state.history[-1].event_id,
+                                why=f"when the ledger was recomputed under rulebook {rulebook}")
+            if not entries or not record:
+                return entries
+            recomputed = LedgerRecomputed(
+                originator_id=state.id, originator_version=state.version + 1, timestamp=now, rulebook=rulebook,
+                enabled_announced=tuple(sorted(self.options.enabled_announced)), source_version=state.source_version,
+                entries=entries, prior_premium=prior, enterprise_number=opening.enterprise_number, insz=opening.insz,
+            )
+            change = self._register_change(register_id, register, case_id, entries, (*state.entries, *entries), now)
+            try:
+                self.save(recomputed, *([change] if change is not None else []))
+            except IntegrityError:
+                continue
+            return entries
+        raise RuntimeError(f"case {case_id}: could not record the recomputation of its ledger")
 
     @staticmethod
     def _premium_register(insz: str, enterprise_number: str) -> UUID:

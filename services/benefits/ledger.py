@@ -24,6 +24,25 @@ class LedgerStep(DerivedStep, frozen=True, kw_only=True, tag="ledger_step.v1", t
     prior_premium: bool = False
 
 
+class LedgerRecomputed(msgspec.Struct, frozen=True, kw_only=True, tag="ledger_recomputed.v1", tag_field="envelope"):
+    """The case's ledger recomputed over the same history under another rulebook or deployment options (a release
+    or a setting changed them): the entries added (new ones, and reversals of those that no longer hold), and which
+    rulebook and options. Recorded by ``reintegration benefits recompute``."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    #: the rulebook (``<country> <version>``) and the announced rules enabled
+    rulebook: str
+    enabled_announced: tuple[str, ...]
+    #: the case version the ledger had applied (its history is unchanged)
+    source_version: int
+    entries: list[LedgerEntry]
+    prior_premium: bool = False
+    enterprise_number: str
+    insz: str
+
+
 class PremiumGranted(msgspec.Struct, frozen=True, kw_only=True, tag="premium_granted.v1", tag_field="envelope"):
     """The once-per-worker-and-employer register of the return-to-work premium: each record says which case holds
     the premium (``case_id``, its entry ``entry_id``), or, with ``withdrawn``, that this case's premium was reversed
@@ -59,8 +78,14 @@ class BenefitLedger(msgspec.Struct, frozen=True, kw_only=True):
         return effective(self.entries)
 
 
-def project_ledger(state: BenefitLedger | None, events: Iterable[LedgerStep]) -> BenefitLedger | None:
+def project_ledger(state: BenefitLedger | None, events: Iterable[LedgerStep | LedgerRecomputed]
+                   ) -> BenefitLedger | None:
     for step in events:
+        if isinstance(step, LedgerRecomputed):
+            assert state is not None, "only a known ledger is recomputed"
+            state = msgspec.structs.replace(state, version=step.originator_version,
+                                            entries=(*state.entries, *step.entries))
+            continue
         if state is None:
             state = BenefitLedger(
                 id=step.originator_id, version=0, case_id=step.source.case_id, history=(), entries=(), positions=()

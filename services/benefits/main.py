@@ -23,7 +23,7 @@ from shared.infra.settings import Settings
 from shared.rulebook.benefits import LedgerEntry
 
 from .application import BenefitsApplication, build_benefits
-from .ledger import LedgerStep
+from .ledger import LedgerRecomputed, LedgerStep
 
 _ENCODER = msgspec.json.Encoder()
 QUERY_SUBJECT = f"{QUERY_PREFIX}.benefits"
@@ -31,10 +31,13 @@ QUERY_SUBJECT = f"{QUERY_PREFIX}.benefits"
 
 def render(event: Any) -> list[Outgoing]:
     """Each new ledger entry on its case's subject; the employer's own ones also on its feed, data-minimised."""
-    if not isinstance(event, LedgerStep):
+    if isinstance(event, LedgerStep):
+        case_id = event.source.case_id
+    elif isinstance(event, LedgerRecomputed):
+        case_id = event.entries[0].case_id if event.entries else None
+    else:
         return []
     out = []
-    case_id = event.source.case_id
     for entry in event.entries:
         out.append(Outgoing(f"{BENEFITS_PREFIX}.{case_id}.{entry.kind}", _ENCODER.encode(entry), str(entry.id)))
         if entry.concerns_employer:
@@ -44,9 +47,9 @@ def render(event: Any) -> list[Outgoing]:
     return out
 
 
-def feed_entry(step: LedgerStep, entry: LedgerEntry) -> FeedLedgerEntry:
+def feed_entry(step: LedgerStep | LedgerRecomputed, entry: LedgerEntry) -> FeedLedgerEntry:
     return FeedLedgerEntry(
-        case_id=step.source.case_id,
+        case_id=entry.case_id,
         enterprise_number=step.enterprise_number,
         insz=step.insz,
         entry_id=entry.id,

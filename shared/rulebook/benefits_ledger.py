@@ -151,8 +151,9 @@ def effective(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:
     return sorted((e for e in items if e.kind is not EntryKind.REVERSAL and e.id not in reversed_ids), key=sort_key)
 
 
-def reversal_of(entry: LedgerEntry, causing_event: UUID) -> LedgerEntry:
-    """The entry that cancels ``entry``: negated amount and percentage, ``reverses`` set, caused by the new event."""
+def reversal_of(entry: LedgerEntry, causing_event: UUID, why: str | None = None) -> LedgerEntry:
+    """The entry that cancels ``entry``: negated amount and percentage, ``reverses`` set, caused by the new event
+    (``why``: another reason, e.g. a recomputation under a new rulebook after that event)."""
     return LedgerEntry(
         id=uuid.uuid5(entry.case_id, f"reversal:{entry.id}"),
         case_id=entry.case_id,
@@ -170,12 +171,13 @@ def reversal_of(entry: LedgerEntry, causing_event: UUID) -> LedgerEntry:
         status=entry.status,
         causing_events=(causing_event,),
         reverses=entry.id,
-        explanation=f"Withdrawn after event {causing_event}: {entry.explanation}",
+        explanation=f"Withdrawn {why or f'after event {causing_event}'}: {entry.explanation}",
         concerns_employer=entry.concerns_employer,
     )
 
 
-def reconcile(recorded: Sequence[LedgerEntry], computed: Sequence[LedgerEntry], causing_event: UUID) -> list[LedgerEntry]:
+def reconcile(recorded: Sequence[LedgerEntry], computed: Sequence[LedgerEntry], causing_event: UUID,
+              why: str | None = None) -> list[LedgerEntry]:
     """The entries to record so that ``effective(recorded + result)`` equals ``computed``.
 
     A reversal for each effective recorded entry that ``computed`` no longer holds (matched by content, see
@@ -191,7 +193,7 @@ def reconcile(recorded: Sequence[LedgerEntry], computed: Sequence[LedgerEntry], 
         if origin in wanted and origin not in kept:
             kept.add(origin)
         else:
-            out.append(reversal_of(entry, causing_event))
+            out.append(reversal_of(entry, causing_event, why))
     used = {e.id for e in recorded}
     for entry in computed:
         if entry.id in kept:

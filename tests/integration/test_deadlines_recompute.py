@@ -113,3 +113,26 @@ def test_the_command_recomputes_every_case_and_says_what_changed(tmp_path: Path)
     check = build_deadlines(dataclasses.replace(settings, roll_forward=True))
     assert by_rule(check.schedule(case).deadlines.values())[ASSESSMENT].due_on == date(2024, 6, 3)
     check.close()
+
+
+def test_the_auditor_verifies_a_recomputed_schedule(tmp_path: Path) -> None:
+    """`audit verify` under the new policy: different before the recomputation, verified after it."""
+    from services.audit.auditor import Auditor
+    from services.benefits.application import build_benefits
+
+    settings = Settings(data_dir=tmp_path / "data")
+    case, events = recorded_case(settings)
+    for build in (build_deadlines, build_benefits):
+        app = build(settings)
+        for position, event in enumerate(events, start=1):
+            app.process(event, position, NOW)
+        app.close()
+    rolled = dataclasses.replace(settings, roll_forward=True)
+    with Auditor(rolled) as auditor:
+        assert auditor.verify(case).status == "different"
+    app = build_deadlines(rolled)
+    assert app.recompute(case, NOW)
+    app.close()
+    with Auditor(rolled) as auditor:
+        verdict = auditor.verify(case)
+    assert verdict.status == "verified", verdict
