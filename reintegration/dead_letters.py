@@ -21,7 +21,8 @@ What "replayable after a fix" means for an operator:
    process, into the service's store. The running service's relay publishes what the steps derive, as for any
    step. The live consumer holds the case's newer events back (a gap) until the replay has caught up, then applies
    them. Once the case has caught up, its dead letters are recorded as resolved in the service's own store (who
-   replayed what, when), so a second replay finds nothing to do; the dead letters themselves stay in the stream as
+   replayed what, when; under each letter's own id, which survives a DEAD_LETTERS stream that starts over), so a
+   second replay finds nothing to do; the dead letters themselves stay in the stream as
    the record of the incident (``list --all`` shows them with their resolution).
 4. If the fix did not work, the event fails again: the case is parked again at that version, its dead letters stay
    unresolved, and the command says which event failed and why (exit code 1).
@@ -54,7 +55,7 @@ from rich.table import Table
 
 from shared.events.envelope import CASE_EVENT_DECODER, CaseEvent
 from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, POSITION_HEADER, trajectory_case
-from shared.infra.derived import DeadLettersResolved, DerivedApplication, Outcome
+from shared.infra.derived import LETTER_ID_HEADER, DeadLettersResolved, DerivedApplication, Outcome, letter_key
 from shared.infra.settings import Settings
 
 dead_letters_app = typer.Typer(help="Dead-lettered trajectory events: list them, replay them after a fix.")
@@ -92,6 +93,13 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     original_stream_sequence: int | None
     #: ``None``, or how it was resolved: ``replayed ...`` / ``discarded ...``.
     resolved: str | None = None
+    #: Its own id (``Reintegration-Letter-Id``): what its resolution is recorded under. None for letters written
+    #: before letters had ids (recorded under their sequence).
+    letter_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return letter_key(self.letter_id, self.seq)
 
 
 def _int(value: Any) -> int | None:
@@ -125,6 +133,7 @@ def parse(seq: int, subject: str, headers: dict[str, str] | None, data: bytes | 
         kind="behind" if error.startswith(BEHIND) else "poison", error=error,
         deliveries=_int(headers.get("Reintegration-Deliveries")), dead_at=when,
         original_stream_sequence=_int(headers.get("Reintegration-Stream-Sequence")),
+        letter_id=headers.get(LETTER_ID_HEADER) or None,
     )
 
 
@@ -192,7 +201,7 @@ def with_resolutions(settings: Settings, letters: list[DeadLetter]) -> list[Dead
             book = app.dead_letter_book().resolved
         finally:
             app.close()
-        out += [msgspec.structs.replace(letter, resolved=_words(book[letter.seq])) if letter.seq in book else letter
+        out += [msgspec.structs.replace(letter, resolved=_words(book[letter.key])) if letter.key in book else letter
                 for letter in mine]
     return sorted(out, key=lambda letter: letter.seq)
 
@@ -357,7 +366,7 @@ def _replay_case(settings: Settings, app: DerivedApplication[Any], service: str,
             result.failed_version = event.version
             result.error = f"version {event.version} could not be applied here ({outcome.value})"
             return result
-    app.resolve_dead_letters(seqs, case, "replayed",
+    app.resolve_dead_letters([(letter.key, letter.seq) for letter in letters], case, "replayed",
                              f"case caught up to version {history[-1].version} from the intake store "
                              f"({result.applied} applied by the replay)", datetime.now(UTC))
     return result
@@ -377,7 +386,8 @@ def discard(settings: Settings, seqs: Iterable[int], reason: str) -> list[tuple[
         try:
             cases = {known[s].case_id for s in mine}
             case = uuid.UUID(cases.pop()) if len(cases) == 1 and None not in cases else None
-            done = app.resolve_dead_letters(mine, case, "discarded", reason, datetime.now(UTC))
+            done = app.resolve_dead_letters([(known[s].key, s) for s in mine], case, "discarded", reason,
+                                            datetime.now(UTC))
         finally:
             app.close()
         out.append((service, list(done.sequences) if done else []))

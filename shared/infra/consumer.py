@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -67,7 +68,7 @@ from shared.events.subjects import (
     trajectory_case,
 )
 
-from .derived import Outcome
+from .derived import LETTER_ID_HEADER, Outcome
 from .relay import ensure_stream, ensure_trajectory_stream
 
 log = structlog.get_logger("consumer")
@@ -358,6 +359,9 @@ class TrajectoryConsumer:
             "Reintegration-Stream-Sequence": str(raw.metadata.sequence.stream) if raw.metadata else "",
             "Reintegration-Case-Id": str(case_id or ""),
             "Reintegration-Case-Version": str(event.version) if event is not None else "",
+            # The letter's own id: resolutions are recorded by it, not by its sequence in DEAD_LETTERS, which starts
+            # over if the broker loses its store (a new letter must never look resolved).
+            LETTER_ID_HEADER: str(uuid.uuid4()),
         }
         headers.pop("Nats-Msg-Id", None)
         headers.pop("Nats-Expected-Last-Sequence", None)

@@ -75,9 +75,20 @@ def _project_parking(state: CaseParked | None, events: Iterable[CaseParked]) -> 
     return state
 
 
+#: Header of a dead letter holding its own id (see :func:`letter_key`).
+LETTER_ID_HEADER = "Reintegration-Letter-Id"
+
+
+def letter_key(letter_id: str | None, sequence: int) -> str:
+    """What a resolution is recorded under: the letter's own id (``Reintegration-Letter-Id``), stable whatever
+    happens to the DEAD_LETTERS stream; ``seq:<n>`` only for letters written before letters had ids."""
+    return letter_id or f"seq:{sequence}"
+
+
 class DeadLettersResolved(msgspec.Struct, frozen=True, kw_only=True):
-    """Dead letters of this service (their sequences in the dead-letter stream) that an operator resolved:
-    ``replayed`` (their case caught up from the intake store) or ``discarded`` (nothing to apply)."""
+    """Dead letters of this service that an operator resolved: ``replayed`` (their case caught up from the intake
+    store) or ``discarded`` (nothing to apply). ``letters``: their keys (:func:`letter_key`); ``sequences``: where
+    they were in the dead-letter stream then, for the record."""
 
     originator_id: UUID
     originator_version: int
@@ -86,19 +97,22 @@ class DeadLettersResolved(msgspec.Struct, frozen=True, kw_only=True):
     case_id: UUID | None
     how: str
     note: str
+    letters: tuple[str, ...] = ()
 
 
 class DeadLetterBook(msgspec.Struct, frozen=True, kw_only=True):
-    """Every resolution so far, by dead-letter sequence."""
+    """Every resolution so far, by letter key (:func:`letter_key`)."""
 
     version: int
-    resolved: dict[int, DeadLettersResolved]
+    resolved: dict[str, DeadLettersResolved]
 
 
 def _project_book(state: DeadLetterBook | None, events: Iterable[DeadLettersResolved]) -> DeadLetterBook | None:
     for event in events:
         resolved = dict(state.resolved) if state is not None else {}
-        resolved.update(dict.fromkeys(event.sequences, event))
+        # a resolution recorded before letters had ids names them by sequence
+        keys = event.letters or tuple(letter_key(None, s) for s in event.sequences)
+        resolved.update(dict.fromkeys(keys, event))
         state = DeadLetterBook(version=event.originator_version, resolved=resolved)
     return state
 
@@ -212,16 +226,19 @@ class DerivedApplication(Application[UUID], Generic[S]):
             book = None
         return book or DeadLetterBook(version=0, resolved={})
 
-    def resolve_dead_letters(self, sequences: Iterable[int], case_id: UUID | None, how: str, note: str,
+    def resolve_dead_letters(self, letters: Iterable[tuple[str, int]], case_id: UUID | None, how: str, note: str,
                              now: datetime) -> DeadLettersResolved | None:
-        """Record ``sequences`` as resolved (idempotent: those already resolved are left out)."""
+        """Record ``letters`` (each its key, :func:`letter_key`, and its sequence) as resolved (idempotent: those
+        already resolved are left out)."""
         for _attempt in range(self.write_attempts):
             book = self.dead_letter_book()
-            new = tuple(sorted(s for s in set(sequences) if s not in book.resolved))
+            new = sorted({key: seq for key, seq in letters if key not in book.resolved}.items(),
+                         key=lambda item: item[1])
             if not new:
                 return None
             event = DeadLettersResolved(originator_id=self._book_id(), originator_version=book.version + 1,
-                                        timestamp=now, sequences=new, case_id=case_id, how=how, note=note[:1000])
+                                        timestamp=now, sequences=tuple(seq for _key, seq in new), case_id=case_id,
+                                        how=how, note=note[:1000], letters=tuple(key for key, _seq in new))
             try:
                 self.save(event)
             except IntegrityError:

@@ -189,3 +189,28 @@ async def test_clear_errors(live: Live, tmp_path: Path) -> None:
     nowhere = await asyncio.to_thread(CliRunner().invoke, cli, ["dead-letters", "list", "--data-dir", str(tmp_path)],
                                       env={"REINTEGRATION_NATS_URL": "nats://127.0.0.1:1"})
     assert nowhere.exit_code == 2 and "cannot reach NATS at nats://127.0.0.1:1" in nowhere.output
+
+
+async def test_a_new_letter_after_the_broker_lost_the_stream_is_not_taken_for_a_resolved_one(live: Live) -> None:
+    """Resolutions are recorded under each letter's own id: when DEAD_LETTERS starts over (a broker that lost its
+    store), a new letter at a sequence an old, resolved letter had is still listed, and still resolvable."""
+    from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM
+    from shared.infra.relay import ensure_stream
+
+    await dead_letter_some(live)
+    assert (await run(live.settings, "replay")).exit_code == 0
+    [garbage] = json.loads((await run(live.settings, "list", "--json")).stdout)
+    assert (await run(live.settings, "discard", str(garbage["seq"]), "--reason", "garbage")).exit_code == 0
+    resolved = json.loads((await run(live.settings, "list", "--all", "--json")).stdout)
+    assert resolved and all(letter["resolved"] and letter["letter_id"] for letter in resolved)
+
+    await live.js.delete_stream(DEAD_LETTER_STREAM)  # the broker's store is gone: sequences start over
+    await ensure_stream(live.js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"])
+    before = live.consumer.counts["dead_lettered"]
+    await publish_all(live.js, [(f"{TRAJECTORY_PREFIX}.not-a-case.garbage", b"\x00more garbage", {})])
+    await until(lambda: live.consumer.counts["dead_lettered"] == before + 1)
+    [new] = json.loads((await run(live.settings, "list", "--json")).stdout)
+    assert new["seq"] in {letter["seq"] for letter in resolved}  # a sequence a resolved letter had
+    assert new["resolved"] is None and new["letter_id"] not in {letter["letter_id"] for letter in resolved}
+    assert (await run(live.settings, "discard", str(new["seq"]), "--reason", "more garbage")).exit_code == 0
+    assert json.loads((await run(live.settings, "list", "--json")).stdout) == []
