@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from uuid import UUID
@@ -97,7 +98,7 @@ class TrajectoryConsumer:
         max_deliver: int = 5,
         gap_delay: float = 0.5,
         poison_delay: float = 1.0,
-        ack_wait: float = 30.0,
+        ack_wait: float = 5.0,
         batch_size: int = 200,
         fetch_timeout: float = 1.0,
         inbox_prefix: bytes = b"_INBOX.",
@@ -211,10 +212,29 @@ class TrajectoryConsumer:
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         assert self.js is not None
+        await self._update_config()
         return await self.js.pull_subscribe(
             TRAJECTORY_SUBJECTS, durable=self.name, stream=TRAJECTORY_STREAM, config=self.consumer_config(),
             inbox_prefix=self.inbox_prefix,
         )
+
+    async def _update_config(self) -> None:
+        """A durable consumer made by an earlier release keeps its settings when a service binds to it: bring its
+        ack wait (how soon a crashed replica's batch is delivered again) and filter to this service's."""
+        assert self.js is not None
+        try:
+            info = await self.js.consumer_info(TRAJECTORY_STREAM, self.name)
+        except nats.js.errors.NotFoundError:
+            return  # pull_subscribe creates it with this configuration
+        wanted = self.consumer_config()
+        if info.config.ack_wait == wanted.ack_wait and (info.config.filter_subjects or None) == (
+                wanted.filter_subjects or None):
+            return
+        try:
+            await self.js.add_consumer(TRAJECTORY_STREAM, config=wanted)
+            log.info("durable consumer updated", consumer=self.name, ack_wait=wanted.ack_wait)
+        except nats.js.errors.Error as exc:  # keep the old settings rather than not consuming at all
+            log.warning("durable consumer not updated; keeping its settings", consumer=self.name, error=str(exc))
 
     async def _pull(self) -> None:
         """Fetch a batch, answer every message of it, repeat until stopped. Ends with an error only when the
@@ -271,7 +291,7 @@ class TrajectoryConsumer:
                 await self._keep(ordered[index:])
                 touched = loop.time()
             try:
-                await self.handle(*item, waiting=waiting)
+                await self.handle(*item, waiting=waiting, keep=functools.partial(self._keep, ordered[index:]))
             except Exception as exc:  # noqa: BLE001 - never leave a message unanswered until its ack wait runs out
                 log.exception("message handling failed; handing it back", consumer=self.name, error=repr(exc))
                 with contextlib.suppress(Exception):
@@ -291,8 +311,11 @@ class TrajectoryConsumer:
             return raw, None, 0, exc
 
     async def handle(
-        self, raw: Msg, event: CaseEvent | None, position: int, error: BaseException | None, *, waiting: set[str]
+        self, raw: Msg, event: CaseEvent | None, position: int, error: BaseException | None, *, waiting: set[str],
+        keep: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """Apply one message and answer it. ``keep``: marks the rest of its batch (this message included) in
+        progress, while a store outage holds the batch up."""
         if event is None:
             await self.poison(raw, error or ValueError("undecodable"), None)
             return
@@ -300,7 +323,7 @@ class TrajectoryConsumer:
         if case in waiting:
             await raw.nak(delay=self.gap_delay)
             return
-        outcome = await self._apply(raw, event, position)
+        outcome = await self._apply(raw, event, position, keep)
         if outcome is None:
             return
         self.counts[outcome.value] += 1
@@ -312,17 +335,23 @@ class TrajectoryConsumer:
         else:
             await raw.ack()
 
-    async def _apply(self, raw: Msg, event: CaseEvent, position: int) -> Outcome | None:
+    async def _apply(self, raw: Msg, event: CaseEvent, position: int,
+                     keep: Callable[[], Awaitable[None]] | None = None) -> Outcome | None:
         loop = asyncio.get_running_loop()
         delay = 0.1
         while True:
             try:
                 return await loop.run_in_executor(self.executor, self.process, event, position, datetime.now(UTC))
             except PersistenceError as exc:
+                # The whole rest of the batch stays ours (not only this message), and the retries come faster than
+                # the ack wait, so that an outage costs no delivery.
                 log.warning("store unavailable; retrying", consumer=self.name, error=str(exc), delay=delay)
-                await raw.in_progress()
+                if keep is not None:
+                    await keep()
+                else:
+                    await raw.in_progress()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, self.ack_wait / 3)
             except Exception as exc:  # noqa: BLE001 - a bug or an unfoldable event: poison, the service goes on
                 await self.poison(raw, exc, event)
                 return None

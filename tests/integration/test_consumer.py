@@ -247,3 +247,32 @@ async def test_a_bare_asyncio_timeout_from_fetch_costs_no_delivery(harness: Harn
     await every_delivery_answered(harness)
     assert calls > 2 and harness.consumer.task is not None and not harness.consumer.task.done()
     assert harness.consumer.counts["poison"] == 5
+
+
+async def test_a_durable_consumer_of_an_earlier_release_gets_this_ack_wait(nats_server: EmbeddedNatsServer,
+                                                                          tmp_path: Path) -> None:
+    """A consumer created with a 30 s ack wait (how long a crashed replica's batch waited to come back) is brought
+    to the service's when it binds, and consumes as before."""
+    from nats.js.api import AckPolicy as JsAckPolicy
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    from shared.events.subjects import TRAJECTORY_STREAM
+    from shared.infra.relay import ensure_trajectory_stream
+
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_trajectory_stream(js)
+    await js.add_consumer(TRAJECTORY_STREAM, config=ConsumerConfig(
+        durable_name="counting", deliver_policy=DeliverPolicy.ALL, ack_policy=JsAckPolicy.EXPLICIT, ack_wait=30))
+    assert (await js.consumer_info(TRAJECTORY_STREAM, "counting")).config.ack_wait == 30
+    h = Harness(nats_server.url, tmp_path)
+    await h.start()
+    try:
+        assert (await js.consumer_info(TRAJECTORY_STREAM, "counting")).config.ack_wait == h.consumer.ack_wait == 5
+        case = uuid.uuid4()
+        for event in events_of(case, 3):
+            await h.publish(event)
+        await h.until(lambda: versions(h, case) == (1, 2, 3))
+    finally:
+        await h.stop()
+        await nc.close()
