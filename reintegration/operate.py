@@ -305,20 +305,13 @@ def simulation_options(settings: Settings, enterprise_number: str | None, *, ena
     """The deadline policy and ledger options a deployed service with ``settings`` applies to a case of
     ``enterprise_number`` (roll-forward, the employer's own policies, the announced sanctions it enables), with the
     command line's additions: what-if answers must agree with what the services will record."""
-    from services.deadlines.application import DeadlinesApplication, parse_employer_policies
+    from services.deadlines.application import case_policy, parse_employer_policies
     from shared.rulebook.benefits import Options
     from shared.rulebook.deadlines import Policy
 
-    # The deadlines service's own choice of a case's policy, on an in-memory store (nothing is written).
-    deployed = DeadlinesApplication(
-        env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
-        policy=Policy(roll_forward=settings.roll_forward if roll_forward is None else roll_forward),
-        employer_policies=parse_employer_policies(settings.employer_policies),
-    )
-    try:
-        policy = deployed.policy_for(enterprise_number) if enterprise_number else deployed.policy
-    finally:
-        deployed.close()
+    deployed = Policy(roll_forward=settings.roll_forward if roll_forward is None else roll_forward)
+    policy = (case_policy(deployed, parse_employer_policies(settings.employer_policies), enterprise_number)
+              if enterprise_number else deployed)
     options = Options(enabled_announced=frozenset(settings.enabled_announced) | frozenset(enable_announced))
     return policy, options
 

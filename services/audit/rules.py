@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.deadlines.application import DeadlinesApplication, parse_employer_policies
+from services.deadlines.application import case_policy, parse_employer_policies
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent
 from shared.infra.settings import Settings
@@ -37,7 +37,7 @@ class Rules:
 
     def policy_for(self, enterprise_number: str) -> Policy:
         # the deadlines service's own function, so that the auditor can never drift from it
-        return DeadlinesApplication.policy_for(self, enterprise_number)  # type: ignore[arg-type]
+        return case_policy(self.policy, self.employer_policies, enterprise_number)
 
     def deadlines(self, history: Sequence[CaseEvent]) -> list[Deadline]:
         if not history:

@@ -59,11 +59,7 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
 
     def policy_for(self, enterprise_number: str) -> Policy:
         """The deployment's policy, with the employer policies of this case's employer only."""
-        own = frozenset(
-            name for name, employers in self.employer_policies.items()
-            if "*" in employers or enterprise_number in employers
-        )
-        return msgspec.structs.replace(self.policy, employer_policies=self.policy.employer_policies | own)
+        return case_policy(self.policy, self.employer_policies, enterprise_number)
 
     def project(self, state: DeadlineSchedule | None, events: Any) -> DeadlineSchedule | None:
         return project_schedule(state, events)
@@ -103,7 +99,7 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
             try:
                 self.save(ScheduleRecomputed(
                     originator_id=state.id, originator_version=state.version + 1, timestamp=now,
-                    rulebook=f"{self.rulebook.country} {self.rulebook.version}", policy=policy.id,
+                    rulebook=self.rulebook.label, policy=policy.id,
                     source_version=state.source_version, changes=changes,
                     enterprise_number=state.enterprise_number, insz=state.insz,
                 ))
@@ -154,6 +150,15 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
                 continue
             return TimerOutcome.RECORDED
         raise RuntimeError(f"case {case_id}: could not record the timer of {deadline_id}")
+
+
+def case_policy(policy: Policy, employer_policies: dict[str, frozenset[str]], enterprise_number: str) -> Policy:
+    """``policy`` with the employer policies (policy name -> enterprise numbers, or ``*``) of this case's employer
+    only: what the deadlines service, the auditor and ``simulate`` all apply to a case."""
+    own = frozenset(
+        name for name, employers in employer_policies.items() if "*" in employers or enterprise_number in employers
+    )
+    return msgspec.structs.replace(policy, employer_policies=policy.employer_policies | own)
 
 
 def parse_employer_policies(values: tuple[str, ...]) -> dict[str, frozenset[str]]:
