@@ -88,12 +88,12 @@ def top_up_store(settings: Settings, events: int) -> int:
         held = app.recorder.max_notification_id() or 0
         missing = max(0, events - held)
         if missing:
-            _party, reports = make_cases(missing, seed=events)
+            party, reports = make_cases(missing, seed=events)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                           transient=True) as progress:
                 task = progress.add_task("recording more cases for the relay sample", total=missing)
                 for report in reports:
-                    app.submit(_party, report, datetime.now(UTC))
+                    app.submit(party, report, datetime.now(UTC))
                     progress.advance(task)
         return app.recorder.max_notification_id() or 0
     finally:

@@ -219,7 +219,6 @@ def disclosures(
     console.print(table)
 
 
-CaseOrRebuild = Annotated[str, typer.Argument(help="A case id, or `rebuild` to rebuild from the intake store.")]
 Fresh = Annotated[bool, typer.Option(help="With rebuild: delete the service's store first.")]
 FromPosition = Annotated[int, typer.Option("--from", help="With rebuild: first intake store position.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -265,22 +264,23 @@ def deadlines(
     `recompute` after a release changed the rulebook or the deployment changed its policy (roll-forward, employer
     policies): a dry run by default; with --yes each case whose deadlines differ gets one recorded, published
     recomputation."""
-    if target == "recompute":
-        _recompute("deadlines", data_dir, dry_run, yes)
-        return
-    if dry_run or yes:
-        raise typer.BadParameter("--dry-run and --yes go with `recompute`", param_hint="--dry-run/--yes")
-    _case_or_rebuild("deadlines", target, data_dir, fresh, start, as_json)
+    if not _recomputed("deadlines", target, data_dir, dry_run, yes):
+        _case_or_rebuild("deadlines", target, data_dir, fresh, start, as_json)
 
 
-def _recompute(service: str, data_dir: Path, dry_run: bool, yes: bool) -> None:
+def _recomputed(service: str, target: str, data_dir: Path, dry_run: bool, yes: bool) -> bool:
+    """Run ``recompute`` when it is the target (true); refuse its options with any other target."""
+    if target != "recompute":
+        if dry_run or yes:
+            raise typer.BadParameter("--dry-run and --yes go with `recompute`", param_hint="--dry-run/--yes")
+        return False
     from .recompute import recompute
 
     if dry_run and yes:
         raise typer.BadParameter("--dry-run records nothing, --yes records: give one", param_hint="--yes")
     logs.configure("WARNING")
     recompute(Settings.from_env(data_dir=data_dir), service, dry_run=not yes)
-
+    return True
 
 
 @app.command(
@@ -318,12 +318,8 @@ def benefits(
         raise typer.Exit(0 if show_help else 2)
     if ctx.args:
         raise typer.BadParameter(f"unexpected {' '.join(ctx.args)!r}", param_hint="TARGET")
-    if target == "recompute":
-        _recompute("benefits", data_dir, dry_run, yes)
-        return
-    if dry_run or yes:
-        raise typer.BadParameter("--dry-run and --yes go with `recompute`", param_hint="--dry-run/--yes")
-    _case_or_rebuild("benefits", target, data_dir, fresh, start, as_json)
+    if not _recomputed("benefits", target, data_dir, dry_run, yes):
+        _case_or_rebuild("benefits", target, data_dir, fresh, start, as_json)
 
 
 contribution_app = typer.Typer(add_completion=False)

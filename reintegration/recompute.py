@@ -62,7 +62,7 @@ def recompute(settings: Settings, service: str, *, cases: list[uuid.UUID] | None
     changes: Counter[str] = Counter()
     try:
         ids = cases if cases is not None else case_ids(settings)
-        rulebook = f"{app.rulebook.country} {app.rulebook.version}"
+        rulebook = app.rulebook.label
         under = (f"policy {app.policy.id}" if service == "deadlines" else
                  f"announced rules enabled: {', '.join(sorted(app.options.enabled_announced)) or 'none'}")
         columns = (TextColumn(f"recomputing {service}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

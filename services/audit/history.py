@@ -18,7 +18,7 @@ from uuid import UUID
 
 import msgspec
 
-from services.benefits.ledger import BenefitLedger, LedgerRecomputed, LedgerStep, project_ledger
+from services.benefits.ledger import LedgerRecomputed, LedgerStep, project_ledger
 from services.deadlines.schedule import DeadlineSchedule, ScheduleRecomputed, ScheduleStep, TimerFired, project_schedule
 from services.intake.application import belgian_date
 from shared.events.envelope import CaseEvent
@@ -163,17 +163,6 @@ def _included(events: Sequence[Any], step_type: type, recomputed_type: type, n: 
     return out
 
 
-def _ledger_at(events: Sequence[Any], n: int, time: datetime | None) -> BenefitLedger | None:
-    """The recorded ledger once it had applied ``n`` events (with its recomputations, as :func:`_included`)."""
-    return project_ledger(None, _included(events, LedgerStep, LedgerRecomputed, n, time))
-
-
-def recorded_ledger_prior(events: Sequence[Any], n: int, time: datetime | None) -> bool:
-    """Whether the recorded ledger at ``n`` was computed with another case holding the premium."""
-    included = _included(events, LedgerStep, LedgerRecomputed, n, time)
-    return bool(included and included[-1].prior_premium)
-
-
 def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None = None,
           version: int | None = None) -> AsOf:
     if (time is None) == (version is None):
@@ -211,8 +200,11 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
     ledger_events = [e for e in stores.derived_events("benefits", case_id)
                      if isinstance(e, LedgerStep | LedgerRecomputed)]
     steps = [e for e in ledger_events if isinstance(e, LedgerStep)]
-    recorded_ledger = _ledger_at(ledger_events, n, time) if n and len(steps) >= n else None
-    prior = recorded_ledger_prior(ledger_events, n, time) if recorded_ledger is not None else False
+    # the recorded ledger once it had applied ``n`` events, with its recomputations; and whether it was computed
+    # with another case holding the premium
+    included = _included(ledger_events, LedgerStep, LedgerRecomputed, n, time) if n and len(steps) >= n else []
+    recorded_ledger = project_ledger(None, included) if included else None
+    prior = bool(included) and included[-1].prior_premium
     ledger = effective(rules.ledger(prefix, prior_premium=prior))
     recorded: dict[str, Any] = {}
     diffs: list[Difference] = []

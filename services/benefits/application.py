@@ -66,10 +66,7 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
 
     def step(self, state: BenefitLedger | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
         history, opening = self.history_with(state, event)
-        register_id = self._premium_register(opening.insz, opening.enterprise_number)
-        register = self._load_register(register_id)
-        #: Another case holds the premium (a withdrawn one no longer does).
-        prior = register is not None and not register.withdrawn and register.case_id != event.case_id
+        register_id, register, prior = self._premium_holder(opening, event.case_id)
         computed = compute_ledger(history, self.rulebook, self.options, prior_premium=prior)
         entries = reconcile(state.entries if state else (), computed, event.event_id)
         step = LedgerStep(
@@ -132,17 +129,15 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
             if state is None:
                 return []
             opening = state.history[0].report
-            register_id = self._premium_register(opening.insz, opening.enterprise_number)
-            register = self._load_register(register_id)
-            prior = register is not None and not register.withdrawn and register.case_id != case_id
-            rulebook = f"{self.rulebook.country} {self.rulebook.version}"
+            register_id, register, prior = self._premium_holder(opening, case_id)
             computed = compute_ledger(state.history, self.rulebook, self.options, prior_premium=prior)
             entries = reconcile(state.entries, computed, state.history[-1].event_id,
-                                why=f"when the ledger was recomputed under rulebook {rulebook}")
+                                why=f"when the ledger was recomputed under rulebook {self.rulebook.label}")
             if not entries or not record:
                 return entries
             recomputed = LedgerRecomputed(
-                originator_id=state.id, originator_version=state.version + 1, timestamp=now, rulebook=rulebook,
+                originator_id=state.id, originator_version=state.version + 1, timestamp=now,
+                rulebook=self.rulebook.label,
                 enabled_announced=tuple(sorted(self.options.enabled_announced)), source_version=state.source_version,
                 entries=entries, prior_premium=prior, enterprise_number=opening.enterprise_number, insz=opening.insz,
             )
@@ -153,6 +148,13 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
                 continue
             return entries
         raise RuntimeError(f"case {case_id}: could not record the recomputation of its ledger")
+
+    def _premium_holder(self, opening: Any, case_id: UUID) -> tuple[UUID, PremiumGranted | None, bool]:
+        """The premium register of the case's worker and employer, its latest record, and whether another case
+        holds the premium (a withdrawn one no longer does)."""
+        register_id = self._premium_register(opening.insz, opening.enterprise_number)
+        register = self._load_register(register_id)
+        return register_id, register, register is not None and not register.withdrawn and register.case_id != case_id
 
     @staticmethod
     def _premium_register(insz: str, enterprise_number: str) -> UUID:

@@ -31,18 +31,14 @@ QUERY_SUBJECT = f"{QUERY_PREFIX}.benefits"
 
 def render(event: Any) -> list[Outgoing]:
     """Each new ledger entry on its case's subject; the employer's own ones also on its feed, data-minimised."""
-    if isinstance(event, LedgerStep):
-        case_id = event.source.case_id
-    elif isinstance(event, LedgerRecomputed):
-        case_id = event.entries[0].case_id if event.entries else None
-    else:
+    if not isinstance(event, LedgerStep | LedgerRecomputed):
         return []
     out = []
     for entry in event.entries:
-        out.append(Outgoing(f"{BENEFITS_PREFIX}.{case_id}.{entry.kind}", _ENCODER.encode(entry), str(entry.id)))
+        out.append(Outgoing(f"{BENEFITS_PREFIX}.{entry.case_id}.{entry.kind}", _ENCODER.encode(entry), str(entry.id)))
         if entry.concerns_employer:
             feed = feed_entry(event, entry)
-            subject = employer_feed_subject(event.enterprise_number, "benefits", case_id)
+            subject = employer_feed_subject(event.enterprise_number, "benefits", entry.case_id)
             out.append(Outgoing(subject, _ENCODER.encode(feed), f"feed:{entry.id}"))
     return out
 

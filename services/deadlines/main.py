@@ -59,15 +59,13 @@ def render(event: Any) -> list[Outgoing]:
     """Each change on its case's subject; the ones that concern the employer also on its feed."""
     if isinstance(event, ScheduleStep):
         items = [(c.change, c.deadline, event.source.event_id, None, None) for c in event.changes]
-        enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
     elif isinstance(event, ScheduleRecomputed):
         items = [(c.change, c.deadline, None, None, None) for c in event.changes]
-        enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
     elif isinstance(event, TimerFired):
         items = [(event.outcome, event.deadline, None, event.fired_at, event.lag_seconds)]
-        enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
     else:
         return []
+    enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
     out = []
     for index, (change, deadline, caused_by, fired_at, lag) in enumerate(items):
         message = DeadlineEvent(case_id=deadline.case_id, change=change, deadline=deadline, caused_by=caused_by,

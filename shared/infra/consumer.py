@@ -78,11 +78,6 @@ Process = Callable[[CaseEvent, int, datetime], Outcome]
 Park = Callable[[UUID, int, str, datetime], None]
 
 
-def _case_of(subject: str) -> UUID | None:
-    """The case id in ``reintegration.trajectory.<case_id>.<type>[.<partition>]``, when the subject has one."""
-    return trajectory_case(subject)
-
-
 #: The server's own redelivery limit: a safety net only (gaps are redelivered until their missing event arrives).
 SERVER_MAX_DELIVER = 1000
 
@@ -363,7 +358,7 @@ class TrajectoryConsumer:
         if delivered < self.max_deliver:
             await raw.nak(delay=self.poison_delay)
             return
-        case_id = event.case_id if event is not None else _case_of(raw.subject)
+        case_id = event.case_id if event is not None else trajectory_case(raw.subject)
         if case_id is not None:  # the case waits behind its dead letter rather than skipping it
             loop = asyncio.get_running_loop()
             version = event.version if event is not None else 0
@@ -379,7 +374,7 @@ class TrajectoryConsumer:
         terminate it (the server stops redelivering it)."""
         assert self.js is not None, "start() sets the JetStream context"
         delivered = raw.metadata.num_delivered if raw.metadata else 0
-        case_id = event.case_id if event is not None else _case_of(raw.subject)
+        case_id = event.case_id if event is not None else trajectory_case(raw.subject)
         headers = {
             **(raw.headers or {}),
             "Reintegration-Original-Subject": raw.subject,

@@ -187,14 +187,12 @@ def tracking_recorder(app: Any, settings: Settings | None = None, service: str =
 
     lock = setup_lock(settings, f"{service}.tracking") if settings is not None else contextlib.nullcontext()
     with lock:
-        for attempt in range(attempts):
+        for attempt in range(1, attempts):
             try:
                 return app.factory.tracking_recorder()
             except IntegrityError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
+                time.sleep(0.05 * attempt)
+        return app.factory.tracking_recorder()  # the last attempt: its error is the caller's
 
 
 def prepare_store(settings: Settings, service: str) -> dict[str, str]:

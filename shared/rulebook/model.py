@@ -156,6 +156,8 @@ class Rulebook:
     def __init__(self, head: RulebookHead, rules: list[RuleBase]) -> None:
         self.version = head.version
         self.country = head.country
+        #: How records name the rulebook they were computed under: ``<country> <version>``.
+        self.label = f"{head.country} {head.version}"
         self.calendar = head.calendar
         self.regimes = sorted(head.regimes, key=lambda r: r.valid_from)
         self._by_id = {r.id: r for r in self.regimes}
