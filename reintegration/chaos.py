@@ -1,51 +1,44 @@
 """``reintegration chaos``: the fault catalogue (../shared/FAULTS.md) run against real processes, with figures.
 
-Scenarios register themselves in :mod:`reintegration.chaos_report` from the modules listed in ``SCENARIO_MODULES``;
+Scenarios live in the lab (:mod:`lab.chaos`, one module per group of scenarios);
 ``chaos list`` names them, ``chaos run [ID ...]`` runs them (``--quick`` for the small sizes the tests use) and
 prints one row each: faults injected, events sent, lost, doubled, time to recover, and the pass figure.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from types import ModuleType
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .chaos_report import SCENARIOS, Row, order
+from .extras import lab_module
 
 chaos_app = typer.Typer(help="Fault scenarios over real processes: each prints sent, lost, doubled, time to recover.")
 console = Console()
 
-#: Modules whose import registers scenarios.
-SCENARIO_MODULES: tuple[str, ...] = (
-    "reintegration.chaos_process",  # R1-R4, R10, R11: crashes, pauses, broker amnesia, store down, clocks
-    "reintegration.chaos_delivery",  # R6-R8: duplicates, out-of-order redelivery, poison messages
-    "reintegration.chaos_input",  # R5, R9, S1, S3, F1, F2: corruption, concurrent writers, access, at rest, input
-    "reintegration.chaos_privacy",  # S2, S4: medical data to employers, unlogged disclosure
-)
-
-
-def load_scenarios() -> None:
-    for module in SCENARIO_MODULES:
-        importlib.import_module(module)
+def load_scenarios() -> ModuleType:
+    """The lab's fault catalogue with every scenario registered (exit 2 where the lab is not installed)."""
+    chaos = lab_module("chaos")
+    chaos.load_scenarios()
+    return chaos
 
 
 @chaos_app.command("list")
 def list_scenarios() -> None:
     """The scenarios this build can run, in catalogue order."""
-    load_scenarios()
-    for id in order(list(SCENARIOS)):
-        console.print(f"{id:4} {SCENARIOS[id].title}")
+    chaos = load_scenarios()
+    for id in chaos.order(list(chaos.SCENARIOS)):
+        console.print(f"{id:4} {chaos.SCENARIOS[id].title}")
 
 
-def table(rows: list[Row]) -> Table:
+def table(rows: list[Any]) -> Table:
     out = Table(title="Fault scenarios")
     for column in ("id", "fault or attack", "faults", "sent", "lost", "doubled", "recover (s)", "pass figure",
                    "result", "detail"):
@@ -68,14 +61,15 @@ def run(
     from . import logs
 
     logs.configure("WARNING")
-    load_scenarios()
+    chaos = load_scenarios()
+    SCENARIOS, order = chaos.SCENARIOS, chaos.order
     wanted = order([i.upper() for i in ids] if ids else list(SCENARIOS))
     unknown = [i for i in wanted if i not in SCENARIOS]
     if unknown:
         console.print(f"[red]unknown scenario(s) {', '.join(unknown)}[/]; known: {', '.join(order(list(SCENARIOS)))}")
         raise typer.Exit(2)
     base = data_dir or Path(tempfile.mkdtemp(prefix="reintegration-chaos-"))
-    rows: list[Row] = []
+    rows: list[Any] = []
     for id in wanted:
         started = time.monotonic()
         console.print(f"[bold]{id}[/] {SCENARIOS[id].title} ...")

@@ -18,6 +18,7 @@ from . import logs
 from .audit_cli import audit_app
 from .chaos import chaos_app
 from .dead_letters import dead_letters_app
+from .extras import lab_module
 
 app = typer.Typer(
     help="Re-integration trajectories of Belgian workers on long-term incapacity: an event-sourced backend.",
@@ -92,7 +93,7 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave the system running after the demo.")] = False,
 ) -> None:
     """Start the system and feed it a seeded, realistic set of cases through the real intake subjects."""
-    from .demo import run_demo
+    run_demo = lab_module("demo").run_demo
 
     logs.configure("WARNING")
     raise typer.Exit(run_demo(data_dir=data_dir, cases=cases, seed=seed, port=port, keep_running=keep_running))
@@ -525,7 +526,7 @@ def bench_intake(
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Intake reports/s and request-reply latency, and relay events/s, each against a raw NATS baseline."""
-    from .bench import run_intake_bench
+    run_intake_bench = lab_module("bench.intake").run_intake_bench
 
     logs.configure("WARNING")
     run_intake_bench(reports=reports, concurrency=concurrency, relay_events=relay_events, data_dir=data_dir)
@@ -538,7 +539,7 @@ def bench_derived(
 ) -> None:
     """Trajectory events/s through deadlines and benefits over a real nats-server (schedules written), against a
     raw JetStream consume-and-republish baseline in the same run; timers held and server memory."""
-    from .bench_derived import run_derived_bench
+    run_derived_bench = lab_module("bench.derived").run_derived_bench
 
     logs.configure("WARNING")
     run_derived_bench(cases=cases, data_dir=data_dir)
@@ -553,7 +554,7 @@ def bench_timers(
 ) -> None:
     """How many deadline timers the server holds and its memory: N timers armed by the service's TimerWriter,
     against the same payloads as plain messages in the same run; and how late K timers fire."""
-    from .bench_timers import run_timers_bench
+    run_timers_bench = lab_module("bench.timers").run_timers_bench
 
     logs.configure("WARNING")
     if timers < 1 or fire < 1:
@@ -569,7 +570,7 @@ def bench_recompute(
 ) -> None:
     """Deadlines and ledgers of N cases recomputed from scratch with the pure functions, and (with --rebuild) both
     services rebuilt from an intake store of N cases, each against reading the same events raw in the same run."""
-    from .bench_derived import run_recompute_bench
+    run_recompute_bench = lab_module("bench.derived").run_recompute_bench
 
     logs.configure("WARNING")
     run_recompute_bench(cases=cases, rebuild=rebuild, data_dir=data_dir)
@@ -583,7 +584,7 @@ def bench_audit(
 ) -> None:
     """Audit replay of one long case (ms, median) and `audit verify` over N cases (cases/s), each against reading
     the same events raw from the store in the same run."""
-    from .bench_audit import run_audit_bench
+    run_audit_bench = lab_module("bench.audit").run_audit_bench
 
     logs.configure("WARNING")
     run_audit_bench(cases=cases, events=events, data_dir=data_dir)
@@ -599,7 +600,7 @@ def bench_e2e(
     """Reports through intake, relay, deadlines and benefits over a real nats-server: reports/s, latency from report
     to deadline event (p50/p99), events/s per service, peak memory per process, against a raw JetStream 3-hop
     baseline in the same run; then the full rebuild of the projections against reading the raw store."""
-    from .bench_e2e import run_e2e_bench
+    run_e2e_bench = lab_module("bench.e2e").run_e2e_bench
 
     logs.configure("WARNING")
     run_e2e_bench(cases=cases, quick=quick, cluster=cluster, data_dir=data_dir)

@@ -32,7 +32,7 @@ import structlog
 from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX
-from shared.infra.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, PARTIES_FILE_ENV, generate, load_parties
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import ENV_PREFIX, Settings
@@ -129,7 +129,7 @@ class Runtime:
         self.nats_cluster.start()
         self.settings = replace(self.settings, nats_url=self.nats_cluster.url, stream_replicas=self.cluster)
         if self.settings.store == "sqlite":
-            from shared.infra.embedded_pg import EmbeddedPostgres
+            from shared.embedded.embedded_pg import EmbeddedPostgres
 
             self.postgres = EmbeddedPostgres().start(self.settings.data_dir / "postgres")
             self.postgres.create_database(POSTGRES_DB)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.infra.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.settings import Settings
 
 

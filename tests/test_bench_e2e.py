@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.bench_e2e import SERVICES, measure_e2e, start_cluster
+from lab.bench.e2e import SERVICES, measure_e2e, start_cluster
 
 
 def _positive(value: object, where: str) -> None:

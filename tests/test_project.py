@@ -59,7 +59,7 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
 def test_the_demo_clears_only_a_folder_a_demo_wrote(tmp_path: Path) -> None:
     import pytest
 
-    from reintegration.demo import DEMO_MARKER, fresh_demo_folder
+    from lab.demo import DEMO_MARKER, fresh_demo_folder
 
     mine = tmp_path / "demo"
     fresh_demo_folder(mine)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.chaos_delivery import r6_duplicates, r7_out_of_order, r8_poison
-from reintegration.chaos_report import SCENARIOS
+from lab.chaos.delivery import r6_duplicates, r7_out_of_order, r8_poison
+from lab.chaos.report import SCENARIOS
 
 pytestmark = pytest.mark.faults
 

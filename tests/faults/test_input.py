@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reintegration import chaos_input  # noqa: F401 - registers the scenarios
-from reintegration.chaos_report import SCENARIOS, Row
+from lab.chaos.report import SCENARIOS, Row
 
 pytestmark = pytest.mark.faults
 

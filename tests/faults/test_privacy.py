@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.chaos_privacy import (
+from lab.chaos.privacy import (
     CANARY_PREFIX,
     canary_scripts,
     medical_data_to_employers,
@@ -15,7 +15,7 @@ from reintegration.chaos_privacy import (
     restricted_values,
     unlogged_disclosure,
 )
-from reintegration.chaos_report import SCENARIOS
+from lab.chaos.report import SCENARIOS
 from shared.events import reports as r
 from shared.events.common import restricted_fields
 

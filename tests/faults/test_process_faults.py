@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reintegration import chaos_process  # noqa: F401 - registers the scenarios
-from reintegration.chaos_report import SCENARIOS
+from lab.chaos.report import SCENARIOS
 
 pytestmark = pytest.mark.faults
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reintegration.bench_derived import build_histories, write_intake
+from lab.bench.derived import build_histories, write_intake
 from services.audit import Auditor
 from services.audit.dossier import events_of
 from services.intake.application import build_intake

@@ -21,11 +21,11 @@ import nats.errors
 import pytest
 from faststream import FastStream
 
-from reintegration.probes import AUDITORS, EMPLOYERS, FUNDS, OHS, SERVICES, System, connect, start_system
+from lab.probes import AUDITORS, EMPLOYERS, FUNDS, OHS, SERVICES, System, connect, start_system
 from services.audit import Auditor
 from services.audit.main import build_app
 from services.disclosures.log import AUDIT_BASIS, DisclosureRecorded, build_disclosures
-from shared.infra.natsserver import EmbeddedNatsServer
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.parties import AUDIT_PREFIX
 from shared.infra.settings import Settings
 from tests.integration.test_audit import apply_all, cli, jsonable, record_cases

@@ -29,7 +29,7 @@ from shared.events.subjects import (
 )
 from shared.infra.consumer import TrajectoryConsumer
 from shared.infra.derived import DerivedApplication
-from shared.infra.natsserver import EmbeddedNatsServer
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store
 from tests.factories import FUND_PARTY, NOW, incapacity, rid

@@ -36,7 +36,7 @@ from shared.events.subjects import (
     TIMERS_STREAM,
     employer_feed_subject,
 )
-from shared.infra.natsserver import EmbeddedNatsServer
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from tests.factories import EMPLOYER, EMPLOYER_PARTY, FUND_PARTY, OHS_PARTY, assessment, incapacity, plan, request
 

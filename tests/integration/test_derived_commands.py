@@ -16,7 +16,7 @@ import nats
 
 from services.intake.application import build_intake
 from shared.events.subjects import QUERY_PREFIX
-from shared.infra.natsserver import EmbeddedNatsServer
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from shared.rulebook import default_rulebook
 from shared.rulebook.deadlines import compute_deadlines

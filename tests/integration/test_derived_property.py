@@ -15,7 +15,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from reintegration.generator import Generator
+from lab.generator import Generator
 from services.benefits.application import BenefitsApplication
 from services.deadlines.application import DeadlinesApplication
 from services.intake.application import IntakeApplication

@@ -10,8 +10,8 @@ from typing import Any
 
 import nats
 
-from reintegration.demo import feed
-from reintegration.generator import Generator
+from lab.demo import feed
+from lab.generator import Generator
 from reintegration.runtime import Runtime
 from services.disclosures.log import build_disclosures
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from reintegration.chaos_privacy import feed_field_names, restricted_leaf_names, schema_check, schema_markers
+from lab.chaos.privacy import feed_field_names, restricted_leaf_names, schema_check, schema_markers
 from shared.events import reports as r
 from shared.events.common import restricted_fields
 from shared.events.feed import FEED_TYPES, AnyFeedMessage

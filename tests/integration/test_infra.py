@@ -23,8 +23,8 @@ from eventsourcing.domain import Aggregate, event
 from nats.js.api import StorageType, StreamConfig
 
 from shared.infra import natsserver
-from shared.infra.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres, postgres_env_from_url
-from shared.infra.natsserver import (
+from shared.embedded.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres, postgres_env_from_url
+from shared.embedded.natsserver import (
     EmbeddedNatsServer,
     NatsServerConfig,
     NatsServerError,

@@ -3,7 +3,7 @@
 Every party kind is probed on every subject family: publishing, subscribing, creating a JetStream consumer, using
 another party's consumer, asking for a feed filter that is not its own. Every cross-party probe must be refused by
 the server (a permissions violation, reported through nats-py's ``error_cb``) and every own action must work. The
-probe table and its harness live in :mod:`reintegration.probes`, shared with the S1 fault scenario.
+probe table and its harness live in :mod:`lab.probes`, shared with the S1 fault scenario.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import api
 
-from reintegration.generator import Generator
-from reintegration.probes import (
+from lab.generator import Generator
+from lab.probes import (
     AUDITORS,
     CASE,
     E1,
@@ -62,7 +62,7 @@ from shared.events.subjects import (
     partition_filters,
     trajectory_subject,
 )
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
 from shared.infra.parties import (
     AUDIT_PREFIX,
     DEV_PARTIES_FILE,

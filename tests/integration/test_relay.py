@@ -21,10 +21,10 @@ from services.intake.application import IntakeApplication, build_intake
 from shared.events import reports as r
 from shared.events.envelope import CASE_EVENT_DECODER
 from shared.events.subjects import POSITION_HEADER, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
-from shared.infra.natsserver import EmbeddedNatsServer
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.relay import Outgoing, ensure_stream
 from shared.infra.settings import Settings
-from reintegration.generator import insz
+from lab.generator import insz
 from tests.factories import FUND_PARTY, NOW, incapacity, rid
 
 

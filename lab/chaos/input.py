@@ -1,4 +1,4 @@
-"""Fault scenarios R5, R9, S1, S3, F1, F2 (see reintegration.chaos_report and ../shared/FAULTS.md).
+"""Fault scenarios R5, R9, S1, S3, F1, F2 (see lab.chaos.report and ../shared/FAULTS.md).
 
 * **F1 hostile input**: per intake subject (a health fund, an occupational health service, an employer, each with
   its own credentials) schema-generated reports, most of them then mutated, plus deep nesting, 1 MiB strings,
@@ -14,7 +14,7 @@
 * **R9 concurrent writers**: writers with their own application (own connection, own cache) on shared cases, on
   SQLite and PostgreSQL: every command applied exactly once (a conflict is answered and retried), versions without
   gaps.
-* **S1 cross-party access**: the probe table of :mod:`reintegration.probes` for every party.
+* **S1 cross-party access**: the probe table of :mod:`lab.probes` for every party.
 * **S3 data at rest**: with encryption on, no national number or canary in clear in the SQLite files (and WAL) or
   the PostgreSQL data directory; what the JetStream store holds in clear is counted and reported.
 """
@@ -45,7 +45,7 @@ from shared.events.replies import REPLY_DECODER, Accepted, Rejected, RejectionCo
 from shared.events.subjects import intake_subject
 from shared.infra.settings import Settings
 
-from .chaos_report import Row, scenario
+from lab.chaos.report import Row, scenario
 
 log = structlog.get_logger("chaos.input")
 
@@ -69,9 +69,9 @@ def _credentials_name(party: Party) -> str:
 
 def _start_runtime(data_dir: Path, services: tuple[str, ...], cipher_key: str | None = None) -> Any:
     """The embedded runtime (nats-server with the dev parties' accounts, the named services as processes)."""
-    from shared.infra.natsserver import free_port
+    from shared.embedded.natsserver import free_port
 
-    from .runtime import Runtime
+    from reintegration.runtime import Runtime
 
     runtime = Runtime(Settings(data_dir=data_dir, cipher_key=cipher_key), nats_port=free_port(), services=services)
     try:
@@ -116,7 +116,7 @@ async def _request(nc: Any, subject: str, payload: bytes, timeout: float = 30) -
 
 def _remap(script: Any) -> Any:
     """A generated script moved onto the three F1 parties (so that they own its case)."""
-    from .generator import Script, Step
+    from lab.generator import Script, Step
 
     opening = msgspec.structs.replace(script.opening, health_fund=FUND, enterprise_number=EMPLOYER,
                                       occupational_health_service=OHS)
@@ -127,7 +127,7 @@ def _remap(script: Any) -> Any:
 async def _seed_cases(connections: dict[PartyKind, Any], cases: int, seed: int) -> list[uuid.UUID]:
     """Open ``cases`` generated cases (trajectories, resumptions, rehabilitation ...) owned by the F1 parties, each
     step sent by its own party; the ids of the cases opened."""
-    from .generator import Generator, encode_report
+    from lab.generator import Generator, encode_report
 
     generator = Generator(seed)
     opened: list[uuid.UUID] = []
@@ -185,7 +185,7 @@ class SchemaGenerator:
     """Reports generated from the msgspec contract types (``msgspec.inspect``), then mutated one fault at a time."""
 
     def __init__(self, seed: int, party: Party, cases: list[uuid.UUID]) -> None:
-        from .generator import enterprise_number, insz
+        from lab.generator import enterprise_number, insz
 
         self.rng = random.Random(seed)
         self.party = party
@@ -725,7 +725,7 @@ def hostile_input(workdir: Path, quick: bool) -> Row:
 
 def _national_number(rng: random.Random) -> str:
     """A valid national number (INSZ/NISS) or, one time in ten, a BIS number (month + 20 or + 40)."""
-    from .generator import insz
+    from lab.generator import insz
 
     number = insz(rng)
     if rng.random() < 0.1:
@@ -755,7 +755,7 @@ def identifier_typos(workdir: Path, quick: bool) -> Row:
     from shared.events.codec import ContractError, decode_report
     from shared.rulebook import default_rulebook
 
-    from .generator import enterprise_number
+    from lab.generator import enterprise_number
 
     per_kind = 100 if quick else 5_000
     rng = random.Random(97)
@@ -836,8 +836,8 @@ def identifier_typos(workdir: Path, quick: bool) -> Row:
 
 @scenario("S1", "cross-party access")
 def cross_party_access(workdir: Path, quick: bool) -> Row:
-    """The probe table of :mod:`reintegration.probes` for every party (the same size quick or not: it is small)."""
-    from .probes import OUTSIDERS, run_probes, start_system
+    """The probe table of :mod:`lab.probes` for every party (the same size quick or not: it is small)."""
+    from lab.probes import OUTSIDERS, run_probes, start_system
 
     shutil.rmtree(workdir / "probes", ignore_errors=True)
     started = time.perf_counter()
@@ -895,7 +895,7 @@ def concurrent_writers(settings: Settings, writers: int, commands: int, cases: i
     from services.intake.decide import Rejection
     from shared.infra.store import prepare_store
 
-    from .generator import insz
+    from lab.generator import insz
 
     class CountingIntake(IntakeApplication):
         """The intake application, counting the optimistic writes it loses (and then decides again)."""
@@ -1026,7 +1026,7 @@ def datetime_now() -> Any:
 def _postgres(workdir: Path) -> tuple[Any, str] | tuple[None, str]:
     """An embedded PostgreSQL server under ``workdir`` and a new database's URL, or ``(None, why not)``."""
     try:
-        from shared.infra.embedded_pg import EmbeddedPostgres
+        from shared.embedded.embedded_pg import EmbeddedPostgres
 
         server = EmbeddedPostgres().start(workdir / "pgdata")
     except Exception as exc:  # noqa: BLE001 - the wheel is optional
@@ -1084,7 +1084,7 @@ def _wait_applied(settings: Settings, runtime: Any, timeout: float) -> tuple[boo
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     started = time.monotonic()
     versions: dict[Any, int] = {}
@@ -1111,7 +1111,7 @@ def _feed_with_canaries(runtime: Any, cases: int, seed: int) -> tuple[list[str],
     national numbers and canaries sent, and how many reports were accepted."""
     from shared.infra.parties import connect_as
 
-    from .generator import Generator, encode_report
+    from lab.generator import Generator, encode_report
 
     generator = Generator(seed)
     numbers: list[str] = []
@@ -1184,7 +1184,7 @@ def _postgres_at_rest(workdir: Path, cipher_key: str, cases: int) -> tuple[str, 
     from services.intake.application import build_intake
     from shared.infra.store import postgres_env
 
-    from .generator import Generator
+    from lab.generator import Generator
 
     shutil.rmtree(workdir / "pgdata", ignore_errors=True)
     server, url = _postgres(workdir)

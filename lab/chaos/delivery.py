@@ -7,7 +7,7 @@ holds them as the intake relay publishes them (subject, ``Nats-Msg-Id`` = event 
 intake store position). The deadlines and benefits services consume them with their real consumer
 (:class:`shared.infra.consumer.TrajectoryConsumer`) and their real applications:
 
-* R6 runs both services as their own processes (``python -m reintegration.chaos_delivery serve <name>``: the
+* R6 runs both services as their own processes (``python -m lab.chaos.delivery serve <name>``: the
   service's own composition root, ``build_service``, with a short ``ack_wait`` so that a pause can outlast it),
   pauses them with SIGSTOP past ``ack_wait`` while they hold messages, republishes every event under a new
   message id, and shrinks the stream's duplicate window to republish events under their own ids once it passed.
@@ -55,11 +55,11 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     trajectory_subject,
 )
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
 
-from .chaos_report import Row, scenario
+from lab.chaos.report import Row, scenario
 
 SERVICES = ("deadlines", "benefits")
 _ENCODER = msgspec.json.Encoder()
@@ -91,7 +91,7 @@ class Lab:
 
     def write_input(self, cases: int, seed: int, events: int | None = None) -> list[CaseEvent]:
         """``cases`` generated histories, interleaved as an intake log (cut to ``events``), in the intake store."""
-        from .bench_derived import build_histories, interleave, write_intake
+        from lab.bench.derived import build_histories, interleave, write_intake
 
         log = interleave(build_histories(cases, seed=seed), seed=seed)
         self.log = log[:events] if events else log
@@ -157,7 +157,7 @@ class Comparison:
 
 def compare(settings: Settings, log: Sequence[CaseEvent], service: str) -> Comparison:
     """Each case's derived steps against the case's events in the input: lost, doubled, out of order."""
-    from .dead_letters import open_service
+    from reintegration.dead_letters import open_service
 
     expected: dict[uuid.UUID, list[CaseEvent]] = {}
     for event in log:
@@ -258,7 +258,7 @@ async def _r6(lab: Lab, log: list[CaseEvent], pauses: int, ack_wait: float, quic
         await ensure_trajectory_stream(js)
         originals = [relay_message(event, position) for position, event in enumerate(log, start=1)]
         # Two replicas of each service on its one durable consumer: what one holds past ack_wait goes to the other.
-        procs = {name: [lab.spawn(["reintegration.chaos_delivery", "serve", name, "--ack-wait", str(ack_wait)],
+        procs = {name: [lab.spawn(["lab.chaos.delivery", "serve", name, "--ack-wait", str(ack_wait)],
                                   f"{name}-{replica}") for replica in "ab"] for name in SERVICES}
         alive = _alive([p for pair in procs.values() for p in pair], lab.workdir)
         await wait_until(lambda: _pulling(js, 2), 120, "both replicas of each service pulling", alive)
@@ -369,7 +369,7 @@ def r7_out_of_order(workdir: Path, quick: bool) -> Row:
 async def _r7(lab: Lab, log: list[CaseEvent], quick: bool) -> Row:
     from shared.infra.consumer import TrajectoryConsumer
 
-    from .dead_letters import open_service
+    from reintegration.dead_letters import open_service
 
     rng = random.Random(707)
     by_case: dict[uuid.UUID, list[CaseEvent]] = {}
@@ -521,7 +521,7 @@ def _poison(log: list[CaseEvent]) -> dict[int, tuple[str, bytes]]:
 
 
 async def _r8(lab: Lab, log: list[CaseEvent], quick: bool) -> Row:
-    from .dead_letters import list_dead_letters
+    from reintegration.dead_letters import list_dead_letters
 
     poison = _poison(log)
     messages = [relay_message(e, p, data=poison[p - 1][1] if (p - 1) in poison else None)
@@ -615,7 +615,7 @@ def serve(name: str, ack_wait: float) -> None:
     """Run the service ``name`` from its own composition root, its consumer's ``ack_wait`` set to ``ack_wait``."""
     import importlib
 
-    from . import logs
+    from reintegration import logs
 
     logs.configure("WARNING")
     service = importlib.import_module(f"services.{name}.main").build_service(Settings.from_env())
@@ -627,4 +627,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "serve" and sys.argv[3] == "--ack-wait":
         serve(sys.argv[2], float(sys.argv[4]))
     else:
-        raise SystemExit("usage: python -m reintegration.chaos_delivery serve deadlines|benefits --ack-wait SECONDS")
+        raise SystemExit("usage: python -m lab.chaos.delivery serve deadlines|benefits --ack-wait SECONDS")

@@ -1,7 +1,7 @@
 """``reintegration bench audit``: the auditor's replay of one long case and ``audit verify`` over many cases, each
 against reading the same events raw from the same stores in the same run.
 
-The data: N case histories recorded by the real Case rules (:func:`~reintegration.bench_derived.build_histories`:
+The data: N case histories recorded by the real Case rules (:func:`~lab.bench.derived.build_histories`:
 copies of a few hundred generated scripts under new case ids), plus one long case of ``--events`` events (an
 incapacity, a vocational rehabilitation project proposed and approved, then training hours reported period after
 period, every tenth period a rehabilitation cost instead), all interleaved by effective date and written into a
@@ -46,7 +46,7 @@ from shared.events.common import Party, PartyKind
 from shared.events.envelope import CaseEvent
 from shared.infra.settings import Settings
 
-from .bench_derived import (
+from lab.bench.derived import (
     BASE_SCRIPTS,
     SEED,
     _base_dir,
@@ -58,7 +58,7 @@ from .bench_derived import (
     interleave,
     write_intake,
 )
-from .generator import LATEST, enterprise_number, insz
+from lab.generator import LATEST, enterprise_number, insz
 
 #: ``bench audit`` writes, rebuilds and verifies at most this many of the N cases (the first ones). Filling the
 #: deadlines and benefits stores runs at about 2,000-4,000 events/s per service on the 2-core machine: 100,000
@@ -241,7 +241,7 @@ def raw_verify_read(auditor: Any, progress: Any) -> tuple[float, int, int]:
 
 def _rebuild(settings: Settings, service: str) -> float:
     """What ``reintegration <service> rebuild`` runs over an empty store (no NATS involved), timed."""
-    from . import operate
+    from reintegration import operate
 
     module = __import__(f"services.{service}.application", fromlist=["x"])
     started = time.perf_counter()

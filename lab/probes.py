@@ -5,7 +5,7 @@ Each party kind is probed on every subject family: publishing, subscribing, crea
 another party's consumer, asking for a feed filter that is not its own. Every cross-party probe must be refused by
 the server (a permissions violation, reported through nats-py's ``error_cb``) and every own action must work.
 ``tests/integration/test_permissions.py`` asserts it per party; the S1 fault scenario
-(:mod:`reintegration.chaos_input`) runs the same table and reports the counts::
+(:mod:`lab.chaos.input`) runs the same table and reports the counts::
 
     system = start_system(Path("/tmp/probes"))
     try:
@@ -38,7 +38,7 @@ from shared.events.subjects import (
     employer_feed_subject,
     trajectory_subject,
 )
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import (
     AUDIT_PREFIX,
     FEED_PREFIX,

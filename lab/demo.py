@@ -22,8 +22,8 @@ from shared.events.replies import REPLY_DECODER, Accepted, Rejected
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
 from shared.infra.settings import Settings
 
-from .generator import Generator, Script, encode_report
-from .runtime import Runtime
+from lab.generator import Generator, Script, encode_report
+from reintegration.runtime import Runtime
 
 console = Console()
 BRUSSELS = ZoneInfo("Europe/Brussels")
@@ -195,7 +195,7 @@ def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120)
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     versions: dict[object, int] = {}
     for _position, event in intake_log(settings):
@@ -238,7 +238,7 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     cases = {event.case_id for _position, event in intake_log(settings)}
     deadlines, benefits = build_deadlines(settings), build_benefits(settings)
@@ -377,7 +377,7 @@ async def auditor_report(settings: Settings, runtime: Runtime) -> bool:
     from services.disclosures.log import build_disclosures
     from shared.infra.parties import AUDIT_PREFIX, connect_as
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     auditors = sorted(n for n in runtime.credentials if n.startswith("auditor:"))
     if not auditors:

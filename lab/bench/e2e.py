@@ -5,7 +5,7 @@ The system runs as ``reintegration up`` runs it (:class:`~reintegration.runtime.
 accounts of ``deploy/parties.dev.toml`` and fsync on every write, and each service as its own process
 (``python -m reintegration serve intake``, ``relay``, ``serve deadlines``, ``serve benefits``), each with its own
 credentials, SQLite stores under one data folder. The load is N seeded generator scripts
-(:mod:`reintegration.generator`): each case's reports in order, each sent when the previous one was answered, with
+(:mod:`lab.generator`): each case's reports in order, each sent when the previous one was answered, with
 C cases in flight, through the real intake request-reply subjects (as the runtime user, which may report for every
 party in the development parties file).
 
@@ -84,13 +84,13 @@ from shared.events.subjects import (
     intake_subject,
 )
 from shared.events.subjects import consumer_name
-from shared.infra.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import JS_API, generate, load_parties
 from shared.infra.relay import ensure_stream
 from shared.infra.settings import ENV_PREFIX, Settings, parse_partition
 from shared.infra.store import logged_events
 
-from .bench_derived import (
+from lab.bench.derived import (
     StoreProbe,
     _base_dir,
     _consumer_exists,
@@ -101,8 +101,8 @@ from .bench_derived import (
     _rebuild,
     _timers_held,
 )
-from .generator import Generator, Script, encode_report
-from .runtime import Child, Runtime
+from lab.generator import Generator, Script, encode_report
+from reintegration.runtime import Child, Runtime
 
 console = Console()
 
@@ -538,7 +538,7 @@ def store_counts(settings: Settings, load: Load, prefix: str = "") -> dict[str, 
     from services.deadlines.application import build_deadlines
     from shared.infra.derived import DerivedStep
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     accepted_ids = {e for report in load.accepted for e in report.event_ids}
     intake_ids = Counter(event.event_id for _position, event in intake_log(settings))
@@ -611,7 +611,7 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
     js = nc.jetstream()
     await ensure_stream(js, HOP1_STREAM, [f"{HOP1_PREFIX}.>"], replicas=replicas)
     await ensure_stream(js, HOP2_STREAM, [f"{HOP2_PREFIX}.>"], replicas=replicas)
-    hop = subprocess.Popen([sys.executable, "-c", "import asyncio, reintegration.bench_e2e as b; "
+    hop = subprocess.Popen([sys.executable, "-c", "import asyncio, lab.bench.e2e as b; "
                             f"asyncio.run(b.raw_hop({url!r}))"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     task = progress.add_task(f"raw 3-hop baseline: {count:,} messages, {concurrency} in flight", total=count)
     try:

@@ -41,8 +41,8 @@ from shared.events.feed import FEED_TYPES, AnyFeedMessage
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
 from shared.infra.settings import Settings
 
-from .chaos_report import Row, scenario
-from .generator import Generator, Script, Step
+from lab.chaos.report import Row, scenario
+from lab.generator import Generator, Script, Step
 
 CANARY_PREFIX = "MEDCANARY"
 #: The seed whose 25 employers are in ``deploy/parties.dev.toml``: each has credentials to replay its own feed.
@@ -231,7 +231,7 @@ class Fed:
 @contextlib.contextmanager
 def running_system(workdir: Path) -> Iterator[Any]:
     """The embedded runtime under ``workdir`` (random loopback port), stopped on exit, children by their pid."""
-    from .runtime import Runtime
+    from reintegration.runtime import Runtime
 
     runtime = Runtime(Settings(data_dir=workdir / "data"), nats_port=0)
     try:
@@ -243,7 +243,7 @@ def running_system(workdir: Path) -> Iterator[Any]:
 
 
 def feed_scripts(runtime: Any, scripts: list[Script], fed: Fed) -> None:
-    from .demo import feed
+    from lab.demo import feed
 
     tally = asyncio.run(feed(runtime.settings.nats_url, scripts, concurrency=16, **runtime.settings.nats_options()))
     fed.accepted += tally.accepted
@@ -254,8 +254,8 @@ def feed_scripts(runtime: Any, scripts: list[Script], fed: Fed) -> None:
 def settle(runtime: Any, timeout: float) -> bool:
     """Until deadlines and benefits have applied every recorded event (and every past-due timer fired), and both
     relays have published everything their stores hold."""
-    from .bench_derived import StoreProbe
-    from .demo import wait_for_derived
+    from lab.bench.derived import StoreProbe
+    from lab.demo import wait_for_derived
 
     if not wait_for_derived(runtime.settings, runtime, timeout=timeout):
         return False
@@ -335,7 +335,7 @@ async def employer_replays(settings: Settings, credentials: dict[str, Path], exp
 def intake_coverage(settings: Settings) -> tuple[Counter[str], int, int]:
     """From the intake store: accepted events per restricted report type whose every restricted field holds a
     canary; canary fields recorded; restricted fields recorded without one."""
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     covered: Counter[str] = Counter()
     planted = unplanted = 0
@@ -427,7 +427,7 @@ def ask_auditor(data_dir: Path, command: tuple[str, ...], case_id: str, auditor:
     names), in this process; its exit code."""
     from typer.testing import CliRunner
 
-    from .cli import app
+    from reintegration.cli import app
 
     args = ["audit", command[0], case_id, *command[1:], "--data-dir", str(data_dir)]
     saved = sys.argv
@@ -543,6 +543,6 @@ def unlogged_disclosure(workdir: Path, quick: bool) -> Row:
 
 
 def _opened_cases(settings: Settings) -> list[Any]:
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     return [event for _position, event in intake_log(settings) if event.version == 1]

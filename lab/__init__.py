@@ -1,0 +1,2 @@
+"""The lab: what developers, CI and demos run (generator, demo, probes, benchmarks, fault scenarios). It ships in
+the source distribution beside the product and is left out of the production image; no product module imports it."""
