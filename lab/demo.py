@@ -5,25 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import nats
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lab.generator import Generator, Script, encode_report
+from reintegration.runtime import Runtime
 from shared.events.replies import REPLY_DECODER, Accepted, Rejected
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
 from shared.infra.settings import Settings
-
-from lab.generator import Generator, Script, encode_report
-from reintegration.runtime import Runtime
 
 console = Console()
 BRUSSELS = ZoneInfo("Europe/Brussels")
@@ -192,10 +191,9 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
 
 def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120) -> bool:
     """Until both derived services have applied every recorded event of every case (from their own stores)."""
+    from reintegration.operate import intake_log
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
-
-    from reintegration.operate import intake_log
 
     versions: dict[object, int] = {}
     for _position, event in intake_log(settings):
@@ -235,10 +233,9 @@ def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120)
 
 def derived_report(settings: Settings, caught_up: bool) -> None:
     """What the derived services made of the demo: deadlines by outcome, ledger entries by kind."""
+    from reintegration.operate import intake_log
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
-
-    from reintegration.operate import intake_log
 
     cases = {event.case_id for _position, event in intake_log(settings)}
     deadlines, benefits = build_deadlines(settings), build_benefits(settings)
@@ -334,7 +331,7 @@ async def employer_report(settings: Settings, runtime: Runtime) -> bool:
     return ok
 
 
-def _collector(refused: list[str]):  # noqa: ANN202
+def _collector(refused: list[str]):
     async def note(exc: Exception) -> None:
         if "permissions violation" in str(exc).lower():
             refused.append(str(exc))
@@ -374,10 +371,9 @@ def audit_report(settings: Settings) -> bool:
 async def auditor_report(settings: Settings, runtime: Runtime) -> bool:
     """The dev auditor, with its own credentials, asks the audit service over NATS to verify the longest case; the
     disclosure log then holds the question under the name the server authenticated."""
+    from reintegration.operate import intake_log
     from services.disclosures.log import build_disclosures
     from shared.infra.parties import AUDIT_PREFIX, connect_as
-
-    from reintegration.operate import intake_log
 
     auditors = sorted(n for n in runtime.credentials if n.startswith("auditor:"))
     if not auditors:

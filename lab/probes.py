@@ -25,6 +25,7 @@ from typing import Any
 import nkeys
 from nats.aio.client import Client as NATS
 
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events.subjects import (
     BENEFITS_STREAM,
     DEAD_LETTER_PREFIX,
@@ -38,7 +39,6 @@ from shared.events.subjects import (
     employer_feed_subject,
     trajectory_subject,
 )
-from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import (
     AUDIT_PREFIX,
     FEED_PREFIX,

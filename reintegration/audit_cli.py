@@ -4,9 +4,8 @@ only ``<data dir>/audit.sqlite``). Mounted in :mod:`reintegration.cli` as ``app.
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import sys
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
@@ -88,9 +87,9 @@ def _record_query(data_dir: Path) -> None:
     import getpass
     import uuid as _uuid
 
-    from services.disclosures.log import AUDIT_BASIS, build_disclosures
-
     from typer.main import get_current_context  # typer's own click
+
+    from services.disclosures.log import AUDIT_BASIS, build_disclosures
 
     ctx = get_current_context()
     words = ctx.command_path.split()

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -52,9 +52,9 @@ def table(rows: list[Any]) -> Table:
 
 @chaos_app.command("run")
 def run(
-    ids: Annotated[Optional[list[str]], typer.Argument(help="Scenario ids (R1 ... F2); all when none.")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Scenario ids (R1 ... F2); all when none.")] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes (what the tests run).")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder for the scenarios' servers and stores.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder for the scenarios' servers and stores.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Run scenarios and print their table; exit 1 if any missed its pass figure."""

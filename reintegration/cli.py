@@ -7,7 +7,7 @@ import signal
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -168,7 +168,7 @@ def serve_audit() -> None:
 def parties_config(
     parties_file: Annotated[Path, typer.Argument(help="The parties file (TOML), e.g. deploy/parties.dev.toml.")],
     out: Annotated[Path, typer.Option(help="Folder for accounts.conf and the credentials files.")] = Path("parties"),
-    url: Annotated[Optional[str], typer.Option(help="Server URL written into each credentials file.")] = None,
+    url: Annotated[str | None, typer.Option(help="Server URL written into each credentials file.")] = None,
     rotate: Annotated[bool, typer.Option(help="New keys for every party (existing ones are kept otherwise).")] = False,
 ) -> None:
     """Write the nats-server accounts (include accounts.conf in nats.conf) and one credentials file per party."""
@@ -190,8 +190,8 @@ def parties_config(
 @app.command()
 def disclosures(
     data_dir: DataDir = Path("data"),
-    who: Annotated[Optional[str], typer.Option(help="Only this party, e.g. employer:0403170701.")] = None,
-    case: Annotated[Optional[str], typer.Option(help="Only this case id.")] = None,
+    who: Annotated[str | None, typer.Option(help="Only this party, e.g. employer:0403170701.")] = None,
+    case: Annotated[str | None, typer.Option(help="Only this case id.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """The disclosure log: every delivery to an employer and every auditor query (who, what, basis, when)."""
@@ -291,7 +291,7 @@ def _recomputed(service: str, target: str, data_dir: Path, dry_run: bool, yes: b
 )
 def benefits(
     ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(
+    target: Annotated[str | None, typer.Argument(
         help="A case id; `rebuild` to rebuild from the intake store; `contribution` for an employer's "
         "responsibility contribution (`reintegration benefits contribution --help`); `recompute` to bring every "
         "stored ledger under the rulebook and options now deployed.", show_default=False)] = None,
@@ -406,12 +406,12 @@ def contribution(
 def simulate(
     file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
     as_json: AsJson = False,
-    today: Annotated[Optional[str], typer.Option(help="The day of receipt (YYYY-MM-DD); default today.")] = None,
-    enable_announced: Annotated[Optional[list[str]], typer.Option(
+    today: Annotated[str | None, typer.Option(help="The day of receipt (YYYY-MM-DD); default today.")] = None,
+    enable_announced: Annotated[list[str] | None, typer.Option(
         "--enable-announced", metavar="RULE_ID", help="Also apply this announced, never-enacted sanction "
         "(repeatable), besides those the deployment enables (REINTEGRATION_ENABLED_ANNOUNCED).",
         show_default=False)] = None,
-    roll_forward: Annotated[Optional[bool], typer.Option(
+    roll_forward: Annotated[bool | None, typer.Option(
         "--roll-forward/--no-roll-forward", help="Override the deployment's REINTEGRATION_ROLL_FORWARD.",
         show_default=False)] = None,
 ) -> None:
@@ -440,9 +440,9 @@ def simulate(
 @app.command()
 def relay(
     from_position: Annotated[
-        Optional[int], typer.Option("--from", help="Replay from this store position once, then exit.")
+        int | None, typer.Option("--from", help="Replay from this store position once, then exit.")
     ] = None,
-    to_position: Annotated[Optional[int], typer.Option("--to", help="Last position of the replay.")] = None,
+    to_position: Annotated[int | None, typer.Option("--to", help="Last position of the replay.")] = None,
 ) -> None:
     """Relay recorded Case events into the TRAJECTORY stream, exactly once and in order.
 
@@ -523,7 +523,7 @@ def bench_intake(
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
     relay_events: Annotated[int, typer.Option(
         help="Events for the relay benchmark: the intake store is topped up with more cases to this many.")] = 20000,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Intake reports/s and request-reply latency, and relay events/s, each against a raw NATS baseline."""
     run_intake_bench = lab_module("bench.intake").run_intake_bench
@@ -535,7 +535,7 @@ def bench_intake(
 @bench_app.command("derived")
 def bench_derived(
     cases: Annotated[int, typer.Option(help="Cases whose events go through the deadlines and benefits services.")] = 2000,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Trajectory events/s through deadlines and benefits over a real nats-server (schedules written), against a
     raw JetStream consume-and-republish baseline in the same run; timers held and server memory."""
@@ -550,7 +550,7 @@ def bench_timers(
     timers: Annotated[int, typer.Option(help="Open deadlines whose timers are armed (due over the next 2 years).")]
     = 100_000,
     fire: Annotated[int, typer.Option(help="Timers armed to fire 5 s ahead, to time how late they fire.")] = 1000,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """How many deadline timers the server holds and its memory: N timers armed by the service's TimerWriter,
     against the same payloads as plain messages in the same run; and how late K timers fire."""
@@ -566,7 +566,7 @@ def bench_timers(
 def bench_recompute(
     cases: Annotated[int, typer.Option(help="Case histories to recompute.")] = 100_000,
     rebuild: Annotated[bool, typer.Option(help="Also rebuild both services' stores from an intake store.")] = True,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Deadlines and ledgers of N cases recomputed from scratch with the pure functions, and (with --rebuild) both
     services rebuilt from an intake store of N cases, each against reading the same events raw in the same run."""
@@ -580,7 +580,7 @@ def bench_recompute(
 def bench_audit(
     cases: Annotated[int, typer.Option(help="Cases for `audit verify` over all cases.")] = 100_000,
     events: Annotated[int, typer.Option(help="Events of the one long case replayed by the auditor.")] = 200,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Audit replay of one long case (ms, median) and `audit verify` over N cases (cases/s), each against reading
     the same events raw from the store in the same run."""
@@ -595,7 +595,7 @@ def bench_e2e(
     cases: Annotated[int, typer.Option(help="Generated cases whose reports go through the whole system.")] = 5000,
     quick: Annotated[bool, typer.Option(help="A small run (for CI): a few hundred cases.")] = False,
     cluster: Annotated[bool, typer.Option(help="Run on a 3-node NATS cluster with R3 streams.")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder (default: a temporary one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Reports through intake, relay, deadlines and benefits over a real nats-server: reports/s, latency from report
     to deadline event (p50/p99), events/s per service, peak memory per process, against a raw JetStream 3-hop

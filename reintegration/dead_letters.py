@@ -46,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -149,7 +149,7 @@ async def read_stream(settings: Settings, service: str | None = None) -> list[De
                          **settings.nats_options()),
             timeout=5,
         )
-    except Exception as exc:  # noqa: BLE001 - say where we looked and why it failed
+    except Exception as exc:
         raise DeadLetterError(f"cannot reach NATS at {settings.nats_url} ({exc!r}); set REINTEGRATION_NATS_URL "
                               "(and REINTEGRATION_NATS_CREDENTIALS with accounts)") from exc
     try:
@@ -397,8 +397,8 @@ def discard(settings: Settings, seqs: Iterable[int], reason: str) -> list[tuple[
 # --- the commands -----------------------------------------------------------------------------------------------
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]
-Service = Annotated[Optional[str], typer.Option(help="Only this service's dead letters (deadlines, benefits).")]
-Case = Annotated[Optional[str], typer.Option(help="Only this case id.")]
+Service = Annotated[str | None, typer.Option(help="Only this service's dead letters (deadlines, benefits).")]
+Case = Annotated[str | None, typer.Option(help="Only this case id.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -458,7 +458,7 @@ def replay_command(
     data_dir: DataDir = Path("data"),
     service: Service = None,
     case: Case = None,
-    seq: Annotated[Optional[list[int]], typer.Option("--seq", help="Only these dead letters (repeatable).")] = None,
+    seq: Annotated[list[int] | None, typer.Option("--seq", help="Only these dead letters (repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Say what would be replayed; change nothing.")] = False,
     as_json: AsJson = False,
 ) -> None:

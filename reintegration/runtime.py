@@ -29,10 +29,10 @@ from typing import Any
 import nats
 import structlog
 
+from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
 from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX
-from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, PARTIES_FILE_ENV, generate, load_parties
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import ENV_PREFIX, Settings

@@ -41,11 +41,6 @@ from typing import Any
 from eventsourcing.utils import get_topic
 from rich.table import Table
 
-from shared.events import reports as r
-from shared.events.common import Party, PartyKind
-from shared.events.envelope import CaseEvent
-from shared.infra.settings import Settings
-
 from lab.bench.derived import (
     BASE_SCRIPTS,
     SEED,
@@ -59,6 +54,10 @@ from lab.bench.derived import (
     write_intake,
 )
 from lab.generator import LATEST, enterprise_number, insz
+from shared.events import reports as r
+from shared.events.common import Party, PartyKind
+from shared.events.envelope import CaseEvent
+from shared.infra.settings import Settings
 
 #: ``bench audit`` writes, rebuilds and verifies at most this many of the N cases (the first ones). Filling the
 #: deadlines and benefits stores runs at about 2,000-4,000 events/s per service on the 2-core machine: 100,000

@@ -47,6 +47,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lab.generator import Generator, insz
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events import reports as r
 from shared.events.envelope import CASE_EVENT_DECODER, CASE_EVENT_ENCODER, CaseEvent, event_id_for
 from shared.events.subjects import (
@@ -57,11 +59,8 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
 )
-from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
-
-from lab.generator import Generator, insz
 
 console = Console()
 

@@ -74,22 +74,6 @@ from eventsourcing.utils import get_topic
 from rich.console import Console
 from rich.table import Table
 
-from shared.events.replies import REPLY_DECODER, Accepted, Rejected
-from shared.events.subjects import (
-    BENEFITS_STREAM,
-    DEADLINES_PREFIX,
-    DEADLINES_STREAM,
-    TIMERS_STREAM,
-    TRAJECTORY_STREAM,
-    intake_subject,
-)
-from shared.events.subjects import consumer_name
-from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
-from shared.infra.parties import JS_API, generate, load_parties
-from shared.infra.relay import ensure_stream
-from shared.infra.settings import ENV_PREFIX, Settings, parse_partition
-from shared.infra.store import logged_events
-
 from lab.bench.derived import (
     StoreProbe,
     _base_dir,
@@ -103,6 +87,21 @@ from lab.bench.derived import (
 )
 from lab.generator import Generator, Script, encode_report
 from reintegration.runtime import Child, Runtime
+from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
+from shared.events.replies import REPLY_DECODER, Accepted, Rejected
+from shared.events.subjects import (
+    BENEFITS_STREAM,
+    DEADLINES_PREFIX,
+    DEADLINES_STREAM,
+    TIMERS_STREAM,
+    TRAJECTORY_STREAM,
+    consumer_name,
+    intake_subject,
+)
+from shared.infra.parties import JS_API, generate, load_parties
+from shared.infra.relay import ensure_stream
+from shared.infra.settings import ENV_PREFIX, Settings, parse_partition
+from shared.infra.store import logged_events
 
 console = Console()
 
@@ -534,11 +533,10 @@ def latencies(settings: Settings, load: Load, progress: Any) -> dict[str, dict[s
 
 def store_counts(settings: Settings, load: Load, prefix: str = "") -> dict[str, int]:
     """Accepted event ids against the intake store and each derived store's steps (by their source event)."""
+    from reintegration.operate import intake_log
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
     from shared.infra.derived import DerivedStep
-
-    from reintegration.operate import intake_log
 
     accepted_ids = {e for report in load.accepted for e in report.event_ids}
     intake_ids = Counter(event.event_id for _position, event in intake_log(settings))

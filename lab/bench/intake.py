@@ -27,16 +27,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from lab.generator import enterprise_number, insz
+from reintegration.runtime import wait_for_intake
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events import reports as r
 from shared.events.common import Party, PartyKind
 from shared.events.replies import REPLY_DECODER, Accepted
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
-from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
-
-from lab.generator import enterprise_number, insz
-from reintegration.runtime import wait_for_intake
 
 console = Console()
 ECHO_SUBJECT = "bench.echo"

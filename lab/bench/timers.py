@@ -24,13 +24,12 @@ import nats
 from rich.console import Console
 from rich.table import Table
 
-from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
+from lab.bench.derived import _base_dir, _progress, _vm_rss_mib, base_histories
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
 from shared.infra.relay import ensure_stream
 from shared.rulebook import default_rulebook
 from shared.rulebook.deadlines import Deadline, DeadlineState, compute_deadlines
-
-from lab.bench.derived import _base_dir, _progress, _vm_rss_mib, base_histories
 
 console = Console()
 PLAIN_STREAM = "BENCH_PLAIN_TIMERS"

@@ -48,6 +48,8 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
+from lab.chaos.report import Row, scenario
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events.envelope import CaseEvent
 from shared.events.subjects import (
     DEAD_LETTER_STREAM,
@@ -55,11 +57,8 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     trajectory_subject,
 )
-from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
-
-from lab.chaos.report import Row, scenario
 
 SERVICES = ("deadlines", "benefits")
 _ENCODER = msgspec.json.Encoder()
@@ -367,9 +366,8 @@ def r7_out_of_order(workdir: Path, quick: bool) -> Row:
 
 
 async def _r7(lab: Lab, log: list[CaseEvent], quick: bool) -> Row:
-    from shared.infra.consumer import TrajectoryConsumer
-
     from reintegration.dead_letters import open_service
+    from shared.infra.consumer import TrajectoryConsumer
 
     rng = random.Random(707)
     by_case: dict[uuid.UUID, list[CaseEvent]] = {}
@@ -395,7 +393,7 @@ async def _r7(lab: Lab, log: list[CaseEvent], quick: bool) -> Row:
     hit: dict[str, set[uuid.UUID]] = {name: set() for name in SERVICES}
     consumers = {name: TrajectoryConsumer(name=name, process=apps[name].process, park=apps[name].park,
                                           executor=executors[name]) for name in SERVICES}
-    bounced = {name: 0 for name in SERVICES}
+    bounced = dict.fromkeys(SERVICES, 0)
     stop = asyncio.Event()
     try:
         await ensure_trajectory_stream(js)

@@ -39,13 +39,12 @@ from typing import Any
 import msgspec
 import structlog
 
+from lab.chaos.report import Row, scenario
 from shared.events import reports as r
 from shared.events.common import Party, PartyKind
 from shared.events.replies import REPLY_DECODER, Accepted, Rejected, RejectionCode
 from shared.events.subjects import intake_subject
 from shared.infra.settings import Settings
-
-from lab.chaos.report import Row, scenario
 
 log = structlog.get_logger("chaos.input")
 
@@ -69,9 +68,8 @@ def _credentials_name(party: Party) -> str:
 
 def _start_runtime(data_dir: Path, services: tuple[str, ...], cipher_key: str | None = None) -> Any:
     """The embedded runtime (nats-server with the dev parties' accounts, the named services as processes)."""
-    from shared.embedded.natsserver import free_port
-
     from reintegration.runtime import Runtime
+    from shared.embedded.natsserver import free_port
 
     runtime = Runtime(Settings(data_dir=data_dir, cipher_key=cipher_key), nats_port=free_port(), services=services)
     try:
@@ -751,11 +749,10 @@ def variants(number: str) -> Iterator[tuple[str, str]]:
 def identifier_typos(workdir: Path, quick: bool) -> Row:
     from stdnum.be import bis, nn, vat
 
+    from lab.generator import enterprise_number
     from services.intake.decide import Rejection, decide
     from shared.events.codec import ContractError, decode_report
     from shared.rulebook import default_rulebook
-
-    from lab.generator import enterprise_number
 
     per_kind = 100 if quick else 5_000
     rng = random.Random(97)
@@ -891,11 +888,10 @@ def concurrent_writers(settings: Settings, writers: int, commands: int, cases: i
     conflict until it is applied. Returns the figures and what the store holds."""
     from eventsourcing.persistence import IntegrityError, PersistenceError
 
+    from lab.generator import insz
     from services.intake.application import IntakeApplication
     from services.intake.decide import Rejection
     from shared.infra.store import prepare_store
-
-    from lab.generator import insz
 
     class CountingIntake(IntakeApplication):
         """The intake application, counting the optimistic writes it loses (and then decides again)."""
@@ -1081,10 +1077,9 @@ def concurrent_writers_scenario(workdir: Path, quick: bool) -> Row:
 def _wait_applied(settings: Settings, runtime: Any, timeout: float) -> tuple[bool, float]:
     """Until the relay has published and both derived services have applied every recorded event; (caught up,
     seconds waited)."""
+    from reintegration.operate import intake_log
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
-
-    from reintegration.operate import intake_log
 
     started = time.monotonic()
     versions: dict[Any, int] = {}
@@ -1109,9 +1104,8 @@ def _wait_applied(settings: Settings, runtime: Any, timeout: float) -> tuple[boo
 def _feed_with_canaries(runtime: Any, cases: int, seed: int) -> tuple[list[str], list[str], int]:
     """Generated cases, each with a canary in its diagnosis and in a certificate's findings (medical text): the
     national numbers and canaries sent, and how many reports were accepted."""
-    from shared.infra.parties import connect_as
-
     from lab.generator import Generator, encode_report
+    from shared.infra.parties import connect_as
 
     generator = Generator(seed)
     numbers: list[str] = []
@@ -1181,10 +1175,9 @@ def _postgres_at_rest(workdir: Path, cipher_key: str, cases: int) -> tuple[str, 
     holds in clear after a checkpoint."""
     import psycopg
 
+    from lab.generator import Generator
     from services.intake.application import build_intake
     from shared.infra.store import postgres_env
-
-    from lab.generator import Generator
 
     shutil.rmtree(workdir / "pgdata", ignore_errors=True)
     server, url = _postgres(workdir)

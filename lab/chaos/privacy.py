@@ -35,14 +35,13 @@ from typing import Any
 
 import msgspec
 
+from lab.chaos.report import Row, scenario
+from lab.generator import Generator, Script, Step
 from shared.events import reports as r
 from shared.events.common import FREE_TEXT_KEY, MEDICAL_KEY, restricted_fields
 from shared.events.feed import FEED_TYPES, AnyFeedMessage
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
 from shared.infra.settings import Settings
-
-from lab.chaos.report import Row, scenario
-from lab.generator import Generator, Script, Step
 
 CANARY_PREFIX = "MEDCANARY"
 #: The seed whose 25 employers are in ``deploy/parties.dev.toml``: each has credentials to replay its own feed.

@@ -49,20 +49,19 @@ import nats.errors
 import nats.js.errors
 import structlog
 
+from lab.chaos.report import Row, scenario
+from lab.generator import Generator, Script, encode_report
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events.replies import REPLY_DECODER, Accepted, Rejected
 from shared.events.subjects import (
     POSITION_HEADER,
     TRAJECTORY_STREAM,
     intake_subject,
 )
-from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.infra.parties import DEV_PARTIES_FILE, generate, load_parties
 from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import Settings
 from shared.infra.store import logged_events
-
-from lab.chaos.report import Row, scenario
-from lab.generator import Generator, Script, encode_report
 
 log = structlog.get_logger("chaos")
 
@@ -691,9 +690,8 @@ async def read_trajectory(cluster: Cluster, stream: str = TRAJECTORY_STREAM) -> 
 
 def check_all(cluster: Cluster, load: Load, *, audit: bool = True) -> Check:
     """Every store against what was sent and accepted (services stopped, the server still up)."""
-    from services.audit import Auditor
-
     from reintegration.operate import intake_log
+    from services.audit import Auditor
 
     check = Check()
     events = [event for _position, event in intake_log(cluster.settings)]
@@ -1187,12 +1185,11 @@ def postgres_down(workdir: Path, *, reports: int, seed: int, down_s: float = 10.
 def legal_dates(cluster: Cluster) -> dict[str, Any]:
     """Every case's recorded deadlines against ``compute_deadlines`` over its intake history (which takes no clock),
     and every fired timer's recorded lag."""
+    from reintegration.operate import intake_log
     from services.deadlines.application import build_deadlines
     from services.deadlines.schedule import TimerFired, timer_due
     from services.deadlines.timers import fire_time
     from shared.rulebook.deadlines import compute_deadlines
-
-    from reintegration.operate import intake_log
 
     histories: dict[UUID, list[Any]] = defaultdict(list)
     for _position, event in intake_log(cluster.settings):

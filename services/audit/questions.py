@@ -50,7 +50,7 @@ from shared.infra.parties import AUDIT_PREFIX, Parties, Role
 from shared.infra.settings import Settings
 
 from .auditor import Auditor
-from .history import AsOf, Applied, HistoryEntry
+from .history import Applied, AsOf, HistoryEntry
 from .stores import AuditError
 from .verify import CaseVerdict
 
@@ -324,7 +324,7 @@ class Responder:
                 answer = QUESTIONS[question].ask(auditor, request)
         except AuditError as exc:
             refusal = Refused("not_answerable", str(exc))
-        except Exception as exc:  # noqa: BLE001 - a question always gets an answer
+        except Exception as exc:
             log.exception("audit question failed", question=question, asked_by=who)
             raise Refused("failed", f"the auditor could not answer: {exc!r}", retry=True) from None
         if refusal is None:
@@ -345,7 +345,7 @@ class Responder:
         try:
             self.disclosures.record(kind="query", who=who, what=what, case_id=case_id, legal_basis=AUDIT_BASIS,
                                     disclosed_at=now, reference=reference)
-        except Exception as exc:  # noqa: BLE001 - no record, no answer
+        except Exception as exc:
             log.exception("disclosure not recorded; answer withheld", who=who)
             raise Refused("failed", f"the disclosure could not be recorded, so nothing is disclosed: {exc!r}",
                           retry=True) from None

@@ -359,7 +359,7 @@ def verify_all(stores: Stores, audit: AuditStore, rules: Rules, progress: Callab
         if store != "intake" and originator not in derived.get(store, set())
     ]
     other_differences = orphans(stores, derived)
-    counts = {s: 0 for s in (VERIFIED, BEHIND, DIFFERENT, BROKEN)}
+    counts = dict.fromkeys((VERIFIED, BEHIND, DIFFERENT, BROKEN), 0)
     for verdict in verdicts:
         counts[verdict.status] += 1
     return AuditReport(cases=len(cases), counts=counts, verdicts=verdicts, other_chains=other_chains,

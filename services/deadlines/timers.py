@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -55,7 +54,6 @@ from shared.events.subjects import (
     TRAJECTORY_PREFIX,
     TRAJECTORY_STREAM,
 )
-
 from shared.infra.relay import add_or_update_stream, next_batch
 
 from .application import DeadlinesApplication, TimerOutcome
@@ -268,8 +266,8 @@ class FiredTimers:
             # holds nothing secret (ids and dates).
             request = {"seq": raw.metadata.sequence.stream, "no_erase": True}
             try:
-                await self.js._api_request(  # noqa: SLF001 - nats-py's delete_msg cannot pass no_erase
-                    f"{self.js._prefix}.STREAM.MSG.DELETE.{TIMERS_STREAM}",  # noqa: SLF001
+                await self.js._api_request(
+                    f"{self.js._prefix}.STREAM.MSG.DELETE.{TIMERS_STREAM}",
                     msgspec.json.encode(request), timeout=5,
                 )
             except nats.js.errors.NotFoundError:

@@ -7,10 +7,10 @@ code, the field, the rule and the regime. Nothing here reads a clock or a store.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Callable
 from uuid import UUID
 
 from shared.events import reports as r

@@ -65,7 +65,7 @@ def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetim
             "the event store is briefly unavailable: nothing was recorded, send the same report again",
             report_id=report.report_id if report else None,
         )
-    except Exception:  # noqa: BLE001 - every request gets an answer; the traceback goes to the log
+    except Exception:
         log.exception("intake failed", subject=subject)
         return rejected(
             RejectionCode.INTERNAL_ERROR,

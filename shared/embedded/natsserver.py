@@ -452,7 +452,7 @@ class EmbeddedNatsServer:
         self.config_path.write_text(render_config(self._config), encoding="utf-8")
         with self.log_path.open("ab") as log_file:
             self._log_offset = log_file.tell()
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            self._proc = subprocess.Popen(
                 [str(binary), "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -503,7 +503,7 @@ class EmbeddedNatsServer:
         if self.monitor_url is not None:
             url = f"{self.monitor_url}/healthz?js-enabled-only=true"
             try:
-                with urllib.request.urlopen(url, timeout=0.5) as resp:  # noqa: S310 - local http URL
+                with urllib.request.urlopen(url, timeout=0.5) as resp:
                     return bool(resp.status == 200)
             except (OSError, urllib.error.URLError):
                 return False
@@ -537,7 +537,7 @@ class EmbeddedNatsServer:
                 msg = f"nats-server {self._config.server_name!r} is not running:\n{self.log_tail()}"
                 raise NatsServerError(msg)
             try:
-                with urllib.request.urlopen(url, timeout=0.5) as resp:  # noqa: S310 - local http URL
+                with urllib.request.urlopen(url, timeout=0.5) as resp:
                     if resp.status == 200:
                         return
             except urllib.error.HTTPError as exc:  # 503 with a JSON reason
@@ -736,7 +736,7 @@ def schedule_at_headers(when: dt.datetime, target: str) -> dict[str, str]:
     if when.tzinfo is None or when.utcoffset() is None:
         msg = "schedule time must be timezone-aware"
         raise ValueError(msg)
-    utc = when.astimezone(dt.timezone.utc)
+    utc = when.astimezone(dt.UTC)
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ"
     return {"Nats-Schedule": f"@at {utc.strftime(fmt)}", "Nats-Schedule-Target": target}
 

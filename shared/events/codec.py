@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from .reports import REPORTS_BY_TAG, AnyReport, Report
 from .replies import RejectionCode
+from .reports import REPORTS_BY_TAG, AnyReport, Report
 
 #: Inbound reports are small; anything larger is refused before it is parsed.
 MAX_REPORT_BYTES = 64 * 1024

@@ -287,7 +287,7 @@ class TrajectoryConsumer:
                 touched = loop.time()
             try:
                 await self.handle(*item, waiting=waiting, keep=functools.partial(self._keep, ordered[index:]))
-            except Exception as exc:  # noqa: BLE001 - never leave a message unanswered until its ack wait runs out
+            except Exception as exc:
                 log.exception("message handling failed; handing it back", consumer=self.name, error=repr(exc))
                 with contextlib.suppress(Exception):
                     await item[0].nak(delay=self.poison_delay)
@@ -364,7 +364,7 @@ class TrajectoryConsumer:
             version = event.version if event is not None else 0
             try:
                 await loop.run_in_executor(self.executor, self.park, case_id, version, repr(exc), datetime.now(UTC))
-            except Exception:  # noqa: BLE001 - the dead letter must still go; the case's later events then wait
+            except Exception:
                 log.exception("could not park the case of a dead-lettered message", consumer=self.name,
                               case_id=str(case_id))
         await self.dead_letter(raw, repr(exc), event)

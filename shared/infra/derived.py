@@ -258,7 +258,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
         The events of ``batch`` positions are stepped in memory (each case's state carried from one of its events to
         the next) and saved in one transaction; a transaction that meets a concurrent writer (a running service, a
         premium register shared with another case of the batch) is redone one event at a time."""
-        counts = {outcome: 0 for outcome in Outcome}
+        counts = dict.fromkeys(Outcome, 0)
         chunk: list[tuple[int, CaseEvent]] = []
         for item in source:
             chunk.append(item)

@@ -82,8 +82,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_PREFIX",
     "DEV_PARTIES_FILE",
-    "PARTIES_FILE_ENV",
     "FEED_PREFIX",
+    "PARTIES_FILE_ENV",
     "PARTY_JS_API",
     "SERVICES",
     "SERVICE_ACCOUNT",
@@ -698,7 +698,7 @@ async def serve_feed_consumers(nc: NATS, js: JetStreamContext | None = None, *, 
                      start_time=str(request.start_time))
         except (FeedError, IdentifierError, msgspec.MsgspecError) as exc:
             reply = {"error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - a request always gets an answer
+        except Exception as exc:
             log.exception("feed consumer failed", employer=enterprise)
             reply = {"error": f"feed consumer failed: {exc!r}"}
         if msg.reply:

@@ -6,9 +6,10 @@ Nothing connects at import time: services receive a :class:`Settings` in their `
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "REINTEGRATION_"
 

@@ -26,9 +26,8 @@ from .benefits_rules import (
     RehabilitationExclusion,
     RehabilitationHourlyPremium,
     WorkerTrigger,
-    last_day_of_months,
 )
-from .calendar import add_calendar_days
+from .calendar import add_calendar_days, last_day_of_months
 
 
 def route_entries(ctx: Ctx) -> Iterator[LedgerEntry]:

@@ -20,7 +20,6 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeVar
 
-from .calendar import last_day_of_months
 from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
 
 

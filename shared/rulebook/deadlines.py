@@ -122,7 +122,7 @@ class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             if (value.value if isinstance(value, enum.Enum) else value) not in accepted:
                 return False
         if self.decision_in is not None:
-            return regime is not None and getattr(report, "decision") in _codes(regime, self.decision_in)
+            return regime is not None and report.decision in _codes(regime, self.decision_in)
         return True
 
 

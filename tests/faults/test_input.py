@@ -5,12 +5,10 @@ the full sizes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from reintegration import chaos_input  # noqa: F401 - registers the scenarios
 from lab.chaos.report import SCENARIOS, Row
+from reintegration import chaos_input  # noqa: F401 - registers the scenarios
 
 pytestmark = pytest.mark.faults
 

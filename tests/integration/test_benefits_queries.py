@@ -25,10 +25,10 @@ import msgspec
 import nats
 
 from services.intake.application import build_intake
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events import reports as r
 from shared.events.common import Party
 from shared.events.subjects import QUERY_PREFIX
-from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from tests.factories import FUND_PARTY, incapacity
 

@@ -19,6 +19,7 @@ import nats
 import pytest
 from faststream.nats import NatsBroker, NatsRouter
 
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent, event_id_for
 from shared.events.subjects import (
@@ -29,7 +30,6 @@ from shared.events.subjects import (
 )
 from shared.infra.consumer import TrajectoryConsumer
 from shared.infra.derived import DerivedApplication
-from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store
 from tests.factories import FUND_PARTY, NOW, incapacity, rid
@@ -234,7 +234,7 @@ async def test_a_bare_asyncio_timeout_from_fetch_costs_no_delivery(harness: Harn
         calls += 1
         if calls % 2 == 0:
             await asyncio.sleep(0.01)
-            raise asyncio.TimeoutError  # what nats-py raises in _fetch_n, never an instance of nats' own
+            raise TimeoutError  # what nats-py raises in _fetch_n, never an instance of nats' own
         return await real_fetch(batch, timeout=timeout, heartbeat=heartbeat)
 
     subscription.fetch = fetch_that_sometimes_times_out  # type: ignore[method-assign]

@@ -20,10 +20,10 @@ from lab.bench.derived import build_histories, interleave, write_intake
 from lab.chaos.delivery import compare, publish_all, relay_message
 from reintegration.cli import app as cli
 from services.benefits.application import BenefitsApplication, build_benefits
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events.envelope import CaseEvent
 from shared.events.subjects import TRAJECTORY_PREFIX
 from shared.infra.consumer import TrajectoryConsumer
-from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 
 ENCODER = msgspec.json.Encoder()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,6 +28,7 @@ from services.deadlines.application import build_deadlines
 from services.deadlines.schedule import TimerFired
 from services.deadlines.timers import Timer
 from services.intake.application import build_intake
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events.subjects import (
     DEADLINES_PREFIX,
     DEADLINES_STREAM,
@@ -36,7 +37,6 @@ from shared.events.subjects import (
     TIMERS_STREAM,
     employer_feed_subject,
 )
-from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from tests.factories import EMPLOYER, EMPLOYER_PARTY, FUND_PARTY, OHS_PARTY, assessment, incapacity, plan, request
 
@@ -63,7 +63,7 @@ def system(nats_server: EmbeddedNatsServer, tmp_path: Path) -> Iterator[tuple[Se
             proc.wait(timeout=15)
 
 
-def wait_for(check, timeout: float = 30):  # noqa: ANN001, ANN201
+def wait_for(check, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -73,7 +73,7 @@ def wait_for(check, timeout: float = 30):  # noqa: ANN001, ANN201
     raise AssertionError("condition not reached in time")
 
 
-def outcomes(settings: Settings, case_id) -> dict:  # noqa: ANN001
+def outcomes(settings: Settings, case_id) -> dict:
     app = build_deadlines(settings)
     try:
         schedule = app.schedule(case_id)
@@ -83,11 +83,11 @@ def outcomes(settings: Settings, case_id) -> dict:  # noqa: ANN001
         app.close()
 
 
-def assessment_rule(settings: Settings, case_id) -> tuple:  # noqa: ANN001
+def assessment_rule(settings: Settings, case_id) -> tuple:
     return next((v for k, v in outcomes(settings, case_id).items() if "assessment" in k), None)
 
 
-def test_expired_deadline_fires_one_missed_and_a_met_one_none(system) -> None:  # noqa: ANN001
+def test_expired_deadline_fires_one_missed_and_a_met_one_none(system) -> None:
     settings, _ = system
     intake = build_intake(settings)
     # Expired: a request received 60 days ago, never assessed (BE-2022: 49 days).
@@ -121,14 +121,14 @@ async def _schedule_now(url: str, timer: Timer) -> None:
     await nc.close()
 
 
-async def _timer_for(url: str, deadline_id) -> Timer:  # noqa: ANN001
+async def _timer_for(url: str, deadline_id) -> Timer:
     nc = await nats.connect(url)
     msg = await nc.jetstream().get_last_msg(TIMERS_STREAM, f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}")
     await nc.close()
     return msgspec.json.decode(msg.data, type=Timer)
 
 
-def test_service_down_when_the_timer_fires_records_it_once_after_restart(system) -> None:  # noqa: ANN001
+def test_service_down_when_the_timer_fires_records_it_once_after_restart(system) -> None:
     """Also on the wire: exactly one message on the case's ``missed`` subject, however often the service restarts."""
     settings, procs = system
     intake = build_intake(settings)
@@ -136,7 +136,7 @@ def test_service_down_when_the_timer_fires_records_it_once_after_restart(system)
     intake.submit(EMPLOYER_PARTY, request(case, TODAY - timedelta(days=2)), datetime.now(UTC))  # due in 47 days
     intake.close()
 
-    def open_assessment():  # noqa: ANN202
+    def open_assessment():
         app = build_deadlines(settings)
         try:
             schedule = app.schedule(case)
@@ -175,7 +175,7 @@ def test_service_down_when_the_timer_fires_records_it_once_after_restart(system)
     assert not [m for m in feed if m["deadline_id"] == str(deadline.id)]
 
 
-def _try(fn):  # noqa: ANN001, ANN202
+def _try(fn):
     try:
         return fn()
     except Exception:  # noqa: BLE001
@@ -237,7 +237,7 @@ def recorded_fired(settings: Settings, case_id: UUID) -> list[TimerFired]:
         app.close()
 
 
-def rule_deadline(settings: Settings, case_id: UUID, rule: str):  # noqa: ANN201
+def rule_deadline(settings: Settings, case_id: UUID, rule: str):
     """The case's deadline of ``rule`` and its recorded outcome (None while the timer has not fired)."""
     app = build_deadlines(settings)
     try:
@@ -257,7 +257,7 @@ def assert_one_message_per_recorded_outcome(messages: list[dict[str, Any]], fire
     assert {m["change"] for m in messages} <= {outcome}
 
 
-def settled(read, pause: float = 3.0, patience: float = 60.0):  # noqa: ANN001, ANN201
+def settled(read, pause: float = 3.0, patience: float = 60.0):
     """``read()`` once it is non-empty and unchanged over ``pause`` seconds (a second firing would show); a result
     still changing after ``patience`` seconds fails the test."""
     first = wait_for(read)
@@ -271,7 +271,7 @@ def settled(read, pause: float = 3.0, patience: float = 60.0):  # noqa: ANN001, 
     raise AssertionError(f"still changing after {patience} s: {first}")
 
 
-def test_an_expired_plan_publishes_one_missed_message_and_one_on_the_employer_feed(system) -> None:  # noqa: ANN001
+def test_an_expired_plan_publishes_one_missed_message_and_one_on_the_employer_feed(system) -> None:
     settings, _ = system
     intake = build_intake(settings)
     case = intake.submit(FUND_PARTY, incapacity(TODAY - timedelta(days=300)), datetime.now(UTC)).case_id
@@ -311,7 +311,7 @@ def test_an_expired_plan_publishes_one_missed_message_and_one_on_the_employer_fe
         str(e.deadline.id) for e in fired_events if e.outcome == "missed" and e.deadline.concerns_employer)
 
 
-def test_a_future_deadline_met_in_time_loses_its_timer_and_is_never_missed(system) -> None:  # noqa: ANN001
+def test_a_future_deadline_met_in_time_loses_its_timer_and_is_never_missed(system) -> None:
     settings, _ = system
     intake = build_intake(settings)
     # Recent dates, so that every deadline of the case lies in the future (the 4-week contact too).

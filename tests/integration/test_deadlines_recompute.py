@@ -26,7 +26,7 @@ from tests.factories import EMPLOYER_PARTY, FUND_PARTY, NOW, OHS_PARTY, assessme
 ASSESSMENT = "trajectory.assessment"
 
 
-def recorded_case(settings: Settings):  # noqa: ANN201
+def recorded_case(settings: Settings):
     """A request received on Saturday 13 Apr 2024: 49 days later is Saturday 1 Jun (Monday 3 Jun rolled)."""
     intake = build_intake(settings)
     case = intake.submit(FUND_PARTY, incapacity(date(2024, 1, 10)), NOW).case_id
@@ -37,7 +37,7 @@ def recorded_case(settings: Settings):  # noqa: ANN201
     return case, events
 
 
-def by_rule(deadlines) -> dict[str, object]:  # noqa: ANN001
+def by_rule(deadlines) -> dict[str, object]:
     return {d.rule: d for d in deadlines}
 
 

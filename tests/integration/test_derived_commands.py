@@ -15,8 +15,8 @@ import msgspec
 import nats
 
 from services.intake.application import build_intake
-from shared.events.subjects import QUERY_PREFIX
 from shared.embedded.natsserver import EmbeddedNatsServer
+from shared.events.subjects import QUERY_PREFIX
 from shared.infra.settings import Settings
 from shared.rulebook import default_rulebook
 from shared.rulebook.deadlines import compute_deadlines

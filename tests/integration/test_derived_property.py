@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 from eventsourcing.utils import get_topic
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lab.generator import Generator
 from services.benefits.application import BenefitsApplication
@@ -37,7 +38,7 @@ MEMORY = {
 NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
 
-def history(seed: int):  # noqa: ANN201
+def history(seed: int):
     """One generated case, recorded by the real intake rules; its accepted events."""
     script = Generator(seed).script()
     intake = IntakeApplication(env=MEMORY)
@@ -185,7 +186,7 @@ def test_a_batched_rebuild_stores_what_one_event_at_a_time_stores() -> None:
             assert again[Outcome.DUPLICATE] == len(log)
 
 
-def test_a_batch_that_meets_a_concurrent_writer_is_redone_one_event_at_a_time(tmp_path) -> None:  # noqa: ANN001
+def test_a_batch_that_meets_a_concurrent_writer_is_redone_one_event_at_a_time(tmp_path) -> None:
     """A running service applies an event of the batch while the rebuild steps it: the batch's transaction fails as
     a whole and is redone event by event, so that event counts as already applied and nothing is doubled."""
     from services.deadlines.application import build_deadlines

@@ -22,7 +22,6 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from nats.js.api import StorageType, StreamConfig
 
-from shared.infra import natsserver
 from shared.embedded.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres, postgres_env_from_url
 from shared.embedded.natsserver import (
     EmbeddedNatsServer,
@@ -34,6 +33,7 @@ from shared.embedded.natsserver import (
     render_config,
     schedule_at_headers,
 )
+from shared.infra import natsserver
 
 ServerFactory = Callable[..., EmbeddedNatsServer]
 
@@ -180,12 +180,12 @@ async def test_scheduled_message_fires(nats_servers: ServerFactory, tmp_path: Pa
 
         js = nc.jetstream()
         sub = await js.subscribe("fire.>", ordered_consumer=True)
-        when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=700)
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=700)
         headers = schedule_at_headers(when, "fire.t1") | {"X-Trace": "abc"}
         await js.publish("sched.t1", b"deadline", headers=headers)
 
         msg = await sub.next_msg(timeout=5)
-        fired_at = dt.datetime.now(dt.timezone.utc)
+        fired_at = dt.datetime.now(dt.UTC)
         assert msg.subject == "fire.t1"
         assert msg.data == b"deadline"
         assert msg.headers is not None
@@ -198,7 +198,7 @@ async def test_scheduled_message_fires(nats_servers: ServerFactory, tmp_path: Pa
 
 def test_schedule_at_headers_requires_aware_datetime() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        schedule_at_headers(dt.datetime(2030, 1, 1), "fire.x")  # noqa: DTZ001
+        schedule_at_headers(dt.datetime(2030, 1, 1), "fire.x")
     brussels = dt.timezone(dt.timedelta(hours=1))
     assert schedule_at_headers(dt.datetime(2030, 1, 1, 1, 0, tzinfo=brussels), "fire.x") == {
         "Nats-Schedule": "@at 2030-01-01T00:00:00Z",

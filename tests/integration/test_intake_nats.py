@@ -18,11 +18,11 @@ import pytest
 
 from services.intake.application import build_intake
 from services.intake.main import build_broker
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events import REPLY_DECODER, Accepted, Rejected
 from shared.events.codec import encode
 from shared.events.replies import RejectionCode
 from shared.events.subjects import INTAKE_PREFIX, intake_subject
-from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.settings import Settings
 from tests.factories import EMPLOYER_PARTY, FUND_PARTY, OHS_PARTY, assessment, incapacity, plan, request
 

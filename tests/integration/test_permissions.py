@@ -42,6 +42,7 @@ from lab.probes import (
     start_system,
 )
 from services.deadlines.timers import ensure_timer_stream
+from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
 from shared.events.subjects import (
     BENEFITS_STREAM,
     BENEFITS_SUBJECTS,
@@ -62,7 +63,6 @@ from shared.events.subjects import (
     partition_filters,
     trajectory_subject,
 )
-from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
 from shared.infra.parties import (
     AUDIT_PREFIX,
     DEV_PARTIES_FILE,

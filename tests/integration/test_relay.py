@@ -17,14 +17,14 @@ import nats
 import pytest
 from nats.js.api import DeliverPolicy
 
+from lab.generator import insz
 from services.intake.application import IntakeApplication, build_intake
+from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events import reports as r
 from shared.events.envelope import CASE_EVENT_DECODER
 from shared.events.subjects import POSITION_HEADER, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
-from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.infra.relay import Outgoing, ensure_stream
 from shared.infra.settings import Settings
-from lab.generator import insz
 from tests.factories import FUND_PARTY, NOW, incapacity, rid
 
 
@@ -115,7 +115,7 @@ def test_relay_killed_mid_stream_publishes_every_event_once_in_order(
     assert len(set(stored_ids)) == 5000
 
 
-async def _run_relay_until(relay, url: str, stream: str, count: int) -> None:  # noqa: ANN001
+async def _run_relay_until(relay, url: str, stream: str, count: int) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     nc = await nats.connect(url)
@@ -139,7 +139,7 @@ def test_relay_restarts_over_events_that_yield_no_message_and_after_a_replay(
     """Filtered renders (some events yield nothing, some two messages) and a replay: the live relay resumes right."""
     from services.intake.outbox import build_relay, render
 
-    def filtered(event):  # noqa: ANN001, ANN202
+    def filtered(event):
         (message,) = render(event)
         second = Outgoing(message.subject, message.payload, f"{message.msg_id}:2")
         return [] if event.version == 2 else [message, second]

@@ -26,7 +26,7 @@ FIGURES = {
 }
 
 
-def contribution(*extra: str, **changes: str):  # noqa: ANN201
+def contribution(*extra: str, **changes: str):
     figures = {**FIGURES, **{f"--{k.replace('_', '-')}": v for k, v in changes.items()}}
     args = ["benefits", "contribution", *(x for pair in figures.items() for x in pair), *extra]
     return CliRunner().invoke(app, args, env={"COLUMNS": "400"})
