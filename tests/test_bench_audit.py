@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reintegration import bench_audit, bench_derived
+from lab.bench import audit as bench_audit
+from lab.bench import derived as bench_derived
 from shared.events import reports as r
 
 

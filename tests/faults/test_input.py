@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from lab.chaos import input as chaos_input  # noqa: F401 - registers the scenarios
 from lab.chaos.report import SCENARIOS, Row
-from reintegration import chaos_input  # noqa: F401 - registers the scenarios
 
 pytestmark = pytest.mark.faults
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.chaos import process as chaos_process  # noqa: F401 - registers the scenarios
 from lab.chaos.report import SCENARIOS
-from reintegration import chaos_process  # noqa: F401 - registers the scenarios
 
 pytestmark = pytest.mark.faults
 

@@ -22,6 +22,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from nats.js.api import StorageType, StreamConfig
 
+from shared.embedded import natsserver
 from shared.embedded.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres, postgres_env_from_url
 from shared.embedded.natsserver import (
     EmbeddedNatsServer,
@@ -33,7 +34,6 @@ from shared.embedded.natsserver import (
     render_config,
     schedule_at_headers,
 )
-from shared.infra import natsserver
 
 ServerFactory = Callable[..., EmbeddedNatsServer]
 
