@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import nats
 from rich.console import Console
@@ -23,9 +22,9 @@ from reintegration.runtime import Runtime
 from shared.events.replies import REPLY_DECODER, Accepted, Rejected
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
 from shared.infra.settings import Settings
+from shared.rulebook.calendar import BRUSSELS
 
 console = Console()
-BRUSSELS = ZoneInfo("Europe/Brussels")
 
 
 @dataclass

@@ -118,7 +118,7 @@ def _record_query(data_dir: Path) -> None:
 def parse_moment(value: str) -> datetime:
     """An ISO time (``2024-08-02T12:00:00+02:00``; UTC when it has no offset), or a date: the end of that Belgian
     day (every event received on or before it)."""
-    from services.intake.application import BRUSSELS
+    from shared.rulebook.calendar import BRUSSELS
 
     try:
         if len(value) == 10:

@@ -305,9 +305,8 @@ def simulation_options(settings: Settings, enterprise_number: str | None, *, ena
     """The deadline policy and ledger options a deployed service with ``settings`` applies to a case of
     ``enterprise_number`` (roll-forward, the employer's own policies, the announced sanctions it enables), with the
     command line's additions: what-if answers must agree with what the services will record."""
-    from services.deadlines.application import case_policy, parse_employer_policies
     from shared.rulebook.benefits import Options
-    from shared.rulebook.deadlines import Policy
+    from shared.rulebook.deadlines import Policy, case_policy, parse_employer_policies
 
     deployed = Policy(roll_forward=settings.roll_forward if roll_forward is None else roll_forward)
     policy = (case_policy(deployed, parse_employer_policies(settings.employer_policies), enterprise_number)

@@ -20,10 +20,10 @@ import msgspec
 
 from services.benefits.ledger import LedgerRecomputed, LedgerStep, project_ledger
 from services.deadlines.schedule import DeadlineSchedule, ScheduleRecomputed, ScheduleStep, TimerFired, project_schedule
-from services.intake.application import belgian_date
 from shared.events.envelope import CaseEvent
 from shared.events.reports import tag_of
 from shared.rulebook.benefits import effective
+from shared.rulebook.calendar import belgian_date
 from shared.rulebook.deadlines import overdue
 
 from .rules import Rules

@@ -45,9 +45,9 @@ import msgspec
 import structlog
 
 from services.disclosures.log import AUDIT_BASIS, DisclosureLog
-from services.intake.application import BRUSSELS
 from shared.infra.parties import AUDIT_PREFIX, Parties, Role
 from shared.infra.settings import Settings
+from shared.rulebook.calendar import BRUSSELS
 
 from .auditor import Auditor
 from .history import Applied, AsOf, HistoryEntry

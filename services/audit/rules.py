@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.deadlines.application import case_policy, parse_employer_policies
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent
 from shared.infra.settings import Settings
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.benefits import LedgerEntry, Options, compute_ledger
-from shared.rulebook.deadlines import Deadline, Policy, compute_deadlines
+from shared.rulebook.deadlines import Deadline, Policy, case_policy, compute_deadlines, parse_employer_policies
 
 
 @dataclass

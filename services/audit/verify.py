@@ -20,13 +20,12 @@ from uuid import UUID
 import msgspec
 
 from services.benefits.ledger import LedgerRecomputed, LedgerStep, PremiumGranted, project_ledger, project_premium
-from services.deadlines.application import OUTCOME_BY_KIND
 from services.deadlines.schedule import ScheduleStep, TimerFired, project_schedule
-from services.intake.application import belgian_date
 from shared.events import reports as r
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
 from shared.rulebook.benefits import LedgerEntry, natural_id
-from shared.rulebook.deadlines import Deadline
+from shared.rulebook.calendar import belgian_date
+from shared.rulebook.deadlines import OUTCOME_BY_KIND, Deadline
 
 from .chain import AuditStore, ChainStatus, CheckpointCheck, check_chain, check_checkpoints
 from .rules import Rules

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from shared.events.envelope import CaseEvent
@@ -15,7 +14,7 @@ from shared.infra.derived import DerivedApplication
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
-from shared.rulebook.deadlines import Policy, compute_deadlines
+from shared.rulebook.deadlines import OUTCOME_BY_KIND, Policy, case_policy, compute_deadlines, parse_employer_policies
 
 from .schedule import (
     DeadlineChange,
@@ -34,10 +33,6 @@ class TimerOutcome(enum.StrEnum):
     STALE = "stale"
     #: the schedule has not applied every report of the case yet: decide later
     BEHIND = "behind"
-
-
-#: What a fired timer means for each kind of deadline.
-OUTCOME_BY_KIND = {"due": "missed", "window": "expired", "reminder": "reminded", "not_before": "reached"}
 
 
 class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
@@ -150,26 +145,6 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
                 continue
             return TimerOutcome.RECORDED
         raise RuntimeError(f"case {case_id}: could not record the timer of {deadline_id}")
-
-
-def case_policy(policy: Policy, employer_policies: dict[str, frozenset[str]], enterprise_number: str) -> Policy:
-    """``policy`` with the employer policies (policy name -> enterprise numbers, or ``*``) of this case's employer
-    only: what the deadlines service, the auditor and ``simulate`` all apply to a case."""
-    own = frozenset(
-        name for name, employers in employer_policies.items() if "*" in employers or enterprise_number in employers
-    )
-    return msgspec.structs.replace(policy, employer_policies=policy.employer_policies | own)
-
-
-def parse_employer_policies(values: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    """``("flemish-government-return-coach=0316381039 0207437468", "other=*")`` -> policy name -> employers."""
-    out: dict[str, frozenset[str]] = {}
-    for value in values:
-        name, _, employers = value.partition("=")
-        if not name or not employers.strip():
-            raise ValueError(f"employer policy {value!r}: write <policy>=<enterprise number ...> or <policy>=*")
-        out[name.strip()] = frozenset(employers.split())
-    return out
 
 
 def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:

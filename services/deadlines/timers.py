@@ -26,7 +26,6 @@ from concurrent.futures import Executor
 from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import msgspec
 import nats.errors
@@ -55,12 +54,12 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
 )
 from shared.infra.relay import add_or_update_stream, next_batch
+from shared.rulebook.calendar import BRUSSELS
 
 from .application import DeadlinesApplication, TimerOutcome
 from .schedule import ScheduleRecomputed, ScheduleStep, timer_due
 
 log = structlog.get_logger("deadlines.timers")
-BRUSSELS = ZoneInfo("Europe/Brussels")
 TIMER_SUBJECTS = [f"{TIMER_SCHEDULE_PREFIX}.>", f"{TIMER_FIRED_PREFIX}.>"]
 #: Changes after which a deadline needs a timer; the others end it.
 ARMS = {"opened", "recomputed", "changed"}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
@@ -17,18 +16,13 @@ from shared.events.replies import Accepted, RejectionCode
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
+from shared.rulebook.calendar import belgian_date
 
 from .case import Case, evolve, project_case
 from .decide import Rejection, authorise, decide, unknown_case
 
-BRUSSELS = ZoneInfo("Europe/Brussels")
 #: Attempts at an optimistic write before answering "conflict, try again".
 WRITE_ATTEMPTS = 5
-
-
-def belgian_date(moment: datetime) -> date:
-    """The calendar day in Belgium at ``moment`` (the law counts Belgian days)."""
-    return moment.astimezone(BRUSSELS).date()
 
 
 class IntakeApplication(Application[UUID]):

@@ -28,7 +28,7 @@ from .benefits_employer import (
     employer_entries,
     responsibility_contribution,
 )
-from .benefits_facts import belgian_date, collect
+from .benefits_facts import collect
 from .benefits_ledger import (
     CENT,
     DECIMAL_CONTEXT,
@@ -121,7 +121,6 @@ __all__ = [
     "ReturnToWorkPremium",
     "WorkerTrigger",
     "amount_of",
-    "belgian_date",
     "cents",
     "compute_ledger",
     "effective",

@@ -12,21 +12,19 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from msgspec.structs import replace as struct_replace
 
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent
 
+from .calendar import belgian_date
 from .eligibility import IncapacityTimeline, Interruption
 
-BRUSSELS = ZoneInfo("Europe/Brussels")
 
-
-def belgian_date(event: CaseEvent) -> date:
+def recorded_on(event: CaseEvent) -> date:
     """The day in Belgium on which ``event`` was recorded."""
-    return event.recorded_at.astimezone(BRUSSELS).date()
+    return belgian_date(event.recorded_at)
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def collect(events: Sequence[CaseEvent]) -> CaseFacts | None:
     case_ids = {e.case_id for e in ordered}
     if len(case_ids) != 1:
         raise ValueError(f"events of {len(case_ids)} cases given; a ledger is computed per case")
-    facts = CaseFacts(case_id=ordered[0].case_id, as_of=max(belgian_date(e) for e in ordered))
+    facts = CaseFacts(case_id=ordered[0].case_id, as_of=max(recorded_on(e) for e in ordered))
     for event in ordered:
         facts = _fold(facts, event)
     return facts

@@ -29,7 +29,7 @@ from .benefits_rules import (
     ResumptionReduction,
     ReturnToWorkPremium,
 )
-from .calendar import add_calendar_days, months_after, previous_working_day
+from .calendar import add_calendar_days, calendar_for, months_after
 
 HUNDRED = Decimal(100)
 
@@ -90,7 +90,7 @@ def _late_declaration(ctx: Ctx, p: Resumption) -> Iterator[LedgerEntry]:
     rule = found.rule
     assert isinstance(rule, LateDeclarationReduction)
     declared, start = p.declaration.declared_on, p.starts_on
-    deadline = previous_working_day(start)
+    deadline = calendar_for(ctx.rulebook.calendar.id).previous_working_day(start)
     if declared <= deadline:
         return
     window_end = add_calendar_days(start, rule.late_window_days)

@@ -1,6 +1,8 @@
-"""Counting days the way the law does: calendar days, working days, weeks and calendar months.
+"""Counting days the way the law does: calendar days, working days, weeks and calendar months; the one calendar.
 
-Working days are Monday to Friday less the Belgian legal holidays. The holidays come from the ``holidays``
+Belgian time (:data:`BRUSSELS`) is the one time zone of the code base. Working days are Monday to Friday less the
+holidays of the rulebook's calendar (:class:`WorkingCalendar`, chosen by :func:`calendar_for`): nothing counts
+working days outside it, so a second country's rules never count Belgian holidays. The holidays come from the ``holidays``
 package, restricted to the ten legal holidays (its Easter Sunday and Whit Sunday are Sundays anyway).
 Periods run from the day after the step that starts them. A rulebook names its calendar by id; ``calendar_for``
 gives the :class:`WorkingCalendar` of that id (the Belgian legal holidays, or the Dutch Algemene termijnenwet).
@@ -10,10 +12,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import holidays
 from dateutil.relativedelta import relativedelta
+
+#: Belgian time: the law counts Belgian days (a report recorded at 23:30 UTC in summer is recorded the next day).
+BRUSSELS = ZoneInfo("Europe/Brussels")
+
+
+def belgian_date(moment: datetime) -> date:
+    """The calendar day in Belgium at ``moment`` (timezone-aware)."""
+    return moment.astimezone(BRUSSELS).date()
+
 
 #: The ten Belgian legal holidays by the names the ``holidays`` package gives them.
 _BE_LEGAL = frozenset(
@@ -43,29 +55,8 @@ def belgian_legal_holidays(year: int) -> frozenset[date]:
     return frozenset(day for day, _ in named)
 
 
-def is_holiday(day: date) -> bool:
-    return day in belgian_legal_holidays(day.year)
-
-
-def is_working_day(day: date) -> bool:
-    return day.weekday() < 5 and not is_holiday(day)
-
-
 def add_calendar_days(start: date, days: int) -> date:
     return start + timedelta(days=days)
-
-
-def add_working_days(start: date, days: int) -> date:
-    """The ``days``-th working day after ``start`` (``start`` itself does not count)."""
-    if days < 0:
-        raise ValueError("days must be >= 0")
-    day = start
-    remaining = days
-    while remaining:
-        day += timedelta(days=1)
-        if is_working_day(day):
-            remaining -= 1
-    return day
 
 
 def add_months(start: date, months: int) -> date:
@@ -87,19 +78,6 @@ def months_after(first: date, months: int) -> date:
     """The first day after ``months`` whole calendar months that began on ``first`` (the day a right that needs
     them opens): 15 Jan + 3 months gives 15 Apr, 31 Jan + 1 month gives 1 Mar."""
     return last_day_of_months(first, months) + timedelta(days=1)
-
-
-def previous_working_day(day: date) -> date:
-    day -= timedelta(days=1)
-    while not is_working_day(day):
-        day -= timedelta(days=1)
-    return day
-
-
-def next_working_day_on_or_after(day: date) -> date:
-    while not is_working_day(day):
-        day += timedelta(days=1)
-    return day
 
 
 # --- calendars selectable by a rulebook's calendar id ---------------------------------------------------------
@@ -164,6 +142,10 @@ class WorkingCalendar:
         while not self.is_working_day(day):
             day += timedelta(days=1)
         return day
+
+    def previous_working_day(self, day: date) -> date:
+        """The last working day before ``day``."""
+        return self.add_working_days(day, -1)
 
 
 #: Calendars by id: a rulebook's ``[calendar] id`` names one of these.

@@ -533,3 +533,27 @@ __all__ = [
     "compute_deadlines",
     "overdue",
 ]
+
+
+#: What a fired timer means for each kind of deadline.
+OUTCOME_BY_KIND = {"due": "missed", "window": "expired", "reminder": "reminded", "not_before": "reached"}
+
+
+def case_policy(policy: Policy, employer_policies: dict[str, frozenset[str]], enterprise_number: str) -> Policy:
+    """``policy`` with the employer policies (policy name -> enterprise numbers, or ``*``) of this case's employer
+    only: what the deadlines service, the auditor and ``simulate`` all apply to a case."""
+    own = frozenset(
+        name for name, employers in employer_policies.items() if "*" in employers or enterprise_number in employers
+    )
+    return msgspec.structs.replace(policy, employer_policies=policy.employer_policies | own)
+
+
+def parse_employer_policies(values: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """``("flemish-government-return-coach=0316381039 0207437468", "other=*")`` -> policy name -> employers."""
+    out: dict[str, frozenset[str]] = {}
+    for value in values:
+        name, _, employers = value.partition("=")
+        if not name or not employers.strip():
+            raise ValueError(f"employer policy {value!r}: write <policy>=<enterprise number ...> or <policy>=*")
+        out[name.strip()] = frozenset(employers.split())
+    return out

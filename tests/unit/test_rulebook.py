@@ -7,7 +7,9 @@ from datetime import date, timedelta
 import pytest
 
 from shared.rulebook import Rulebook, default_rulebook
-from shared.rulebook.calendar import add_months, add_working_days, belgian_legal_holidays, is_working_day
+from shared.rulebook.calendar import add_months, belgian_legal_holidays, calendar_for
+
+BE = calendar_for("BE-legal-holidays")
 from shared.rulebook.eligibility import (
     IncapacityTimeline,
     Ineligible,
@@ -132,13 +134,13 @@ def test_belgian_legal_holidays() -> None:
     assert {date(2025, 4, 21), date(2025, 5, 29), date(2025, 6, 9), date(2025, 7, 21), date(2025, 11, 11)} <= days
     assert date(2025, 7, 11) not in days  # Flemish community holiday, not national
     assert len(belgian_legal_holidays(2008)) == 9  # Ascension fell on 1 May
-    assert not is_working_day(date(2025, 12, 25))
-    assert is_working_day(date(2025, 12, 24))
+    assert not BE.is_working_day(date(2025, 12, 25))
+    assert BE.is_working_day(date(2025, 12, 24))
 
 
 def test_working_days_skip_weekends_and_holidays() -> None:
-    assert add_working_days(date(2024, 12, 20), 5) == date(2024, 12, 30)  # Fri; skips 25 Dec
-    assert add_working_days(date(2025, 4, 18), 1) == date(2025, 4, 22)  # Good Friday is a working day; Easter Monday not
+    assert BE.add_working_days(date(2024, 12, 20), 5) == date(2024, 12, 30)  # Fri; skips 25 Dec
+    assert BE.add_working_days(date(2025, 4, 18), 1) == date(2025, 4, 22)  # Good Friday is a working day; Easter Monday not
     assert add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
     assert add_months(date(2023, 1, 31), 1) == date(2023, 2, 28)
 
