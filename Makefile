@@ -1,9 +1,10 @@
-# One entry for everything: `make demo` (set up and run the demo) and `make test` (set up and run the tests).
+# One entry for everything: `make demo` (set up and run the demo) and `make test` (set up, lint, type-check and
+# run the tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo up test test-fast bench asyncapi clean
+.PHONY: setup demo up test lint test-fast bench asyncapi clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +20,13 @@ demo: setup
 up: setup
 	$(BIN)/reintegration up
 
-test: setup
+# Lint and types first (seconds), then every test.
+test: lint
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not postgres" tests/unit

@@ -1,1 +1,3 @@
-"""The ``reintegration`` command line: run the system, feed the demo, measure, and operate."""
+"""The operator's CLI (``reintegration``): parse, call the services' and shared code, print. Run by operators and
+by the production image's entrypoint; the lab's commands (demo, bench, chaos) reach ``lab/`` through
+:mod:`reintegration.extras`."""
