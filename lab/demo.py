@@ -1,8 +1,10 @@
-"""``reintegration demo``: the system on its embedded default, fed a seeded set of cases through real intake subjects."""
+"""``reintegration demo``: the system on its embedded default, fed a seeded set of cases through real intake
+subjects."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
@@ -17,9 +19,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lab.client import request
 from lab.generator import Generator, Script, encode_report
+from lab.probes import refusal
 from reintegration.runtime import Runtime
-from shared.events.replies import REPLY_DECODER, Accepted, Rejected
+from shared.embedded.waiting import WaitTimeoutError, until, wait_until
+from shared.events.replies import Accepted, Rejected
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
 from shared.infra.settings import Settings
 from shared.rulebook.calendar import BRUSSELS
@@ -53,20 +58,9 @@ class Tally:
 
 async def send(nc: nats.NATS, subject: str, payload: bytes, tally: Tally, timeout: float = 10) -> Accepted | Rejected:
     """Request-reply with the party's retry rule: same bytes again on timeout or a retryable rejection."""
-    for attempt in range(5):
-        started = time.perf_counter()
-        try:
-            msg = await nc.request(subject, payload, timeout=timeout)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-            await asyncio.sleep(0.2 * (attempt + 1))
-            continue
-        tally.latencies.append(time.perf_counter() - started)
-        reply = REPLY_DECODER.decode(msg.data)
-        if isinstance(reply, Rejected) and reply.retry:
-            await asyncio.sleep(0.2 * (attempt + 1))
-            continue
-        return reply
-    raise TimeoutError(f"no answer from {subject} after 5 attempts")
+    answer = await request(nc, subject, payload, timeout=timeout)
+    tally.latencies.append(answer.seconds)
+    return answer.reply
 
 
 async def play(nc: nats.NATS, script: Script, tally: Tally) -> None:
@@ -108,19 +102,20 @@ async def feed(nats_url: str, scripts: list[Script], concurrency: int = 16, **op
 
 
 async def wait_for_relay(nats_url: str, expected: int, timeout: float = 60, **options: Any) -> int:
+    """Until TRAJECTORY holds ``expected`` messages; how many it holds."""
     nc = await nats.connect(nats_url, **options)
     js = nc.jetstream()
-    deadline = time.monotonic() + timeout
-    count = 0
+
+    async def held() -> int:
+        return int((await js.stream_info(TRAJECTORY_STREAM)).state.messages)
+
     try:
-        while time.monotonic() < deadline:
-            count = (await js.stream_info(TRAJECTORY_STREAM)).state.messages
-            if count >= expected:
-                break
-            await asyncio.sleep(0.2)
+        return await until(held, timeout=timeout, interval=0.2, what=f"{expected} messages in {TRAJECTORY_STREAM}",
+                           ready=lambda count: count >= expected)
+    except WaitTimeoutError as exc:
+        return int(exc.last)
     finally:
         await nc.close()
-    return count
 
 
 def stored_events(settings: Settings) -> int:
@@ -176,58 +171,73 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
         answered = asyncio.run(auditor_report(settings, runtime))
         if keep_running:
             console.print("system left running; Ctrl-C stops it.")
-            try:
-                while True:
-                    runtime.supervise_once()
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                pass
+            with contextlib.suppress(KeyboardInterrupt):
+                runtime.supervisor.supervise_until(lambda: False)
         return 1 if tally.surprises or in_stream != events or not caught_up or not verified or not own_feed \
             or not answered else 0
     finally:
         runtime.stop()
 
 
-def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120) -> bool:
-    """Until both derived services have applied every recorded event of every case (from their own stores)."""
+def recorded_versions(settings: Settings) -> dict[Any, int]:
+    """Each case's last recorded version, from the intake store."""
     from reintegration.operate import intake_log
+
+    return {event.case_id: event.version for _position, event in intake_log(settings)}
+
+
+def applied_everywhere(settings: Settings, pending: dict[Any, int]) -> bool:
+    """Drop from ``pending`` (case -> version) the cases both derived services have applied up to that version, as
+    their own stores show; whether none is left."""
     from services.benefits.application import build_benefits
     from services.deadlines.application import build_deadlines
 
-    versions: dict[object, int] = {}
-    for _position, event in intake_log(settings):
-        versions[event.case_id] = event.version
-    deadline = time.monotonic() + timeout
+    deadlines, benefits = build_deadlines(settings), build_benefits(settings)
+    try:
+        for case, version in list(pending.items()):
+            schedule, ledger = deadlines.schedule(case), benefits.ledger(case)
+            if schedule and ledger and schedule.source_version >= version and ledger.source_version >= version:
+                del pending[case]
+    finally:
+        deadlines.close()
+        benefits.close()
+    return not pending
+
+
+def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120) -> bool:
+    """Until both derived services have applied every recorded event of every case (from their own stores), then
+    every deadline already past due has its timer fired and its outcome recorded."""
+    from services.deadlines.application import build_deadlines
+
+    versions = recorded_versions(settings)
     pending = dict(versions)
-    while pending and time.monotonic() < deadline:
-        runtime.supervise_once()
-        deadlines, benefits = build_deadlines(settings), build_benefits(settings)
-        try:
-            for case, version in list(pending.items()):
-                schedule, ledger = deadlines.schedule(case), benefits.ledger(case)  # type: ignore[arg-type]
-                if schedule and ledger and schedule.source_version >= version and ledger.source_version >= version:
-                    del pending[case]
-        finally:
-            deadlines.close()
-            benefits.close()
-        if pending:
-            time.sleep(0.5)
-    # Then every deadline already past due must have its timer fired and its outcome recorded.
+    deadline = time.monotonic() + timeout
     today = datetime.now(UTC).astimezone(BRUSSELS).date()
-    while time.monotonic() < deadline:
+
+    def applied() -> bool:
+        runtime.supervise_once()
+        return applied_everywhere(settings, pending)
+
+    def fired() -> bool:
         deadlines = build_deadlines(settings)
         try:
             waiting = 0
             for case in versions:
-                schedule = deadlines.schedule(case)  # type: ignore[arg-type]
+                schedule = deadlines.schedule(case)
                 waiting += sum(1 for d in (schedule.open_deadlines() if schedule else ()) if d.due_on < today)
         finally:
             deadlines.close()
-        if not waiting:
-            return not pending
-        runtime.supervise_once()
-        time.sleep(0.5)
-    return False
+        if waiting:
+            runtime.supervise_once()
+        return not waiting
+
+    try:
+        wait_until(applied, timeout=timeout, interval=0.5, what="deadlines and benefits applied every event")
+        wait_until(fired, timeout=max(0.0, deadline - time.monotonic()), interval=0.5,
+                   what="every past-due deadline's timer fired")
+    except WaitTimeoutError:
+        return False
+    return True
 
 
 def derived_report(settings: Settings, caught_up: bool) -> None:
@@ -273,7 +283,8 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
     for rule, n in rules.most_common(8):
         top.add_row(rule, str(n))
     console.print(top)
-    ledger_table = Table("kind", "rule", "entries", "total EUR", title="Benefit ledger entries in force, by kind and rule")
+    ledger_table = Table("kind", "rule", "entries", "total EUR",
+                         title="Benefit ledger entries in force, by kind and rule")
     for (kind, rule), n in sorted(kinds.items(), key=lambda item: (item[0][0], -item[1], item[0][1])):
         total = totals.get((kind, rule))
         ledger_table.add_row(kind, rule, str(n), f"{total:,.2f}" if total is not None else "(no amount)")
@@ -314,10 +325,8 @@ async def employer_report(settings: Settings, runtime: Runtime) -> bool:
         other = next(e for e in employers if e != enterprise)
         await nc.subscribe(f"{EMPLOYER_FEED_PREFIX}.{other}.>")
         await nc.publish(f"{EMPLOYER_FEED_PREFIX}.{other}.probe", b"")  # a second refusal marks the first's arrival
-        for _ in range(50):
-            if refused:
-                break
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(WaitTimeoutError):  # no refusal is reported below
+            await until(lambda: bool(refused), timeout=2.5, interval=0.05, what="the server's refusal")
     finally:
         await nc.close()
     ok = received == counts.get(enterprise, 0) and foreign == 0 and bool(refused)
@@ -332,8 +341,8 @@ async def employer_report(settings: Settings, runtime: Runtime) -> bool:
 
 def _collector(refused: list[str]):
     async def note(exc: Exception) -> None:
-        if "permissions violation" in str(exc).lower():
-            refused.append(str(exc))
+        if (refused_by_server := refusal(exc)) is not None:
+            refused.append(refused_by_server.text)
 
     return note
 
@@ -383,18 +392,20 @@ async def auditor_report(settings: Settings, runtime: Runtime) -> bool:
         versions[event.case_id] = event.version
     case = max(versions, key=lambda c: (versions[c], str(c)))
     nc = await connect_as(runtime.credentials[auditors[0]], settings.nats_url)
-    reply: dict[str, Any] = {}
+
+    async def ask() -> dict[str, Any]:
+        try:
+            msg = await nc.request(f"{AUDIT_PREFIX}.verify", json.dumps({"case_id": str(case)}).encode(), timeout=10)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            runtime.supervise_once()  # the audit service may still be (re)starting
+            return {}
+        answer: dict[str, Any] = json.loads(msg.data)
+        return answer
+
     try:
-        for _ in range(20):  # the audit service may still be (re)starting
-            try:
-                msg = await nc.request(f"{AUDIT_PREFIX}.verify", json.dumps({"case_id": str(case)}).encode(),
-                                       timeout=10)
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                runtime.supervise_once()
-                await asyncio.sleep(0.5)
-                continue
-            reply = json.loads(msg.data)
-            break
+        reply = await until(ask, timeout=60, interval=0.5, what=f"an answer on {AUDIT_PREFIX}.verify")
+    except WaitTimeoutError:
+        reply = {}
     finally:
         await nc.close()
     if "answer" not in reply:

@@ -181,21 +181,23 @@ class Generator:
     def definitive_with_appeal(self) -> Script:
         start = self.day(date(2022, 10, 1), date(2025, 12, 1))
         o, opener = self.opening(start)
-        fund, ohs, employer = self.parties(o)
+        _fund, ohs, employer = self.parties(o)
         s = Script("definitive unfitness, appeal", o, opener)
         certified = start + timedelta(days=self.rng.randint(10, 40))
         s.steps.append(Step(employer, lambda c: r.DefinitiveUnfitnessCertified(
             report_id=self.uid(), case_id=c, certified_on=certified), label="certificate"))
         received = certified + timedelta(days=3)  # early, allowed by the certificate
         s.steps.append(Step(employer, lambda c: r.TrajectoryRequested(
-            report_id=self.uid(), case_id=c, initiator=r.Initiator.EMPLOYER, received_on=received), label="early request"))
+            report_id=self.uid(), case_id=c, initiator=r.Initiator.EMPLOYER, received_on=received),
+            label="early request"))
         assessed = received + timedelta(days=self.rng.randint(10, 48))
         regime = self.rulebook.regime_on(assessed)
         assert regime is not None
         s.steps.append(Step(ohs, lambda c: r.AssessmentIssued(
             report_id=self.uid(), case_id=c, issued_on=assessed, regime=regime.id, decision="B"), label="assessment B"))
         lodged = assessed + timedelta(days=self.rng.randint(2, 20))
-        s.steps.append(Step(ohs, lambda c: r.AppealLodged(report_id=self.uid(), case_id=c, lodged_on=lodged), label="appeal"))
+        s.steps.append(Step(ohs, lambda c: r.AppealLodged(report_id=self.uid(), case_id=c, lodged_on=lodged),
+                            label="appeal"))
         s.steps.append(Step(employer, lambda c: r.PlanSubmitted(
             report_id=self.uid(), case_id=c, submitted_on=lodged + timedelta(days=1), unfitness=r.Unfitness.DEFINITIVE,
             measures=[r.PlanMeasure(kind="other_job")]), expect="invalid_state", label="plan during appeal"))
@@ -203,7 +205,8 @@ class Generator:
         s.steps.append(Step(ohs, lambda c: r.AppealDecided(
             report_id=self.uid(), case_id=c, decided_on=decided, assessment_upheld=True), label="appeal decided"))
         s.steps.append(Step(employer, lambda c: r.PlanSubmitted(
-            report_id=self.uid(), case_id=c, submitted_on=decided + timedelta(days=30), unfitness=r.Unfitness.DEFINITIVE,
+            report_id=self.uid(), case_id=c, submitted_on=decided + timedelta(days=30),
+            unfitness=r.Unfitness.DEFINITIVE,
             measures=[r.PlanMeasure(kind="other_job", description="warehouse planning")]), label="plan"))
         return s
 
@@ -219,7 +222,8 @@ class Generator:
             report_id=self.uid(), case_id=c, declared_on=declared, starts_on=starts, weekly_hours=hours,
             full_time_hours=38), label="declared"))
         s.steps.append(Step(fund, lambda c: r.PartialResumptionAuthorised(
-            report_id=self.uid(), case_id=c, authorised_on=starts + timedelta(days=self.rng.randint(3, 25))), label="authorised"))
+            report_id=self.uid(), case_id=c, authorised_on=starts + timedelta(days=self.rng.randint(3, 25))),
+            label="authorised"))
         last = starts + timedelta(days=self.rng.randint(60, 300))
         if self.rng.random() < 0.3:
             s.steps.append(Step(fund, lambda c: r.PartialResumptionFailed(
@@ -261,7 +265,8 @@ class Generator:
         fund, _, _ = self.parties(o)
         s = Script("Terug Naar Werk", o, opener)
         sent = start + timedelta(weeks=9, days=self.rng.randint(0, 6))
-        s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireSent(report_id=self.uid(), case_id=c, sent_on=sent)))
+        s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireSent(
+            report_id=self.uid(), case_id=c, sent_on=sent)))
         if self.rng.random() < 0.4:
             s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireReturned(
                 report_id=self.uid(), case_id=c, returned_on=sent + timedelta(days=self.rng.randint(2, 20)))))
@@ -286,7 +291,8 @@ class Generator:
         approved = proposed + timedelta(days=self.rng.randint(20, 60))
         s.steps.append(Step(fund, lambda c: r.VocationalRehabilitationProposed(
             report_id=self.uid(), case_id=c, proposed_on=proposed, project="bookkeeping course")))
-        s.steps.append(Step(fund, lambda c: r.VocationalRehabilitationApproved(report_id=self.uid(), case_id=c, approved_on=approved)))
+        s.steps.append(Step(fund, lambda c: r.VocationalRehabilitationApproved(
+            report_id=self.uid(), case_id=c, approved_on=approved)))
         for month in range(1, 4):
             first = approved + timedelta(days=30 * month)
             s.steps.append(Step(fund, lambda c, first=first: r.TrainingHoursAttended(
@@ -295,12 +301,15 @@ class Generator:
             if self.rng.random() < 0.5:  # costs the health fund reimburses as reported, in cents
                 cost_kind = self.rng.choice(list(r.CostKind))
                 cost = Decimal(self.rng.randint(1_500, 40_000)) / 100
-                s.steps.append(Step(fund, lambda c, first=first, kind=cost_kind, cost=cost: r.RehabilitationCostsReported(
-                    report_id=self.uid(), case_id=c, incurred_on=first, cost_kind=kind, amount=cost),
+                s.steps.append(Step(
+                    fund, lambda c, first=first, kind=cost_kind, cost=cost: r.RehabilitationCostsReported(
+                        report_id=self.uid(), case_id=c, incurred_on=first, cost_kind=kind, amount=cost),
                     label="costs"))
         done = approved + timedelta(days=130)
-        s.steps.append(Step(fund, lambda c: r.TrainingCompleted(report_id=self.uid(), case_id=c, completed_on=done, successful=True)))
-        s.steps.append(Step(fund, lambda c: r.JobSearchStarted(report_id=self.uid(), case_id=c, started_on=done + timedelta(days=3))))
+        s.steps.append(Step(fund, lambda c: r.TrainingCompleted(
+            report_id=self.uid(), case_id=c, completed_on=done, successful=True)))
+        s.steps.append(Step(fund, lambda c: r.JobSearchStarted(
+            report_id=self.uid(), case_id=c, started_on=done + timedelta(days=3))))
         return s
 
     def force_majeure(self) -> Script:
@@ -309,7 +318,8 @@ class Generator:
         _, ohs, employer = self.parties(o)
         s = Script("medical force majeure", o, opener)
         letter = max(months_complete(start, 9) + timedelta(days=self.rng.randint(0, 60)), date(2022, 11, 28))
-        s.steps.append(Step(employer, lambda c: r.MedicalForceMajeureStarted(report_id=self.uid(), case_id=c, letter_sent_on=letter)))
+        s.steps.append(Step(employer, lambda c: r.MedicalForceMajeureStarted(
+            report_id=self.uid(), case_id=c, letter_sent_on=letter)))
         s.steps.append(Step(ohs, lambda c: r.MedicalForceMajeureDecided(
             report_id=self.uid(), case_id=c, decided_on=letter + timedelta(days=5), definitively_unfit=True),
             expect="not_eligible", label="decision before the 10-day invitation"))
@@ -317,7 +327,8 @@ class Generator:
         s.steps.append(Step(ohs, lambda c: r.MedicalForceMajeureDecided(
             report_id=self.uid(), case_id=c, decided_on=decided, definitively_unfit=True)))
         s.steps.append(Step(employer, lambda c: r.ContractTerminated(
-            report_id=self.uid(), case_id=c, terminated_on=decided + timedelta(days=1), reason="medical_force_majeure")))
+            report_id=self.uid(), case_id=c, terminated_on=decided + timedelta(days=1),
+            reason="medical_force_majeure")))
         return s
 
     def short_return_boundary(self) -> Script:
@@ -328,13 +339,15 @@ class Generator:
         length = self.rng.choice([13, 14])
         back = start + timedelta(days=30)
         s = Script(f"return of {length} days", o, opener)
-        s.steps.append(Step(employer, lambda c: r.IncapacityInterrupted(report_id=self.uid(), case_id=c, returned_on=back)))
+        s.steps.append(Step(employer, lambda c: r.IncapacityInterrupted(
+            report_id=self.uid(), case_id=c, returned_on=back)))
         s.steps.append(Step(employer, lambda c: r.IncapacityResumed(
             report_id=self.uid(), case_id=c, resumed_on=back + timedelta(days=length))))
         on = months_complete(start, 3)
         s.steps.append(Step(employer, lambda c: r.TrajectoryRequested(
             report_id=self.uid(), case_id=c, initiator=r.Initiator.EMPLOYER, received_on=on),
-            expect="accepted" if length == 13 else "not_eligible", label=f"employer request after a {length}-day return"))
+            expect="accepted" if length == 13 else "not_eligible",
+            label=f"employer request after a {length}-day return"))
         return s
 
     def invalid(self) -> Script:

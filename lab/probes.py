@@ -5,7 +5,7 @@ Each party kind is probed on every subject family: publishing, subscribing, crea
 another party's consumer, asking for a feed filter that is not its own. Every cross-party probe must be refused by
 the server (a permissions violation, reported through nats-py's ``error_cb``) and every own action must work.
 ``tests/integration/test_permissions.py`` asserts it per party; the S1 fault scenario
-(:mod:`lab.chaos.input`) runs the same table and reports the counts::
+(:mod:`lab.chaos.s1_cross_party_access`) runs the same table and reports the counts::
 
     system = start_system(Path("/tmp/probes"))
     try:
@@ -16,7 +16,7 @@ the server (a permissions violation, reported through nats-py's ``error_cb``) an
 
 from __future__ import annotations
 
-import asyncio
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,9 @@ from typing import Any
 import nkeys
 from nats.aio.client import Client as NATS
 
+from services import registry
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.waiting import until
 from shared.events.subjects import (
     BENEFITS_STREAM,
     DEAD_LETTER_PREFIX,
@@ -57,7 +59,8 @@ FUNDS = ["100", "300"]
 OHS = ["0202239951", "0441257948"]
 EMPLOYERS = ["0403170701", "0299925087"]
 AUDITORS = ["inspectorate", "court-of-audit"]
-SERVICES = ["intake", "relay", "deadlines", "benefits", "disclosures", "feeds", "audit", "runtime"]
+#: Every service of :mod:`services.registry`, and the runtime (what ``up`` connects as).
+SERVICES = [*(entry.name for entry in registry.SERVICES), "runtime"]
 PARTIES = parse_parties({"dev": True, "health_funds": FUNDS, "occupational_health_services": OHS,
                          "employers": EMPLOYERS, "auditors": AUDITORS, "services": SERVICES})
 OUTSIDERS = [p for p in PARTIES.parties if p.role is not Role.SERVICE]
@@ -97,6 +100,28 @@ def start_system(directory: Path) -> System:
     return System(server, credentials, config, seed.decode())
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A permissions violation the server reported: the action it refused, on which subject, in its words."""
+
+    action: str  # ``publish`` or ``subscription``
+    subject: str
+    text: str
+
+
+# nats-py lower-cases the server's -ERR text: 'Permissions Violation for Publish to "<subject>"'
+_REFUSAL = re.compile(r'permissions violation for (\w+) to "([^"]*)"')
+
+
+def refusal(error: Exception) -> Refusal | None:
+    """The permissions violation ``error`` reports, or ``None`` for any other error. nats-py hands the server's
+    asynchronous -ERR to the error callback as a plain ``nats.errors.Error`` whose text is all it carries: it is
+    read here, once, into a :class:`Refusal`."""
+    text = str(error)
+    match = _REFUSAL.search(text)
+    return Refusal(match[1], match[2], text) if match else None
+
+
 @dataclass
 class Client:
     """One party's connection, with the server's asynchronous errors (permissions violations) collected."""
@@ -104,10 +129,11 @@ class Client:
     party: str
     nc: NATS
     errors: list[str] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
     sentinels: int = 0
 
     def violations(self) -> list[str]:
-        return [e for e in self.errors if "permissions violation" in e and SENTINEL not in e]
+        return [r.text for r in self.refusals if not r.subject.startswith(SENTINEL)]
 
     async def settle(self) -> None:
         """Wait until the server has answered everything sent so far. A flush is not enough: the server's -ERR for
@@ -116,24 +142,21 @@ class Client:
         sentinel = f"{SENTINEL}.{self.sentinels}"
         await self.nc.publish(sentinel, b"")
         await self.nc.flush()
-        for _ in range(2000):
-            if any(f'"{sentinel}"' in e for e in self.errors):
-                return
-            await asyncio.sleep(0.001)
-        raise AssertionError(f"{self.party}: no answer from the server for {sentinel}")
+        await until(lambda: any(r.subject == sentinel for r in self.refusals), timeout=5, interval=0.001,
+                    what=f"{self.party}: the server's answer for {sentinel}")
 
     async def publish(self, subject: str, reply: str = "") -> bool:
         """Publish once; ``True`` when the server accepted it, ``False`` when it refused it."""
-        before = len(self.errors)
+        before = len(self.refusals)
         await self.nc.publish(subject, b"probe", reply=reply)
         await self.settle()
-        return not _refused(self.errors[before:], "publish", subject)
+        return not _refused(self.refusals[before:], "publish", subject)
 
     async def subscribe(self, subject: str) -> bool:
-        before = len(self.errors)
+        before = len(self.refusals)
         sub = await self.nc.subscribe(subject)
         await self.settle()
-        refused = _refused(self.errors[before:], "subscription", subject)
+        refused = _refused(self.refusals[before:], "subscription", subject)
         await sub.unsubscribe()
         return not refused
 
@@ -142,10 +165,8 @@ class Client:
 SENTINEL = "probe.sentinel"
 
 
-def _refused(errors: list[str], what: str, subject: str) -> bool:
-    # nats-py lower-cases the server's -ERR text: 'Permissions Violation for Publish to "<subject>"'
-    expected = f'permissions violation for {what} to "{subject.lower()}"'
-    return any(expected in error for error in errors)
+def _refused(refusals: list[Refusal], what: str, subject: str) -> bool:
+    return any(r.action == what and r.subject == subject.lower() for r in refusals)
 
 
 async def connect(system: System, name: str, **options: Any) -> Client:
@@ -153,6 +174,8 @@ async def connect(system: System, name: str, **options: Any) -> Client:
 
     async def on_error(error: Exception) -> None:
         client.errors.append(str(error))
+        if (refused := refusal(error)) is not None:
+            client.refusals.append(refused)
 
     client.nc = await connect_as(system.credentials[name], system.url, error_cb=on_error, **options)
     return client

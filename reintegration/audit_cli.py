@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,12 +118,11 @@ def _record_query(data_dir: Path) -> None:
 def parse_moment(value: str) -> datetime:
     """An ISO time (``2024-08-02T12:00:00+02:00``; UTC when it has no offset), or a date: the end of that Belgian
     day (every event received on or before it)."""
-    from shared.rulebook.calendar import BRUSSELS
+    from shared.rulebook.calendar import end_of_belgian_day
 
     try:
         if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime.combine(day + timedelta(days=1), time(0), tzinfo=BRUSSELS) - timedelta(microseconds=1)
+            return end_of_belgian_day(date.fromisoformat(value))
         moment = datetime.fromisoformat(value)
     except ValueError:
         err.print(f"[red]{value!r} is neither an ISO time nor a date[/]")

@@ -1,6 +1,6 @@
 """``reintegration chaos``: the fault catalogue (../shared/FAULTS.md) run against real processes, with figures.
 
-Scenarios live in the lab (:mod:`lab.chaos`, one module per group of scenarios);
+Scenarios live in the lab (:mod:`lab.chaos`, one module per scenario);
 ``chaos list`` names them, ``chaos run [ID ...]`` runs them (``--quick`` for the small sizes the tests use) and
 prints one row each: faults injected, events sent, lost, doubled, time to recover, and the pass figure.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -75,9 +75,7 @@ def up(
         if runtime.credentials:
             console.print(f"  parties: {runtime.parties_file}; credentials in {data_dir / 'parties'} (docs/parties.md)")
         console.print("  Ctrl-C stops everything.")
-        while not stopping:
-            runtime.supervise_once()
-            time.sleep(0.5)
+        runtime.supervisor.supervise_until(lambda: stopping)
     finally:
         console.print("stopping ...")
         runtime.stop()
@@ -99,69 +97,33 @@ def demo(
     raise typer.Exit(run_demo(data_dir=data_dir, cases=cases, seed=seed, port=port, keep_running=keep_running))
 
 
-@serve_app.command("intake")
-def serve_intake() -> None:
-    """Run the intake service (request-reply on reintegration.intake.>)."""
-    from services.intake.main import build_app
+def _serve(name: str) -> None:
+    """Run the registry's service ``name`` from its composition root, until a signal stops it."""
+    from services.registry import service
+    from shared.infra.clock import clock_from_env
 
     logs.configure()
-    settings = Settings.from_env()
-    stream_app, _ = build_app(settings)
-    asyncio.run(stream_app.run())
+    build_app = service(name).load()
+    asyncio.run(build_app(Settings.from_env(), clock=clock_from_env()).run())
 
 
-def _serve_derived(module: str) -> None:
-    import importlib
+def _serve_command(name: str) -> Callable[[], None]:
+    def command() -> None:
+        _serve(name)
 
-    logs.configure()
-    service = importlib.import_module(module).build_service(Settings.from_env())
-    asyncio.run(service.stream_app.run())
-
-
-@serve_app.command("deadlines")
-def serve_deadlines() -> None:
-    """Run the deadlines service: trajectory consumer, timers, outbox relay and query subject."""
-    _serve_derived("services.deadlines.main")
+    return command
 
 
-@serve_app.command("benefits")
-def serve_benefits() -> None:
-    """Run the benefits service: trajectory consumer, outbox relay and query subject."""
-    _serve_derived("services.benefits.main")
+def _add_serve_commands() -> None:
+    """``reintegration serve <name>`` for every service the registry runs that way (its summary is the help)."""
+    from services.registry import SERVICES
+
+    for entry in SERVICES:
+        if entry.args[:1] == ("serve",):
+            serve_app.command(entry.args[1], help=entry.summary)(_serve_command(entry.name))
 
 
-@serve_app.command("disclosures")
-def serve_disclosures() -> None:
-    """Run the disclosures service: records every message delivered to an employer's feed."""
-    from services.disclosures.main import build_app
-
-    logs.configure()
-    asyncio.run(build_app(Settings.from_env()).run())
-
-
-@serve_app.command("feeds")
-def serve_feeds() -> None:
-    """Run the feeds service: opens employers' pull consumers on their own feed (reintegration.feed.<enterprise>)."""
-    from shared.infra.parties import run_feeds
-
-    logs.configure()
-    settings = Settings.from_env()
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        _install_stop(asyncio.get_running_loop(), stop)
-        await run_feeds(settings.nats_servers, settings.nats_credentials, stop)
-
-    asyncio.run(main())
-
-
-@serve_app.command("audit")
-def serve_audit() -> None:
-    """Run the audit service: the auditors' read-only request subjects (reintegration.audit.>)."""
-    from services.audit.main import build_app
-
-    logs.configure()
-    asyncio.run(build_app(Settings.from_env()).run())
+_add_serve_commands()
 
 
 @parties_app.command("config")
@@ -237,8 +199,10 @@ def _case_or_rebuild(service: str, target: str, data_dir: Path, fresh: bool, sta
 
     settings = Settings.from_env(data_dir=data_dir)
     if target == "rebuild":
-        module = __import__(f"services.{service}.application", fromlist=["x"])
-        operate.rebuild(getattr(module, f"build_{service}"), settings, service, fresh=fresh, start=start)
+        from services.registry import service as registered
+
+        entry = registered(service)
+        operate.rebuild(entry.load(entry.application), settings, service, fresh=fresh, start=start)
         return
     try:
         case_id = uuid.UUID(target)
@@ -503,8 +467,8 @@ def _replay(settings: Settings, from_position: int, to_position: int | None) -> 
                 reached = position
                 progress.update(task, completed=position - from_position + 1)
 
-            published = int(await run_relay(settings, stop, from_position=from_position, to_position=end,
-                                            on_replay_progress=advance))
+            published = await run_relay(settings, stop, from_position=from_position, to_position=end,
+                                        on_replay_progress=advance)
             return published, stop.is_set()
 
     messages, stopped = asyncio.run(main())
@@ -534,7 +498,8 @@ def bench_intake(
 
 @bench_app.command("derived")
 def bench_derived(
-    cases: Annotated[int, typer.Option(help="Cases whose events go through the deadlines and benefits services.")] = 2000,
+    cases: Annotated[int, typer.Option(
+        help="Cases whose events go through the deadlines and benefits services.")] = 2000,
     data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
     """Trajectory events/s through deadlines and benefits over a real nats-server (schedules written), against a

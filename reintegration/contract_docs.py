@@ -12,6 +12,7 @@ import msgspec
 from faststream.nats import NatsBroker, NatsRouter
 from faststream.specification import AsyncAPI
 
+from services.registry import DERIVED
 from shared.events import subjects as s
 from shared.events.envelope import CaseEvent
 from shared.events.feed import FeedDeadline, FeedLedgerEntry
@@ -53,7 +54,7 @@ PUBLISHED: list[tuple[str, str, str, Any]] = [
 
 
 def _broker() -> NatsBroker:
-    from services.deadlines.timers import FiredTimers
+    from services.deadlines.handlers import FiredTimers
     from services.intake.handlers import build_router
     from shared.infra.consumer import TrajectoryConsumer
     from shared.infra.service import attach_query
@@ -61,14 +62,14 @@ def _broker() -> NatsBroker:
     broker = NatsBroker("nats://127.0.0.1:4222")
     broker.include_router(build_router(None))  # type: ignore[arg-type]  # introspection only: never started
     executor = ThreadPoolExecutor(max_workers=1)
-    for name in ("deadlines", "benefits"):
+    for name in DERIVED:
         router = NatsRouter()
         TrajectoryConsumer(name=name, process=None, park=None, executor=executor).attach(router)  # type: ignore[arg-type]
-        attach_query(router, name, f"{s.QUERY_PREFIX}.{name}", executor, lambda q: None)
+        attach_query(router, name, s.query_subject(name), executor, lambda q: None)
         if name == "deadlines":
             FiredTimers(None, executor).attach(router)  # type: ignore[arg-type]
         broker.include_router(router)
-    from services.disclosures.feed import attach_feed_recorders
+    from services.disclosures.handlers import attach_feed_recorders
 
     recorders = NatsRouter()
     attach_feed_recorders(recorders, None, executor)  # type: ignore[arg-type]
@@ -85,8 +86,8 @@ def _broker() -> NatsBroker:
 
 
 def _payload_types() -> dict[str, Any]:
-    from services.deadlines.main import DeadlineEvent
     from services.deadlines.timers import Timer
+    from shared.events.deadlines import DeadlineEvent
     from shared.rulebook.benefits import LedgerEntry
 
     named = {"DeadlineEvent": DeadlineEvent, "LedgerEntry": LedgerEntry, "Timer": Timer}
@@ -95,6 +96,7 @@ def _payload_types() -> dict[str, Any]:
 
 
 def render_asyncapi() -> str:
+    """The document: FastStream's channels and operations, with msgspec's schemas as their payloads."""
     spec: dict[str, Any] = json.loads(
         AsyncAPI(
             _broker(),
@@ -124,24 +126,45 @@ def render_asyncapi() -> str:
     schemas["Reply"] = {"title": "Reply", **by_type[id(Reply)]}
     messages = spec["components"]["messages"]
     for key, message in messages.items():
-        title, _, _kind = key.rpartition(":")
-        if title == "intake":
-            message["payload"] = {"$ref": "#/components/schemas/Report"}
-        elif title in published:
-            message["payload"] = by_type[id(published[title])]
-        elif title.startswith("disclosures: employer feed"):
-            message["payload"] = {"anyOf": [by_type[id(published["employer feed: deadlines"])],
-                                            by_type[id(published["employer feed: benefits"])]]}
-        elif title.endswith(": trajectory events"):
-            message["payload"] = by_type[id(CaseEvent)]
-        elif title.endswith(": fired timers"):
-            message["payload"] = by_type[id(published["timers"])]
-        elif title.endswith(": query"):
-            message["payload"] = {
-                "type": "object", "required": ["case_id"],
-                "properties": {"case_id": {"type": "string", "format": "uuid"},
-                               "version": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
-            }
+        payload = _payload(key.rpartition(":")[0], published, by_type)
+        if payload is not None:
+            message["payload"] = payload
+    _audit_replies(spec, components, by_type)
+    messages["intake:Reply"] = {"title": "intake:Reply", "payload": {"$ref": "#/components/schemas/Reply"}}
+    spec["operations"]["intake"]["reply"] = {
+        "address": {"location": "$message.header#/reply_to"},
+        "messages": [{"$ref": "#/components/messages/intake:Reply"}],
+    }
+    return json.dumps(spec, indent=2, sort_keys=True) + "\n"
+
+
+def _payload(title: str, published: dict[str, Any], by_type: dict[int, Any]) -> Any:
+    """The schema of the payload of the channel ``title``; ``None``: FastStream's own stays."""
+    if title == "intake":
+        return {"$ref": "#/components/schemas/Report"}
+    if title in published:
+        return by_type[id(published[title])]
+    if title.startswith("disclosures: employer feed"):
+        return {"anyOf": [by_type[id(published["employer feed: deadlines"])],
+                          by_type[id(published["employer feed: benefits"])]]}
+    if title.endswith(": trajectory events"):
+        return by_type[id(CaseEvent)]
+    if title.endswith(": fired timers"):
+        return by_type[id(published["timers"])]
+    if title.endswith(": query"):
+        return {
+            "type": "object", "required": ["case_id"],
+            "properties": {"case_id": {"type": "string", "format": "uuid"},
+                           "version": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+        }
+    return None
+
+
+def _audit_replies(spec: dict[str, Any], components: dict[str, Any], by_type: dict[int, Any]) -> None:
+    """Each audit question's request payload and its reply: its answer or a refusal."""
+    from services.audit.questions import QUESTIONS, AuditRefusal
+
+    messages = spec["components"]["messages"]
     for question in QUESTIONS.values():
         title = f"audit: {question.name}"
         messages[f"{title}:SubscribeMessage"]["payload"] = by_type[id(question.request)]
@@ -153,9 +176,3 @@ def render_asyncapi() -> str:
             "address": {"location": "$message.header#/reply_to"},
             "messages": [{"$ref": f"#/components/messages/{title}:Reply".replace(" ", "%20")}],
         }
-    messages["intake:Reply"] = {"title": "intake:Reply", "payload": {"$ref": "#/components/schemas/Reply"}}
-    spec["operations"]["intake"]["reply"] = {
-        "address": {"location": "$message.header#/reply_to"},
-        "messages": [{"$ref": "#/components/messages/intake:Reply"}],
-    }
-    return json.dumps(spec, indent=2, sort_keys=True) + "\n"

@@ -38,7 +38,6 @@ embedded runtime) and the stores (``REINTEGRATION_DATA_DIR`` or ``REINTEGRATION_
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import sys
 import uuid
@@ -53,20 +52,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.registry import BY_NAME, DERIVED
+from shared.events.dead_letters import DeadLetterRecord
 from shared.events.envelope import CASE_EVENT_DECODER, CaseEvent
 from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, POSITION_HEADER, trajectory_case
-from shared.infra.derived import LETTER_ID_HEADER, DeadLettersResolved, DerivedApplication, Outcome, letter_key
+from shared.infra.derived import DeadLettersResolved, DerivedApplication, Outcome, letter_key
 from shared.infra.settings import Settings
 
 dead_letters_app = typer.Typer(help="Dead-lettered trajectory events: list them, replay them after a fix.")
 console = Console()
 errors = Console(stderr=True)
 
-#: The derived services whose consumers dead-letter, and the function that opens each one's store.
-SERVICES: dict[str, str] = {"deadlines": "services.deadlines.application:build_deadlines",
-                            "benefits": "services.benefits.application:build_benefits"}
-#: The error text of a message dead-lettered behind its case's first dead letter (see shared.infra.consumer).
-BEHIND = "its case is parked"
+#: The derived services whose consumers dead-letter (the service registry's derived ones).
+SERVICES: tuple[str, ...] = DERIVED
 
 
 class DeadLetterError(Exception):
@@ -102,13 +100,6 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
         return letter_key(self.letter_id, self.seq)
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _case_in(subject: str) -> str | None:
     case = trajectory_case(subject)
     return str(case) if case is not None else None
@@ -116,25 +107,29 @@ def _case_in(subject: str) -> str | None:
 
 def parse(seq: int, subject: str, headers: dict[str, str] | None, data: bytes | None, when: datetime | None
           ) -> DeadLetter:
-    """One stored dead letter, as the consumer wrote it."""
-    headers = headers or {}
-    original = headers.get("Reintegration-Original-Subject", "")
-    error = headers.get("Reintegration-Error", "")
+    """One stored dead letter, as the consumer wrote it (its record: :class:`DeadLetterRecord`)."""
+    record = DeadLetterRecord.from_headers(headers)
     event: CaseEvent | None = None
     try:
         event = CASE_EVENT_DECODER.decode(data or b"")
     except Exception:  # noqa: BLE001 - undecodable dead letters are expected; they are listed as they are
         event = None
-    case = headers.get("Reintegration-Case-Id") or (str(event.case_id) if event else None) or _case_in(original)
-    version = _int(headers.get("Reintegration-Case-Version")) or (event.version if event else None)
+    case = record.case_id or (str(event.case_id) if event else None) or _case_in(record.original_subject)
     return DeadLetter(
-        seq=seq, service=subject.removeprefix(f"{DEAD_LETTER_PREFIX}."), original_subject=original,
-        case_id=case or None, version=version, position=_int(headers.get(POSITION_HEADER)),
-        kind="behind" if error.startswith(BEHIND) else "poison", error=error,
-        deliveries=_int(headers.get("Reintegration-Deliveries")), dead_at=when,
-        original_stream_sequence=_int(headers.get("Reintegration-Stream-Sequence")),
-        letter_id=headers.get(LETTER_ID_HEADER) or None,
+        seq=seq, service=subject.removeprefix(f"{DEAD_LETTER_PREFIX}."), original_subject=record.original_subject,
+        case_id=case or None, version=record.case_version or (event.version if event else None),
+        position=_position(headers), kind="behind" if record.behind else "poison", error=record.error,
+        deliveries=record.deliveries, dead_at=when, original_stream_sequence=record.stream_sequence,
+        letter_id=record.letter_id,
     )
+
+
+def _position(headers: dict[str, str] | None) -> int | None:
+    """The intake store position the original message carried (``Reintegration-Position``)."""
+    try:
+        return int((headers or {})[POSITION_HEADER])
+    except (KeyError, ValueError):
+        return None
 
 
 async def read_stream(settings: Settings, service: str | None = None) -> list[DeadLetter]:
@@ -181,11 +176,13 @@ async def read_stream(settings: Settings, service: str | None = None) -> list[De
 
 
 def open_service(settings: Settings, service: str) -> DerivedApplication[Any]:
+    """The application of the derived service ``service`` on its store (the registry's ``application``)."""
     if service not in SERVICES:
         raise DeadLetterError(f"unknown service {service!r}: dead letters are replayed into "
                               f"{' or '.join(SERVICES)}")
-    module, _, name = SERVICES[service].partition(":")
-    return getattr(importlib.import_module(module), name)(settings)  # type: ignore[no-any-return]
+    entry = BY_NAME[service]
+    application: DerivedApplication[Any] = entry.load(entry.application)(settings)
+    return application
 
 
 def with_resolutions(settings: Settings, letters: list[DeadLetter]) -> list[DeadLetter]:

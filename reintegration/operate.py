@@ -131,7 +131,7 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
 
 def show_deadlines(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
     from services.deadlines.application import build_deadlines
-    from services.deadlines.main import schedule_view
+    from services.deadlines.views import schedule_view
 
     app = build_deadlines(settings)
     try:
@@ -161,12 +161,12 @@ def print_deadlines(rows: list[dict[str, Any]], title: str) -> None:
 
 def show_ledger(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
     from services.benefits.application import build_benefits
-    from services.benefits.main import ledger_view
-    from shared.infra.service import Query
+    from services.benefits.handlers import answer
+    from shared.events.queries import Query
 
     app = build_benefits(settings)
     try:
-        view = ledger_view(app, Query(case_id=case_id))
+        view = answer(app, Query(case_id=case_id))
     finally:
         app.close()
     if "error" in view:
@@ -319,7 +319,7 @@ def simulate(path: Path, as_json: bool, today: str | None, settings: Settings | 
              enable_announced: tuple[str, ...] = (), roll_forward: bool | None = None) -> int:
     """Reads a case's reports (JSON lines) and prints the deadlines and the ledger they produce, without a server,
     under the deployment's settings (``settings``, from the environment by default) plus the command line's."""
-    from services.benefits.main import cited_events
+    from services.benefits.views import cited_events
     from shared.events import reports as r
     from shared.events.codec import ContractError
     from shared.rulebook import default_rulebook

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from services.benefits.application import BenefitsApplication
+from services.deadlines.application import DeadlinesApplication
+from services.deadlines.schedule import DeadlineChange
 from shared.infra.settings import Settings
 from shared.infra.store import logged_events
+from shared.rulebook.benefits import LedgerEntry
 
 console = Console(stderr=True)
 
@@ -46,40 +50,27 @@ def recompute(settings: Settings, service: str, *, cases: list[uuid.UUID] | None
     ``REINTEGRATION_EMPLOYER_POLICIES``, ``REINTEGRATION_ENABLED_ANNOUNCED``): run it with the deployment's, or
     every case flips to other settings and back at its next report. So a dry run is the default and says which
     settings it used; recording needs the caller's explicit ``dry_run=False``."""
-    if service == "deadlines":
-        from services.deadlines.application import build_deadlines as build
-
-        def kind(change: Any) -> str:
-            return str(change.change)
-    else:
-        from services.benefits.application import build_benefits as build
-
-        def kind(change: Any) -> str:
-            return str(change.kind)
-
-    app = build(settings)
+    app = _open(settings, service)
     changed_cases = 0
     changes: Counter[str] = Counter()
     try:
         ids = cases if cases is not None else case_ids(settings)
         rulebook = app.rulebook.label
-        under = (f"policy {app.policy.id}" if service == "deadlines" else
-                 f"announced rules enabled: {', '.join(sorted(app.options.enabled_announced)) or 'none'}")
         columns = (TextColumn(f"recomputing {service}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("cases", total=len(ids))
             for case_id in ids:
-                made = app.recompute(case_id, datetime.now(UTC), record=not dry_run)
+                made = _kinds(app.recompute(case_id, datetime.now(UTC), record=not dry_run))
                 if made:
                     changed_cases += 1
-                    changes.update(kind(change) for change in made)
+                    changes.update(made)
                 progress.advance(task)
     finally:
         app.close()
     kinds = ", ".join(f"{count} {name}" for name, count in sorted(changes.items())) or "no change"
     verb = "would change" if dry_run else "changed"
-    console.print(f"{service}: {len(ids)} case(s) examined under rulebook {rulebook}, {under}: {changed_cases} "
-                  f"{verb} ({kinds})")
+    console.print(f"{service}: {len(ids)} case(s) examined under rulebook {rulebook}, {_under(app)}: "
+                  f"{changed_cases} {verb} ({kinds})")
     if dry_run:
         shell = (f"REINTEGRATION_ROLL_FORWARD={'yes' if settings.roll_forward else 'no'}, "
                  f"REINTEGRATION_EMPLOYER_POLICIES={'; '.join(settings.employer_policies) or 'none'}"
@@ -91,3 +82,22 @@ def recompute(settings: Settings, service: str, *, cases: list[uuid.UUID] | None
         console.print(f"recorded: the {service} service publishes the changes"
                       + (" and re-arms their timers" if service == "deadlines" else ""))
     return changed_cases
+
+
+def _open(settings: Settings, service: str) -> DeadlinesApplication | BenefitsApplication:
+    from services.benefits.application import build_benefits
+    from services.deadlines.application import build_deadlines
+
+    return build_deadlines(settings) if service == "deadlines" else build_benefits(settings)
+
+
+def _kinds(made: Sequence[DeadlineChange] | Sequence[LedgerEntry]) -> list[str]:
+    """What each change is: a deadline's change (``recomputed``, ``opened``, ...) or a ledger entry's kind."""
+    return [str(change.change) if isinstance(change, DeadlineChange) else str(change.kind) for change in made]
+
+
+def _under(app: DeadlinesApplication | BenefitsApplication) -> str:
+    """The settings the recomputation ran under: the deadline policy, or the announced rules enabled."""
+    if isinstance(app, DeadlinesApplication):
+        return f"policy {app.policy.id}"
+    return f"announced rules enabled: {', '.join(sorted(app.options.enabled_announced)) or 'none'}"

@@ -17,11 +17,6 @@ consuming its half of the TRAJECTORY partitions (``REINTEGRATION_PARTITION=i/2``
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,59 +24,35 @@ from typing import Any
 import nats
 import structlog
 
+from services import registry
 from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import until
 from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX
 from shared.infra.parties import DEV_PARTIES_FILE, PARTIES_FILE_ENV, generate, load_parties
-from shared.infra.relay import ensure_trajectory_stream
 from shared.infra.settings import ENV_PREFIX, Settings
+from shared.infra.streams import ensure_trajectory_stream
 
 log = structlog.get_logger("runtime")
 
-#: The services ``up`` runs, each as ``python -m reintegration <args>``.
-SERVICES: dict[str, list[str]] = {
-    "intake": ["serve", "intake"],
-    "relay": ["relay"],
-    "deadlines": ["serve", "deadlines"],
-    "benefits": ["serve", "benefits"],
-    "disclosures": ["serve", "disclosures"],
-    "feeds": ["serve", "feeds"],
-    "audit": ["serve", "audit"],
-}
-#: The services that run as several replicas in the cluster shape, each with its share of the partitions.
-REPLICATED = ("deadlines", "benefits")
 #: The database of the embedded PostgreSQL in the cluster shape.
 POSTGRES_DB = "reintegration"
-
-
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-    #: The service it runs (its credentials): ``name`` is ``deadlines-1`` for a replica.
-    service: str = ""
-    #: Its own environment on top of the settings' (a replica's ``REINTEGRATION_PARTITION``).
-    env: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.service = self.service or self.name
 
 
 @dataclass
 class Runtime:
     settings: Settings
     nats_port: int = 4222
-    services: tuple[str, ...] = tuple(SERVICES)
+    #: The services to run, in start order (:mod:`services.registry`), each as ``python -m reintegration <args>``.
+    services: tuple[str, ...] = tuple(registry.BY_NAME)
     #: The parties whose accounts the server runs with; ``None`` runs an open server (no credentials at all).
     parties_file: Path | None = DEV_PARTIES_FILE
     #: Party name -> credentials file (under ``<data dir>/parties``, kept across restarts).
     credentials: dict[str, Path] = field(default_factory=dict)
-    children: dict[str, Child] = field(default_factory=dict)
+    #: Runs the services' processes, restarts those that exit, stops them in reverse order.
+    supervisor: Supervisor = field(default_factory=Supervisor)
     server: EmbeddedNatsServer | None = None
     #: Nodes of a NATS cluster (3 or 5; 1: one server) and processes of each derived service.
     cluster: int = 1
@@ -92,6 +63,11 @@ class Runtime:
     @property
     def logs_dir(self) -> Path:
         return self.settings.data_dir / "logs"
+
+    @property
+    def children(self) -> dict[str, Child]:
+        """The services' processes by name (``deadlines-1`` for a replica), in start order."""
+        return self.supervisor.children
 
     def start(self) -> Settings:
         """Start the server and the services; return the settings the services run with."""
@@ -115,10 +91,13 @@ class Runtime:
             self.settings = replace(self.settings, nats_url=self.server.url)
         self.settings = replace(self.settings, nats_credentials=self.credentials.get("service:runtime"))
         asyncio.run(self._prepare_streams())
-        for child in self.plan():
-            self.children[child.name] = child
-            self._spawn(child)
+        self.start_services()
         return self.settings
+
+    def start_services(self) -> None:
+        for child in self.plan():
+            self.supervisor.add(child)
+            self.supervisor.start(child.name)
 
     def _start_cluster_shape(self, accounts: str) -> None:
         """The NATS cluster (R``cluster`` streams) and, unless the settings name one, an embedded PostgreSQL."""
@@ -139,14 +118,22 @@ class Runtime:
         """The processes to run: one per service, ``replicas`` per derived service (each its partitions)."""
         out = []
         for name in self.services:
-            if name in REPLICATED and self.replicas > 1:
+            entry = registry.service(name)
+            if entry.derived and self.replicas > 1:
                 for index in range(self.replicas):
-                    out.append(Child(name=f"{name}-{index}", service=name, args=SERVICES[name],
-                                     log_path=self.logs_dir / f"{name}-{index}.log",
-                                     env={f"{ENV_PREFIX}PARTITION": f"{index}/{self.replicas}"}))
+                    out.append(self._child(f"{name}-{index}", entry,
+                                           {f"{ENV_PREFIX}PARTITION": f"{index}/{self.replicas}"}))
             else:
-                out.append(Child(name=name, args=SERVICES[name], log_path=self.logs_dir / f"{name}.log"))
+                out.append(self._child(name, entry, {}))
         return out
+
+    def _child(self, name: str, entry: registry.ServiceEntry, env: dict[str, str]) -> Child:
+        env = {**self.settings.to_env(), **env}
+        if self.credentials:  # each service as itself; the audit service maps accounts to auditors with the file
+            env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{entry.name}"])
+            env[PARTIES_FILE_ENV] = str(Path(self.parties_file or DEV_PARTIES_FILE).resolve())
+        return Child(name=name, service=entry.name, command=python_module("reintegration", *entry.args), env=env,
+                     log_path=self.logs_dir / f"{name}.log")
 
     async def _prepare_streams(self) -> None:
         nc = await nats.connect(self.settings.nats_servers, **self.settings.nats_options())
@@ -155,52 +142,21 @@ class Runtime:
         finally:
             await nc.close()
 
-    def _spawn(self, child: Child) -> None:
-        env = {**os.environ, **self.settings.to_env(), **child.env}
-        if self.credentials:  # each service as itself; the audit service maps accounts to auditors with the file
-            env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{child.service}"])
-            env[PARTIES_FILE_ENV] = str(Path(self.parties_file or DEV_PARTIES_FILE).resolve())
-        with child.log_path.open("ab") as out:
-            child.process = subprocess.Popen(
-                [sys.executable, "-m", "reintegration", *child.args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        child.started_at = time.monotonic()
-        log.info("service started", service=child.name, pid=child.process.pid, log=str(child.log_path))
-
     def supervise_once(self) -> list[str]:
         """Restart services that exited; return their names."""
-        restarted = []
-        for child in self.children.values():
-            if child.process is not None and child.process.poll() is not None:
-                code = child.process.returncode
-                log.warning("service exited; restarting", service=child.name, code=code)
-                if time.monotonic() - child.started_at < 2:
-                    time.sleep(1)  # crash loop: do not spin
-                child.restarts += 1
-                self._spawn(child)
-                restarted.append(child.name)
-        return restarted
+        return self.supervisor.supervise_once()
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Block until intake answers a request (a deliberately empty report gets a rejection)."""
         asyncio.run(wait_for_intake(self.settings.nats_servers, timeout, **self.settings.nats_options()))
 
+    def stop_services(self) -> None:
+        """Stop the services in reverse order of their start, each before the next."""
+        self.supervisor.stop()
+
     def stop(self) -> None:
-        """Stop the services in reverse order of their start, each before the next, then the server."""
-        for child in reversed(list(self.children.values())):
-            if child.process is None or child.process.poll() is not None:
-                continue
-            child.process.send_signal(signal.SIGTERM)
-            try:
-                child.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                log.warning("service did not stop in time; killing it", service=child.name)
-                child.process.kill()
-                child.process.wait()
+        """Stop the services, then the server(s) and the embedded PostgreSQL."""
+        self.stop_services()
         if self.server is not None:
             self.server.stop()
         if self.nats_cluster is not None:
@@ -210,26 +166,26 @@ class Runtime:
 
 
 async def wait_for_intake(nats_url: str | list[str], timeout: float, **options: Any) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    """Until intake answers a request: a deliberately empty report gets a rejection."""
+
+    async def ask() -> object:
+        """The reply to an empty report, or the error that came instead."""
         try:
             nc = await asyncio.wait_for(
                 nats.connect(nats_url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1, **options),
                 timeout=3,
             )
-        except Exception as exc:  # noqa: BLE001 - keep trying until the deadline
-            last_error = exc
-            await asyncio.sleep(0.2)
-            continue
+        except Exception as exc:  # noqa: BLE001 - not up yet: asked again until the deadline
+            return exc
         try:
             msg = await nc.request(f"{INTAKE_PREFIX}.health_fund.100", encode({}), timeout=1)
-            reply = REPLY_DECODER.decode(msg.data)
-            if isinstance(reply, Rejected):
-                return
-        except Exception as exc:  # noqa: BLE001
-            last_error = exc
-            await asyncio.sleep(0.2)
+            return REPLY_DECODER.decode(msg.data)
+        except Exception as exc:  # noqa: BLE001 - not serving yet
+            return exc
         finally:
             await nc.close()
-    raise TimeoutError(f"intake did not answer within {timeout:.0f} s ({last_error!r})")
+
+    def rejected(reply: object) -> bool:
+        return isinstance(reply, Rejected)
+
+    await until(ask, timeout=timeout, interval=0.2, what="intake answering a request", ready=rejected)

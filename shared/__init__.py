@@ -1,1 +1,2 @@
-"""Code shared by every service: message contracts, the rulebook and infrastructure adapters."""
+"""Code the service processes import: message contracts (``events``), rules (``rulebook``), infrastructure
+adapters (``infra``) and the one-machine deployment (``embedded``)."""

@@ -28,17 +28,17 @@ def rid() -> uuid.UUID:
 
 
 def incapacity(start: date = date(2024, 1, 10), **kw: Any) -> r.IncapacityReported:
-    fields: dict[str, Any] = dict(
-        report_id=rid(),
-        insz=WORKER,
-        enterprise_number=EMPLOYER,
-        staff_count=120,
-        health_fund=FUND,
-        occupational_health_service=OHS,
-        start_date=start,
-        cause=r.Cause.ILLNESS,
-        diagnosis="lumbar hernia",
-    )
+    fields: dict[str, Any] = {
+        "report_id": rid(),
+        "insz": WORKER,
+        "enterprise_number": EMPLOYER,
+        "staff_count": 120,
+        "health_fund": FUND,
+        "occupational_health_service": OHS,
+        "start_date": start,
+        "cause": r.Cause.ILLNESS,
+        "diagnosis": "lumbar hernia",
+    }
     fields.update(kw)
     return r.IncapacityReported(**fields)
 

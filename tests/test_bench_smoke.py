@@ -1,11 +1,15 @@
-"""The benchmark commands run end to end at tiny sizes (figures are not checked, only that each is printed)."""
+"""The benchmark commands run end to end at tiny sizes (figures are not checked, only that each is printed); where
+the lab is not installed (the production image), the lab's commands say so and exit 2."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 CLI = [sys.executable, "-m", "reintegration", "bench"]
 
@@ -49,3 +53,27 @@ def test_bench_timers_runs_at_a_tiny_size(tmp_path: Path) -> None:
     # every armed timer is held (the writer's schedules on their own subjects), as many as the plain baseline
     held = next(line for line in timers.stdout.splitlines() if "timers held in TIMERS" in line)
     assert "│ 200 " in held and "200 (plain messages)" in held, held
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Runs the CLI with the editable install's finder removed: only what is on PYTHONPATH is importable.
+WITHOUT_THE_EDITABLE_INSTALL = (
+    "import runpy, sys\n"
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'Editable' not in getattr(f, '__name__', type(f).__name__)]\n"
+    "sys.argv = ['reintegration', *sys.argv[1:]]\n"
+    "runpy.run_module('reintegration', run_name='__main__', alter_sys=True)\n"
+)
+
+
+@pytest.mark.parametrize("command", [["chaos", "list"], ["chaos", "run", "R1", "--quick"], ["demo"],
+                                     ["bench", "e2e", "--quick"], ["bench", "intake"], ["bench", "audit"]])
+def test_without_the_lab_its_commands_say_so_and_exit_2(command: list[str], tmp_path: Path) -> None:
+    """What the production image holds (the Dockerfile copies shared, services and reintegration, not lab)."""
+    for package in ("shared", "services", "reintegration"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-c", WITHOUT_THE_EDITABLE_INSTALL, *command], capture_output=True,
+                          text=True, timeout=50, check=False, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "the lab (demo, benchmarks, fault scenarios) is not installed in this image" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -83,11 +83,11 @@ def _compose() -> dict:
 def test_compose_runs_nats_with_the_parties_accounts_and_each_service_as_itself(tmp_path: Path) -> None:
     """The services `up` runs, each with its own credentials file and nothing else of the parties volume; the init
     script lays the volume out as the mounts expect, and nats.conf with its include passes `nats-server -t`."""
-    from reintegration.runtime import SERVICES
+    from services.registry import BY_NAME as SERVICES
     from shared.infra.parties import Role, load_parties
 
     compose = _compose()["services"]
-    commands = {" ".join(args): name for name, args in SERVICES.items()}
+    commands = {" ".join(entry.args): name for name, entry in SERVICES.items()}
     images = {name: s for name, s in compose.items() if s.get("image") == "reintegration:latest" and name != "parties"}
     assert {commands[" ".join(s["command"])] for s in images.values()} == set(SERVICES)
     parties = load_parties(ROOT / "deploy" / "parties.toml")

@@ -54,6 +54,7 @@ from lab.bench.derived import (
     write_intake,
 )
 from lab.generator import LATEST, enterprise_number, insz
+from services.registry import DERIVED
 from shared.events import reports as r
 from shared.events.common import Party, PartyKind
 from shared.events.envelope import CaseEvent
@@ -91,7 +92,8 @@ def long_history(events: int, seed: int = SEED) -> list[CaseEvent]:
     from shared.infra.store import MsgspecMapper, NullTranscoder
 
     if events < 4:
-        raise ValueError(f"the long case needs at least 4 events (opening, proposal, approval, one period), not {events}")
+        raise ValueError("the long case needs at least 4 events (opening, proposal, approval, one period), "
+                         f"not {events}")
     rng = random.Random(seed)
     start = date(2017, 1, 9)
     proposed = start + timedelta(days=200)
@@ -134,7 +136,8 @@ def long_history(events: int, seed: int = SEED) -> list[CaseEvent]:
         try:
             intake.submit(FUND, report, NOW)
         except Rejection as exc:
-            raise RuntimeError(f"the rules refused report {number} of the long case ({r.tag_of(report)}): {exc}") from exc
+            raise RuntimeError(f"the rules refused report {number} of the long case ({r.tag_of(report)}): "
+                               f"{exc}") from exc
     history = intake.case_events(case_id)
     assert len(history) == events, f"the long case holds {len(history)} events, not {events}"
     return history
@@ -224,7 +227,7 @@ def raw_verify_read(auditor: Any, progress: Any) -> tuple[float, int, int]:
     read = 0
     for done, case_id in enumerate(seen, start=1):
         case_uuid = case_id if isinstance(case_id, uuid.UUID) else uuid.UUID(str(case_id))
-        for name in ("intake", "deadlines", "benefits"):
+        for name in ("intake", *DERIVED):
             app = stores.app(name)
             if app is None:
                 continue
@@ -268,7 +271,7 @@ def run_audit_bench(*, cases: int, events: int, data_dir: Path | None) -> None:
         total = len(log)
         write_intake(settings, log, progress)
         del log
-    rebuild_s = {service: _rebuild(settings, service) for service in ("deadlines", "benefits")}
+    rebuild_s = {service: _rebuild(settings, service) for service in DERIVED}
     with Auditor(settings) as auditor, _progress() as progress:
         seal_s = _time(auditor.seal)
         raw, questions, replayed = replay_bench(auditor, case_id, REPLAY_RUNS, progress)

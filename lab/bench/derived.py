@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +47,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lab.generator import Generator, insz
+from services.registry import DERIVED
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import until
 from shared.events import reports as r
 from shared.events.envelope import CASE_EVENT_DECODER, CASE_EVENT_ENCODER, CaseEvent, event_id_for
 from shared.events.subjects import (
@@ -59,8 +61,8 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
 )
-from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
+from shared.infra.streams import ensure_stream, ensure_trajectory_stream
 
 console = Console()
 
@@ -210,18 +212,6 @@ def _vm_rss_mib(pid: int | None) -> float | None:
     return None
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop a child we started, by its pid: SIGTERM, then SIGKILL after 15 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class StoreProbe:
     """Reads a derived service's SQLite store while the service writes it (WAL: readers never block the writer)."""
 
@@ -283,6 +273,8 @@ async def _consumer_exists(js: Any, stream: str, name: str) -> bool:
         await js.consumer_info(stream, name)
     except nats.js.errors.NotFoundError:
         return False
+    except nats.errors.TimeoutError:  # a cluster still electing its JetStream leader answers nothing yet
+        return False
     return True
 
 
@@ -313,40 +305,45 @@ async def run_service(settings: Settings, name: str, events: int, logs_dir: Path
     probe = StoreProbe(settings.data_dir / f"{name}.sqlite")
     nc = await nats.connect(settings.nats_servers)
     js = nc.jetstream()
-    log_file = (logs_dir / f"{name}.log").open("ab")
-    proc: subprocess.Popen[bytes] | None = None
+    supervisor = Supervisor()
+    supervisor.add(Child(name, python_module("reintegration", "serve", name), env=settings.to_env(),
+                         log_path=logs_dir / f"{name}.log"))
     task = progress.add_task(f"{name}: starting", total=events)
     try:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "reintegration", "serve", name],
-                                env={**os.environ, **settings.to_env()}, stdout=log_file, stderr=log_file)
+        supervisor.start(name)
+        alive = supervisor.check_alive
 
-        def alive() -> None:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the {name} service exited with {proc.returncode}; see {logs_dir / name}.log")
-
-        while not await _consumer_exists(js, TRAJECTORY_STREAM, name):
+        async def consumer_exists() -> bool:
             alive()
-            await asyncio.sleep(0.01)
+            return await _consumer_exists(js, TRAJECTORY_STREAM, name)
+
+        await until(consumer_exists, timeout=math.inf, interval=0.01, what=f"the {name} consumer")
         ready = time.perf_counter()
         progress.update(task, description=f"{name}: applying")
-        while (done := await asyncio.to_thread(probe.count, step_topic)) < events:
+
+        async def steps() -> int:
             alive()
+            done = await asyncio.to_thread(probe.count, step_topic)
             progress.update(task, completed=done)
-            await asyncio.sleep(0.1)
+            return done
+
+        await until(steps, timeout=math.inf, interval=0.1, what=f"{name}: one step per event",
+                    ready=lambda done: done >= events)
         applied = time.perf_counter()
         progress.update(task, completed=events, description=f"{name}: publishing what it derived")
+
         # Settled: the relay (and the timer writer) have followed the store to its end, no fired timer is waiting,
         # and that held over two looks in a row (a fired timer adds an event to the store, which is published too).
-        calm = 0
-        while calm < 2:
+        async def published() -> bool:
             alive()
             last = await asyncio.to_thread(probe.last_position)
             tracked = [await asyncio.to_thread(probe.tracking, t) for t in trackers]
             timers_idle = name != "deadlines" or await _idle(js, TIMERS_STREAM, "deadlines-timers")
-            calm = calm + 1 if all(t >= last for t in tracked) and timers_idle else 0
-            await asyncio.sleep(0.25)
-        settled = time.perf_counter() - 0.25
+            return all(t >= last for t in tracked) and timers_idle
+
+        await until(published, timeout=math.inf, interval=0.25, what=f"{name}: everything published", times=2)
+        settled = time.perf_counter()
         progress.update(task, description=f"{name}: done")
         run = ServiceRun(
             name=name, events=events, startup=ready - started, applied=applied - ready, settled=settled - ready,
@@ -358,8 +355,7 @@ async def run_service(settings: Settings, name: str, events: int, logs_dir: Path
             run.server_rss_mib = _vm_rss_mib(pid_of_server)
         return run
     finally:
-        _stop(proc)
-        log_file.close()
+        supervisor.stop()
         probe.close()
         await nc.close()
 
@@ -375,12 +371,16 @@ async def relay_all(settings: Settings, total: int, progress: Progress) -> float
     started = time.perf_counter()
     relay = asyncio.create_task(run_relay(settings, stop))
     try:
-        while (held := (await js.stream_info(TRAJECTORY_STREAM)).state.messages) < total:
+        async def held() -> int:
             if relay.done():
                 relay.result()
                 raise RuntimeError("the relay stopped early")
-            progress.update(task, completed=held)
-            await asyncio.sleep(0.05)
+            count = int((await js.stream_info(TRAJECTORY_STREAM)).state.messages)
+            progress.update(task, completed=count)
+            return count
+
+        await until(held, timeout=math.inf, interval=0.05, what=f"{total:,} events in {TRAJECTORY_STREAM}",
+                    ready=lambda count: count >= total)
         progress.update(task, completed=total)
         return time.perf_counter() - started
     finally:
@@ -464,7 +464,7 @@ def run_derived_bench(*, cases: int, data_dir: Path | None) -> None:
             total = len(log)
             del log
             relay_seconds = asyncio.run(relay_all(settings, total, progress))
-            for name in ("deadlines", "benefits"):
+            for name in DERIVED:
                 runs.append(asyncio.run(run_service(settings, name, total, logs_dir, server.pid, progress)))
             raw_seconds = asyncio.run(raw_republish(server.url, total, progress))
         rss_end = _vm_rss_mib(server.pid)
@@ -478,7 +478,8 @@ def run_derived_bench(*, cases: int, data_dir: Path | None) -> None:
         table.add_row(f"{run.name}: seconds to apply {total:,} events", f"{run.applied:,.1f}", f"{raw_seconds:,.1f}",
                       f"{run.applied / raw_seconds:.1f}x")
         table.add_row(f"{run.name}: seconds until all it derived is published", f"{run.settled:,.1f}", "", "")
-        table.add_row(f"{run.name}: messages published ({DEADLINES_STREAM if run.name == 'deadlines' else BENEFITS_STREAM})",
+        output = DEADLINES_STREAM if run.name == "deadlines" else BENEFITS_STREAM
+        table.add_row(f"{run.name}: messages published ({output})",
                       f"{run.published:,}", "", "")
         table.add_row(f"{run.name}: process start until consuming (s)", f"{run.startup:.1f}", "", "")
     deadlines = next(run for run in runs if run.name == "deadlines")
@@ -582,11 +583,11 @@ def run_recompute_bench(*, cases: int, rebuild: bool, data_dir: Path | None) -> 
                 del log
                 raw_s = _raw_read(settings, progress, total)
             seconds = {}
-            for service in ("deadlines", "benefits"):
+            for service in DERIVED:
                 seconds[service] = _rebuild(settings, service)
         finally:
             server.stop()
-        for service in ("deadlines", "benefits"):
+        for service in DERIVED:
             rate, raw_rate = total / seconds[service], total / raw_s
             table.add_row(f"{service} rebuild --fresh: events/s", f"{rate:,.0f}",
                           f"{raw_rate:,.0f} (read intake store)", _ratio(rate, raw_rate))

@@ -52,9 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -85,10 +85,14 @@ from lab.bench.derived import (
     _rebuild,
     _timers_held,
 )
+from lab.client import request
 from lab.generator import Generator, Script, encode_report
-from reintegration.runtime import Child, Runtime
+from reintegration.runtime import Runtime
+from services.registry import DERIVED
 from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
-from shared.events.replies import REPLY_DECODER, Accepted, Rejected
+from shared.embedded.supervisor import Child, Supervisor
+from shared.embedded.waiting import until
+from shared.events.replies import Accepted, Rejected
 from shared.events.subjects import (
     BENEFITS_STREAM,
     DEADLINES_PREFIX,
@@ -99,14 +103,14 @@ from shared.events.subjects import (
     intake_subject,
 )
 from shared.infra.parties import JS_API, generate, load_parties
-from shared.infra.relay import ensure_stream
 from shared.infra.settings import ENV_PREFIX, Settings, parse_partition
 from shared.infra.store import logged_events
+from shared.infra.streams import ensure_stream
 
 console = Console()
 
 #: The services the benchmark runs, in start order (what ``up`` runs, without disclosures and feeds).
-SERVICES = ("intake", "relay", "deadlines", "benefits")
+SERVICES = ("intake", "relay", *DERIVED)
 QUICK_CASES = 300
 CONCURRENCY = 32
 SEED = 2026
@@ -170,7 +174,8 @@ class BenchRuntime(Runtime):
     nats_handle: NatsHandle | None = None
     #: Service names to attach ``py-spy record`` to.
     pyspy: frozenset[str] = frozenset()
-    profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The ``py-spy record`` processes, stopped after the services (py-spy writes its file when its target exited).
+    profilers: Supervisor = field(default_factory=lambda: Supervisor(stop_timeout=10))
 
     @property
     def profiles_dir(self) -> Path:
@@ -186,9 +191,8 @@ class BenchRuntime(Runtime):
                                 nats_credentials=self.credentials.get("service:runtime"),
                                 stream_replicas=self.nats_handle.replicas)
         asyncio.run(self._prepare_streams())
-        for child in self.plan():
-            self.children[child.name] = child
-            self._spawn(child)
+        self.start_services()
+        for child in list(self.children.values()):
             if child.service in self.pyspy:
                 self._attach_pyspy(child)
         return self.settings
@@ -197,33 +201,25 @@ class BenchRuntime(Runtime):
         binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(binary).exists():
             raise typer.BadParameter(f"{PYSPY_ENV}: py-spy not found (pip install py-spy into this environment)")
-        assert child.process is not None
+        assert child.pid is not None
         self.profiles_dir.mkdir(parents=True, exist_ok=True)
         out = self.profiles_dir / f"{child.name}.txt"
-        log = (self.profiles_dir / f"{child.name}.py-spy.log").open("ab")
-        self.profilers.append(subprocess.Popen(
-            [binary, "record", "--pid", str(child.process.pid), "--format", "raw", "--rate", "50", "--threads",
-             "--output", str(out)], stdout=log, stderr=subprocess.STDOUT))
+        name = f"py-spy-{child.name}"
+        self.profilers.add(Child(name, [binary, "record", "--pid", str(child.pid), "--format", "raw", "--rate", "50",
+                                        "--threads", "--output", str(out)],
+                                 log_path=self.profiles_dir / f"{child.name}.py-spy.log"))
+        self.profilers.start(name)
 
     def pids(self) -> dict[str, int]:
-        out = {name: c.process.pid for name, c in self.children.items() if c.process and c.process.poll() is None}
+        out = {name: c.pid for name, c in self.children.items() if c.pid is not None}
         return {**out, **(self.nats_handle.pids() if self.nats_handle else {})}
 
     def check_alive(self) -> None:
-        for child in self.children.values():
-            if child.process is not None and child.process.poll() is not None:
-                raise RuntimeError(f"the {child.name} service exited with {child.process.returncode}; "
-                                   f"see {child.log_path}")
+        self.supervisor.check_alive()
 
     def stop_services(self) -> None:
-        super().stop()  # the services in reverse order (``server`` is not set: the handle's server keeps running)
-        for profiler in self.profilers:  # py-spy writes its file when its target has exited
-            try:
-                profiler.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                profiler.terminate()
-                profiler.wait()
-        self.profilers.clear()
+        super().stop_services()  # the services in reverse order (the handle's server keeps running)
+        self.profilers.stop(grace=30)  # py-spy writes its file when its target has exited
 
     def stop(self) -> None:
         self.stop_services()
@@ -284,28 +280,20 @@ async def _send(nc: Any, subject: str, payload: bytes, load: Load) -> Accepted |
     sent_ns = time.time_ns()
     load.sent += 1
     load.payload_bytes += len(payload)
-    for attempt in range(5):
-        t0 = time.perf_counter()
-        try:
-            msg = await nc.request(subject, payload, timeout=30)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-            load.retries += 1
-            await asyncio.sleep(0.2 * (attempt + 1))
-            continue
-        reply = REPLY_DECODER.decode(msg.data)
-        if isinstance(reply, Rejected) and reply.retry:
-            load.retries += 1
-            await asyncio.sleep(0.2 * (attempt + 1))
-            continue
-        if isinstance(reply, Accepted):
-            if reply.duplicate:
-                load.duplicates += 1
-            if not reply.duplicate or attempt > 0:  # a duplicate of a retry: the lost first answer was this one
-                load.accepted.append(Report(sent_ns, time.perf_counter() - t0, list(reply.event_ids)))
-        else:
-            load.rejected[reply.code.value] += 1
-        return reply
-    raise TimeoutError(f"no answer from {subject} after 5 attempts")
+
+    def retried(_: Rejected | None) -> None:
+        load.retries += 1
+
+    answer = await request(nc, subject, payload, timeout=30, retried=retried)
+    reply = answer.reply
+    if isinstance(reply, Accepted):
+        if reply.duplicate:
+            load.duplicates += 1
+        if not reply.duplicate or answer.attempts > 1:  # a duplicate of a retry: the lost first answer was this one
+            load.accepted.append(Report(sent_ns, answer.seconds, list(reply.event_ids)))
+    else:
+        load.rejected[reply.code.value] += 1
+    return reply
 
 
 async def run_load(settings: Settings, scripts: Sequence[Script], concurrency: int, progress: Any,
@@ -365,45 +353,47 @@ async def watch(runtime: BenchRuntime, load_task: asyncio.Task[Load], load_start
     js = nc.jetstream()
     result = Watch()
     tasks = {name: progress.add_task(f"{name}: events handled", total=None) for name in SERVICES}
-    last_change, last_seen = time.perf_counter(), None
-    calm = 0
+    progress_seen: dict[str, Any] = {"values": None, "at": time.perf_counter()}
+
+    async def look() -> tuple[bool, float, int]:
+        """(settled, seconds since the load started, events recorded)."""
+        runtime.check_alive()
+        if load_task.done() and (failure := load_task.exception()) is not None:
+            raise failure
+        now = time.perf_counter() - load_started()
+        counts = {
+            "intake": await asyncio.to_thread(intake.last_position),
+            "relay": (await js.stream_info(TRAJECTORY_STREAM)).state.messages,
+            "deadlines": await asyncio.to_thread(deadlines.count, topics["deadlines"]),
+            "benefits": await asyncio.to_thread(benefits.count, topics["benefits"]),
+        }
+        for name, n in counts.items():
+            progress.update(tasks[name], completed=n, total=counts["intake"] or None)
+        tracked_now = [await asyncio.to_thread(probe.tracking, t) for name, probe in
+                       (("deadlines", deadlines), ("benefits", benefits)) for t in trackers[name]]
+        if (seen := (*counts.values(), *tracked_now)) != progress_seen["values"]:  # the timer writer's work too
+            progress_seen.update(values=seen, at=time.perf_counter())
+        elif time.perf_counter() - progress_seen["at"] > STALL_SECONDS:
+            raise RuntimeError(f"no progress for {STALL_SECONDS:.0f} s ({counts}); logs in {runtime.logs_dir}")
+        if not load_task.done():
+            return False, now, 0
+        total = counts["intake"]
+        for name in ("relay", *DERIVED):
+            if counts[name] >= total and name not in result.done:
+                result.done[name] = now
+        if len(result.done) < 3:
+            return False, now, total
+        quiet = True
+        for name, probe in (("deadlines", deadlines), ("benefits", benefits)):
+            last = await asyncio.to_thread(probe.last_position)
+            tracked = [await asyncio.to_thread(probe.tracking, t) for t in trackers[name]]
+            quiet = quiet and all(t >= last for t in tracked)
+        return quiet, now, total
+
     try:
-        while True:
-            runtime.check_alive()
-            if load_task.done() and load_task.exception():
-                break  # the caller re-raises it
-            now = time.perf_counter() - load_started()
-            counts = {
-                "intake": await asyncio.to_thread(intake.last_position),
-                "relay": (await js.stream_info(TRAJECTORY_STREAM)).state.messages,
-                "deadlines": await asyncio.to_thread(deadlines.count, topics["deadlines"]),
-                "benefits": await asyncio.to_thread(benefits.count, topics["benefits"]),
-            }
-            for name, n in counts.items():
-                progress.update(tasks[name], completed=n, total=counts["intake"] or None)
-            tracked_now = [await asyncio.to_thread(probe.tracking, t) for name, probe in
-                           (("deadlines", deadlines), ("benefits", benefits)) for t in trackers[name]]
-            if (seen := (*counts.values(), *tracked_now)) != last_seen:  # the timer writer's work is progress too
-                last_seen, last_change = seen, time.perf_counter()
-            elif time.perf_counter() - last_change > STALL_SECONDS:
-                raise RuntimeError(f"no progress for {STALL_SECONDS:.0f} s ({counts}); logs in {runtime.logs_dir}")
-            if load_task.done():
-                total = counts["intake"]
-                for name in ("relay", "deadlines", "benefits"):
-                    if counts[name] >= total and name not in result.done:
-                        result.done[name] = now
-                if len(result.done) == 3:
-                    quiet = True
-                    for name, probe in (("deadlines", deadlines), ("benefits", benefits)):
-                        last = await asyncio.to_thread(probe.last_position)
-                        tracked = [await asyncio.to_thread(probe.tracking, t) for t in trackers[name]]
-                        quiet = quiet and all(t >= last for t in tracked)
-                    calm = calm + 1 if quiet else 0
-                    if calm >= 2:
-                        result.settled = now
-                        return result, total
-            await asyncio.sleep(0.1)
-        return result, 0
+        _, result.settled, total = await until(look, timeout=math.inf, interval=0.1, times=2,
+                                               what="every stage through every event", ready=lambda seen: seen[0])
+        return result, total
     finally:
         for probe in (intake, deadlines, benefits):
             probe.close()
@@ -413,16 +403,15 @@ async def watch(runtime: BenchRuntime, load_task: asyncio.Task[Load], load_start
 async def _wait_consumers(runtime: BenchRuntime, timeout: float = 60) -> None:
     nc = await nats.connect(runtime.settings.nats_servers, **runtime.settings.nats_options())
     js = nc.jetstream()
-    deadline = time.monotonic() + timeout
     names = [consumer_name(child.service, *parse_partition(child.env.get(f"{ENV_PREFIX}PARTITION", "0/1")))
-             for child in runtime.children.values() if child.service in ("deadlines", "benefits")]
+             for child in runtime.children.values() if child.service in DERIVED]
+
+    async def every_consumer() -> bool:
+        runtime.check_alive()
+        return all([await _consumer_exists(js, TRAJECTORY_STREAM, name) for name in names])
+
     try:
-        for name in names:
-            while not await _consumer_exists(js, TRAJECTORY_STREAM, name):
-                runtime.check_alive()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the {name} service did not create its consumer within {timeout:.0f} s")
-                await asyncio.sleep(0.05)
+        await until(every_consumer, timeout=timeout, interval=0.05, what=f"the consumers {', '.join(names)}")
     finally:
         await nc.close()
 
@@ -515,7 +504,7 @@ def latencies(settings: Settings, load: Load, progress: Any) -> dict[str, dict[s
     deadlines = asyncio.run(_stored_messages(settings, DEADLINES_STREAM, progress, f"{DEADLINES_PREFIX}.*.opened"))
     decode = msgspec.json.Decoder(_DeadlineMessage).decode
     opened: dict[int, int] = {}
-    for subject, stored, data, _headers in deadlines:
+    for _subject, stored, data, _headers in deadlines:
         caused_by = decode(data).caused_by
         index = sent_of.get(caused_by) if caused_by else None
         if index is not None:
@@ -609,14 +598,17 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
     js = nc.jetstream()
     await ensure_stream(js, HOP1_STREAM, [f"{HOP1_PREFIX}.>"], replicas=replicas)
     await ensure_stream(js, HOP2_STREAM, [f"{HOP2_PREFIX}.>"], replicas=replicas)
-    hop = subprocess.Popen([sys.executable, "-c", "import asyncio, lab.bench.e2e as b; "
-                            f"asyncio.run(b.raw_hop({url!r}))"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hop = Supervisor(stop_timeout=10)
+    hop.add(Child("the baseline's middle hop", [sys.executable, "-c", "import asyncio, lab.bench.e2e as b; "
+                                                 f"asyncio.run(b.raw_hop({url!r}))"]))
+    hop.start_all()
     task = progress.add_task(f"raw 3-hop baseline: {count:,} messages, {concurrency} in flight", total=count)
     try:
-        while not await _consumer_exists(js, HOP1_STREAM, HOP_CONSUMER):
-            if hop.poll() is not None:
-                raise RuntimeError(f"the baseline's middle hop exited with {hop.returncode}")
-            await asyncio.sleep(0.05)
+        async def hop_consumer() -> bool:
+            hop.check_alive()
+            return await _consumer_exists(js, HOP1_STREAM, HOP_CONSUMER)
+
+        await until(hop_consumer, timeout=math.inf, interval=0.05, what="the baseline's middle hop consuming")
         final = await js.pull_subscribe(f"{HOP2_PREFIX}.>", durable="bench-final", stream=HOP2_STREAM)
         sent: dict[int, int] = {}
         arrived: dict[int, int] = {}
@@ -626,8 +618,7 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
                 try:
                     messages = await final.fetch(100, timeout=1)
                 except TimeoutError:  # nats-py raises its own and, from fetch, a bare asyncio one
-                    if hop.poll() is not None:
-                        raise RuntimeError(f"the baseline's middle hop exited with {hop.returncode}") from None
+                    hop.check_alive()
                     continue
                 now = time.perf_counter_ns()
                 for m in messages:
@@ -648,8 +639,7 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
         await consumer
         seconds = (max(arrived.values()) - started) / 1e9
     finally:
-        hop.terminate()
-        hop.wait(timeout=10)
+        hop.stop()
         await nc.close()
     return {"messages": count, "payload_bytes": len(payload), "seconds": seconds, "messages_per_s": count / seconds,
             "latency_ms": _summary([(arrived[i] - sent[i]) / 1e6 for i in range(count)])}
@@ -720,7 +710,7 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
             raw_s = _raw_read(settings, progress, total)
         rebuild = {"events": total, "raw_read_seconds": raw_s, "raw_read_events_per_s": total / raw_s}
         phases["raw store read"] = raw_s
-        for service in ("deadlines", "benefits"):
+        for service in DERIVED:
             seconds = _rebuild(settings, service)
             rebuild[f"{service}_seconds"] = phases[f"rebuild {service}"] = seconds
             rebuild[f"{service}_events_per_s"] = total / seconds
@@ -746,7 +736,7 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
     services: dict[str, Any] = {
         "intake": {"events_per_s": total / load.seconds, "seconds": load.seconds},
     }
-    for name in ("relay", "deadlines", "benefits"):
+    for name in ("relay", *DERIVED):
         services[name] = {"events_per_s": total / watched.done[name], "seconds": watched.done[name]}
     for name, figures in processes.items():
         entry = services.setdefault(name, {})
@@ -793,7 +783,7 @@ def print_result(result: dict[str, Any]) -> None:
     for key, label in (("report_to_trajectory", "latency report -> TRAJECTORY"), ("reply", "intake request-reply")):
         for q in ("p50", "p99"):
             main.add_row(f"{label} {q} (ms)", f"{lat[key][q]:,.1f}", "", "")
-    for service in ("deadlines", "benefits"):
+    for service in DERIVED:
         ours = rebuild[f"{service}_events_per_s"]
         main.add_row(f"{service} rebuild from the intake store: events/s", f"{ours:,.0f}",
                      f"{rebuild['raw_read_events_per_s']:,.0f} (raw store read)",
@@ -836,7 +826,7 @@ def print_result(result: dict[str, Any]) -> None:
         if name not in SERVICES:
             lines.append(f"{name}: peak RSS {entry.get('peak_rss_mib') or 0:,.1f} MiB, "
                          f"{entry.get('cpu_seconds', 0):,.1f} CPU s during the run")
-    for service in ("deadlines", "benefits"):
+    for service in DERIVED:
         lines.append(
             f"{service} rebuild: {rebuild[f'{service}_events_per_s']:,.0f} events/s vs raw store read "
             f"{rebuild['raw_read_events_per_s']:,.0f} events/s: ratio {ratios[f'{service}_rebuild']:.3f}"

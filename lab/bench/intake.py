@@ -10,9 +10,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import math
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +29,14 @@ from rich.table import Table
 from lab.generator import enterprise_number, insz
 from reintegration.runtime import wait_for_intake
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import until
 from shared.events import reports as r
 from shared.events.common import Party, PartyKind
 from shared.events.replies import REPLY_DECODER, Accepted
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
-from shared.infra.relay import ensure_stream, ensure_trajectory_stream
 from shared.infra.settings import Settings
+from shared.infra.streams import ensure_stream, ensure_trajectory_stream
 
 console = Console()
 ECHO_SUBJECT = "bench.echo"
@@ -143,17 +144,21 @@ async def relay_figures(settings: Settings, expected: int) -> Figures:
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(run_relay(settings, stop))
-    held, progressed = 0, time.monotonic()
-    while held < expected:
+    seen = {"held": 0, "at": time.monotonic()}
+
+    async def held() -> int:
         if task.done():
             task.result()
-        now_held = (await js.stream_info(TRAJECTORY_STREAM)).state.messages
-        if now_held > held:
-            held, progressed = now_held, time.monotonic()
-        elif time.monotonic() - progressed > 60:
+        now_held = int((await js.stream_info(TRAJECTORY_STREAM)).state.messages)
+        if now_held > seen["held"]:
+            seen.update(held=now_held, at=time.monotonic())
+        elif time.monotonic() - seen["at"] > 60:
             stop.set()
-            raise RuntimeError(f"the relay stalled at {held} of {expected} events for 60 s")
-        await asyncio.sleep(0.01)
+            raise RuntimeError(f"the relay stalled at {seen['held']} of {expected} events for 60 s")
+        return now_held
+
+    await until(held, timeout=math.inf, interval=0.01, what=f"{expected} events relayed",
+                ready=lambda count: count >= expected)
     elapsed = time.perf_counter() - started
     stop.set()
     await task
@@ -183,12 +188,11 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
     server = EmbeddedNatsServer(NatsServerConfig(store_dir=base / "nats", http_port=None), run_dir=base / "nats-run")
     server.start()
     settings = Settings(data_dir=base / "data", nats_url=server.url)
-    env = {**os.environ, **settings.to_env()}
-    intake = subprocess.Popen([sys.executable, "-m", "reintegration", "serve", "intake"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    echo = subprocess.Popen([sys.executable, "-c", f"import asyncio, lab.bench.intake as b; "
-                             f"asyncio.run(b.echo_responder({server.url!r}))"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    supervisor = Supervisor(stop_timeout=10)
+    supervisor.add(Child("intake", python_module("reintegration", "serve", "intake"), env=settings.to_env()))
+    supervisor.add(Child("echo", [sys.executable, "-c", "import asyncio, lab.bench.intake as b; "
+                                  f"asyncio.run(b.echo_responder({server.url!r}))"]))
+    supervisor.start_all()
     try:
         asyncio.run(wait_for_intake(server.url, 30))
         requests = make_reports(reports)
@@ -198,23 +202,21 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
             asyncio.run(drive(server.url, warm, concurrency, subject=ECHO_SUBJECT))
             raw = asyncio.run(drive(server.url, requests, concurrency, subject=ECHO_SUBJECT))
             real = asyncio.run(drive(server.url, requests, concurrency))
-        intake.terminate()
-        intake.wait(timeout=10)
+        supervisor.stop(["intake"])
         stored = top_up_store(settings, relay_events)
         with console.status(f"relay: {stored} events into JetStream ..."):
             relay = asyncio.run(relay_figures(settings, stored))
             payload = b"x" * int(relay.latencies[0])
             raw_pub = asyncio.run(raw_publish(server.url, stored, payload))
     finally:
-        for process in (intake, echo):
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
+        supervisor.stop()
         server.stop()
     table = Table("measure", "reintegration", "raw baseline", "ratio", title="reintegration bench intake")
     table.add_row("accepted reports/s", f"{real.rate:,.0f}", f"{raw.rate:,.0f} (echo)", f"{real.rate / raw.rate:.3f}")
-    table.add_row("request-reply p50 (ms)", f"{real.pct(0.5):.2f}", f"{raw.pct(0.5):.2f}", f"{real.pct(0.5) / raw.pct(0.5):.1f}x")
-    table.add_row("request-reply p99 (ms)", f"{real.pct(0.99):.2f}", f"{raw.pct(0.99):.2f}", f"{real.pct(0.99) / raw.pct(0.99):.1f}x")
+    table.add_row("request-reply p50 (ms)", f"{real.pct(0.5):.2f}", f"{raw.pct(0.5):.2f}",
+                  f"{real.pct(0.5) / raw.pct(0.5):.1f}x")
+    table.add_row("request-reply p99 (ms)", f"{real.pct(0.99):.2f}", f"{raw.pct(0.99):.2f}",
+                  f"{real.pct(0.99) / raw.pct(0.99):.1f}x")
     table.add_row("relay events/s into JetStream", f"{relay.rate:,.0f}", f"{raw_pub.rate:,.0f} (raw publish)",
                   f"{relay.rate / raw_pub.rate:.3f}")
     console.print(table)

@@ -27,7 +27,7 @@ from rich.table import Table
 from lab.bench.derived import _base_dir, _progress, _vm_rss_mib, base_histories
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
-from shared.infra.relay import ensure_stream
+from shared.infra.streams import ensure_stream, ensure_timer_stream
 from shared.rulebook import default_rulebook
 from shared.rulebook.deadlines import Deadline, DeadlineState, compute_deadlines
 
@@ -54,7 +54,7 @@ def open_deadlines(count: int, today: date) -> list[tuple[Any, Deadline]]:
 async def arm_with_the_writer(url: str, deadlines: list[tuple[Any, Deadline]], progress: Any) -> float:
     """Arm every deadline's timer through the service's TimerWriter; seconds taken."""
     from services.deadlines.schedule import DeadlineChange, ScheduleStep
-    from services.deadlines.timers import TimerWriter, ensure_timer_stream
+    from services.deadlines.timers import TimerWriter
 
     nc = await nats.connect(url)
     js = nc.jetstream()

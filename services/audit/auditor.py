@@ -30,8 +30,11 @@ from shared.rulebook import Rulebook
 
 from . import chain, dossier, explain, history, impact, verify
 from .chain import AuditStore, Checkpoint, SealReport
+from .history import Applied, AsOf, HistoryEntry
+from .impact import ImpactReport
 from .rules import Rules
 from .stores import Stores
+from .verify import AuditReport, CaseVerdict
 
 
 class Auditor:
@@ -64,13 +67,13 @@ class Auditor:
     def case_ids(self) -> list[UUID]:
         return self.stores.case_ids()
 
-    def history(self, case_id: UUID) -> list[history.HistoryEntry]:
+    def history(self, case_id: UUID) -> list[HistoryEntry]:
         return history.history(self.stores, case_id)
 
-    def as_of(self, case_id: UUID, *, time: datetime | None = None, version: int | None = None) -> history.AsOf:
+    def as_of(self, case_id: UUID, *, time: datetime | None = None, version: int | None = None) -> AsOf:
         return history.as_of(self.stores, self.rules, case_id, time=time, version=version)
 
-    def applied(self, case_id: UUID, on: date | None = None) -> history.Applied:
+    def applied(self, case_id: UUID, on: date | None = None) -> Applied:
         return history.applied(self.stores, self.rules, case_id, on)
 
     def explain(self, case_id: UUID, item_id: str) -> dict[str, Any]:
@@ -78,11 +81,11 @@ class Auditor:
 
     # --- verification ----------------------------------------------------------------------------------------------
 
-    def verify(self, case_id: UUID) -> verify.CaseVerdict:
+    def verify(self, case_id: UUID) -> CaseVerdict:
         return verify.verify_case(self.stores, self._audit_store(), self.rules, case_id)
 
     def verify_all(self, progress: Callable[[int, int], None] | None = None,
-                   outside_digest: str | None = None) -> verify.AuditReport:
+                   outside_digest: str | None = None) -> AuditReport:
         return verify.verify_all(self.stores, self._audit_store(), self.rules, progress, outside_digest)
 
     def seal(self, *, full: bool = False, now: datetime | None = None) -> SealReport:
@@ -97,5 +100,5 @@ class Auditor:
         return dossier.dossier(self.stores, self._audit_store(), self.rules, case_id, now)
 
     def impact(self, draft: Rulebook, name: str = "draft",
-               progress: Callable[[int, int], None] | None = None) -> impact.ImpactReport:
+               progress: Callable[[int, int], None] | None = None) -> ImpactReport:
         return impact.impact(self.stores, self.rules, draft, name, progress)

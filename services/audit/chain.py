@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -39,6 +39,7 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from shared.events.envelope import event_id_for
+from shared.infra.clock import system_clock
 
 from .stores import STORES, Stores
 
@@ -230,8 +231,8 @@ def _case_of(stores: Stores, audit: AuditStore, new_cases: Iterable[UUID]) -> di
             "SELECT DISTINCT originator_id FROM links WHERE store='intake'"))
     out: dict[str, dict[UUID, UUID]] = {"intake": {c: c for c in cases}}
     for store in ("deadlines", "benefits"):
-        app = stores.app(store)
-        out[store] = {app.derived_id(c): c for c in cases} if app is not None else {}  # type: ignore[attr-defined]
+        app = stores.derived(store)
+        out[store] = {app.derived_id(c): c for c in cases} if app is not None else {}
     return out
 
 
@@ -243,7 +244,7 @@ def seal(stores: Stores, audit: AuditStore, *, full: bool = False, now: datetime
     after it was sealed stays detectable however often one seals.
     """
     assert audit.conn is not None, "seal needs the audit store opened writable"
-    now = now or datetime.now(UTC)
+    now = now or system_clock()
     conn = audit.conn
     anomalies: list[str] = []
     chains = events = 0
@@ -295,7 +296,7 @@ def seal(stores: Stores, audit: AuditStore, *, full: bool = False, now: datetime
 
 def checkpoint(stores: Stores, audit: AuditStore, *, now: datetime | None = None) -> tuple[SealReport, Checkpoint]:
     """Seal, then record one digest over every chain head (chained to the previous checkpoint)."""
-    now = now or datetime.now(UTC)
+    now = now or system_clock()
     report = seal(stores, audit, now=now)
     assert audit.conn is not None
     digest, chains, events = audit.digest_as_of(report.seal_id)

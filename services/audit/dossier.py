@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ import msgspec
 from services.benefits.ledger import LedgerStep, project_ledger
 from services.deadlines.schedule import project_schedule
 from services.intake.case import project_case
+from shared.infra.clock import system_clock
 
 from .chain import AuditStore
 from .explain import explain_deadline, explain_entry
@@ -48,7 +49,7 @@ def dossier(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID, now:
                    for x in entries]
     out = {
         "format": FORMAT,
-        "generated_at": (now or datetime.now(UTC)).isoformat(),
+        "generated_at": (now or system_clock()).isoformat(),
         "case_id": str(case_id),
         "rulebook": rules.rulebook.version,
         "case": plain(project_case(None, events)),

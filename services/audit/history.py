@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -24,7 +24,7 @@ from shared.events.envelope import CaseEvent
 from shared.events.reports import tag_of
 from shared.rulebook.benefits import effective
 from shared.rulebook.calendar import belgian_date
-from shared.rulebook.deadlines import overdue
+from shared.rulebook.deadlines import Deadline, overdue
 
 from .rules import Rules
 from .stores import AuditError, Stores
@@ -136,6 +136,20 @@ class AsOf(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str]
 
 
+class _Step(Protocol):
+    """A derived step: it records the Case event it applied."""
+
+    @property
+    def source(self) -> CaseEvent: ...
+
+
+class _Recomputation(Protocol):
+    """A recomputation of a derived aggregate, recorded at its ``timestamp``."""
+
+    @property
+    def timestamp(self) -> datetime: ...
+
+
 def _schedule_at(events: Sequence[Any], n: int, time: datetime | None) -> DeadlineSchedule | None:
     """The recorded schedule once it had applied ``n`` events, with the timer outcomes recorded before the next
     step (or, at a time, recorded before that time: an outcome counts from when it was recorded, not from when its
@@ -146,8 +160,8 @@ def _schedule_at(events: Sequence[Any], n: int, time: datetime | None) -> Deadli
     return state if state is not None and state.source_version == n else None
 
 
-def _included(events: Sequence[Any], step_type: type, recomputed_type: type, n: int, time: datetime | None
-              ) -> list[Any]:
+def _included(events: Sequence[Any], step_type: type[_Step], recomputed_type: type[_Recomputation], n: int,
+              time: datetime | None) -> list[Any]:
     """A derived aggregate's events once it had applied ``n`` Case events: its steps up to the ``n``-th and the
     recomputations before the next step, less those recorded after ``time`` (unless an included step followed
     one: that step was taken against the recomputed state)."""
@@ -163,31 +177,38 @@ def _included(events: Sequence[Any], step_type: type, recomputed_type: type, n: 
     return out
 
 
-def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None = None,
-          version: int | None = None) -> AsOf:
-    if (time is None) == (version is None):
-        raise AuditError("give either a time or a version")
-    events = stores.case_history(case_id)
+def _ledger_at(events: Sequence[Any], n: int, time: datetime | None) -> tuple[list[Any], datetime | None]:
+    """The recorded ledger's events once it had applied ``n`` events, with its recomputations, and when its
+    ``n``-th step was recorded; ``([], None)`` when it had not applied them."""
+    ledger_events = [e for e in events if isinstance(e, LedgerStep | LedgerRecomputed)]
+    steps = [e for e in ledger_events if isinstance(e, LedgerStep)]
+    if not n or len(steps) < n:
+        return [], None
+    return _included(ledger_events, LedgerStep, LedgerRecomputed, n, time), steps[n - 1].timestamp
+
+
+def _prefix(events: Sequence[CaseEvent], case_id: UUID, time: datetime | None, version: int | None
+            ) -> tuple[int, str, list[str]]:
+    """How many of the case's events were known (at ``time``, or as of ``version``), the question so put, and
+    notes on it."""
     notes: list[str] = []
-    if time is not None:
-        time = time if time.tzinfo else time.replace(tzinfo=UTC)
-        n = 0
-        while n < len(events) and events[n].recorded_at <= time:
-            n += 1
-        if any(e.recorded_at <= time for e in events[n:]):
-            notes.append("a later version was recorded with an earlier clock: the prefix stops at the first "
-                         "event recorded after the time")
-        question = KNOWN_LABEL.format(when=time.isoformat())
-    else:
-        assert version is not None
-        if not 0 < version <= len(events):
+    if time is None:
+        if version is None or not 0 < version <= len(events):
             raise AuditError(f"case {case_id} has versions 1 to {len(events)}, not {version}")
-        n = version
-        question = VERSION_LABEL.format(n=n)
-    prefix = events[:n]
-    case = stores.intake.get_case(case_id, version=n) if n else None
-    computed = rules.deadlines(prefix)
-    schedule = _schedule_at(stores.derived_events("deadlines", case_id), n, time) if n else None
+        return version, VERSION_LABEL.format(n=version), notes
+    n = 0
+    while n < len(events) and events[n].recorded_at <= time:
+        n += 1
+    if any(e.recorded_at <= time for e in events[n:]):
+        notes.append("a later version was recorded with an earlier clock: the prefix stops at the first "
+                     "event recorded after the time")
+    return n, KNOWN_LABEL.format(when=time.isoformat()), notes
+
+
+def _deadline_rows(computed: Sequence[Deadline], schedule: DeadlineSchedule | None,
+                   time: datetime | None) -> list[dict[str, Any]]:
+    """The deadlines recomputed over the prefix, each with the timer outcome recorded for it then (and, at a time,
+    whether it was overdue that day)."""
     outcomes = schedule.outcomes if schedule else {}
     rows = []
     for d in computed:
@@ -196,13 +217,26 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
         if time is not None:
             row["overdue_then"] = overdue(d, belgian_date(time))
         rows.append(row)
+    return rows
+
+
+def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None = None,
+          version: int | None = None) -> AsOf:
+    if (time is None) == (version is None):
+        raise AuditError("give either a time or a version")
+    if time is not None and time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    events = stores.case_history(case_id)
+    n, question, notes = _prefix(events, case_id, time, version)
+    prefix = events[:n]
+    case = stores.intake.get_case(case_id, version=n) if n else None
+    computed = rules.deadlines(prefix)
+    schedule = _schedule_at(stores.derived_events("deadlines", case_id), n, time) if n else None
+    rows = _deadline_rows(computed, schedule, time)
     open_ids = [r["id"] for r in rows if r["state"] == "open" and r["outcome"] is None]
-    ledger_events = [e for e in stores.derived_events("benefits", case_id)
-                     if isinstance(e, LedgerStep | LedgerRecomputed)]
-    steps = [e for e in ledger_events if isinstance(e, LedgerStep)]
-    # the recorded ledger once it had applied ``n`` events, with its recomputations; and whether it was computed
-    # with another case holding the premium
-    included = _included(ledger_events, LedgerStep, LedgerRecomputed, n, time) if n and len(steps) >= n else []
+    # the recorded ledger once it had applied ``n`` events; and whether it was computed with another case holding
+    # the premium
+    included, ledger_recorded_at = _ledger_at(stores.derived_events("benefits", case_id), n, time)
     recorded_ledger = project_ledger(None, included) if included else None
     prior = bool(included) and included[-1].prior_premium
     ledger = effective(rules.ledger(prefix, prior_premium=prior))
@@ -214,9 +248,9 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
     else:
         recorded["deadlines_version"] = schedule.version
         diffs += compare_deadlines(schedule.deadlines, computed)
-    if recorded_ledger is not None:
+    if recorded_ledger is not None and ledger_recorded_at is not None:
         recorded["ledger_version"] = recorded_ledger.version
-        recorded["ledger_recorded_at"] = steps[n - 1].timestamp.isoformat()
+        recorded["ledger_recorded_at"] = ledger_recorded_at.isoformat()
         diffs += compare_ledger(recorded_ledger.effective, ledger)
     else:
         recorded["ledger_version"] = None

@@ -26,6 +26,7 @@ from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 
 from services.disclosures.log import build_disclosures
+from shared.infra.clock import Clock, system_clock
 from shared.infra.parties import (
     Parties,
     PartiesError,
@@ -35,7 +36,7 @@ from shared.infra.parties import (
 )
 from shared.infra.settings import Settings
 
-from .questions import QUESTIONS, Responder
+from .questions import QUESTIONS, Question, Responder
 
 log = structlog.get_logger("audit")
 
@@ -53,22 +54,24 @@ def attach_questions(router: NatsRouter, answer: Answer) -> None:
     violation on the mapped ``_R_.`` subject), so the known questions would go unanswered.
     """
     for question in QUESTIONS.values():
+        _attach_question(router, question, answer)
 
-        def subscribe(name: str = question.name) -> None:
-            # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected).
-            @router.subscriber(
-                question.subject, queue=QUEUE, title=f"audit: {name}", ack_policy=AckPolicy.MANUAL,
-                description=f"Read-only, auditors only. {question.summary} Request: "
-                f"`{question.request.__name__}`; reply: `AuditAnswer` (the answer, who asked as the server "
-                "authenticated it, the disclosure record's reference) or `AuditRefusal` (`error`, `code`, "
-                "`field`). Each answer leaves a disclosure record.",
-            )
-            async def asked(msg: NatsMessage) -> bytes:
-                """Answer one auditor's question about one case."""
-                raw = msg.raw_message
-                return await answer(name, msg.body, raw.headers, raw.reply)  # type: ignore[attr-defined]
 
-        subscribe()
+def _attach_question(router: NatsRouter, question: Question, answer: Answer) -> None:
+    name = question.name
+
+    # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected).
+    @router.subscriber(
+        question.subject, queue=QUEUE, title=f"audit: {name}", ack_policy=AckPolicy.MANUAL,
+        description=f"Read-only, auditors only. {question.summary} Request: "
+        f"`{question.request.__name__}`; reply: `AuditAnswer` (the answer, who asked as the server "
+        "authenticated it, the disclosure record's reference) or `AuditRefusal` (`error`, `code`, "
+        "`field`). Each answer leaves a disclosure record.",
+    )
+    async def asked(msg: NatsMessage) -> bytes:
+        """Answer one auditor's question about one case."""
+        raw = msg.raw_message
+        return await answer(name, msg.body, raw.headers, raw.reply)
 
 
 def load_identity(settings: Settings, path: Path | None = None) -> Parties | None:
@@ -90,13 +93,15 @@ def load_identity(settings: Settings, path: Path | None = None) -> Parties | Non
     return parties
 
 
-def build_app(settings: Settings, *, parties_path: Path | None = None) -> FastStream:
+def build_app(settings: Settings, *, clock: Clock = system_clock, parties_path: Path | None = None) -> FastStream:
+    """The audit service; ``clock`` dates each disclosure record its answers leave."""
     parties = load_identity(settings, parties_path)
     disclosures = build_disclosures(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-store")
     broker = NatsBroker(settings.nats_servers, name="reintegration-audit", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
-    responder = Responder(settings, disclosures, parties, max_reply=lambda: broker.connection.max_payload)
+    responder = Responder(settings, disclosures, parties, max_reply=lambda: broker.connection.max_payload,
+                          clock=clock)
 
     async def answer(question: str, body: bytes, headers: Mapping[str, str] | None, reply: str) -> bytes:
         return await asyncio.get_running_loop().run_in_executor(executor, responder.answer, question, body, headers,

@@ -45,9 +45,10 @@ import msgspec
 import structlog
 
 from services.disclosures.log import AUDIT_BASIS, DisclosureLog
+from shared.infra.clock import Clock, system_clock
 from shared.infra.parties import AUDIT_PREFIX, Parties, Role
 from shared.infra.settings import Settings
-from shared.rulebook.calendar import BRUSSELS
+from shared.rulebook.calendar import end_of_belgian_day
 
 from .auditor import Auditor
 from .history import Applied, AsOf, HistoryEntry
@@ -73,17 +74,17 @@ class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-class CaseRequest(_Strict):
+class CaseRequest(_Strict, frozen=True):
     """One case: ``{"case_id": "<uuid>"}``."""
 
     case_id: UUID
 
 
-class HistoryRequest(CaseRequest):
+class HistoryRequest(CaseRequest, frozen=True):
     pass
 
 
-class AsOfRequest(CaseRequest):
+class AsOfRequest(CaseRequest, frozen=True):
     """Exactly one of ``time`` (RFC 3339 with an offset), ``date`` (up to the end of that Belgian day) and
     ``version`` (the first n events)."""
 
@@ -92,23 +93,23 @@ class AsOfRequest(CaseRequest):
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
-class AppliedRequest(CaseRequest):
+class AppliedRequest(CaseRequest, frozen=True):
     """``on``: also say which facts had happened and which were known by that day."""
 
     on: dt.date | None = None
 
 
-class ExplainRequest(CaseRequest):
+class ExplainRequest(CaseRequest, frozen=True):
     """``item_id``: a deadline or ledger entry id, or a prefix of at least 4 characters."""
 
     item_id: Annotated[str, msgspec.Meta(min_length=4, max_length=36, pattern="^[0-9a-fA-F-]+$(?!\n)")]
 
 
-class VerifyRequest(CaseRequest):
+class VerifyRequest(CaseRequest, frozen=True):
     pass
 
 
-class DossierRequest(CaseRequest):
+class DossierRequest(CaseRequest, frozen=True):
     pass
 
 
@@ -148,12 +149,6 @@ class Refused(Exception):
 # -------------------------------------------------------------------------------------------------- questions
 
 
-def _end_of_day(day: dt.date) -> dt.datetime:
-    """The last instant of a Belgian day: every event received on or before it (as ``audit asof --time DATE``)."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=BRUSSELS) - dt.timedelta(
-        microseconds=1)
-
-
 def _check_as_of(q: AsOfRequest) -> None:
     given = [name for name in ("time", "date", "version") if getattr(q, name) is not None]
     if len(given) != 1:
@@ -164,7 +159,8 @@ def _check_as_of(q: AsOfRequest) -> None:
 
 
 def _as_of(auditor: Auditor, q: AsOfRequest) -> AsOf:
-    moment = q.time if q.time is not None else _end_of_day(q.date) if q.date is not None else None
+    # the end of a Belgian day: every event received on or before it (as ``audit asof --time DATE``)
+    moment = q.time if q.time is not None else end_of_belgian_day(q.date) if q.date is not None else None
     return auditor.as_of(q.case_id, time=moment, version=q.version)
 
 
@@ -231,6 +227,7 @@ def decode_request(question: str, raw: bytes) -> CaseRequest:
     try:
         request = _DECODERS[question].decode(raw)
     except msgspec.ValidationError as exc:
+        # msgspec gives the field's path only in its message ("... - at `$.version`"): read it from there.
         text = str(exc)
         path = (m.group(1) if (m := _PATH.search(text)) else None)
         message = _PATH.sub("", text)
@@ -241,9 +238,7 @@ def decode_request(question: str, raw: bytes) -> CaseRequest:
         raise Refused("malformed", f"not valid JSON: {exc}") from None
     try:  # msgspec keeps the last of duplicate keys: refuse them (the request is small, a second parse is cheap)
         json.loads(raw, object_pairs_hook=_no_duplicates)
-    except ValueError as exc:
-        if isinstance(exc, Refused):
-            raise
+    except ValueError as exc:  # a duplicate key raises Refused itself
         raise Refused("malformed", f"not valid JSON: {exc}") from None
     QUESTIONS[question].check(request)
     return request
@@ -300,7 +295,7 @@ class Responder:
     parties: Parties | None
     #: The largest reply the server carries (its ``max_payload``).
     max_reply: Callable[[], int] = lambda: 1024 * 1024
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    clock: Clock = system_clock
 
     def answer(self, question: str, raw: bytes, headers: Mapping[str, str] | None, reply: str = "") -> bytes:
         """The reply to one request: its ``question`` (the subject's last token), body, headers and reply

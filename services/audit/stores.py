@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 from eventsourcing.utils import get_topic
 
 from services.benefits.application import BenefitsApplication, build_benefits
@@ -23,6 +23,7 @@ from services.deadlines.application import DeadlinesApplication, build_deadlines
 from services.intake.application import IntakeApplication, build_intake
 from shared.events.envelope import CaseEvent
 from shared.infra.settings import Settings
+from shared.infra.store import events_table_exists
 
 #: The stores the auditor reads, in the order it reports them.
 STORES = ("intake", "deadlines", "benefits")
@@ -61,14 +62,33 @@ class Stores:
         env = _read_only_env(settings, "intake")
         if env is None:
             raise AuditError(f"no intake store at {Path(settings.data_dir) / 'intake.sqlite'}")
-        self.intake: IntakeApplication = build_intake(settings, **env)
+        self.intake: IntakeApplication = build_intake(settings, None, **env)
         denv = _read_only_env(settings, "deadlines")
-        self.deadlines: DeadlinesApplication | None = build_deadlines(settings, **denv) if denv is not None else None
+        self.deadlines: DeadlinesApplication | None = (
+            build_deadlines(settings, None, **denv) if denv is not None else None)
         benv = _read_only_env(settings, "benefits")
-        self.benefits: BenefitsApplication | None = build_benefits(settings, **benv) if benv is not None else None
+        self.benefits: BenefitsApplication | None = (
+            build_benefits(settings, None, **benv) if benv is not None else None)
+        #: The stores whose tables were found (a store opened read-only may have none yet: it is empty).
+        self._with_tables: set[str] = set()
 
     def app(self, store: str) -> Application[UUID] | None:
         return {"intake": self.intake, "deadlines": self.deadlines, "benefits": self.benefits}[store]
+
+    def derived(self, store: str) -> DeadlinesApplication | BenefitsApplication | None:
+        """The derived store ``deadlines`` or ``benefits`` (``None`` when absent)."""
+        return {"deadlines": self.deadlines, "benefits": self.benefits}[store]
+
+    def _recorder(self, store: str) -> ApplicationRecorder | None:
+        """``store``'s recorder, or ``None`` when the store is absent or has no tables yet (nothing recorded)."""
+        app = self.app(store)
+        if app is None:
+            return None
+        if store not in self._with_tables:
+            if not events_table_exists(app.recorder):
+                return None
+            self._with_tables.add(store)  # tables are never dropped under a reader: look once
+        return app.recorder
 
     def close(self) -> None:
         for app in (self.intake, self.deadlines, self.benefits):
@@ -82,14 +102,8 @@ class Stores:
         app = self.app(store)
         if app is None:
             return []
-        try:
-            stored = app.recorder.select_events(originator_id, gt=gt)
-        except Exception as exc:
-            if "no such table" in str(exc) or "does not exist" in str(exc):
-                return []
-            raise
         out = []
-        for item in stored:
+        for item in self.raw(store, originator_id, gt=gt):
             try:
                 out.append(Row(item, app.mapper.to_domain_event(item)))
             except Exception as exc:  # noqa: BLE001 - a changed byte may break decryption or decoding
@@ -97,31 +111,16 @@ class Stores:
         return out
 
     def raw(self, store: str, originator_id: UUID, *, gt: int | None = None) -> Sequence[StoredEvent]:
-        app = self.app(store)
-        if app is None:
-            return []
-        try:
-            return app.recorder.select_events(originator_id, gt=gt)
-        except Exception as exc:
-            if "no such table" in str(exc) or "does not exist" in str(exc):
-                return []
-            raise
+        recorder = self._recorder(store)
+        return recorder.select_events(originator_id, gt=gt) if recorder is not None else []
 
     def notifications(self, store: str, start: int = 1, batch: int = 2000) -> Iterator[Any]:
         """The store's notification log from ``start`` (raw: originator, version, topic, bytes; nothing decoded)."""
-        app = self.app(store)
-        if app is None:
+        recorder = self._recorder(store)
+        if recorder is None:
             return
         position = start
-        while True:
-            try:
-                page = app.recorder.select_notifications(position, batch)
-            except Exception as exc:
-                if "no such table" in str(exc) or "does not exist" in str(exc):
-                    return
-                raise
-            if not page:
-                return
+        while page := recorder.select_notifications(position, batch):
             yield from page
             position = page[-1].id + 1
 
@@ -148,10 +147,9 @@ class Stores:
 
     def derived_events(self, store: str, case_id: UUID) -> list[Any]:
         """The derived aggregate's events (schedule steps and fired timers, or ledger steps) of ``case_id``."""
-        app = self.app(store)
+        app = self.derived(store)
         if app is None:
             return []
-        assert isinstance(app, (DeadlinesApplication, BenefitsApplication))
         rows = self.rows(store, app.derived_id(case_id))
         bad = [r for r in rows if r.error is not None]
         if bad:

@@ -256,6 +256,66 @@ def premium_register(stores: Stores, history: Sequence[CaseEvent]) -> PremiumGra
     return project_premium(None, events)
 
 
+def _check_schedule(events: Sequence[Any], prefix: Sequence[CaseEvent], rules: Rules) -> list[Difference]:
+    """The recorded schedule against the deadlines recomputed over the events it applied, and its timers."""
+    schedule = project_schedule(None, events)
+    assert schedule is not None, "a schedule with steps"
+    computed = rules.deadlines(prefix)
+    return [*compare_deadlines(schedule.deadlines, computed), *check_outcomes(schedule.outcomes, computed)]
+
+
+def _check_ledger(stores: Stores, rules: Rules, case_id: UUID, events: Sequence[Any], history: Sequence[CaseEvent],
+                  prefix: Sequence[CaseEvent]) -> list[Difference]:
+    """The recorded ledger against the one recomputed over the events it applied, with the premium flag it
+    recorded, itself checked against the premium register."""
+    recorded_events = [e for e in events if isinstance(e, LedgerStep | LedgerRecomputed)]
+    steps = [e for e in recorded_events if isinstance(e, LedgerStep)]
+    ledger = project_ledger(None, recorded_events)
+    assert ledger is not None, "a ledger with steps"
+    prior = recorded_events[-1].prior_premium
+    register = premium_register(stores, history) if prior else None
+    out = []
+    if prior and (register is None or register.case_id == case_id):
+        out.append(Difference(store="benefits", item=f"step {len(steps)}", field="prior_premium", recorded=True,
+                              recomputed=False, message="the ledger says another case got the premium; the register "
+                                                        "names no other case"))
+    return out + compare_ledger(ledger.effective, rules.ledger(prefix, prior_premium=prior))
+
+
+def _check_derived(stores: Stores, rules: Rules, store: str, case_id: UUID, history: Sequence[CaseEvent],
+                   readable: bool) -> tuple[list[Any], int, list[Difference]]:
+    """One derived store's rows of the case, how many events it applied and its differences (none is looked for
+    beyond an unreadable step, a broken sequence or an unreadable history)."""
+    app = stores.derived(store)
+    if app is None:
+        return [], 0, []
+    derived_rows = stores.rows(store, app.derived_id(case_id))
+    stored = [row.stored for row in derived_rows]
+    broken = next((row for row in derived_rows if row.error is not None), None)
+    if broken is not None:
+        return stored, 0, [Difference(store=store, item=f"step {broken.stored.originator_version}",
+                                      message=f"stored step cannot be read: {broken.error}")]
+    events = [row.event for row in derived_rows]
+    applied, diffs = check_steps(store, events, history, complete=readable)
+    if diffs or not readable or not events:
+        return stored, applied, diffs
+    prefix = history[:applied]
+    if store == "deadlines":
+        return stored, applied, _check_schedule(events, prefix, rules)
+    return stored, applied, _check_ledger(stores, rules, case_id, events, history, prefix)
+
+
+def _status(chains: Sequence[ChainStatus], diffs: Sequence[Difference], applied: dict[str, int],
+            history: Sequence[CaseEvent]) -> str:
+    if any(c.broken for c in chains):
+        return BROKEN
+    if diffs:
+        return DIFFERENT
+    if any(n < len(history) for n in applied.values()):
+        return BEHIND
+    return VERIFIED
+
+
 def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) -> CaseVerdict:
     rows = stores.rows("intake", case_id)
     stored = {"intake": [row.stored for row in rows]}
@@ -266,41 +326,10 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     applied = {"deadlines": 0, "benefits": 0}
     readable = not diffs
     for store in ("deadlines", "benefits"):
-        app = stores.app(store)
-        if app is None:
+        if stores.derived(store) is None:
             continue
-        derived_rows = stores.rows(store, app.derived_id(case_id))  # type: ignore[attr-defined]
-        stored[store] = [row.stored for row in derived_rows]
-        broken = next((row for row in derived_rows if row.error is not None), None)
-        if broken is not None:
-            diffs.append(Difference(store=store, item=f"step {broken.stored.originator_version}",
-                                    message=f"stored step cannot be read: {broken.error}"))
-            continue
-        events = [row.event for row in derived_rows]
-        applied[store], step_diffs = check_steps(store, events, history, complete=readable)
-        diffs += step_diffs
-        if step_diffs or not readable or not events:
-            continue
-        prefix = history[: applied[store]]
-        if store == "deadlines":
-            schedule = project_schedule(None, events)
-            assert schedule is not None
-            computed = rules.deadlines(prefix)
-            diffs += compare_deadlines(schedule.deadlines, computed)
-            diffs += check_outcomes(schedule.outcomes, computed)
-        else:
-            recorded_events = [e for e in events if isinstance(e, LedgerStep | LedgerRecomputed)]
-            steps = [e for e in recorded_events if isinstance(e, LedgerStep)]
-            ledger = project_ledger(None, recorded_events)
-            assert ledger is not None
-            prior = recorded_events[-1].prior_premium
-            register = premium_register(stores, history) if prior else None
-            if prior and (register is None or register.case_id == case_id):
-                diffs.append(Difference(store="benefits", item=f"step {len(steps)}", field="prior_premium",
-                                        recorded=True, recomputed=False,
-                                        message="the ledger says another case got the premium; the register "
-                                                "names no other case"))
-            diffs += compare_ledger(ledger.effective, rules.ledger(prefix, prior_premium=prior))
+        stored[store], applied[store], store_diffs = _check_derived(stores, rules, store, case_id, history, readable)
+        diffs += store_diffs
     chains = case_chains(stores, audit, case_id, stored)
     for store, n in applied.items():
         if readable and n < len(history):
@@ -308,18 +337,10 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     unsealed = sum(c.unsealed for c in chains)
     if audit.sealed and unsealed:
         notes.append(f"{unsealed} event(s) recorded since the last seal")
-    if any(c.broken for c in chains):
-        status = BROKEN
-    elif diffs:
-        status = DIFFERENT
-    elif any(n < len(history) for n in applied.values()):
-        status = BEHIND
-    else:
-        status = VERIFIED
     stored_version = max((row.stored.originator_version for row in rows), default=0)
-    return CaseVerdict(case_id=str(case_id), status=status, intake_version=stored_version,
-                       deadlines_applied=applied["deadlines"], benefits_applied=applied["benefits"],
-                       differences=diffs, chains=chains, notes=notes)
+    return CaseVerdict(case_id=str(case_id), status=_status(chains, diffs, applied, history),
+                       intake_version=stored_version, deadlines_applied=applied["deadlines"],
+                       benefits_applied=applied["benefits"], differences=diffs, chains=chains, notes=notes)
 
 
 def case_chains(stores: Stores, audit: AuditStore, case_id: UUID,
@@ -327,10 +348,12 @@ def case_chains(stores: Stores, audit: AuditStore, case_id: UUID,
     """The case's chains in each store (``stored``: the rows already read, by store)."""
     out = []
     for store in STORES:
-        app = stores.app(store)
-        if app is None and store != "intake":
+        if store == "intake":
+            originator = case_id
+        elif (app := stores.derived(store)) is not None:
+            originator = app.derived_id(case_id)
+        else:
             continue
-        originator = case_id if store == "intake" else app.derived_id(case_id)  # type: ignore[union-attr]
         rows = (stored or {}).get(store)
         out.append(check_chain(audit, store, originator, rows if rows is not None else stores.raw(store, originator),
                                case_id))
@@ -350,8 +373,8 @@ def verify_all(stores: Stores, audit: AuditStore, rules: Rules, progress: Callab
         if progress:
             progress(done, len(cases))
     case_ids = set(cases)
-    derived = {store: {stores.app(store).derived_id(c) for c in case_ids}  # type: ignore[union-attr]
-               for store in ("deadlines", "benefits") if stores.app(store) is not None}
+    derived = {store: {app.derived_id(c) for c in case_ids}
+               for store in ("deadlines", "benefits") if (app := stores.derived(store)) is not None}
     other_chains = [
         check_chain(audit, store, originator, stores.raw(store, originator), None)
         for store, originator, case in sealed

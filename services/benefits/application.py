@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import AggregateNotFoundError
 
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
+from shared.events.reports import IncapacityReported
 from shared.infra.derived import DerivedApplication, Outcome
+from shared.infra.retry import retry_on_conflict
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
@@ -124,32 +126,31 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
         is false. Nothing when they agree. An optimistic write, retried when the service records a step meanwhile.
         """
         self._unsaved = None
-        for _attempt in range(self.write_attempts):
-            state = self.load(case_id)
-            if state is None:
-                return []
-            opening = state.history[0].report
-            register_id, register, prior = self._premium_holder(opening, case_id)
-            computed = compute_ledger(state.history, self.rulebook, self.options, prior_premium=prior)
-            entries = reconcile(state.entries, computed, state.history[-1].event_id,
-                                why=f"when the ledger was recomputed under rulebook {self.rulebook.label}")
-            if not entries or not record:
-                return entries
-            recomputed = LedgerRecomputed(
-                originator_id=state.id, originator_version=state.version + 1, timestamp=now,
-                rulebook=self.rulebook.label,
-                enabled_announced=tuple(sorted(self.options.enabled_announced)), source_version=state.source_version,
-                entries=entries, prior_premium=prior, enterprise_number=opening.enterprise_number, insz=opening.insz,
-            )
-            change = self._register_change(register_id, register, case_id, entries, (*state.entries, *entries), now)
-            try:
-                self.save(recomputed, *([change] if change is not None else []))
-            except IntegrityError:
-                continue
-            return entries
-        raise RuntimeError(f"case {case_id}: could not record the recomputation of its ledger")
+        return retry_on_conflict(lambda: self._recompute(case_id, now, record), attempts=self.write_attempts,
+                                 what=f"case {case_id}: the recomputation of its ledger")
 
-    def _premium_holder(self, opening: Any, case_id: UUID) -> tuple[UUID, PremiumGranted | None, bool]:
+    def _recompute(self, case_id: UUID, now: datetime, record: bool) -> list[LedgerEntry]:
+        state = self.load(case_id)
+        if state is None:
+            return []
+        opening = state.opening
+        register_id, register, prior = self._premium_holder(opening, case_id)
+        computed = compute_ledger(state.history, self.rulebook, self.options, prior_premium=prior)
+        entries = reconcile(state.entries, computed, state.history[-1].event_id,
+                            why=f"when the ledger was recomputed under rulebook {self.rulebook.label}")
+        if not entries or not record:
+            return entries
+        recomputed = LedgerRecomputed(
+            originator_id=state.id, originator_version=state.version + 1, timestamp=now,
+            rulebook=self.rulebook.label,
+            enabled_announced=tuple(sorted(self.options.enabled_announced)), source_version=state.source_version,
+            entries=entries, prior_premium=prior, enterprise_number=opening.enterprise_number, insz=opening.insz,
+        )
+        change = self._register_change(register_id, register, case_id, entries, (*state.entries, *entries), now)
+        self.save(recomputed, *([change] if change is not None else []))
+        return entries
+
+    def _premium_holder(self, opening: IncapacityReported, case_id: UUID) -> tuple[UUID, PremiumGranted | None, bool]:
         """The premium register of the case's worker and employer, its latest record, and whether another case
         holds the premium (a withdrawn one no longer does)."""
         register_id = self._premium_register(opening.insz, opening.enterprise_number)
@@ -161,8 +162,6 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
         return uuid.uuid5(CASE_NAMESPACE, f"premium:{insz}:{enterprise_number}")
 
     def _load_register(self, register_id: UUID) -> PremiumGranted | None:
-        from eventsourcing.application import AggregateNotFoundError
-
         if self._unsaved is not None and register_id in self._unsaved:
             return self._unsaved[register_id]
         try:

@@ -14,6 +14,7 @@ from uuid import UUID
 import msgspec
 
 from shared.events.envelope import CaseEvent
+from shared.events.reports import IncapacityReported
 from shared.infra.derived import DerivedStep
 from shared.rulebook.benefits import LedgerEntry, effective
 
@@ -57,7 +58,11 @@ class PremiumGranted(msgspec.Struct, frozen=True, kw_only=True, tag="premium_gra
     withdrawn: bool = False
 
     @property
-    def version(self) -> int:  # the register is its own state: eventsourcing's cache reads its version
+    def id(self) -> UUID:  # the register is its own state: eventsourcing reads its id and version
+        return self.originator_id
+
+    @property
+    def version(self) -> int:
         return self.originator_version
 
 
@@ -76,6 +81,14 @@ class BenefitLedger(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def effective(self) -> list[LedgerEntry]:
         return effective(self.entries)
+
+    @property
+    def opening(self) -> IncapacityReported:
+        """The report that opened the case: the first event of every ledger's history."""
+        report = self.history[0].report
+        if not isinstance(report, IncapacityReported):
+            raise TypeError(f"case {self.case_id} does not start with its incapacity ({type(report).__name__})")
+        return report
 
 
 def project_ledger(state: BenefitLedger | None, events: Iterable[LedgerStep | LedgerRecomputed]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
-
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication
+from shared.infra.retry import retry_on_conflict
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
@@ -83,28 +83,27 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         rulebook and policy, makes to its schedule; recorded as one :class:`ScheduleRecomputed` unless ``record``
         is false. Nothing when they agree (a second run changes nothing). An optimistic write on the schedule's
         version, retried when the running service records a step meanwhile."""
-        for _attempt in range(self.write_attempts):
-            state = self.load(case_id)
-            if state is None:
-                return []
-            policy = self.policy_for(state.enterprise_number)
-            changes = diff(state.deadlines, compute_deadlines(state.history, self.rulebook, policy))
-            if not changes or not record:
-                return changes
-            try:
-                self.save(ScheduleRecomputed(
-                    originator_id=state.id, originator_version=state.version + 1, timestamp=now,
-                    rulebook=self.rulebook.label, policy=policy.id,
-                    source_version=state.source_version, changes=changes,
-                    enterprise_number=state.enterprise_number, insz=state.insz,
-                ))
-            except IntegrityError:
-                continue
+        return retry_on_conflict(lambda: self._recompute(case_id, now, record), attempts=self.write_attempts,
+                                 what=f"case {case_id}: the recomputation of its deadlines")
+
+    def _recompute(self, case_id: UUID, now: datetime, record: bool) -> list[DeadlineChange]:
+        state = self.load(case_id)
+        if state is None:
+            return []
+        policy = self.policy_for(state.enterprise_number)
+        changes = diff(state.deadlines, compute_deadlines(state.history, self.rulebook, policy))
+        if not changes or not record:
             return changes
-        raise RuntimeError(f"case {case_id}: could not record the recomputation of its deadlines")
+        self.save(ScheduleRecomputed(
+            originator_id=state.id, originator_version=state.version + 1, timestamp=now,
+            rulebook=self.rulebook.label, policy=policy.id,
+            source_version=state.source_version, changes=changes,
+            enterprise_number=state.enterprise_number, insz=state.insz,
+        ))
+        return changes
 
     def timer_fired(
-        self, case_id: UUID, deadline_id: UUID, due_on: Any, fired_at: datetime, scheduled_for: datetime,
+        self, case_id: UUID, deadline_id: UUID, due_on: date, fired_at: datetime, scheduled_for: datetime,
         known_version: int, *, now: datetime | None = None, timer_sequence: int | None = None,
     ) -> TimerOutcome:
         """Record the outcome of a deadline whose timer fired, once, if it is still open as the case stands.
@@ -112,39 +111,50 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         ``fired_at``: when the server fired the timer (its stream timestamp); ``now``: when the outcome is recorded
         (default ``fired_at``); ``timer_sequence``: the fired message's sequence in the TIMERS stream.
         """
-        now = now or fired_at
-        for _attempt in range(self.write_attempts):
-            state = self.load(case_id)
-            deadline = state.deadlines.get(deadline_id) if state else None
-            if state is None or state.source_version < known_version:
-                return TimerOutcome.BEHIND
-            if deadline is None:
-                return TimerOutcome.STALE
-            decided = state.outcomes.get(deadline_id)
-            if deadline.state != "open" or deadline.due_on != due_on or (
-                decided is not None and decided.deadline.due_on == due_on
-            ):
-                return TimerOutcome.STALE
-            fired = TimerFired(
-                originator_id=state.id,
-                originator_version=state.version + 1,
-                timestamp=now,
-                deadline=deadline,
-                outcome=OUTCOME_BY_KIND.get(deadline.deadline_kind, "missed"),
-                fired_at=fired_at,
-                lag_seconds=max(0.0, (fired_at - scheduled_for).total_seconds()),
-                scheduled_for=scheduled_for,
-                timer_sequence=timer_sequence,
-                known_version=state.source_version,
-                enterprise_number=state.enterprise_number,
-                insz=state.insz,
-            )
-            try:
-                self.save(fired)
-            except IntegrityError:
-                continue
-            return TimerOutcome.RECORDED
-        raise RuntimeError(f"case {case_id}: could not record the timer of {deadline_id}")
+        timer = _FiredTimer(case_id, deadline_id, due_on, fired_at, scheduled_for, known_version, timer_sequence)
+        return retry_on_conflict(lambda: self._timer_fired(timer, now or fired_at), attempts=self.write_attempts,
+                                 what=f"case {case_id}: the timer of {deadline_id}")
+
+    def _timer_fired(self, timer: _FiredTimer, now: datetime) -> TimerOutcome:
+        state = self.load(timer.case_id)
+        deadline = state.deadlines.get(timer.deadline_id) if state else None
+        if state is None or state.source_version < timer.known_version:
+            return TimerOutcome.BEHIND
+        if deadline is None:
+            return TimerOutcome.STALE
+        decided = state.outcomes.get(timer.deadline_id)
+        if deadline.state != "open" or deadline.due_on != timer.due_on or (
+            decided is not None and decided.deadline.due_on == timer.due_on
+        ):
+            return TimerOutcome.STALE
+        self.save(TimerFired(
+            originator_id=state.id,
+            originator_version=state.version + 1,
+            timestamp=now,
+            deadline=deadline,
+            outcome=OUTCOME_BY_KIND.get(deadline.deadline_kind, "missed"),
+            fired_at=timer.fired_at,
+            lag_seconds=max(0.0, (timer.fired_at - timer.scheduled_for).total_seconds()),
+            scheduled_for=timer.scheduled_for,
+            timer_sequence=timer.timer_sequence,
+            known_version=state.source_version,
+            enterprise_number=state.enterprise_number,
+            insz=state.insz,
+        ))
+        return TimerOutcome.RECORDED
+
+
+@dataclass(frozen=True)
+class _FiredTimer:
+    """A fired timer, as :meth:`DeadlinesApplication.timer_fired` decides it."""
+
+    case_id: UUID
+    deadline_id: UUID
+    due_on: date
+    fired_at: datetime
+    scheduled_for: datetime
+    known_version: int
+    timer_sequence: int | None
 
 
 def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:

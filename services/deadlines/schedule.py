@@ -108,6 +108,7 @@ def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineCh
         elif old is None:
             changes.append(DeadlineChange(change="opened" if new.state == "open" else new.state, deadline=new))
         elif old != new:
+            change: str
             if old.state == "open" and new.state != "open":
                 change = new.state
             elif old.due_on != new.due_on or old.regime != new.regime:

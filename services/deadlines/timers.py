@@ -8,9 +8,10 @@
   rewrites the same timers. A schedule that falls due while the server is down fires after it restarts.
 * The timers live in their own stream (``TIMERS``, schedules allowed): a stream that allows schedules also allows
   rollups and purges, which the trajectory stream must never allow.
-* A fired timer is handled by a durable consumer: the deadline's outcome is recorded once, and only when the
-  schedule has applied every report of the case that the TRAJECTORY stream holds (a late report that met the
-  deadline is not overtaken by its timer). Handled timers are deleted, so the stream holds the live timers only.
+* A fired timer is handled by a durable consumer (:class:`services.deadlines.handlers.FiredTimers`): the
+  deadline's outcome is recorded once, and only when the schedule has applied every report of the case that the
+  TRAJECTORY stream holds (a late report that met the deadline is not overtaken by its timer). Handled timers are
+  deleted, so the stream holds the live timers only.
 * Replicas: every replica of the service runs both. The writers follow the one shared store, each in its order, so
   a lagging writer may re-arm a timer that a faster one already purged; it purges it again when it reaches the
   same change, and a timer that fires meanwhile finds its deadline decided (stale: nothing recorded). The fired
@@ -21,8 +22,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from concurrent.futures import Executor
+import contextlib
 from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
@@ -39,28 +39,16 @@ from eventsourcing.persistence import (
     Tracking,
     TrackingRecorder,
 )
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsRouter, PullSub
-from faststream.nats.annotations import NatsMessage
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
-from shared.events.envelope import decode_case_event
-from shared.events.subjects import (
-    TIMER_FIRED_PREFIX,
-    TIMER_SCHEDULE_PREFIX,
-    TIMERS_STREAM,
-    TRAJECTORY_PREFIX,
-    TRAJECTORY_STREAM,
-)
-from shared.infra.relay import add_or_update_stream, next_batch
+from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
+from shared.infra.relay import next_batch
+from shared.infra.retry import Backoff
 from shared.rulebook.calendar import BRUSSELS
 
-from .application import DeadlinesApplication, TimerOutcome
 from .schedule import ScheduleRecomputed, ScheduleStep, timer_due
 
 log = structlog.get_logger("deadlines.timers")
-TIMER_SUBJECTS = [f"{TIMER_SCHEDULE_PREFIX}.>", f"{TIMER_FIRED_PREFIX}.>"]
 #: Changes after which a deadline needs a timer; the others end it.
 ARMS = {"opened", "recomputed", "changed"}
 
@@ -77,19 +65,6 @@ class Timer(msgspec.Struct, frozen=True, kw_only=True):
 def fire_time(day: date) -> datetime:
     """The start of ``day`` in Belgium, in UTC."""
     return datetime.combine(day, time(0), tzinfo=BRUSSELS).astimezone(UTC)
-
-
-async def ensure_timer_stream(js: JetStreamContext, replicas: int | None = None) -> None:
-    """The TIMERS stream; ``replicas`` for a new one (an existing stream keeps its count, or grows to it)."""
-    config = api.StreamConfig(
-        name=TIMERS_STREAM,
-        subjects=TIMER_SUBJECTS,
-        storage=api.StorageType.FILE,
-        retention=api.RetentionPolicy.LIMITS,
-        num_replicas=replicas or 1,
-        allow_msg_schedules=True,
-    )
-    await add_or_update_stream(js, config, replicas)
 
 
 class TimerWriter:
@@ -118,8 +93,10 @@ class TimerWriter:
     async def run(self, stop: asyncio.Event) -> None:
         position = await asyncio.to_thread(lambda: self.tracking.max_tracking_id(self.name) or 0)
         position = await self._check_stream(position)
+        store_backoff, write_backoff = Backoff(first=0.1, cap=1.0), Backoff(first=0.5, cap=5.0)
         while not stop.is_set():
-            batch = await next_batch(self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name)
+            batch = await next_batch(self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name,
+                                     store_backoff)
             if not batch:
                 continue
             try:
@@ -127,8 +104,9 @@ class TimerWriter:
                     await self.apply(self.mapper.to_domain_event(notification))
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError) as exc:
                 log.warning("timer write failed; retrying the batch", error=repr(exc))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(write_backoff.next())
                 continue
+            write_backoff.reset()
             position = batch[-1].id
             await asyncio.to_thread(self._record, position)
 
@@ -151,10 +129,9 @@ class TimerWriter:
         return 0
 
     def _record(self, position: int) -> None:
-        try:
+        # A second writer may have recorded it (or later) meanwhile: schedules are idempotent.
+        with contextlib.suppress(IntegrityError):
             self.tracking.insert_tracking(Tracking(self.name, position))
-        except IntegrityError:  # a second writer recorded it (or later) meanwhile: schedules are idempotent
-            pass
 
     async def apply(self, event: Any) -> None:
         if not isinstance(event, ScheduleStep | ScheduleRecomputed):
@@ -185,100 +162,3 @@ class TimerWriter:
     async def purge(self, deadline_id: UUID) -> None:
         await self.js.purge_stream(TIMERS_STREAM, subject=f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}")
         self.purged += 1
-
-
-class FiredTimers:
-    """The durable consumer of fired timers."""
-
-    def __init__(self, app: DeadlinesApplication, executor: Executor, name: str = "deadlines-timers") -> None:
-        self.app = app
-        self.executor = executor
-        self.name = name
-        self.js: JetStreamContext | None = None
-        self.counts = {outcome.value: 0 for outcome in TimerOutcome}
-        self._decoder = msgspec.json.Decoder(Timer)
-
-    def attach(self, router: NatsRouter, *, inbox_prefix: bytes = b"_INBOX.") -> None:
-        @router.subscriber(
-            f"{TIMER_FIRED_PREFIX}.>",
-            stream=JStream(TIMERS_STREAM, declare=False),
-            durable=self.name,
-            # One message per fetch: FastStream's batch loop gathers a batch over several fetches and loses the
-            # ones already fetched when a later fetch raises nats-py's bare asyncio timeout (they come back only
-            # after ack_wait, a late outcome). A single fetch either returns its messages or raises before any.
-            pull_sub=PullSub(batch_size=1, timeout=0.2, batch=True),
-            inbox_prefix=inbox_prefix,
-            ack_policy=AckPolicy.MANUAL,
-            config=api.ConsumerConfig(
-                durable_name=self.name,
-                deliver_policy=api.DeliverPolicy.ALL,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                ack_wait=30,
-                # Unlimited: a timer waits (with a growing delay) for its case's reports to be applied, and must
-                # never be dropped by a delivery limit.
-                max_deliver=-1,
-                filter_subject=f"{TIMER_FIRED_PREFIX}.>",
-            ),
-            title="deadlines: fired timers",
-            description="Durable consumer of fired deadline timers: records each deadline's outcome once.",
-        )
-        async def fired(msg: NatsMessage) -> None:
-            """Record the outcome of each fired timer whose deadline is still open."""
-            for raw in msg.raw_message:  # type: ignore[attr-defined]
-                await self.handle(raw)
-
-    async def handle(self, raw: Msg) -> None:
-        assert self.js is not None
-        try:
-            timer = self._decoder.decode(raw.data)
-        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-            log.error("undecodable timer dropped", subject=raw.subject, error=str(exc))
-            await raw.term()
-            await self._delete(raw)
-            return
-        known = await self.case_version(timer.case_id)
-        loop = asyncio.get_running_loop()
-        now = datetime.now(UTC)
-        # The server's timestamp of the fired message is when the timer fired, whatever this service's clock says
-        # and however late (down, behind) the service handles it.
-        fired_at = raw.metadata.timestamp if raw.metadata is not None else now
-        sequence = raw.metadata.sequence.stream if raw.metadata is not None else None
-        outcome = await loop.run_in_executor(
-            self.executor, functools.partial(
-                self.app.timer_fired, timer.case_id, timer.deadline_id, timer.due_on, fired_at, timer.fires_at,
-                known, now=now, timer_sequence=sequence,
-            ),
-        )
-        self.counts[outcome.value] += 1
-        if outcome is TimerOutcome.BEHIND:
-            delivered = raw.metadata.num_delivered if raw.metadata else 1
-            await raw.nak(delay=min(60.0, 0.5 * 2 ** min(delivered - 1, 7)))
-            return
-        await raw.ack()
-        await self._delete(raw)
-
-    async def _delete(self, raw: Msg) -> None:
-        """Handled timers leave the stream, so that it holds the live timers only."""
-        assert self.js is not None
-        if raw.metadata is not None:
-            # Without ``no_erase`` the server overwrites the message securely: several times slower, and a timer
-            # holds nothing secret (ids and dates).
-            request = {"seq": raw.metadata.sequence.stream, "no_erase": True}
-            try:
-                await self.js._api_request(
-                    f"{self.js._prefix}.STREAM.MSG.DELETE.{TIMERS_STREAM}",
-                    msgspec.json.encode(request), timeout=5,
-                )
-            except nats.js.errors.NotFoundError:
-                pass
-
-    async def case_version(self, case_id: UUID) -> int:
-        """The version of the case's latest event in the TRAJECTORY stream (0 when it holds none)."""
-        assert self.js is not None
-        try:
-            last = await self.js.get_msg(TRAJECTORY_STREAM, subject=f"{TRAJECTORY_PREFIX}.{case_id}.>")
-        except nats.js.errors.NotFoundError:
-            return 0
-        return decode_case_event(last.data or b"", last.headers, self.app.mapper.cipher).version
-
-

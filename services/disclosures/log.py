@@ -79,6 +79,8 @@ class DisclosureLog(Application[UUID]):
                 return
             for notification in batch:
                 record = self.mapper.to_domain_event(notification)
+                if not isinstance(record, DisclosureRecorded):
+                    raise TypeError(f"the disclosure log holds a {type(record).__name__}, not a disclosure record")
                 if (who is None or record.who == who) and (case_id is None or record.case_id == case_id) and (
                     since is None or record.disclosed_at >= since
                 ):

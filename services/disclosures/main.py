@@ -9,19 +9,19 @@ import nats
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsRouter
 
-from shared.events.subjects import BENEFITS_STREAM, BENEFITS_SUBJECTS, DEADLINES_STREAM, DEADLINES_SUBJECTS
-from shared.infra.relay import ensure_stream
+from shared.infra.clock import Clock, system_clock
 from shared.infra.settings import Settings
+from shared.infra.streams import BENEFITS, DEADLINES
 
-from .feed import attach_feed_recorders
+from .handlers import attach_feed_recorders
 from .log import build_disclosures
 
 
-def build_app(settings: Settings) -> FastStream:
+def build_app(settings: Settings, *, clock: Clock = system_clock) -> FastStream:
     app = build_disclosures(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disclosures-store")
     router = NatsRouter()
-    attach_feed_recorders(router, app, executor, inbox_prefix=settings.pull_inbox_prefix)
+    attach_feed_recorders(router, app, executor, inbox_prefix=settings.pull_inbox_prefix, clock=clock)
     broker = NatsBroker(settings.nats_servers, name="reintegration-disclosures", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
     broker.include_router(router)
@@ -31,8 +31,8 @@ def build_app(settings: Settings) -> FastStream:
     async def streams() -> None:
         nc = await nats.connect(settings.nats_servers, **settings.nats_options())
         js = nc.jetstream()
-        await ensure_stream(js, DEADLINES_STREAM, DEADLINES_SUBJECTS, replicas=settings.stream_replicas)
-        await ensure_stream(js, BENEFITS_STREAM, BENEFITS_SUBJECTS, replicas=settings.stream_replicas)
+        await DEADLINES.ensure(js, replicas=settings.stream_replicas)
+        await BENEFITS.ensure(js, replicas=settings.stream_replicas)
         await nc.close()
 
     @stream_app.after_shutdown

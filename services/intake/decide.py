@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import TypeVar
 from uuid import UUID
 
 from shared.events import reports as r
@@ -31,6 +32,7 @@ from shared.rulebook.eligibility import (
     check_request_right,
     earliest_force_majeure_decision,
 )
+from shared.rulebook.model import ForceMajeureStart
 
 from .case import Case, PartialResumption, Rehabilitation, Trajectory
 
@@ -58,7 +60,7 @@ def _state(message: str, field: str | None = None) -> Rejection:
 
 
 def _ineligible(exc: Ineligible, field: str) -> Rejection:
-    code = Code.NO_REGIME if exc.regime is None or "applies from" in exc.message else Code.NOT_ELIGIBLE
+    code = Code.NO_REGIME if exc.regime is None or exc.not_yet else Code.NOT_ELIGIBLE
     return Rejection(code, exc.message, field=field, rule=exc.rule, regime=exc.regime)
 
 
@@ -138,7 +140,7 @@ def _check_new_case(report: r.IncapacityReported) -> None:
             raise Rejection(Code.INVALID_IDENTIFIER, f"{field} must be sent as digits only", field=f"$.{field}")
 
 
-def _check_case_report(case: Case, report: r.CaseReport) -> None:
+def _check_case_report(case: Case, report: r.Report) -> None:
     if case.closed_on is not None:
         raise Rejection(Code.CASE_CLOSED, f"case {case.id} was closed on {case.closed_on.isoformat()}")
     effective = report.effective_date
@@ -151,12 +153,16 @@ def _check_case_report(case: Case, report: r.CaseReport) -> None:
         )
 
 
-Check = Callable[[Case, r.Report, Party, Rulebook], None]
-_CHECKS: dict[type[r.Report], Check] = {}
+R = TypeVar("R", bound=r.Report)
+#: The check of one kind of report: ``check(case, report, party, rulebook)`` returns or raises :class:`Rejection`.
+Check = Callable[[Case, R, Party, Rulebook], None]
+#: Each kind of report's check, by its type (:func:`decide` calls the one of the report's own type).
+_CHECKS: dict[type[r.Report], Callable[..., None]] = {}
 
 
-def check(cls: type[r.Report]) -> Callable[[Check], Check]:
-    def register(fn: Check) -> Check:
+def check(cls: type[R]) -> Callable[[Check[R]], Check[R]]:
+    """Register the decorated function as the check of reports of type ``cls``."""
+    def register(fn: Check[R]) -> Check[R]:
         _CHECKS[cls] = fn
         return fn
 
@@ -169,7 +175,8 @@ def _no_check(case: Case, report: r.Report, party: Party, rulebook: Rulebook) ->
 
 def _after(day: date, earlier: date | None, field: str, what: str) -> None:
     if earlier is not None and day < earlier:
-        raise Rejection(Code.INVALID_DATE, f"{field} {day.isoformat()} is before {what} ({earlier.isoformat()})", f"$.{field}")
+        raise Rejection(Code.INVALID_DATE, f"{field} {day.isoformat()} is before {what} ({earlier.isoformat()})",
+                        f"$.{field}")
 
 
 # --- incapacity ------------------------------------------------------------------------------------------
@@ -515,7 +522,10 @@ def _(case: Case, report: r.MedicalForceMajeureStarted, party: Party, rulebook: 
         raise _ineligible(exc, "$.letter_sent_on") from None
     if fm is not None and fm.decided_on is not None:
         # The worker was found not definitively unfit: a new procedure needs a new full period after the decision.
-        months = in_force.rule.min_months  # type: ignore[union-attr]
+        rule = in_force.rule
+        if not isinstance(rule, ForceMajeureStart):  # check_force_majeure_start answers with that kind of rule
+            raise TypeError(f"{rule.id} is not a force-majeure rule")
+        months = rule.min_months
         opens = months_after(fm.decided_on, months)
         if report.letter_sent_on < opens:
             raise Rejection(

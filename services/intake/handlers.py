@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from eventsourcing.persistence import PersistenceError
@@ -24,6 +24,7 @@ from shared.events.common import IdentifierError, Party, normalise_party
 from shared.events.replies import RETRYABLE, Accepted, Rejected, RejectionCode
 from shared.events.reports import Report
 from shared.events.subjects import INTAKE_QUEUE, INTAKE_WILDCARD, parse_intake_subject
+from shared.infra.clock import Clock, system_clock
 
 from .application import IntakeApplication
 from .decide import Rejection
@@ -84,9 +85,11 @@ async def raw_body(msg: NatsMessage) -> bytes:
 REPLY_WITHIN_SHARE = 0.8
 
 
-def build_router(app: IntakeApplication, workers: int = 1, reply_within: float | None = None) -> NatsRouter:
+def build_router(app: IntakeApplication, workers: int = 1, reply_within: float | None = None, *,
+                 clock: Clock = system_clock) -> NatsRouter:
     """The intake subscriber. Store work runs on ``workers`` threads: one avoids lock contention on SQLite (whose
     writes are serial anyway); more help on PostgreSQL, where optimistic concurrency settles races per case.
+    ``clock`` gives the time each report is received (recorded with it).
 
     ``reply_within`` (seconds, below the parties' request timeout): a report the store has not settled by then is
     answered ``store_unavailable`` (``retry: true``) rather than after the party stopped waiting. A store that
@@ -115,7 +118,7 @@ def build_router(app: IntakeApplication, workers: int = 1, reply_within: float |
     )
     async def receive_report(msg: NatsMessage) -> bytes:
         """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply."""
-        now = datetime.now(UTC)
+        now = clock()
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(executor, handle_report, app, msg.raw_message.subject, msg.body, now)
         try:

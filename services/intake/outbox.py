@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
+from typing import overload
 
 import msgspec
 import nats
@@ -12,9 +13,10 @@ import structlog
 
 from shared.events.envelope import CaseEvent, seal_payload
 from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, TRAJECTORY_TRANSFORM, trajectory_subject
-from shared.infra.relay import OutboxRelay, Outgoing, RelayStats, ensure_trajectory_stream
+from shared.infra.relay import OutboxRelay, Outgoing, RelayStats
 from shared.infra.settings import Settings
 from shared.infra.store import tracking_recorder
+from shared.infra.streams import ensure_trajectory_stream
 
 from .application import IntakeApplication, build_intake
 
@@ -44,6 +46,30 @@ def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options:
         subject_transform=TRAJECTORY_TRANSFORM,
         **{"render": functools.partial(render, cipher=app.mapper.cipher), **options},  # type: ignore[arg-type]
     )
+
+
+@overload
+async def run_relay(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    from_position: None = None,
+    to_position: None = None,
+    on_batch: Callable[[RelayStats], None] | None = None,
+    on_replay_progress: Callable[[int, int], None] | None = None,
+) -> RelayStats: ...
+
+
+@overload
+async def run_relay(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    from_position: int,
+    to_position: int | None = None,
+    on_batch: Callable[[RelayStats], None] | None = None,
+    on_replay_progress: Callable[[int, int], None] | None = None,
+) -> int: ...
 
 
 async def run_relay(

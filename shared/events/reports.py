@@ -443,9 +443,14 @@ AnyReport = Union[  # noqa: UP007 - msgspec needs a real Union of tagged structs
 ]
 
 REPORT_TYPES: tuple[type[Report], ...] = AnyReport.__args__  # type: ignore[attr-defined]
-REPORTS_BY_TAG: dict[str, type[Report]] = {cls.__struct_config__.tag: cls for cls in REPORT_TYPES}
 
 
 def tag_of(report: Report | type[Report]) -> str:
     cls = report if isinstance(report, type) else type(report)
-    return cls.__struct_config__.tag  # type: ignore[return-value]
+    tag = cls.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{cls.__name__} is not a tagged report")
+    return tag
+
+
+REPORTS_BY_TAG: dict[str, type[Report]] = {tag_of(cls): cls for cls in REPORT_TYPES}

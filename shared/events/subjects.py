@@ -84,6 +84,11 @@ def parse_intake_subject(subject: str) -> tuple[PartyKind, str]:
     return kind, parts[3]
 
 
+def query_subject(service: str) -> str:
+    """The read-only query subject of a derived service: ``reintegration.query.<service>``."""
+    return f"{QUERY_PREFIX}.{service}"
+
+
 def employer_feed_subject(enterprise_number: str, topic: str, case_id: UUID) -> str:
     return f"{EMPLOYER_FEED_PREFIX}.{enterprise_number}.{topic}.{case_id}"
 

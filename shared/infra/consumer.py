@@ -45,7 +45,7 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 import nats.errors
@@ -59,18 +59,20 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from shared.events.dead_letters import DeadLetterRecord
 from shared.events.envelope import CaseEvent, decode_case_event
 from shared.events.subjects import (
     DEAD_LETTER_PREFIX,
-    DEAD_LETTER_STREAM,
     POSITION_HEADER,
     TRAJECTORY_STREAM,
     TRAJECTORY_SUBJECTS,
     trajectory_case,
 )
 
-from .derived import LETTER_ID_HEADER, Outcome
-from .relay import ensure_stream, ensure_trajectory_stream
+from .clock import Clock, system_clock
+from .derived import Outcome
+from .retry import Backoff
+from .streams import ensure_dead_letter_stream, ensure_trajectory_stream
 
 log = structlog.get_logger("consumer")
 
@@ -101,8 +103,11 @@ class TrajectoryConsumer:
         service: str | None = None,
         replicas: int | None = None,
         cipher: object | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.name = name
+        #: The time each applied event and each parking records.
+        self.clock = clock
         #: The TRAJECTORY subjects this consumer takes (a replica's partitions); ``None``: all of them.
         self.filter_subjects = list(filter_subjects) if filter_subjects else None
         #: The service it works for: its dead letters go to ``reintegration.dead.<service>``.
@@ -174,17 +179,17 @@ class TrajectoryConsumer:
         """Prepare the streams, create (or bind to) the durable consumer and start pulling."""
         self.js = js
         await ensure_trajectory_stream(js, replicas=self.replicas)
-        await ensure_stream(js, DEAD_LETTER_STREAM, [f"{DEAD_LETTER_PREFIX}.>"], replicas=self.replicas)
+        await ensure_dead_letter_stream(js, replicas=self.replicas)
         self._stopping = asyncio.Event()
-        delay = 0.2
+        backoff = Backoff(first=0.2, cap=5.0)
         for _attempt in range(12):  # a cluster electing leaders after a node loss answers late for a while
             try:
                 self._subscription = await self._subscribe()
                 break
             except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, TimeoutError) as exc:
+                delay = backoff.next()
                 log.warning("consumer not ready; retrying", consumer=self.name, error=repr(exc), delay=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         else:
             self._subscription = await self._subscribe()
         self.task = asyncio.create_task(self._pull(), name=f"consumer:{self.name}")
@@ -234,7 +239,7 @@ class TrajectoryConsumer:
     async def _pull(self) -> None:
         """Fetch a batch, answer every message of it, repeat until stopped. Ends with an error only when the
         connection is closed under it (the process is going down)."""
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=5.0)
         while not self._stopping.is_set():
             assert self._subscription is not None
             try:
@@ -247,17 +252,16 @@ class TrajectoryConsumer:
                 raise
             except nats.js.errors.NotFoundError as exc:  # the durable consumer was deleted: create it again
                 log.warning("durable consumer missing; creating it again", consumer=self.name, error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.next())
                 with contextlib.suppress(nats.errors.Error):
                     self._subscription = await self._subscribe()
                 continue
             except nats.errors.Error as exc:  # the server briefly unavailable, a leader change, a reconnect
+                delay = backoff.next()
                 log.warning("fetch failed; retrying", consumer=self.name, error=repr(exc), delay=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
-            delay = 0.1
+            backoff.reset()
             self.counts["delivered"] += len(messages)
             self.counts["batches"] += 1
             self.counts["largest_batch"] = max(self.counts["largest_batch"], len(messages))
@@ -326,27 +330,27 @@ class TrajectoryConsumer:
             waiting.add(case)
             await raw.nak(delay=self.gap_delay)
         elif outcome is Outcome.PARKED:
-            await self.dead_letter(raw, "its case is parked behind an earlier dead-lettered event", event)
+            await self.dead_letter(raw, None, event)  # behind its case's first dead letter
         else:
             await raw.ack()
 
     async def _apply(self, raw: Msg, event: CaseEvent, position: int,
                      keep: Callable[[], Awaitable[None]] | None = None) -> Outcome | None:
         loop = asyncio.get_running_loop()
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=self.ack_wait / 3)
         while True:
             try:
-                return await loop.run_in_executor(self.executor, self.process, event, position, datetime.now(UTC))
+                return await loop.run_in_executor(self.executor, self.process, event, position, self.clock())
             except PersistenceError as exc:
                 # The whole rest of the batch stays ours (not only this message), and the retries come faster than
                 # the ack wait, so that an outage costs no delivery.
+                delay = backoff.next()
                 log.warning("store unavailable; retrying", consumer=self.name, error=str(exc), delay=delay)
                 if keep is not None:
                     await keep()
                 else:
                     await raw.in_progress()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.ack_wait / 3)
             except Exception as exc:  # noqa: BLE001 - a bug or an unfoldable event: poison, the service goes on
                 await self.poison(raw, exc, event)
                 return None
@@ -363,30 +367,29 @@ class TrajectoryConsumer:
             loop = asyncio.get_running_loop()
             version = event.version if event is not None else 0
             try:
-                await loop.run_in_executor(self.executor, self.park, case_id, version, repr(exc), datetime.now(UTC))
+                await loop.run_in_executor(self.executor, self.park, case_id, version, repr(exc), self.clock())
             except Exception:
                 log.exception("could not park the case of a dead-lettered message", consumer=self.name,
                               case_id=str(case_id))
         await self.dead_letter(raw, repr(exc), event)
 
-    async def dead_letter(self, raw: Msg, error: str, event: CaseEvent | None = None) -> None:
-        """Copy ``raw`` to ``reintegration.dead.<service>`` with why, how often it was delivered and whose it is, then
-        terminate it (the server stops redelivering it)."""
+    async def dead_letter(self, raw: Msg, error: str | None, event: CaseEvent | None = None) -> None:
+        """Copy ``raw`` to ``reintegration.dead.<service>`` with why (``error``; ``None``: its case is parked behind
+        an earlier dead letter), how often it was delivered and whose it is, then terminate it (the server stops
+        redelivering it)."""
         assert self.js is not None, "start() sets the JetStream context"
-        delivered = raw.metadata.num_delivered if raw.metadata else 0
         case_id = event.case_id if event is not None else trajectory_case(raw.subject)
-        headers = {
-            **(raw.headers or {}),
-            "Reintegration-Original-Subject": raw.subject,
-            "Reintegration-Error": error[:1000],
-            "Reintegration-Deliveries": str(delivered),
-            "Reintegration-Stream-Sequence": str(raw.metadata.sequence.stream) if raw.metadata else "",
-            "Reintegration-Case-Id": str(case_id or ""),
-            "Reintegration-Case-Version": str(event.version) if event is not None else "",
-            # The letter's own id: resolutions are recorded by it, not by its sequence in DEAD_LETTERS, which starts
-            # over if the broker loses its store (a new letter must never look resolved).
-            LETTER_ID_HEADER: str(uuid.uuid4()),
-        }
+        record = DeadLetterRecord(
+            original_subject=raw.subject,
+            error=error or "",
+            deliveries=raw.metadata.num_delivered if raw.metadata else 0,
+            stream_sequence=raw.metadata.sequence.stream if raw.metadata else None,
+            case_id=str(case_id) if case_id is not None else None,
+            case_version=event.version if event is not None else None,
+            # The letter's own id: resolutions are recorded by it (see shared.events.dead_letters).
+            letter_id=str(uuid.uuid4()),
+        )
+        headers = {**(raw.headers or {}), **(record if error is not None else record.parked_behind()).to_headers()}
         headers.pop("Nats-Msg-Id", None)
         headers.pop("Nats-Expected-Last-Sequence", None)
         await self.js.publish(f"{DEAD_LETTER_PREFIX}.{self.service}", raw.data, headers=headers)

@@ -25,12 +25,16 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import MutableOrImmutableAggregate
 from eventsourcing.persistence import IntegrityError
 
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent
 
-S = TypeVar("S")
+from .retry import retry_on_conflict
+
+#: A derived aggregate's state: an immutable struct with its ``id`` and ``version``.
+S = TypeVar("S", bound=MutableOrImmutableAggregate[UUID])
 
 
 class Outcome(enum.StrEnum):
@@ -65,7 +69,11 @@ class CaseParked(msgspec.Struct, frozen=True, kw_only=True):
     released: bool = False
 
     @property
-    def version(self) -> int:  # the parking record is its own state: eventsourcing's cache reads its version
+    def id(self) -> UUID:  # the parking record is its own state: eventsourcing reads its id and version
+        return self.originator_id
+
+    @property
+    def version(self) -> int:
         return self.originator_version
 
 
@@ -73,10 +81,6 @@ def _project_parking(state: CaseParked | None, events: Iterable[CaseParked]) -> 
     for event in events:
         state = event
     return state
-
-
-#: Header of a dead letter holding its own id (see :func:`letter_key`).
-LETTER_ID_HEADER = "Reintegration-Letter-Id"
 
 
 def letter_key(letter_id: str | None, sequence: int) -> str:
@@ -103,6 +107,7 @@ class DeadLettersResolved(msgspec.Struct, frozen=True, kw_only=True):
 class DeadLetterBook(msgspec.Struct, frozen=True, kw_only=True):
     """Every resolution so far, by letter key (:func:`letter_key`)."""
 
+    id: UUID
     version: int
     resolved: dict[str, DeadLettersResolved]
 
@@ -113,7 +118,7 @@ def _project_book(state: DeadLetterBook | None, events: Iterable[DeadLettersReso
         # a resolution recorded before letters had ids names them by sequence
         keys = event.letters or tuple(letter_key(None, s) for s in event.sequences)
         resolved.update(dict.fromkeys(keys, event))
-        state = DeadLetterBook(version=event.originator_version, resolved=resolved)
+        state = DeadLetterBook(id=event.originator_id, version=event.originator_version, resolved=resolved)
     return state
 
 
@@ -158,20 +163,20 @@ class DerivedApplication(Application[UUID], Generic[S]):
             return None
 
     def process(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
-        """Apply one Case event exactly once, in its case's order."""
-        for _attempt in range(self.write_attempts):
-            state = self.load(event.case_id)
-            seen = self.source_version(state)
-            if event.version <= seen:
-                return Outcome.DUPLICATE
-            if event.version != seen + 1:
-                return Outcome.PARKED if self.parked(event.case_id) else Outcome.GAP
-            try:
-                self.save(*self.step(state, event, position, now))
-            except IntegrityError:
-                continue  # another replica applied a step of this case meanwhile: look again
-            return Outcome.APPLIED
-        raise RuntimeError(f"case {event.case_id}: could not record version {event.version} after retries")
+        """Apply one Case event exactly once, in its case's order. Another replica that applied a step of this case
+        meanwhile makes the write conflict: it is looked at again (:func:`retry_on_conflict`)."""
+        return retry_on_conflict(lambda: self._apply(event, position, now), attempts=self.write_attempts,
+                                 what=f"case {event.case_id}: recording version {event.version}")
+
+    def _apply(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
+        state = self.load(event.case_id)
+        seen = self.source_version(state)
+        if event.version <= seen:
+            return Outcome.DUPLICATE
+        if event.version != seen + 1:
+            return Outcome.PARKED if self.parked(event.case_id) else Outcome.GAP
+        self.save(*self.step(state, event, position, now))
+        return Outcome.APPLIED
 
     # --- parking -------------------------------------------------------------------------------------------
 
@@ -224,27 +229,28 @@ class DerivedApplication(Application[UUID], Generic[S]):
             book = self.repository.get(self._book_id(), projector_func=_project_book)
         except AggregateNotFoundError:
             book = None
-        return book or DeadLetterBook(version=0, resolved={})
+        return book or DeadLetterBook(id=self._book_id(), version=0, resolved={})
 
     def resolve_dead_letters(self, letters: Iterable[tuple[str, int]], case_id: UUID | None, how: str, note: str,
                              now: datetime) -> DeadLettersResolved | None:
         """Record ``letters`` (each its key, :func:`letter_key`, and its sequence) as resolved (idempotent: those
-        already resolved are left out)."""
-        for _attempt in range(self.write_attempts):
-            book = self.dead_letter_book()
-            new = sorted({key: seq for key, seq in letters if key not in book.resolved}.items(),
-                         key=lambda item: item[1])
-            if not new:
-                return None
-            event = DeadLettersResolved(originator_id=self._book_id(), originator_version=book.version + 1,
-                                        timestamp=now, sequences=tuple(seq for _key, seq in new), case_id=case_id,
-                                        how=how, note=note[:1000], letters=tuple(key for key, _seq in new))
-            try:
-                self.save(event)
-            except IntegrityError:
-                continue  # another operator resolved some meanwhile: look again
-            return event
-        raise RuntimeError("could not record the resolved dead letters after retries")
+        already resolved are left out). Another operator who resolved some meanwhile makes the write conflict: the
+        book is read again (:func:`retry_on_conflict`)."""
+        wanted = list(letters)
+        return retry_on_conflict(lambda: self._resolve(wanted, case_id, how, note, now), attempts=self.write_attempts,
+                                 what="recording the resolved dead letters")
+
+    def _resolve(self, letters: list[tuple[str, int]], case_id: UUID | None, how: str, note: str,
+                 now: datetime) -> DeadLettersResolved | None:
+        book = self.dead_letter_book()
+        new = sorted({key: seq for key, seq in letters if key not in book.resolved}.items(), key=lambda item: item[1])
+        if not new:
+            return None
+        event = DeadLettersResolved(originator_id=self._book_id(), originator_version=book.version + 1,
+                                    timestamp=now, sequences=tuple(seq for _key, seq in new), case_id=case_id,
+                                    how=how, note=note[:1000], letters=tuple(key for key, _seq in new))
+        self.save(event)
+        return event
 
     def rebuild_from(
         self,

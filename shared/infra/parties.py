@@ -27,17 +27,13 @@ Authentication is by nkeys: the server configuration holds only public keys, the
 and a client proves it holds the seed by signing the server's nonce (nothing secret crosses the wire, with or
 without TLS). nats-py supports it natively (``nkeys_seed_str``; the ``nkeys`` package, ``nats-py[nkeys]``).
 
-Employers open their JetStream consumers through a small trusted responder (:func:`serve_feed_consumers`, run by the
-``feeds`` service) rather than through ``$JS.API.CONSUMER.CREATE``: a consumer's configuration is in the request
-payload, which subject permissions cannot constrain, and a push consumer's ``deliver_subject`` would let an employer
-make the server deliver into any subject of the service account. The responder creates pull consumers only, named
-``employer-<enterprise>`` (durable, "live") and ``employer-<enterprise>-replay`` (from a start time), filtered on
-the employer's own subjects; the employer then fetches and acknowledges through its imports.
+Employers open their JetStream consumers through the ``feeds`` service (:mod:`services.feeds.handlers`, which says
+why) rather than through ``$JS.API.CONSUMER.CREATE``; :func:`open_feed`, beside :func:`connect_as`, is the
+employer's side of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -45,15 +41,13 @@ import secrets
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import msgspec
-import structlog
-
 from shared.events.common import IdentifierError, normalise_enterprise_number, normalise_health_fund
+from shared.events.feed import FeedError
 from shared.events.subjects import (
     BENEFITS_STREAM,
     BENEFITS_SUBJECTS,
@@ -76,7 +70,6 @@ from shared.events.subjects import (
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
-    from nats.aio.subscription import Subscription
     from nats.js import JetStreamContext
 
 __all__ = [
@@ -88,7 +81,6 @@ __all__ = [
     "SERVICES",
     "SERVICE_ACCOUNT",
     "Credentials",
-    "FeedError",
     "Import",
     "Parties",
     "PartiesError",
@@ -106,12 +98,8 @@ __all__ = [
     "parties_file",
     "permissions",
     "render_accounts",
-    "run_feeds",
-    "serve_feed_consumers",
     "write_config",
 ]
-
-log = structlog.get_logger("parties")
 
 #: The account of every service; the only account with JetStream.
 SERVICE_ACCOUNT: Final = "REINTEGRATION"
@@ -607,104 +595,7 @@ def write_config(parties_file: str | os.PathLike[str], out_dir: str | os.PathLik
     return conf, paths
 
 
-# ------------------------------------------------------------------------------ employer feed consumers
-
-
-class FeedError(RuntimeError):
-    """The feeds service refused to open a consumer."""
-
-
-class FeedRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``reintegration.feed.<enterprise>``: open a pull consumer on the employer's own feed in one stream."""
-
-    stream: str
-    #: ``live``: the durable consumer ``employer-<enterprise>`` (kept; it resumes where it stopped) or ``replay``:
-    #: ``employer-<enterprise>-replay``, replaced at every request, removed after 10 idle minutes.
-    consumer: Literal["live", "replay"] = "replay"
-    #: Deliver from this time on (RFC 3339 with an offset); otherwise everything (``all``) or only new messages.
-    start_time: datetime | None = None
-    deliver: Literal["all", "new"] = "all"
-    #: A narrower filter inside ``reintegration.employer.<enterprise>.>`` (e.g. one case's deadlines).
-    filter: str | None = None
-    #: ``live`` only: delete and recreate the durable consumer (start over).
-    reset: bool = False
-
-
-_FEED_DECODER = msgspec.json.Decoder(FeedRequest)
-_TOKEN = re.compile(r"^[^\s.*>]+$")
-
-
-def _own_filter(enterprise: str, requested: str | None) -> str:
-    if requested is None:
-        return feed_filter(enterprise)
-    tokens = requested.split(".")
-    own = feed_filter(enterprise).split(".")[:-1]  # reintegration.employer.<enterprise>
-    rest = tokens[len(own):]
-    valid = all(t == "*" or (t == ">" and i == len(rest) - 1) or _TOKEN.match(t) for i, t in enumerate(rest))
-    if tokens[: len(own)] != own or not rest or not valid:
-        raise FeedError(f"filter {requested!r} is not inside {feed_filter(enterprise)}")
-    return requested
-
-
-async def open_feed_consumer(js: JetStreamContext, enterprise: str, request: FeedRequest) -> dict[str, Any]:
-    """Create (or keep) one of the employer's pull consumers, pinned to its own subjects; what to fetch from."""
-    import nats.js.errors
-    from nats.js import api
-
-    if request.stream not in FEED_STREAMS:
-        raise FeedError(f"stream {request.stream!r}: an employer's feed is in {' or '.join(FEED_STREAMS)}")
-    live, replay = feed_consumer_names(enterprise)
-    name = live if request.consumer == "live" else replay
-    filter_subject = _own_filter(enterprise, request.filter)
-    if request.start_time is not None and request.start_time.utcoffset() is None:
-        raise FeedError("start_time needs an offset (e.g. 2026-01-01T00:00:00Z)")
-    config = api.ConsumerConfig(
-        name=name,
-        durable_name=name if request.consumer == "live" else None,
-        filter_subject=filter_subject,
-        deliver_policy=(api.DeliverPolicy.BY_START_TIME if request.start_time is not None
-                        else api.DeliverPolicy.NEW if request.deliver == "new" else api.DeliverPolicy.ALL),
-        opt_start_time=request.start_time.astimezone(UTC) if request.start_time is not None else None,
-        ack_policy=api.AckPolicy.EXPLICIT,
-        ack_wait=30,
-        max_ack_pending=1000,
-        inactive_threshold=None if request.consumer == "live" else 600,
-    )
-    existing = None
-    try:
-        existing = await js.consumer_info(request.stream, name)
-    except nats.js.errors.NotFoundError:
-        pass
-    if existing is not None and (request.consumer == "replay" or request.reset):
-        await js.delete_consumer(request.stream, name)
-        existing = None
-    info = existing or await js.add_consumer(request.stream, config)
-    return {"stream": request.stream, "consumer": name, "filter": info.config.filter_subject,
-            "num_pending": info.num_pending, "api_prefix": PARTY_JS_API}
-
-
-async def serve_feed_consumers(nc: NATS, js: JetStreamContext | None = None, *, queue: str = "feeds") -> Subscription:
-    """Answer ``reintegration.feed.<enterprise>`` requests (the enterprise comes from the subject, which the
-    employer's import pins): ``{"stream": ..., "consumer": ..., ...}`` or ``{"error": ...}``."""
-    jetstream = js or nc.jetstream()
-
-    async def handle(msg: Any) -> None:
-        enterprise = msg.subject.rsplit(".", 1)[-1]
-        try:
-            normalise_enterprise_number(enterprise, "subject")
-            request = _FEED_DECODER.decode(msg.data or b"{}")
-            reply: dict[str, Any] = await open_feed_consumer(jetstream, enterprise, request)
-            log.info("feed consumer opened", employer=enterprise, **{k: reply[k] for k in ("stream", "consumer")},
-                     start_time=str(request.start_time))
-        except (FeedError, IdentifierError, msgspec.MsgspecError) as exc:
-            reply = {"error": str(exc)}
-        except Exception as exc:
-            log.exception("feed consumer failed", employer=enterprise)
-            reply = {"error": f"feed consumer failed: {exc!r}"}
-        if msg.reply:
-            await msg.respond(json.dumps(reply).encode())
-
-    return await nc.subscribe(f"{FEED_PREFIX}.*", queue=queue, cb=handle)
+# ------------------------------------------------------------------------------------ the employer's feed
 
 
 async def open_feed(nc: NATS, enterprise: str, stream: str, *, consumer: Literal["live", "replay"] = "replay",
@@ -724,17 +615,3 @@ async def open_feed(nc: NATS, enterprise: str, stream: str, *, consumer: Literal
         raise FeedError(reply["error"])
     js = nc.jetstream(prefix=reply.get("api_prefix", PARTY_JS_API))
     return await js.pull_subscribe_bind(consumer=reply["consumer"], stream=stream)
-
-
-async def run_feeds(url: str | list[str], credentials: str | os.PathLike[str] | None, stop: asyncio.Event) -> None:
-    """``reintegration serve feeds``: the feed-consumer responder until ``stop`` is set."""
-    import nats
-
-    options = load_credentials(credentials).connect_options() if credentials else {}
-    nc = await nats.connect(url, name="reintegration-feeds", max_reconnect_attempts=-1, **options)
-    try:
-        await serve_feed_consumers(nc)
-        log.info("feeds service ready", subject=f"{FEED_PREFIX}.*")
-        await stop.wait()
-    finally:
-        await nc.drain()

@@ -32,7 +32,7 @@ the loss even when nothing new is recorded.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,18 +52,14 @@ from eventsourcing.persistence import (
 )
 from nats.js import JetStreamContext, api
 
-from shared.events.subjects import (
-    PART_HEADER,
-    POSITION_HEADER,
-    TRAJECTORY_STREAM,
-    TRAJECTORY_SUBJECTS,
-    TRAJECTORY_TRANSFORM,
-)
+from shared.events.subjects import PART_HEADER, POSITION_HEADER
+
+from .retry import Backoff
+from .streams import ensure_stream
 
 log = structlog.get_logger("relay")
 
 REPLAY_HEADER = "Reintegration-Replay"
-TRANSIENT = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError)
 
 
 class RelayError(RuntimeError):
@@ -74,7 +70,8 @@ class DuplicateInBatch(Exception):
     """A message of the batch was already in the stream: resynchronise before going on."""
 
 
-TRANSIENT = (*TRANSIENT, DuplicateInBatch)
+#: Failures the relay outlives: it resynchronises with the stream and goes on.
+TRANSIENT = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError, DuplicateInBatch)
 
 
 @dataclass(frozen=True)
@@ -188,9 +185,10 @@ class OutboxRelay:
         """Publish until ``stop`` is set, resuming after the stream's tail."""
         last_seq, position, skip = await self._resync(first=True)
         probed = time.monotonic()
+        store_backoff = Backoff(first=0.1, cap=1.0)  # never longer than the poll of a store that is back
         while not stop.is_set():
             notifications = await next_batch(
-                self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name
+                self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name, store_backoff
             )
             if not notifications:
                 if time.monotonic() - probed >= self.probe_interval:
@@ -276,7 +274,7 @@ class OutboxRelay:
 
         ``skip`` parts of the first notification are already in the stream (a crash between two of its parts).
         """
-        futures = []
+        futures: list[asyncio.Future[api.PubAck]] = []
         owners: list[tuple[int, bool]] = []  # per message: (notification id, is its last part)
         for index, notification in enumerate(notifications):
             outgoing = self.render(self.mapper.to_domain_event(notification))
@@ -383,107 +381,23 @@ class OutboxRelay:
 
 
 async def next_batch(
-    recorder: ApplicationRecorder, start: int, limit: int, stop: asyncio.Event, poll_interval: float, name: str
+    recorder: ApplicationRecorder, start: int, limit: int, stop: asyncio.Event, poll_interval: float, name: str,
+    backoff: Backoff,
 ) -> Sequence[Notification]:
     """The next notifications from ``start``; empty after an idle wait (or a store that was briefly unavailable).
 
-    The SQLite recorder has no ``subscribe()``, so followers of a store's log poll it.
+    The SQLite recorder has no ``subscribe()``, so followers of a store's log poll it. A store that cannot be read
+    is waited for: ``backoff``'s next delay (reset once the store answers again).
     """
     try:
         batch = await asyncio.to_thread(recorder.select_notifications, start, limit)
     except PersistenceError as exc:
-        log.warning("store unavailable; retrying", follower=name, error=str(exc))
-        await asyncio.sleep(1.0)
+        delay = backoff.next()
+        log.warning("store unavailable; retrying", follower=name, error=str(exc), delay=delay)
+        await asyncio.sleep(delay)
         return []
+    backoff.reset()
     if not batch:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=poll_interval)
-        except TimeoutError:
-            pass
     return batch
-
-
-async def ensure_stream(
-    js: JetStreamContext,
-    name: str,
-    subjects: list[str],
-    *,
-    replicas: int | None = None,
-    duplicate_window: float = 120.0,
-    max_bytes: int = -1,
-    subject_transform: api.SubjectTransform | None = None,
-) -> api.StreamInfo:
-    """Create or update a stream for events: file storage, keep everything, refuse new messages when full.
-
-    ``replicas``: of a new stream (default 1). An existing stream keeps its replica count; a larger ``replicas``
-    grows it, a smaller one never shrinks it (a service started with the default must not shrink an R3 stream).
-    """
-    config = api.StreamConfig(
-        name=name,
-        subjects=subjects,
-        storage=api.StorageType.FILE,
-        retention=api.RetentionPolicy.LIMITS,
-        discard=api.DiscardPolicy.NEW,
-        max_bytes=max_bytes,
-        num_replicas=replicas or 1,
-        duplicate_window=duplicate_window,
-        allow_direct=True,
-        subject_transform=subject_transform,
-    )
-    return await add_or_update_stream(js, config, replicas)
-
-
-#: What a cluster answers for a while when it lost a node (a leader election, a connection failing over).
-SETUP_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
-                   nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError, TimeoutError)
-
-
-async def add_or_update_stream(js: JetStreamContext, config: api.StreamConfig, replicas: int | None,
-                               *, patience: float = 60.0) -> api.StreamInfo:
-    """Add ``config``'s stream, or update the existing one to it, keeping (or growing to ``replicas``) its replica
-    count. Streams are never shrunk here: an operator does that. An existing stream that already has the
-    configuration is left alone (no update). A cluster that lost a node answers late or not at all during its
-    leader elections: retried for ``patience`` seconds, then the error is raised (the service restarts)."""
-    deadline = time.monotonic() + patience
-    delay = 0.2
-    while True:
-        try:
-            return await _add_or_update(js, config, replicas)
-        except SETUP_TRANSIENT as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("stream not ready; retrying", stream=config.name, error=repr(exc), delay=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-async def _add_or_update(js: JetStreamContext, config: api.StreamConfig, replicas: int | None) -> api.StreamInfo:
-    assert config.name is not None
-    try:
-        existing = await js.stream_info(config.name)
-    except nats.js.errors.NotFoundError:
-        existing = None
-    if existing is None:
-        try:
-            return await js.add_stream(config)
-        except nats.js.errors.BadRequestError:  # created meanwhile by another process: update it below
-            existing = await js.stream_info(config.name)
-    current = existing.config.num_replicas or 1
-    config.num_replicas = max(current, replicas or 0)
-    if _same(existing.config, config):
-        return existing
-    return await js.update_stream(config)
-
-
-def _same(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
-    """Whether every field ``wanted`` sets is already so (the server fills in the rest)."""
-    have = current.as_dict()
-    given = {f.name for f in dataclasses.fields(wanted) if getattr(wanted, f.name) not in (None, f.default)}
-    return all(have.get(key) == value for key, value in wanted.as_dict().items() if key in given)
-
-
-async def ensure_trajectory_stream(js: JetStreamContext, *, replicas: int | None = None) -> api.StreamInfo:
-    """The TRAJECTORY stream, with the subject transform that adds each case's partition: every creator of the
-    stream goes through here, so that it is always created the same way."""
-    return await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS], replicas=replicas,
-                               subject_transform=TRAJECTORY_TRANSFORM)

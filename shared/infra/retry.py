@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
@@ -26,7 +26,7 @@ class Backoff:
     first: float = 0.1
     cap: float = 5.0
     factor: float = 2.0
-    _current: float | None = None
+    _current: float | None = field(default=None, init=False, repr=False)
 
     def next(self) -> float:
         """The delay to wait now; the following one grows."""

@@ -7,11 +7,10 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
 import msgspec
 import nats
@@ -21,23 +20,19 @@ from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
 
+from shared.events.queries import Query
 from shared.events.subjects import consumer_name as durable_name
-from shared.events.subjects import partition_filters
+from shared.events.subjects import partition_filters, query_subject
 
+from .clock import Clock, system_clock
 from .consumer import TrajectoryConsumer
 from .derived import DerivedApplication
-from .relay import OutboxRelay, Render, ensure_stream
+from .relay import OutboxRelay, Render
 from .settings import Settings
 from .store import tracking_recorder
+from .streams import EventStream
 
 log = structlog.get_logger("service")
-
-
-class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A read-only question about one case; ``version`` asks for the derived state as it was then."""
-
-    case_id: UUID
-    version: int | None = None
 
 
 def _fail_fast(task: asyncio.Task[Any], service: str, stop: asyncio.Event) -> None:
@@ -77,36 +72,95 @@ def attach_query(
 
 
 #: A background job started with the service: ``job(js, stop)`` runs until ``stop`` is set.
-Job = Callable[[JetStreamContext, asyncio.Event], Awaitable[Any]]
+Job = Callable[[JetStreamContext, asyncio.Event], Coroutine[Any, Any, Any]]
+#: A step run before the subscribers start (streams they need): ``step(js)``.
+Setup = Callable[[JetStreamContext], Awaitable[Any]]
+#: Adds subscribers of the service's own to its router; ``executor`` is the store's one worker thread.
+Attach = Callable[[NatsRouter, Executor], None]
+
+
+@dataclass
+class Outputs:
+    """Where a derived service publishes: its stream and the rendering of its steps into that stream's messages."""
+
+    stream: EventStream
+    render: Render
 
 
 @dataclass
 class DerivedService:
+    """A derived service in one process: its hooks start the consumer, the relay and the jobs, and stop them."""
+
+    settings: Settings
     app: DerivedApplication[Any]
     consumer: TrajectoryConsumer
+    outputs: Outputs
+    executor: Executor
     broker: NatsBroker
     stream_app: FastStream
-    executor: Executor
+    jobs: Sequence[Job] = ()
+    setup: Sequence[Setup] = ()
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     connection: nats.NATS | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        """Prepare the streams, start consuming, then the relay and the jobs, each stopping the process if it
+        ends before shutdown."""
+        settings, name = self.settings, self.consumer.name
+        self.connection = nc = await nats.connect(settings.nats_servers, name=f"reintegration-{name}-jobs",
+                                                  max_reconnect_attempts=-1, **settings.nats_options())
+        js = nc.jetstream()
+        for step in self.setup:
+            await step(js)
+        await self.outputs.stream.ensure(js, replicas=settings.stream_replicas)
+        await self.consumer.start(js)  # starts pulling: the streams it writes into must exist
+        assert self.consumer.task is not None
+        self._watch(self.consumer.task)
+        relay = OutboxRelay(
+            name=f"relay:{self.app.name}->{self.outputs.stream.name}", recorder=self.app.recorder,
+            mapper=self.app.mapper, tracking=tracking_recorder(self.app, settings, self.app.name), js=js,
+            stream=self.outputs.stream.name,
+            render=self.outputs.render,
+        )
+        for coroutine in (relay.run(self.stop), *(job(js, self.stop) for job in self.jobs)):
+            self._watch(asyncio.create_task(coroutine))
+
+    def _watch(self, task: asyncio.Task[Any]) -> None:
+        task.add_done_callback(lambda t: _fail_fast(t, self.consumer.name, self.stop))
+        self.tasks.append(task)
+
+    async def finish(self) -> None:
+        """Stop the consumer (it answers the batch in hand first), then the relay and the jobs."""
+        self.stop.set()
+        await self.consumer.stop()
+        if self.tasks:
+            _done, pending = await asyncio.wait(self.tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+
+    async def close(self) -> None:
+        """After the broker: dead letters and timers may still be in flight until then."""
+        if self.connection is not None:
+            await self.connection.drain()
+        self.executor.shutdown(wait=True)
+        self.app.close()
 
 
 def build_derived_service(
     settings: Settings,
     app: DerivedApplication[Any],
-    *,
-    stream: str,
-    subjects: list[str],
-    render: Render,
-    query_subject: str,
+    outputs: Outputs,
     answer: Callable[[Query], Any],
+    *,
+    clock: Clock = system_clock,
     consumer_name: str | None = None,
-    attach: Sequence[Callable[[NatsRouter, Executor], None]] = (),
+    attach: Sequence[Attach] = (),
     jobs: Sequence[Job] = (),
-    setup: Sequence[Callable[[JetStreamContext], Awaitable[Any]]] = (),
+    setup: Sequence[Setup] = (),
 ) -> DerivedService:
     """The service around ``app``: ``attach`` adds subscribers to its router, ``setup`` prepares streams before
-    the subscribers start, ``jobs`` run beside the relay until shutdown.
+    the subscribers start, ``jobs`` run beside the relay until shutdown; ``clock`` is the time its steps record.
 
     ``settings.partition`` = ``(i, k)``: this process is replica ``i`` of ``k``; its TRAJECTORY consumer takes its
     partitions only (``<service>-p<i>of<k>``). The replicas share the store: each relays its log (the stream's
@@ -114,61 +168,22 @@ def build_derived_service(
     and their jobs must be safe to run twice (the timer writer is: schedules are idempotent)."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{app.name}-store")
     index, count = settings.partition
-    service_name = app.name
-    name = consumer_name or durable_name(service_name, index, count)
-
-    consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor,
+    name = consumer_name or durable_name(app.name, index, count)
+    consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor, clock=clock,
                                   cipher=app.mapper.cipher, filter_subjects=partition_filters(index, count),
-                                  service=service_name, replicas=settings.stream_replicas)
+                                  service=app.name, replicas=settings.stream_replicas)
     router = NatsRouter()
     consumer.attach(router, inbox_prefix=settings.pull_inbox_prefix)
     for add in attach:
         add(router, executor)
-    attach_query(router, service_name, query_subject, executor, answer)
-
+    attach_query(router, app.name, query_subject(app.name), executor, answer)
     broker = NatsBroker(settings.nats_servers, name=f"reintegration-{name}", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
     broker.include_router(router)
     stream_app = FastStream(broker)
-    service = DerivedService(app=app, consumer=consumer, broker=broker, stream_app=stream_app, executor=executor)
-    stop = asyncio.Event()
-
-    @stream_app.on_startup
-    async def prepare() -> None:
-        nc = await nats.connect(settings.nats_servers, name=f"reintegration-{name}-jobs", max_reconnect_attempts=-1,
-                                **settings.nats_options())
-        service.connection = nc
-        js = nc.jetstream()
-        for step in setup:
-            await step(js)
-        await ensure_stream(js, stream, subjects, replicas=settings.stream_replicas)
-        await consumer.start(js)  # starts pulling: the streams it writes into must exist
-        assert consumer.task is not None
-        consumer.task.add_done_callback(lambda t: _fail_fast(t, name, stop))
-        service.tasks.append(consumer.task)
-        relay = OutboxRelay(
-            name=f"relay:{service_name}->{stream}", recorder=app.recorder, mapper=app.mapper,
-            tracking=tracking_recorder(app, settings, service_name), js=js, stream=stream, render=render,
-        )
-        for coroutine in (relay.run(stop), *(job(js, stop) for job in jobs)):
-            task = asyncio.create_task(coroutine)
-            task.add_done_callback(lambda t: _fail_fast(t, name, stop))
-            service.tasks.append(task)
-
-    @stream_app.on_shutdown
-    async def finish() -> None:
-        stop.set()
-        await consumer.stop()  # answers the batch in hand first
-        if service.tasks:
-            done, pending = await asyncio.wait(service.tasks, timeout=10)
-            for task in pending:
-                task.cancel()
-
-    @stream_app.after_shutdown
-    async def close() -> None:
-        if service.connection is not None:  # after the broker: dead letters and timers may still be in flight
-            await service.connection.drain()
-        executor.shutdown(wait=True)
-        app.close()
-
+    service = DerivedService(settings=settings, app=app, consumer=consumer, outputs=outputs, executor=executor,
+                             broker=broker, stream_app=stream_app, jobs=jobs, setup=setup)
+    stream_app.on_startup(service.start)
+    stream_app.on_shutdown(service.finish)
+    stream_app.after_shutdown(service.close)
     return service

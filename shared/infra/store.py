@@ -15,9 +15,18 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Mapper,
+    StoredEvent,
+    TrackingRecorder,
+    Transcoder,
+)
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, resolve_topic
 
+from .retry import backoff_delay
 from .settings import Settings
 
 
@@ -178,20 +187,19 @@ def setup_lock(settings: Settings, service: str) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-def tracking_recorder(app: Any, settings: Settings | None = None, service: str = "", attempts: int = 5) -> Any:
+def tracking_recorder(app: Any, settings: Settings | None = None, service: str = "",
+                      attempts: int = 5) -> TrackingRecorder:
     """``app``'s tracking recorder (for a relay or a timer writer), whose construction creates the tracking table.
     Replicas starting together race there: on PostgreSQL one at a time creates it (:func:`setup_lock`, given the
     settings); on SQLite both may find no table, and the second one's migration record then collides
-    (``IntegrityError``); it is built again and finds the table made."""
-    from eventsourcing.persistence import IntegrityError
-
+    (``IntegrityError``); it is built again, after a short backoff, and finds the table made."""
     lock = setup_lock(settings, f"{service}.tracking") if settings is not None else contextlib.nullcontext()
     with lock:
         for attempt in range(1, attempts):
             try:
                 return app.factory.tracking_recorder()
             except IntegrityError:
-                time.sleep(0.05 * attempt)
+                time.sleep(backoff_delay(attempt, first=0.05, cap=0.5))
         return app.factory.tracking_recorder()  # the last attempt: its error is the caller's
 
 
@@ -213,3 +221,21 @@ def logged_events(app: Any, start: int = 1, batch: int = 1000) -> Iterator[tuple
         for notification in notifications:
             yield notification.id, app.mapper.to_domain_event(notification)
         position = notifications[-1].id + 1
+
+
+def events_table_exists(recorder: ApplicationRecorder) -> bool:
+    """Whether ``recorder``'s table of stored events exists: a store opened without creating its tables
+    (``CREATE_TABLE=n``, as the auditor opens them) has none until its service first ran."""
+    if isinstance(recorder, SQLiteAggregateRecorder):
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (recorder.events_table_name,))
+            return cursor.fetchone() is not None
+    from eventsourcing.postgres import PostgresAggregateRecorder  # psycopg: only for PostgreSQL stores
+
+    if isinstance(recorder, PostgresAggregateRecorder):
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                           (recorder.datastore.schema, recorder.events_table_name))
+            return cursor.fetchone() is not None
+    return True  # a store without tables to create (in memory)

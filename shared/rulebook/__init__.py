@@ -1,4 +1,5 @@
-"""The effective-dated rulebook and the Belgian calendar, shared by intake, deadlines, benefits and the auditor."""
+"""Rules as effective-dated data and pure functions over them (deadlines, benefits, eligibility, case policies) and
+the one calendar: read by intake, deadlines, benefits and the auditor."""
 
 from .model import Regime, Rulebook, RulebookError, RuleInForce, Status, default_rulebook
 

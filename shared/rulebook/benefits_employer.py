@@ -158,7 +158,7 @@ def _responsibility(data: ResponsibilityInput, rulebook: Rulebook) -> Responsibi
         raise ValueError(f"quarter must be 1-4, not {data.quarter}")
     label = f"Q{data.quarter} {data.year}"
     found = find_rule(rulebook, ResponsibilityContributionRule, data.first_day)
-    base: dict[str, Any] = dict(enterprise_number=data.enterprise_number, year=data.year, quarter=data.quarter)
+    base: dict[str, Any] = {"enterprise_number": data.enterprise_number, "year": data.year, "quarter": data.quarter}
     if found is None:
         return ResponsibilityContribution(
             **base, due=False, amount=None, rule=None, legal_basis=None, regime=None, status=None,
@@ -188,10 +188,10 @@ def _responsibility(data: ResponsibilityInput, rulebook: Rulebook) -> Responsibi
     unmet = tuple(t.name for t in thresholds if not t.met)
     inputs = "; ".join(t.description for t in thresholds)
     where = f"(rule {rule.id}, {found.label})"
-    found_base: dict[str, Any] = dict(
-        rule=rule.id, legal_basis=rule.legal_basis, regime=found.regime.id, status=found.status(),
-        thresholds=thresholds, percentage=rule.percentage,
-    )
+    found_base: dict[str, Any] = {
+        "rule": rule.id, "legal_basis": rule.legal_basis, "regime": found.regime.id, "status": found.status(),
+        "thresholds": thresholds, "percentage": rule.percentage,
+    }
     if unmet:
         return ResponsibilityContribution(
             **base, **found_base, due=False, amount=None, unmet=unmet,

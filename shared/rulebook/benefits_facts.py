@@ -166,10 +166,10 @@ def _fold(facts: CaseFacts, event: CaseEvent) -> CaseFacts:
         return _resumption(facts, event, report)
     if isinstance(report, r.ReturnToWorkQuestionnaireSent):
         return replace(facts, questionnaires=(*facts.questionnaires, Questionnaire(sent=event)))
-    if isinstance(report, r.ReturnToWorkQuestionnaireReturned):
-        if facts.questionnaires and facts.questionnaires[-1].returned is None:
-            last = replace(facts.questionnaires[-1], returned=event)
-            return replace(facts, questionnaires=(*facts.questionnaires[:-1], last))
+    if (isinstance(report, r.ReturnToWorkQuestionnaireReturned) and facts.questionnaires
+            and facts.questionnaires[-1].returned is None):
+        last = replace(facts.questionnaires[-1], returned=event)
+        return replace(facts, questionnaires=(*facts.questionnaires[:-1], last))
     return facts
 
 

@@ -148,7 +148,8 @@ def _rehabilitation(ctx: Ctx) -> Iterator[LedgerEntry]:
         assert isinstance(cost, r.RehabilitationCostsReported)
         costs = ctx.rule(RehabilitationCosts, cost.incurred_on)
         payment = None
-        if costs is not None and isinstance(costs.rule, RehabilitationCosts) and cost.cost_kind in costs.rule.cost_kinds:
+        costs_rule = costs.rule if costs is not None else None
+        if isinstance(costs_rule, RehabilitationCosts) and cost.cost_kind in costs_rule.cost_kinds:
             payment = (cents(cost.amount), f"{cost.cost_kind.value} costs of {cost.incurred_on.isoformat()} "
                        "reimbursed as reported")
         yield from _paid(ctx, RehabilitationCosts, costs, event, EntryKind.REIMBURSEMENT,
@@ -161,7 +162,8 @@ def _rehabilitation(ctx: Ctx) -> Iterator[LedgerEntry]:
         premium = ctx.rule(RehabilitationCompletionPremium, done.completed_on)
         payment = None
         if premium is not None and isinstance(premium.rule, RehabilitationCompletionPremium):
-            payment = (cents(premium.rule.amount), f"training completed successfully on {done.completed_on.isoformat()}")
+            payment = (cents(premium.rule.amount),
+                       f"training completed successfully on {done.completed_on.isoformat()}")
         yield from _paid(ctx, RehabilitationCompletionPremium, premium, event, EntryKind.PREMIUM,
                          (done.completed_on, done.completed_on), payment)
 

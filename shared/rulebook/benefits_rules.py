@@ -233,7 +233,8 @@ def find_rule(
             latest = max(r.applies_from or date.min for r in started)
             chosen = [r for r in started if (r.applies_from or date.min) == latest]
             if len(chosen) > 1:
-                raise ValueError(f"{current.id}: rules {', '.join(r.id for r in chosen)} of one kind start the same day")
+                names = ", ".join(r.id for r in chosen)
+                raise ValueError(f"{current.id}: rules {names} of one kind start the same day")
             rule = chosen[0]
             expired = rule.until is not None and day > rule.until
             return Found(rule=rule, regime=regime, defined_in=current.id, expired=expired)

@@ -1,9 +1,10 @@
 """Counting days the way the law does: calendar days, working days, weeks and calendar months; the one calendar.
 
-Belgian time (:data:`BRUSSELS`) is the one time zone of the code base. Working days are Monday to Friday less the
-holidays of the rulebook's calendar (:class:`WorkingCalendar`, chosen by :func:`calendar_for`): nothing counts
-working days outside it, so a second country's rules never count Belgian holidays. The holidays come from the ``holidays``
-package, restricted to the ten legal holidays (its Easter Sunday and Whit Sunday are Sundays anyway).
+Belgian time (:data:`BRUSSELS`) is the one time zone of the code base: a Belgian day (:func:`belgian_date`), its
+first and last instants. Working days are Monday to Friday less the holidays of the rulebook's calendar
+(:class:`WorkingCalendar`, chosen by :func:`calendar_for`): nothing counts working days outside it, so a second
+country's rules never count Belgian holidays. The holidays come from the ``holidays`` package, restricted to the ten
+legal holidays (its Easter Sunday and Whit Sunday are Sundays anyway).
 Periods run from the day after the step that starts them. A rulebook names its calendar by id; ``calendar_for``
 gives the :class:`WorkingCalendar` of that id (the Belgian legal holidays, or the Dutch Algemene termijnenwet).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -25,6 +26,16 @@ BRUSSELS = ZoneInfo("Europe/Brussels")
 def belgian_date(moment: datetime) -> date:
     """The calendar day in Belgium at ``moment`` (timezone-aware)."""
     return moment.astimezone(BRUSSELS).date()
+
+
+def start_of_belgian_day(day: date) -> datetime:
+    """The first instant of ``day`` in Belgium (midnight, Belgian time)."""
+    return datetime.combine(day, time(0), tzinfo=BRUSSELS)
+
+
+def end_of_belgian_day(day: date) -> datetime:
+    """The last instant of ``day`` in Belgium: every moment on or before it is on or before that day."""
+    return start_of_belgian_day(day + timedelta(days=1)) - timedelta(microseconds=1)
 
 
 #: The ten Belgian legal holidays by the names the ``holidays`` package gives them.

@@ -1,4 +1,5 @@
-"""The legal deadlines of a case: rules as data (:class:`DeadlineRule`) and one pure function, :func:`compute_deadlines`.
+"""The legal deadlines of a case: rules as data (:class:`DeadlineRule`) and one pure function,
+:func:`compute_deadlines`.
 
 A deadline rule says which report starts a clock (``starts_on``, with optional conditions on the report's fields or
 on the regime's decision-code tables), from which date of that report it counts (``anchor``, default its effective
@@ -11,11 +12,12 @@ Counting. ``next_day`` periods start on the day after the trigger, as the Belgia
 "from date to the eve of the same date" (art. 54) from the period's first day: a receipt on 15 Jan starts on 16 Jan
 and one month ends on 15 Feb; a receipt on 28 Feb (1 Mar first) ends on 31 Mar; an end month that lacks the date
 ends the period on its last day (a receipt on 30 Jan: 28/29 Feb). ``same_day`` periods count the trigger day as
-day 1 ("in week 10 of incapacity", "during the 4th month"): the trigger day is the period's first day. A negative amount counts
-backwards ("by the working day before the resumption"). Working days are Monday to Friday less the holidays of
-the rulebook's calendar (``calendar.calendar_for``). Whether an expiry on a Saturday, Sunday or holiday moves to the
-next working day (Judicial Code art. 53) is uncertain: :class:`Policy` switches it, for obligations (``due``) and
-rights (``window``) only, and every deadline records the calendar and the policy it was computed with.
+day 1 ("in week 10 of incapacity", "during the 4th month"): the trigger day is the period's first day. A negative
+amount counts backwards ("by the working day before the resumption"). Working days are Monday to Friday less the
+holidays of the rulebook's calendar (``calendar.calendar_for``). Whether an expiry on a Saturday, Sunday or holiday
+moves to the next working day (Judicial Code art. 53) is uncertain: :class:`Policy` switches it, for obligations
+(``due``) and rights (``window``) only, and every deadline records the calendar and the policy it was computed
+with.
 
 Regime boundaries. The version of a rule is chosen by the date of the step that starts the clock (the trigger's
 effective date). But the 2022 Belgian rules applied at once to running trajectories, and nothing suggests a later
@@ -23,11 +25,12 @@ regime behaves otherwise, so for any rulebook: when a regime takes effect on a d
 and the deadline is still running on *b* (not closed before *b*, and its due date not before *b*), the deadline is
 recomputed under the version of the same rule in the new regime, from the same starting date, keeping its id and
 recording ``recomputed_from``, ``recomputed_on`` and the version it replaces (``superseded``: rule, regime and date
-the parties were held to until *b*; the service publishes it as opened, then the recomputation). A deadline that had already expired before *b* is left alone: the new law cannot
-revive a period that was over. If the new regime has no such rule, the deadline is cancelled on *b* with no
-closing event (``closed_by=None``, ``closed_on=b``). If the new regime merely inherits the same version, nothing
-is recomputed. The recomputed date may lie before *b* (49 calendar days are shorter than 40 working days): the
-deadline is then overdue at once, which is what applying the new rule "from the same starting date" means.
+the parties were held to until *b*; the service publishes it as opened, then the recomputation). A deadline that
+had already expired before *b* is left alone: the new law cannot revive a period that was over. If the new regime
+has no such rule, the deadline is cancelled on *b* with no closing event (``closed_by=None``, ``closed_on=b``). If
+the new regime merely inherits the same version, nothing is recomputed. The recomputed date may lie before *b*
+(49 calendar days are shorter than 40 working days): the deadline is then overdue at once, which is what applying
+the new rule "from the same starting date" means.
 A rule that a new regime introduces does not reach triggers before it, unless it says ``reaches_back``: then it
 also applies to an earlier trigger whose deadline falls on or after the day the rule took effect (the 2022 contact
 after 4 weeks for an absence that began in September 2022, the 2026 work-potential request).
@@ -122,7 +125,8 @@ class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             if (value.value if isinstance(value, enum.Enum) else value) not in accepted:
                 return False
         if self.decision_in is not None:
-            return regime is not None and report.decision in _codes(regime, self.decision_in)
+            # validated above: the report has a decision
+            return regime is not None and getattr(report, "decision", None) in _codes(regime, self.decision_in)
         return True
 
 
@@ -157,13 +161,13 @@ class DeadlineRule(RuleBase, frozen=True, kw_only=True, tag="deadline"):
     #: the starting report's date field the period counts from (default: the report's effective date)
     anchor: str | None = None
     period: Period
-    met_by: list[EventMatch] = []
+    met_by: list[EventMatch] = msgspec.field(default_factory=list)
     #: the starting report itself fulfils the obligation (it is checked, not awaited)
     met_on_start: bool = False
-    cancelled_by: list[EventMatch] = []
+    cancelled_by: list[EventMatch] = msgspec.field(default_factory=list)
     #: closes the deadline (cancelled) and arms ``restarted_by``: a new full period from that report
-    suspended_by: list[EventMatch] = []
-    restarted_by: list[EventMatch] = []
+    suspended_by: list[EventMatch] = msgspec.field(default_factory=list)
+    restarted_by: list[EventMatch] = msgspec.field(default_factory=list)
     #: an employer policy that must be switched on in :class:`Policy` (rules that are no law apply only then)
     applies_when: str | None = None
     #: also applies to triggers before the rule took effect, when the deadline falls on or after that day
@@ -495,7 +499,8 @@ def _explain(
         text += f" (the counted {counted} is not a working day: moved to the next one)"
     text += f", calendar {c.calendar.id}, policy {c.policy.id}"
     if run.recomputed_from:
-        text += f"; recomputed from the {run.recomputed_from} rule when {run.regime.id} took effect on {run.recomputed_on}"
+        text += (f"; recomputed from the {run.recomputed_from} rule when {run.regime.id} took effect on "
+                 f"{run.recomputed_on}")
     if run.governs_from > run.trigger_day and not run.recomputed_from:
         text += f"; the rule took effect on {run.governs_from} and reaches back to this earlier start"
     if state is DeadlineState.OPEN:

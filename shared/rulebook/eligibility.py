@@ -64,6 +64,8 @@ class Ineligible(Exception):
     message: str
     rule: str | None
     regime: str | None
+    #: No version of the rule is in force on that day yet (see :class:`RulebookError`).
+    not_yet: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -73,7 +75,7 @@ def _in_force(rulebook: Rulebook, rule_id: str, day: date) -> RuleInForce:
     try:
         return rulebook.rule_on(rule_id, day)
     except RulebookError as exc:
-        raise Ineligible(exc.message, exc.rule, exc.regime) from None
+        raise Ineligible(exc.message, exc.rule, exc.regime, not_yet=exc.not_yet) from None
 
 
 def _refuser(in_force: RuleInForce) -> Callable[[str], Ineligible]:

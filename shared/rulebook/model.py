@@ -141,13 +141,16 @@ class RuleInForce:
 
 
 class RulebookError(LookupError):
-    """No regime or no rule applies: carries the rule id and regime for the rejection."""
+    """No regime or no rule applies: carries the rule id and regime for the rejection. ``not_yet``: the regime
+    has the rule, but it applies only from a later date (``applies_from``)."""
 
-    def __init__(self, message: str, rule: str | None = None, regime: str | None = None) -> None:
+    def __init__(self, message: str, rule: str | None = None, regime: str | None = None, *,
+                 not_yet: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.rule = rule
         self.regime = regime
+        self.not_yet = not_yet
 
 
 class Rulebook:
@@ -230,6 +233,7 @@ class Rulebook:
                         f"not on {day.isoformat()}",
                         rule=rule_id,
                         regime=regime.id,
+                        not_yet=True,
                     )
                 inherited = current.id if current is not regime else None
                 return RuleInForce(rule=rule, regime=regime, inherited_from=inherited)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.chaos.delivery import r6_duplicates, r7_out_of_order, r8_poison
+from lab.chaos.r6_duplicates import r6_duplicates
+from lab.chaos.r7_out_of_order import r7_out_of_order
+from lab.chaos.r8_poison import r8_poison
 from lab.chaos.report import SCENARIOS
 
 pytestmark = pytest.mark.faults

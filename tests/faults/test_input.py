@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from lab.chaos import input as chaos_input  # noqa: F401 - registers the scenarios
+from lab.chaos import (  # noqa: F401 - registers the scenarios
+    f1_hostile_input,
+    f2_identifier_typos,
+    r5_corruption,
+    r9_concurrent_writers,
+    s1_cross_party_access,
+    s3_data_at_rest,
+)
 from lab.chaos.report import SCENARIOS, Row
 
 pytestmark = pytest.mark.faults

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.chaos.privacy import (
-    CANARY_PREFIX,
-    canary_scripts,
-    medical_data_to_employers,
-    restricted_report_types,
-    restricted_values,
-    unlogged_disclosure,
-)
+from lab.chaos.canaries import CANARY_PREFIX, canary_scripts, restricted_report_types, restricted_values
 from lab.chaos.report import SCENARIOS
+from lab.chaos.s2_medical_data_to_employers import medical_data_to_employers
+from lab.chaos.s4_unlogged_disclosure import unlogged_disclosure
 from shared.events import reports as r
 from shared.events.common import restricted_fields
 

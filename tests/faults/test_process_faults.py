@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.chaos import process as chaos_process  # noqa: F401 - registers the scenarios
+from lab.chaos import (  # noqa: F401 - registers the scenarios
+    r1_crashes,
+    r2_broker_crash,
+    r3_pauses,
+    r4_broker_amnesia,
+    r10_store_full_or_down,
+    r11_clock_skew,
+)
 from lab.chaos.report import SCENARIOS
 
 pytestmark = pytest.mark.faults

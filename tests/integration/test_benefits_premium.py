@@ -169,7 +169,7 @@ def test_batched_rebuild_equals_processing_event_by_event(tmp_path: Path) -> Non
         else:
             app = apply_one_by_one(settings)
         try:
-            ledgers.append([[e for e in (app.ledger(c).entries if app.ledger(c) else ())] for c in ids])
+            ledgers.append([list(app.ledger(c).entries if app.ledger(c) else ()) for c in ids])
         finally:
             app.close()
     assert ledgers[0] == ledgers[1]

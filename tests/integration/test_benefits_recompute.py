@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.benefits.application import build_benefits
 from services.benefits.ledger import LedgerRecomputed
-from services.benefits.main import render
+from services.benefits.outbox import render
 from shared.infra.derived import Outcome
 from shared.infra.settings import Settings
 from shared.infra.store import logged_events

@@ -257,7 +257,7 @@ async def test_a_durable_consumer_of_an_earlier_release_gets_this_ack_wait(nats_
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
     from shared.events.subjects import TRAJECTORY_STREAM
-    from shared.infra.relay import ensure_trajectory_stream
+    from shared.infra.streams import ensure_trajectory_stream
 
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from lab.bench.derived import build_histories, interleave, write_intake
-from lab.chaos.delivery import compare, publish_all, relay_message
+from lab.chaos.trajectory import compare, publish_all, relay_message
 from reintegration.cli import app as cli
 from services.benefits.application import BenefitsApplication, build_benefits
 from shared.embedded.natsserver import EmbeddedNatsServer
@@ -195,7 +195,7 @@ async def test_a_new_letter_after_the_broker_lost_the_stream_is_not_taken_for_a_
     """Resolutions are recorded under each letter's own id: when DEAD_LETTERS starts over (a broker that lost its
     store), a new letter at a sequence an old, resolved letter had is still listed, and still resolvable."""
     from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM
-    from shared.infra.relay import ensure_stream
+    from shared.infra.streams import ensure_stream
 
     await dead_letter_some(live)
     assert (await run(live.settings, "replay")).exit_code == 0

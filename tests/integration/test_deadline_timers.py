@@ -104,7 +104,7 @@ def test_expired_deadline_fires_one_missed_and_a_met_one_none(system) -> None:
     time.sleep(2)  # let any second firing arrive: there must be none
     state, fired_again = assessment_rule(settings, late)
     assert fired_again == fired
-    met_state, met_fired = wait_for(lambda: (r := assessment_rule(settings, met)) and r[0] == "met" and r)
+    _met_state, met_fired = wait_for(lambda: (r := assessment_rule(settings, met)) and r[0] == "met" and r)
     assert met_fired is None
 
 
@@ -153,7 +153,7 @@ def test_service_down_when_the_timer_fires_records_it_once_after_restart(system)
     asyncio.run(_schedule_now(settings.nats_url, timer))
     time.sleep(2)
     procs["deadlines"] = start(["serve", "deadlines"], settings)
-    state, fired = wait_for(lambda: (r := assessment_rule(settings, case)) and r[1] and r)
+    _state, fired = wait_for(lambda: (r := assessment_rule(settings, case)) and r[1] and r)
     assert fired.outcome == "missed"
     # The record names the timer that fired, when the server fired it, and when the service (down for 2 s and
     # more) recorded it.

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from services.deadlines.application import build_deadlines
-from services.deadlines.main import render
+from services.deadlines.outbox import render
 from services.deadlines.schedule import ScheduleRecomputed
 from services.intake.application import build_intake
 from shared.infra.derived import Outcome

@@ -8,6 +8,7 @@ some of them moved so that the 1 Oct 2022 or 28 Nov 2022 switch falls in the mid
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -50,10 +51,8 @@ def history(seed: int):
         report = step.build(case_id)
         if isinstance(report, bytes):
             continue
-        try:
+        with contextlib.suppress(Rejection, ContractError):
             intake.submit(step.party, report, NOW)
-        except (Rejection, ContractError):
-            pass
     return intake.case_events(case_id)
 
 

@@ -61,7 +61,7 @@ def test_the_broker_holds_no_national_number_or_medical_text_in_clear(tmp_path: 
     from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
     from shared.events.envelope import CIPHER_HEADER, SealedPayloadError, decode_case_event
     from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
-    from shared.infra.relay import ensure_stream
+    from shared.infra.streams import ensure_stream
 
     now = datetime(2024, 8, 1, 9, tzinfo=UTC)
 

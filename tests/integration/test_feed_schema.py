@@ -5,7 +5,12 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from lab.chaos.privacy import feed_field_names, restricted_leaf_names, schema_check, schema_markers
+from lab.chaos.s2_medical_data_to_employers import (
+    feed_field_names,
+    restricted_leaf_names,
+    schema_check,
+    schema_markers,
+)
 from shared.events import reports as r
 from shared.events.common import restricted_fields
 from shared.events.feed import FEED_TYPES, AnyFeedMessage

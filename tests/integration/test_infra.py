@@ -6,11 +6,12 @@ directories and always stop them again, also when an assertion fails.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import nats
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import PubAck, StorageType, StreamConfig
 
 from shared.embedded import natsserver
 from shared.embedded.embedded_pg import POSTGRES_URL_ENV, EmbeddedPostgres, postgres_env_from_url
@@ -34,6 +35,8 @@ from shared.embedded.natsserver import (
     render_config,
     schedule_at_headers,
 )
+from shared.embedded.supervisor import Child, ChildExitedError, Supervisor
+from shared.embedded.waiting import WaitTimeoutError, until, wait_until
 
 ServerFactory = Callable[..., EmbeddedNatsServer]
 
@@ -225,16 +228,17 @@ async def test_three_node_loopback_cluster(nats_servers: ServerFactory, tmp_path
         # way publishing resumes after a reconnect / leader election, so retry
         # with a Nats-Msg-Id as an application would.
         servers[2].kill()
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def publish() -> object:
+            """The acknowledgement, or the error that came instead."""
             try:
-                ack = await js.publish("r3.a", b"2", headers={"Nats-Msg-Id": "second"}, timeout=1)
-                break
-            except (nats.errors.Error, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        assert ack.seq == 2
+                return await js.publish("r3.a", b"2", headers={"Nats-Msg-Id": "second"}, timeout=1)
+            except (nats.errors.Error, TimeoutError) as exc:
+                return exc
+
+        ack = await until(publish, timeout=20, what="a publish acknowledged by the two nodes left",
+                          ready=lambda answer: not isinstance(answer, BaseException))
+        assert isinstance(ack, PubAck) and ack.seq == 2
         assert (await js.stream_info("R3")).state.messages == 2
     finally:
         await nc.close()
@@ -335,3 +339,121 @@ def test_external_postgres_roundtrip() -> None:
         assert app.worker_of(dossier_id) == "W-2"
     finally:
         app.close()
+
+
+# ------------------------------------------------------------------ supervisor
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+#: A child that appends its name to a file when asked to stop (SIGTERM), then exits.
+_POLITE = ("import os, signal, sys, time\n"
+           "def bye(*_):\n"
+           "    open(os.environ['ORDER'], 'a').write(os.environ['NAME'] + '\\n')\n"
+           "    sys.exit(0)\n"
+           "signal.signal(signal.SIGTERM, bye)\n"
+           "print('up', os.environ['NAME'], flush=True)\n"
+           "time.sleep(60)\n")
+
+
+def test_supervisor_starts_children_with_their_env_and_log_and_stops_them_in_reverse_order(tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    with Supervisor() as supervisor:
+        for name in ("a", "b", "c"):
+            supervisor.add(Child(name, _python(_POLITE), env={"NAME": name, "ORDER": str(order)},
+                                 log_path=tmp_path / "logs" / f"{name}.log"))
+        supervisor.start_all()
+        wait_until(lambda: all("up" in (tmp_path / "logs" / f"{n}.log").read_text() for n in "abc"), timeout=20,
+                   interval=0.05, what="every child up")
+        assert supervisor.alive() == {"a": True, "b": True, "c": True}
+        pid = supervisor.children["a"].pid
+        assert pid is not None and os.getsid(pid) == pid  # its own session: a Ctrl-C reaches the supervisor only
+    assert order.read_text().split() == ["c", "b", "a"]
+    assert (tmp_path / "logs" / "b.log").read_text().strip() == "up b"
+    assert supervisor.alive() == {"a": False, "b": False, "c": False}
+
+
+def test_supervisor_restarts_a_child_that_exited_and_paces_a_crash_loop(tmp_path: Path) -> None:
+    supervisor = Supervisor()
+    child = supervisor.add(Child("crashing", _python("import sys; sys.exit(3)"), log_path=tmp_path / "c.log"))
+    try:
+        supervisor.start("crashing")
+        wait_until(lambda: child.exit_code == 3, timeout=10, interval=0.05, what="the child exited")
+        with pytest.raises(ChildExitedError, match="crashing exited with 3") as raised:
+            supervisor.check_alive()
+        assert raised.value.code == 3 and raised.value.log_path == tmp_path / "c.log"
+        started = time.monotonic()
+        assert supervisor.supervise_once() == []  # it crashed within the crash window: restarted after a pause
+        wait_until(supervisor.supervise_once, timeout=10, interval=0.05, what="the crashed child restarted")
+        assert time.monotonic() - started >= 0.9
+        assert (child.starts, child.restarts) == (2, 1)
+    finally:
+        supervisor.stop()
+
+
+def test_a_killed_child_stays_down_until_started_again(tmp_path: Path) -> None:
+    supervisor = Supervisor()
+    child = supervisor.add(Child("held", _python("import time; time.sleep(60)")))
+    try:
+        supervisor.start("held")
+        supervisor.kill("held")
+        assert child.exit_code == -signal.SIGKILL
+        assert supervisor.supervise_once() == [] and not child.running
+        supervisor.check_alive()  # down on purpose: not an exit
+        supervisor.start("held")
+        assert child.running and child.starts == 2 and child.restarts == 0
+    finally:
+        supervisor.stop()
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout(tmp_path: Path) -> None:
+    supervisor = Supervisor(stop_timeout=0.5)
+    child = supervisor.add(Child("stubborn", _python(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+        "time.sleep(60)\n"), log_path=tmp_path / "s.log"))
+    supervisor.start("stubborn")
+    wait_until(lambda: "ready" in (tmp_path / "s.log").read_text(), timeout=20, interval=0.05, what="ready")
+    supervisor.stop()
+    assert child.exit_code == -signal.SIGKILL
+
+
+def test_a_file_size_limit_stops_the_child_writing_files_but_not_its_log(tmp_path: Path) -> None:
+    supervisor = Supervisor()
+    child = supervisor.add(Child("full", _python(
+        "import os, time\nprint('writing', flush=True)\ntime.sleep(0.5)\n"
+        "open(os.environ['OUT'], 'wb').write(b'x' * 100_000)\nprint('not reached', flush=True)\n"),
+        env={"OUT": str(tmp_path / "big")}, log_path=tmp_path / "full.log", pipe_output=True, fsize_limit=4096))
+    supervisor.start("full")
+    wait_until(lambda: child.exit_code is not None, timeout=20, interval=0.05, what="the child stopped")
+    supervisor.stop()
+    assert child.exit_code == 1  # Python ignores SIGXFSZ: the write fails with EFBIG
+    assert (tmp_path / "big").stat().st_size <= 4096
+    log = (tmp_path / "full.log").read_text()
+    assert log.startswith("writing\n") and "File too large" in log and "not reached" not in log
+
+
+# --------------------------------------------------------------------- waiting
+
+
+def test_wait_until_returns_the_first_truthy_answer_held_as_often_as_asked() -> None:
+    answers = iter([0, 1, 0, 2, 3, 4])
+    assert wait_until(lambda: next(answers), timeout=5, interval=0, what="two in a row", times=2) == 3
+
+
+def test_wait_until_names_what_it_waited_for_and_the_last_answer() -> None:
+    with pytest.raises(WaitTimeoutError, match=r"the relay caught up: not reached within 0.1 s \(last seen: 41\)"):
+        wait_until(lambda: 41, timeout=0.1, interval=0.02, what="the relay caught up", times=10**6)
+
+
+async def test_until_awaits_a_coroutine_check() -> None:
+    seen: list[int] = []
+
+    async def grows() -> bool:
+        seen.append(len(seen))
+        return len(seen) >= 3
+
+    assert await until(grows, timeout=5, interval=0, what="three looks") is True
+    with pytest.raises(TimeoutError):
+        await until(lambda: False, timeout=0.05, interval=0.01, what="never")

@@ -41,8 +41,9 @@ from lab.probes import (
     run_probes,
     start_system,
 )
-from services.deadlines.timers import ensure_timer_stream
+from services.feeds.handlers import serve_feed_consumers
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
+from shared.events.feed import FeedError
 from shared.events.subjects import (
     BENEFITS_STREAM,
     BENEFITS_SUBJECTS,
@@ -68,7 +69,6 @@ from shared.infra.parties import (
     DEV_PARTIES_FILE,
     FEED_PREFIX,
     PARTY_JS_API,
-    FeedError,
     Parties,
     PartiesError,
     Party,
@@ -80,9 +80,9 @@ from shared.infra.parties import (
     load_parties,
     open_feed,
     parse_parties,
-    serve_feed_consumers,
 )
-from shared.infra.relay import OutboxRelay, ensure_stream, ensure_trajectory_stream
+from shared.infra.relay import OutboxRelay
+from shared.infra.streams import ensure_stream, ensure_timer_stream, ensure_trajectory_stream
 
 # ----------------------------------------------------------------------------------------------- harness
 
@@ -549,5 +549,5 @@ def test_credentials_are_private_kept_across_generations_and_rotated_on_request(
     assert creds.seed not in config  # the server holds public keys only
     generate(parties, tmp_path, rotate=True)
     assert load_credentials(first[f"employer:{E1}"]).seed != creds.seed
-    _, only = generate(Parties((Party(Role.HEALTH_FUND, "100"),)), tmp_path)
+    _, _only = generate(Parties((Party(Role.HEALTH_FUND, "100"),)), tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.creds")) == ["health_fund-100.creds"]

@@ -23,8 +23,9 @@ from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.events import reports as r
 from shared.events.envelope import CASE_EVENT_DECODER
 from shared.events.subjects import POSITION_HEADER, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
-from shared.infra.relay import Outgoing, ensure_stream
+from shared.infra.relay import Outgoing
 from shared.infra.settings import Settings
+from shared.infra.streams import ensure_stream
 from tests.factories import FUND_PARTY, NOW, incapacity, rid
 
 
@@ -195,7 +196,7 @@ def test_relay_refuses_a_stream_ahead_of_its_store(nats_server: EmbeddedNatsServ
 def test_relay_from_replays_a_range_from_the_command_line(nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
     """`reintegration relay --from N --to M` as an operator runs it: the range once, JetStream dropping what it holds."""
     from services.intake.outbox import build_relay
-    from shared.infra.relay import ensure_trajectory_stream
+    from shared.infra.streams import ensure_trajectory_stream
 
     settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     app = build_intake(settings)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from services.audit.auditor import Auditor
 from services.benefits.application import build_benefits
 from services.deadlines.application import build_deadlines
 from services.deadlines.schedule import TimerFired
+from shared.embedded.waiting import wait_until
 from shared.events.subjects import (
     BENEFITS_STREAM,
     DEADLINES_STREAM,
@@ -120,11 +120,13 @@ def derived_steps(settings: Settings) -> dict[str, dict[UUID, list[int]]]:
 
 
 def wait_for(condition: Any, runtime: Runtime, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
+    def supervised() -> bool:
+        if condition():
+            return True
         runtime.supervise_once()
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
+        return False
+
+    wait_until(supervised, timeout=timeout, interval=0.5, what=what)
 
 
 @pytest.mark.postgres
@@ -191,7 +193,7 @@ def test_a_node_and_a_replica_of_each_service_killed_during_load_lose_and_double
 
         history: dict[UUID, int] = Counter(event.case_id for _position, event in intake_log(settings))
         for service, steps in derived_steps(settings).items():
-            assert {case: versions for case, versions in steps.items()} == {
+            assert dict(steps) == {
                 case: list(range(1, n + 1)) for case, n in history.items()
             }, f"{service}: a case's events were not applied once each, in order"
 

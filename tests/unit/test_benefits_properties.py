@@ -78,7 +78,7 @@ ACTIONS: dict[str, Action] = {
 }
 
 #: Resumptions and the passing of time are drawn more often: premiums and exemptions need long chains of them.
-WEIGHTED = sorted(ACTIONS) + ["declare", "authorise", "authorise", "fail", "review", "review"]
+WEIGHTED = [*sorted(ACTIONS), "declare", "authorise", "authorise", "fail", "review", "review"]
 CAUSES = [r.Cause.ILLNESS, r.Cause.ILLNESS, r.Cause.WORK_ACCIDENT, r.Cause.OCCUPATIONAL_DISEASE]
 
 

@@ -27,11 +27,11 @@ BENEFIT_TOML = resources.files("shared.rulebook").joinpath("be-benefits.toml")
 
 
 def figures(**changes: object) -> ResponsibilityInput:
-    base: dict[str, object] = dict(
-        enterprise_number="0403170701", year=2024, quarter=3, staff=50, invalidity_entries=3,
-        inflow_rate=D("0.0060"), sector_inflow_rate=D("0.0030"), private_sector_inflow_rate=D("0.0020"),
-        previous_quarter_wages=D("1234567.89"),
-    )
+    base: dict[str, object] = {
+        "enterprise_number": "0403170701", "year": 2024, "quarter": 3, "staff": 50, "invalidity_entries": 3,
+        "inflow_rate": D("0.0060"), "sector_inflow_rate": D("0.0030"), "private_sector_inflow_rate": D("0.0020"),
+        "previous_quarter_wages": D("1234567.89"),
+    }
     base.update(changes)
     return ResponsibilityInput(**base)  # type: ignore[arg-type]
 

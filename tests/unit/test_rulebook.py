@@ -8,8 +8,6 @@ import pytest
 
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.calendar import add_months, belgian_legal_holidays, calendar_for
-
-BE = calendar_for("BE-legal-holidays")
 from shared.rulebook.eligibility import (
     IncapacityTimeline,
     Ineligible,
@@ -18,6 +16,7 @@ from shared.rulebook.eligibility import (
     check_request_right,
 )
 
+BE = calendar_for("BE-legal-holidays")
 RB = default_rulebook()
 
 
@@ -140,7 +139,8 @@ def test_belgian_legal_holidays() -> None:
 
 def test_working_days_skip_weekends_and_holidays() -> None:
     assert BE.add_working_days(date(2024, 12, 20), 5) == date(2024, 12, 30)  # Fri; skips 25 Dec
-    assert BE.add_working_days(date(2025, 4, 18), 1) == date(2025, 4, 22)  # Good Friday is a working day; Easter Monday not
+    # Good Friday is a working day; Easter Monday is not
+    assert BE.add_working_days(date(2025, 4, 18), 1) == date(2025, 4, 22)
     assert add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
     assert add_months(date(2023, 1, 31), 1) == date(2023, 2, 28)
 

@@ -1,4 +1,5 @@
-"""Records every message the employer feeds carry, from the DEADLINES and BENEFITS streams.
+"""The disclosures service's edge: records every message the employer feeds carry, from the DEADLINES and BENEFITS
+streams.
 
 A durable consumer per stream, filtered on ``reintegration.employer.>``: each feed message becomes one disclosure
 record keyed by its ``Nats-Msg-Id`` (so a redelivery records nothing twice), in the same order as delivered.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ from nats.js import api
 
 from shared.events.feed import AnyFeedMessage
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
+from shared.infra.clock import Clock, system_clock
 
 from .log import EMPLOYER_BASIS, DisclosureLog
 
@@ -35,9 +37,11 @@ def describe(message: Any, subject: str) -> str:
     return f"{type(message).__name__} {kind} {getattr(message, 'rule', '')} item {item} on {subject}"
 
 
-def record_delivery(app: DisclosureLog, raw: Msg) -> bool:
+def record_delivery(app: DisclosureLog, raw: Msg, clock: Clock = system_clock) -> bool:
+    """Record one feed message as delivered when the stream stored it (``clock``'s time if the message has no
+    stream metadata); ``False`` when it was recorded before."""
     message = _DECODER.decode(raw.data)
-    published = raw.metadata.timestamp if raw.metadata is not None else datetime.now(UTC)
+    published = raw.metadata.timestamp if raw.metadata is not None else clock()
     return app.record(
         kind="delivery",
         who=f"employer:{message.enterprise_number}",
@@ -49,8 +53,17 @@ def record_delivery(app: DisclosureLog, raw: Msg) -> bool:
     )
 
 
+def record_undecodable(app: DisclosureLog, raw: Msg, clock: Clock = system_clock) -> bool:
+    """Record a feed message that could not be decoded: delivered all the same, its content unknown."""
+    return app.record(
+        kind="delivery", who=f"employer:{raw.subject.split('.')[2]}", what=f"undecodable message on {raw.subject}",
+        case_id=None, legal_basis=EMPLOYER_BASIS, disclosed_at=clock(),
+        reference=(raw.headers or {}).get("Nats-Msg-Id") or raw.subject,
+    )
+
+
 def attach_feed_recorders(router: NatsRouter, app: DisclosureLog, executor: Executor,
-                          inbox_prefix: bytes = b"_INBOX.") -> None:
+                          inbox_prefix: bytes = b"_INBOX.", *, clock: Clock = system_clock) -> None:
     for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
         name = f"disclosures-{stream.lower()}"
 
@@ -72,11 +85,8 @@ def attach_feed_recorders(router: NatsRouter, app: DisclosureLog, executor: Exec
             loop = asyncio.get_running_loop()
             for raw in msg.raw_message:  # type: ignore[attr-defined]
                 try:
-                    await loop.run_in_executor(executor, record_delivery, app, raw)
+                    await loop.run_in_executor(executor, record_delivery, app, raw, clock)
                 except msgspec.MsgspecError as exc:
                     log.error("feed message not understood; recorded as such", subject=raw.subject, error=str(exc))
-                    await loop.run_in_executor(executor, lambda r=raw: app.record(
-                        kind="delivery", who=f"employer:{r.subject.split('.')[2]}", what=f"undecodable message on "
-                        f"{r.subject}", case_id=None, legal_basis=EMPLOYER_BASIS, disclosed_at=datetime.now(UTC),
-                        reference=(r.headers or {}).get("Nats-Msg-Id") or r.subject))
+                    await loop.run_in_executor(executor, record_undecodable, app, raw, clock)
                 await raw.ack()

@@ -1,0 +1,60 @@
+"""The deadlines service's outbox: each recorded step rendered into the messages its relay publishes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from shared.events.deadlines import DeadlineEvent
+from shared.events.feed import FeedDeadline
+from shared.events.subjects import DEADLINES_PREFIX, employer_feed_subject
+from shared.infra.relay import Outgoing
+from shared.rulebook.deadlines import Deadline
+
+from .schedule import ScheduleRecomputed, ScheduleStep, TimerFired
+
+_ENCODER = msgspec.json.Encoder()
+#: One change to publish: (change, deadline, the Case event that caused it, when its timer fired, timer lag).
+_Change = tuple[str, Deadline, UUID | None, datetime | None, float | None]
+
+
+def feed_deadline(deadline: Deadline, change: str, enterprise: str, insz: str) -> FeedDeadline:
+    """What the employer's feed says of a deadline that concerns it: no medical field, no free text."""
+    return FeedDeadline(
+        case_id=deadline.case_id, enterprise_number=enterprise, insz=insz, change=change, deadline_id=deadline.id,
+        rule=deadline.rule, regime=deadline.regime, legal_basis=deadline.legal_basis, party=deadline.party,
+        due_on=deadline.due_on, state=change if change in {"missed", "expired"} else deadline.state,
+        explanation=deadline.explanation,
+    )
+
+
+def _changes(event: Any) -> list[_Change]:
+    if isinstance(event, ScheduleStep):
+        return [(c.change, c.deadline, event.source.event_id, None, None) for c in event.changes]
+    if isinstance(event, ScheduleRecomputed):
+        return [(c.change, c.deadline, None, None, None) for c in event.changes]
+    if isinstance(event, TimerFired):
+        return [(event.outcome, event.deadline, None, event.fired_at, event.lag_seconds)]
+    return []
+
+
+def render(event: Any) -> list[Outgoing]:
+    """Each change on its case's subject; the ones that concern the employer also on its feed."""
+    items = _changes(event)
+    if not items:
+        return []
+    enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
+    out = []
+    for index, (change, deadline, caused_by, fired_at, lag) in enumerate(items):
+        message = DeadlineEvent(case_id=deadline.case_id, change=change, deadline=deadline, caused_by=caused_by,
+                                fired_at=fired_at, lag_seconds=lag)
+        msg_id = f"{origin}:{index}"
+        out.append(Outgoing(f"{DEADLINES_PREFIX}.{deadline.case_id}.{change}", _ENCODER.encode(message), msg_id))
+        if deadline.concerns_employer:
+            subject = employer_feed_subject(enterprise, "deadlines", deadline.case_id)
+            feed = feed_deadline(deadline, change, enterprise, insz)
+            out.append(Outgoing(subject, _ENCODER.encode(feed), f"feed:{msg_id}"))
+    return out
