@@ -51,7 +51,6 @@ TIMERS_STREAM = "TIMERS"
 TIMER_SCHEDULE_PREFIX = f"{PREFIX}.timers.schedule"
 TIMER_FIRED_PREFIX = f"{PREFIX}.timers.fired"
 #: Employer feed: ``reintegration.employer.<enterprise number>.<deadlines|benefits>.<case_id>``
-EMPLOYER_FEED_STREAM = "EMPLOYER_FEED"
 EMPLOYER_FEED_PREFIX = f"{PREFIX}.employer"
 DEADLINES_SUBJECTS = [f"{DEADLINES_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.deadlines.>"]
 BENEFITS_SUBJECTS = [f"{BENEFITS_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.benefits.>"]

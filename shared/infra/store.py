@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import msgspec
 from eventsourcing.persistence import (
     ApplicationRecorder,
-    IntegrityError,
     Mapper,
     StoredEvent,
     TrackingRecorder,
@@ -26,7 +24,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic, resolve_topic
 
-from .retry import backoff_delay
+from .retry import retry_on_conflict, sleep_backoff
 from .settings import Settings
 
 
@@ -195,12 +193,11 @@ def tracking_recorder(app: Any, settings: Settings | None = None, service: str =
     (``IntegrityError``); it is built again, after a short backoff, and finds the table made."""
     lock = setup_lock(settings, f"{service}.tracking") if settings is not None else contextlib.nullcontext()
     with lock:
-        for attempt in range(1, attempts):
-            try:
-                return app.factory.tracking_recorder()
-            except IntegrityError:
-                time.sleep(backoff_delay(attempt, first=0.05, cap=0.5))
-        return app.factory.tracking_recorder()  # the last attempt: its error is the caller's
+        recorder: TrackingRecorder = retry_on_conflict(
+            app.factory.tracking_recorder, attempts=attempts, what=f"{service or 'the'} tracking table",
+            pause=sleep_backoff(first=0.05, cap=0.5),
+        )
+        return recorder
 
 
 def prepare_store(settings: Settings, service: str) -> dict[str, str]:
