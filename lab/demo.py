@@ -211,12 +211,11 @@ def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120)
 
     versions = recorded_versions(settings)
     pending = dict(versions)
-    deadline = time.monotonic() + timeout
     today = datetime.now(UTC).astimezone(BRUSSELS).date()
 
     def applied() -> bool:
         runtime.supervise_once()
-        return applied_everywhere(settings, pending)
+        return not pending or applied_everywhere(settings, pending)
 
     def fired() -> bool:
         deadlines = build_deadlines(settings)
@@ -231,10 +230,9 @@ def wait_for_derived(settings: Settings, runtime: Runtime, timeout: float = 120)
             runtime.supervise_once()
         return not waiting
 
-    try:
-        wait_until(applied, timeout=timeout, interval=0.5, what="deadlines and benefits applied every event")
-        wait_until(fired, timeout=max(0.0, deadline - time.monotonic()), interval=0.5,
-                   what="every past-due deadline's timer fired")
+    try:  # one budget for both: every event applied first, then every past-due timer fired
+        wait_until(lambda: applied() and fired(), timeout=timeout, interval=0.5,
+                   what="deadlines and benefits applied every event, then every past-due deadline's timer fired")
     except WaitTimeoutError:
         return False
     return True

@@ -178,10 +178,11 @@ class Supervisor:
         log.info("started", child=name, pid=child.process.pid, log=str(child.log_path))
         return child
 
-    def kill(self, name: str) -> None:
-        """SIGKILL ``name`` and reap it; it stays down (held) until :meth:`start`."""
+    def kill(self, name: str, *, hold: bool = True) -> None:
+        """SIGKILL ``name`` and reap it; it stays down (held) until :meth:`start`. ``hold=False``: a crash, which
+        :meth:`supervise_once` restarts as it restarts any child that exited by itself."""
         child = self.children[name]
-        child.held = True
+        child.held = hold
         if child.process is not None and child.running:
             os.kill(child.process.pid, signal.SIGKILL)
             child.process.wait()

@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -62,8 +62,18 @@ def wait_until(check: Callable[[], T], *, timeout: float, interval: float = 0.2,
         time.sleep(interval)
 
 
-async def until(check: Callable[[], T | Awaitable[T]], *, timeout: float, interval: float = 0.2, what: str,
-                times: int = 1, ready: Callable[[T], object] = bool) -> T:
+@overload
+async def until(check: Callable[[], Awaitable[T]], *, timeout: float, interval: float = 0.2, what: str,
+                times: int = 1, ready: Callable[[T], object] = bool) -> T: ...
+
+
+@overload
+async def until(check: Callable[[], T], *, timeout: float, interval: float = 0.2, what: str, times: int = 1,
+                ready: Callable[[T], object] = bool) -> T: ...
+
+
+async def until(check: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str, times: int = 1,
+                ready: Callable[[Any], object] = bool) -> Any:
     """:func:`wait_until` inside an event loop: ``check`` may be a coroutine function; the loop runs meanwhile."""
     deadline = time.monotonic() + timeout
     streak = _Streak(times)

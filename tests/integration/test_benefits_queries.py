@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -26,6 +25,8 @@ import nats
 
 from services.intake.application import build_intake
 from shared.embedded.natsserver import EmbeddedNatsServer
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import wait_until
 from shared.events import reports as r
 from shared.events.common import Party
 from shared.events.subjects import QUERY_PREFIX
@@ -49,7 +50,7 @@ def opening() -> r.IncapacityReported:
     return incapacity(date(2022, 11, 7), report_id=uuid.UUID("6f1c1a3e-0000-4111-8111-000000000001"))
 
 
-def case_reports(case_id: uuid.UUID) -> list[tuple[Party, r.Report]]:
+def case_reports(case_id: uuid.UUID) -> list[tuple[Party, r.AnyReport]]:
     """After the opening: a late declaration of 19 hours, authorised at 10 hours, ended after the 3 months; then
     a rehabilitation project with 10 hours of training."""
     ids = (uuid.UUID(f"6f1c1a3e-0000-4111-8111-00000000001{n}") for n in range(10))
@@ -271,21 +272,22 @@ def test_benefits_query_subject_answers_with_explained_entries(nats_server: Embe
                                                                tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     case_id = record(settings)
-    env = {**os.environ, **settings.to_env()}
-    procs = [subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for args in (["relay"], ["serve", "benefits"])]
-    try:
+    with Supervisor() as supervisor:
+        for name, args in (("relay", ["relay"]), ("benefits", ["serve", "benefits"])):
+            supervisor.add(Child(name, python_module("reintegration", *args), env=settings.to_env(),
+                                 log_path=tmp_path / "logs" / f"{name}.log"))
+        supervisor.start_all()
         question = msgspec.json.encode({"case_id": str(case_id)})
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answer() -> dict[str, Any]:
+            supervisor.check_alive()
             try:
-                view = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.benefits", question))
-                if view.get("source_version") == 7:
-                    break
+                return asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.benefits", question))
             except nats.errors.NoRespondersError:
-                pass
-            assert time.monotonic() < deadline, "the benefits service did not answer"
-            time.sleep(0.2)
+                return {}
+
+        view = wait_until(answer, timeout=60, ready=lambda view: view.get("source_version") == 7,
+                          what="the benefits service answers at version 7")
         effective = [e for e in view["entries"] if e["id"] in set(view["effective"])]
         check_entries(effective, view["events"])
         then = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.benefits",
@@ -293,8 +295,3 @@ def test_benefits_query_subject_answers_with_explained_entries(nats_server: Embe
         assert then["source_version"] == 2  # as it was after the late declaration
         assert {e["rule"] for e in then["entries"]} == {"partial_resumption.reduction",
                                                          "partial_resumption.late_declaration"}
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=15)

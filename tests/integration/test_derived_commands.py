@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import nats
 
 from services.intake.application import build_intake
 from shared.embedded.natsserver import EmbeddedNatsServer
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import wait_until
 from shared.events.subjects import QUERY_PREFIX
 from shared.infra.settings import Settings
 from shared.rulebook import default_rulebook
@@ -111,29 +112,27 @@ async def _ask(url: str, subject: str, payload: bytes) -> dict:
 def test_read_only_query_subjects_over_nats(nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     cases = _record_cases(settings)
-    env = {**os.environ, **settings.to_env()}
-    procs = [subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for args in (["relay"], ["serve", "deadlines"], ["serve", "benefits"])]
-    try:
+    with Supervisor() as supervisor:
+        for name, args in (("relay", ["relay"]), ("deadlines", ["serve", "deadlines"]),
+                           ("benefits", ["serve", "benefits"])):
+            supervisor.add(Child(name, python_module("reintegration", *args), env=settings.to_env(),
+                                 log_path=tmp_path / "logs" / f"{name}.log"))
+        supervisor.start_all()
         case = cases[0][0]
         question = msgspec.json.encode({"case_id": str(case)})
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> tuple[dict, dict]:
+            supervisor.check_alive()
             try:
-                answer = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.deadlines", question))
-                ledger = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.benefits", question))
-                if answer.get("source_version") == 4 and ledger.get("source_version") == 4:
-                    break
+                return (asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.deadlines", question)),
+                        asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.benefits", question)))
             except nats.errors.NoRespondersError:
-                pass
-            assert time.monotonic() < deadline, "services did not answer"
-            time.sleep(0.2)
+                return {}, {}
+
+        answer, _ledger = wait_until(
+            answers, timeout=60, what="deadlines and benefits answer at version 4",
+            ready=lambda both: all(view.get("source_version") == 4 for view in both))
         rules = {d["rule"]: d["state"] for d in answer["deadlines"]}
         assert rules["trajectory.assessment"] == "met" and rules["trajectory.plan.answer"] == "open"
         bad = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.deadlines", b'{"case": 1}'))
         assert "bad query" in bad["error"]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=15)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,8 @@ import nats
 from lab.demo import feed
 from lab.generator import Generator
 from reintegration.runtime import Runtime
-from services.disclosures.log import build_disclosures
+from services.disclosures.log import DisclosureRecorded, build_disclosures
+from shared.embedded.waiting import wait_until
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
 from shared.infra.settings import Settings
 
@@ -29,7 +28,7 @@ async def feed_messages(url: str, **options: Any) -> int:
     return total
 
 
-def recorded(settings: Settings) -> list:
+def recorded(settings: Settings) -> list[DisclosureRecorded]:
     log = build_disclosures(settings)
     try:
         return list(log.records())
@@ -45,22 +44,24 @@ def test_each_employer_delivery_is_recorded_once(tmp_path: Path) -> None:
         generator = Generator(3)
         asyncio.run(feed(settings.nats_url, [generator.script() for _ in range(80)], concurrency=8,
                          **settings.nats_options()))
-        child = runtime.children["disclosures"]
-        assert child.process is not None
-        child.process.send_signal(signal.SIGKILL)  # the recorder dies mid-way and comes back
-        child.process.wait()
+        runtime.supervisor.kill("disclosures", hold=False)  # the recorder dies mid-way and comes back
         runtime.supervise_once()
-        deadline = time.monotonic() + 90
-        while True:
-            delivered = asyncio.run(feed_messages(settings.nats_url, **settings.nats_options()))
-            records = recorded(settings)
-            if delivered and len(records) >= delivered:
-                time.sleep(1)
-                if asyncio.run(feed_messages(settings.nats_url, **settings.nats_options())) == delivered:
-                    break
-            assert time.monotonic() < deadline, f"{len(records)} records for {delivered} deliveries"
+        deliveries: list[int] = []
+
+        def deliveries_and_records() -> tuple[int, int]:
+            """(messages delivered to employers, disclosure records), the deliveries counted first."""
             runtime.supervise_once()
-            time.sleep(0.5)
+            deliveries.append(asyncio.run(feed_messages(settings.nats_url, **settings.nats_options())))
+            return deliveries[-1], len(recorded(settings))
+
+        def every_delivery_recorded(answer: tuple[int, int]) -> bool:
+            """A record for each delivery, and no delivery since the reading before (1 s earlier)."""
+            delivered, records_seen = answer
+            steady = len(deliveries) >= 2 and deliveries[-2] == delivered
+            return bool(delivered) and records_seen >= delivered and steady
+
+        delivered, _ = wait_until(deliveries_and_records, timeout=90, interval=1, ready=every_delivery_recorded,
+                                  what="a disclosure record of every delivery (deliveries, records)")
         records = recorded(settings)
         assert len(records) == delivered
         assert len({r.reference for r in records}) == delivered

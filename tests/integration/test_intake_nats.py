@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -19,6 +14,8 @@ import pytest
 from services.intake.application import build_intake
 from services.intake.main import build_broker
 from shared.embedded.natsserver import EmbeddedNatsServer
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import until
 from shared.events import REPLY_DECODER, Accepted, Rejected
 from shared.events.codec import encode
 from shared.events.replies import RejectionCode
@@ -118,38 +115,37 @@ async def test_intake_process_restarted_rebuilds_cases_from_the_store(
     nats_server: EmbeddedNatsServer, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
-    env = {**os.environ, **settings.to_env()}
+    supervisor = Supervisor(stop_timeout=10)
+    supervisor.add(Child("intake", python_module("reintegration", "serve", "intake"), env=settings.to_env(),
+                         log_path=tmp_path / "logs" / "intake.log"))
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "reintegration", "serve", "intake"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def ask_until_up(nc: nats.NATS, subject: str, payload: bytes) -> Accepted | Rejected:
-        for _ in range(100):
+    async def ask_until_up(nc: nats.NATS, subject: str, payload: bytes) -> Accepted | Rejected | None:
+        async def reply() -> Accepted | Rejected | None:
+            supervisor.check_alive()
             try:
                 return await ask(nc, subject, payload)
             except nats.errors.NoRespondersError:
-                await asyncio.sleep(0.1)
-        raise TimeoutError("intake did not come up")
+                return None
+
+        return await until(reply, timeout=10, interval=0.1, ready=lambda answer: answer is not None,
+                           what="intake answers")
 
     nc = await nats.connect(nats_server.url)
-    process = start()
-    try:
-        opening = incapacity(date(2024, 1, 10))
-        opened = await ask_until_up(nc, intake_subject(FUND_PARTY), encode(opening))
-        assert isinstance(opened, Accepted)
-        req = request(opened.case_id, date(2024, 4, 10))
-        assert isinstance(await ask(nc, intake_subject(EMPLOYER_PARTY), encode(req)), Accepted)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process = start()
-        # The new process knows the case: a duplicate is recognised and the next step fits the rebuilt state.
-        dup = await ask_until_up(nc, intake_subject(EMPLOYER_PARTY), encode(req))
-        assert isinstance(dup, Accepted) and dup.duplicate and dup.version == 2
-        issued = await ask(nc, intake_subject(OHS_PARTY),
-                           encode(assessment(opened.case_id, date(2024, 5, 2), "BE-2022", "A")))
-        assert isinstance(issued, Accepted) and issued.version == 3
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        await nc.close()
+    with supervisor:
+        supervisor.start("intake")
+        try:
+            opening = incapacity(date(2024, 1, 10))
+            opened = await ask_until_up(nc, intake_subject(FUND_PARTY), encode(opening))
+            assert isinstance(opened, Accepted)
+            req = request(opened.case_id, date(2024, 4, 10))
+            assert isinstance(await ask(nc, intake_subject(EMPLOYER_PARTY), encode(req)), Accepted)
+            supervisor.kill("intake")
+            supervisor.start("intake")
+            # The new process knows the case: a duplicate is recognised and the next step fits the rebuilt state.
+            dup = await ask_until_up(nc, intake_subject(EMPLOYER_PARTY), encode(req))
+            assert isinstance(dup, Accepted) and dup.duplicate and dup.version == 2
+            issued = await ask(nc, intake_subject(OHS_PARTY),
+                               encode(assessment(opened.case_id, date(2024, 5, 2), "BE-2022", "A")))
+            assert isinstance(issued, Accepted) and issued.version == 3
+        finally:
+            await nc.close()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -20,8 +19,10 @@ from nats.js.api import DeliverPolicy
 from lab.generator import insz
 from services.intake.application import IntakeApplication, build_intake
 from shared.embedded.natsserver import EmbeddedNatsServer
+from shared.embedded.supervisor import Child, Supervisor, python_module
+from shared.embedded.waiting import until, wait_until
 from shared.events import reports as r
-from shared.events.envelope import CASE_EVENT_DECODER
+from shared.events.envelope import CASE_EVENT_DECODER, CaseEvent
 from shared.events.subjects import POSITION_HEADER, TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS
 from shared.infra.relay import Outgoing
 from shared.infra.settings import Settings
@@ -49,10 +50,25 @@ async def stream_messages(url: str) -> list[tuple[int, int, str]]:
     while len(out) < total:
         for msg in await sub.fetch(500, timeout=5):
             event = CASE_EVENT_DECODER.decode(msg.data)
-            out.append((msg.metadata.sequence.stream, int(msg.headers[POSITION_HEADER]), str(event.event_id)))
+            headers = msg.headers or {}
+            out.append((msg.metadata.sequence.stream, int(headers[POSITION_HEADER]), str(event.event_id)))
             await msg.ack()
     await nc.close()
     return out
+
+
+def stored_event_ids(app: IntakeApplication) -> list[str]:
+    """The event id of every stored event, in store order."""
+    ids = []
+    for notification in app.recorder.select_notifications(1, 10_000):
+        event = app.mapper.to_domain_event(notification)
+        assert isinstance(event, CaseEvent)
+        ids.append(str(event.event_id))
+    return ids
+
+
+def at_least(count: int) -> Callable[[int], bool]:
+    return lambda messages: messages >= count
 
 
 async def stream_count(url: str) -> int:
@@ -77,37 +93,31 @@ def test_relay_killed_mid_stream_publishes_every_event_once_in_order(
     app = build_intake(settings)
     write_cases(app, 0, 1500)  # 3,000 events waiting before the relay first starts
     writer = threading.Thread(target=write_cases, args=(app, 1500, 1000))  # 2,000 more while it runs
-    env = {**os.environ, **settings.to_env()}
+    supervisor = Supervisor(stop_timeout=10)
+    supervisor.add(Child("relay", python_module("reintegration", "relay"), env=settings.to_env(),
+                         log_path=tmp_path / "logs" / "relay.log"))
 
-    def start_relay() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "reintegration", "relay"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def published() -> int:
+        supervisor.check_alive()
+        return asyncio.run(stream_count(nats_server.url))
 
-    relay = start_relay()
-    writer.start()
     kills = 0
-    try:
+    with supervisor:
+        supervisor.start("relay")
+        writer.start()
         for threshold in (400, 1500, 2600, 3700):
-            deadline = time.monotonic() + 60
-            while asyncio.run(stream_count(nats_server.url)) < threshold:
-                assert time.monotonic() < deadline, f"relay stalled below {threshold}"
-                time.sleep(0.01)
-            relay.send_signal(signal.SIGKILL)
-            relay.wait()
+            wait_until(published, timeout=60, interval=0.01, ready=at_least(threshold),
+                       what=f"the relay published {threshold} messages")
+            supervisor.kill("relay")
             kills += 1
-            relay = start_relay()
+            supervisor.start("relay")
         writer.join()
         expected = app.recorder.max_notification_id()
         assert expected == 5000
-        deadline = time.monotonic() + 60
-        while asyncio.run(stream_count(nats_server.url)) < expected:
-            assert time.monotonic() < deadline, "relay did not catch up"
-            time.sleep(0.05)
-    finally:
-        relay.terminate()
-        relay.wait(timeout=10)
+        wait_until(published, timeout=60, interval=0.05, ready=at_least(expected),
+                   what="the relay caught up with the store")
     messages = asyncio.run(stream_messages(nats_server.url))
-    stored_ids = [str(app.mapper.to_domain_event(n).event_id) for n in app.recorder.select_notifications(1, 10_000)]
+    stored_ids = stored_event_ids(app)
     app.close()
     assert kills == 4
     assert [seq for seq, _, _ in messages] == list(range(1, 5001))
@@ -120,13 +130,15 @@ async def _run_relay_until(relay, url: str, stream: str, count: int) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     nc = await nats.connect(url)
+
+    async def published() -> int:
+        if task.done():
+            task.result()  # the relay's own error, at once
+        return (await nc.jetstream().stream_info(stream)).state.messages
+
     try:
-        for _ in range(300):
-            if task.done():
-                task.result()
-            if (await nc.jetstream().stream_info(stream)).state.messages >= count:
-                break
-            await asyncio.sleep(0.02)
+        await until(published, timeout=6, interval=0.02, ready=at_least(count),
+                    what=f"the relay published {count} messages")
         await asyncio.sleep(0.2)  # let it go on: it must not publish more
     finally:
         stop.set()

@@ -4,7 +4,6 @@ nothing lost, nothing doubled, and every derived state equals the pure functions
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from reintegration.operate import intake_log
 from reintegration.runtime import Runtime
 from services.benefits.application import build_benefits
 from services.deadlines.application import build_deadlines
+from shared.embedded.waiting import wait_until
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM
 from shared.infra.settings import Settings
 from shared.rulebook import default_rulebook
@@ -31,7 +31,7 @@ async def message_ids(url: str, stream: str, **options: Any) -> list[str]:
     nc = await nats.connect(url, **options)
     js = nc.jetstream()
     state = (await js.stream_info(stream)).state
-    ids = [(await js.get_msg(stream, seq=seq)).headers["Nats-Msg-Id"]
+    ids = [((await js.get_msg(stream, seq=seq)).headers or {})["Nats-Msg-Id"]
            for seq in range(state.first_seq, state.last_seq + 1)]
     await nc.close()
     return ids
@@ -48,14 +48,11 @@ def test_derived_services_killed_during_load_lose_and_double_nothing(tmp_path: P
         feeding = threading.Thread(target=lambda: asyncio.run(feed(settings.nats_url, scripts, concurrency=8,
                                                                          **settings.nats_options())))
         feeding.start()
-        kills = Counter()
+        kills: Counter[str] = Counter()
         for _ in range(2):
             for name in ("deadlines", "benefits"):
                 time.sleep(0.7)
-                child = runtime.children[name]
-                assert child.process is not None
-                child.process.send_signal(signal.SIGKILL)
-                child.process.wait()
+                runtime.supervisor.kill(name, hold=False)  # a crash: supervision brings it back
                 kills[name] += 1
                 runtime.supervise_once()
         feeding.join()
@@ -65,6 +62,7 @@ def test_derived_services_killed_during_load_lose_and_double_nothing(tmp_path: P
         rulebook = default_rulebook()
 
         def caught_up() -> bool:
+            runtime.supervise_once()
             deadlines, benefits = build_deadlines(settings), build_benefits(settings)
             try:
                 return all(
@@ -76,11 +74,7 @@ def test_derived_services_killed_during_load_lose_and_double_nothing(tmp_path: P
                 deadlines.close()
                 benefits.close()
 
-        deadline = time.monotonic() + 90
-        while not caught_up():
-            runtime.supervise_once()
-            assert time.monotonic() < deadline, "derived services did not catch up"
-            time.sleep(0.5)
+        wait_until(caught_up, timeout=90, interval=0.5, what="deadlines and benefits caught up with every case")
 
         deadlines, benefits = build_deadlines(settings), build_benefits(settings)
         entries = 0
