@@ -8,12 +8,12 @@ the ledger of any history can be computed. Events are read in version order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from msgspec.structs import replace as struct_replace
+import msgspec
+from msgspec.structs import replace
 
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent
@@ -27,8 +27,7 @@ def recorded_on(event: CaseEvent) -> date:
     return belgian_date(event.recorded_at)
 
 
-@dataclass(frozen=True)
-class Resumption:
+class Resumption(msgspec.Struct, frozen=True, kw_only=True):
     """One declared partial resumption and what became of it."""
 
     declared: CaseEvent
@@ -78,14 +77,12 @@ class Resumption:
         return min(ends, key=lambda pair: (pair[0], pair[1].version)) if ends else None
 
 
-@dataclass(frozen=True)
-class Questionnaire:
+class Questionnaire(msgspec.Struct, frozen=True, kw_only=True):
     sent: CaseEvent
     returned: CaseEvent | None = None
 
 
-@dataclass(frozen=True)
-class CaseFacts:
+class CaseFacts(msgspec.Struct, frozen=True, kw_only=True):
     """What the benefit rules need from one case's history."""
 
     case_id: UUID
@@ -136,13 +133,23 @@ def collect(events: Sequence[CaseEvent]) -> CaseFacts | None:
     if not events:
         return None
     ordered = sorted(events, key=lambda e: e.version)
-    case_ids = {e.case_id for e in ordered}
+    case_ids = {e.case_id.int for e in ordered}
     if len(case_ids) != 1:
         raise ValueError(f"events of {len(case_ids)} cases given; a ledger is computed per case")
-    facts = CaseFacts(case_id=ordered[0].case_id, as_of=max(recorded_on(e) for e in ordered))
+    # the Belgian day never goes back as time goes on: the latest event's day is the latest day
+    latest = max(ordered, key=lambda e: e.recorded_at)
+    facts = CaseFacts(case_id=ordered[0].case_id, as_of=recorded_on(latest))
     for event in ordered:
         facts = _fold(facts, event)
     return facts
+
+
+#: The other reports the fold reads (every other report leaves the facts as they are).
+_READ = frozenset({
+    r.IncapacityReported, r.IncapacityInterrupted, r.IncapacityResumed, r.IncapacityEnded, r.IncapacityReviewed,
+    r.PartialResumptionDeclared, r.PartialResumptionAuthorised, r.PartialResumptionEnded, r.PartialResumptionFailed,
+    r.ReturnToWorkQuestionnaireSent, r.ReturnToWorkQuestionnaireReturned,
+})
 
 
 def _fold(facts: CaseFacts, event: CaseEvent) -> CaseFacts:
@@ -151,6 +158,8 @@ def _fold(facts: CaseFacts, event: CaseEvent) -> CaseFacts:
     if name is not None:
         changes: dict[str, Any] = {name: (*getattr(facts, name), event)}
         return replace(facts, **changes)
+    if type(report) not in _READ:
+        return facts
     if isinstance(report, r.IncapacityReported):
         if facts.opening is not None:
             return facts
@@ -179,20 +188,20 @@ def _timeline(facts: CaseFacts, report: r.Report) -> CaseFacts:
         return facts
     if isinstance(report, r.IncapacityInterrupted):
         gaps = (*timeline.interruptions, Interruption(returned_on=report.returned_on))
-        timeline = struct_replace(timeline, interruptions=gaps)
+        timeline = replace(timeline, interruptions=gaps)
     elif isinstance(report, r.IncapacityResumed):
         if not timeline.interruptions or timeline.interruptions[-1].resumed_on is not None:
             return facts
         *done, last = timeline.interruptions
-        resumed = struct_replace(last, resumed_on=report.resumed_on)
-        timeline = struct_replace(timeline, interruptions=(*done, resumed))
+        resumed = replace(last, resumed_on=report.resumed_on)
+        timeline = replace(timeline, interruptions=(*done, resumed))
     elif isinstance(report, r.IncapacityEnded):
-        timeline = struct_replace(timeline, ended_on=report.ended_on)
+        timeline = replace(timeline, ended_on=report.ended_on)
     elif isinstance(report, r.IncapacityReviewed):
         # as the Case does: a review that ends the incapacity ends it unless it already ended
         if report.outcome is not r.ReviewOutcome.INCAPACITY_ENDS or timeline.ended_on is not None:
             return facts
-        timeline = struct_replace(timeline, ended_on=report.reviewed_on)
+        timeline = replace(timeline, ended_on=report.reviewed_on)
     return replace(facts, timeline=timeline)
 
 

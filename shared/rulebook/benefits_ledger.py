@@ -25,6 +25,7 @@ import msgspec
 from msgspec.structs import replace
 
 from .benefits_rules import Payee
+from .ids import uuid5
 from .model import Status
 
 CENT = Decimal("0.01")
@@ -132,7 +133,7 @@ def natural_id(entry: LedgerEntry) -> UUID:
         )
     )
     causes = ",".join(str(e) for e in entry.causing_events)
-    return uuid.uuid5(entry.case_id, f"ledger:{entry.rule}:{causes}:{content}")
+    return uuid5(entry.case_id, f"ledger:{entry.rule}:{causes}:{content}")
 
 
 def with_natural_id(entry: LedgerEntry) -> LedgerEntry:

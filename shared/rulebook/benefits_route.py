@@ -74,14 +74,19 @@ def _missed_examinations(ctx: Ctx) -> Iterator[LedgerEntry]:
         )
 
 
-def _announced_invitation(ctx: Ctx) -> Iterator[LedgerEntry]:
-    def is_invitation(rule: AnnouncedWorkerReduction) -> bool:
-        return rule.trigger is WorkerTrigger.EXAMINATION_MISSED
+def _is_invitation(rule: AnnouncedWorkerReduction) -> bool:
+    return rule.trigger is WorkerTrigger.EXAMINATION_MISSED
 
+
+def _is_questionnaire(rule: AnnouncedWorkerReduction) -> bool:
+    return rule.trigger is WorkerTrigger.QUESTIONNAIRE_NOT_RETURNED
+
+
+def _announced_invitation(ctx: Ctx) -> Iterator[LedgerEntry]:
     misses = _unjustified(ctx)
     for n, event in enumerate(misses, start=1):
         day = event.report.effective_date
-        found = ctx.rule(AnnouncedWorkerReduction, day, where=is_invitation)
+        found = ctx.rule(AnnouncedWorkerReduction, day, where=_is_invitation)
         if found is None:
             continue
         rule = found.rule
@@ -102,13 +107,9 @@ def _announced_invitation(ctx: Ctx) -> Iterator[LedgerEntry]:
 
 def _announced_questionnaire(ctx: Ctx) -> Iterator[LedgerEntry]:
     """A questionnaire not back within the grace days (as of the latest event's day, when none came back)."""
-
-    def is_questionnaire(rule: AnnouncedWorkerReduction) -> bool:
-        return rule.trigger is WorkerTrigger.QUESTIONNAIRE_NOT_RETURNED
-
     for q in ctx.facts.questionnaires:
         sent_on = q.sent.report.effective_date
-        found = ctx.rule(AnnouncedWorkerReduction, sent_on, where=is_questionnaire)
+        found = ctx.rule(AnnouncedWorkerReduction, sent_on, where=_is_questionnaire)
         if found is None:
             continue
         rule = found.rule

@@ -14,6 +14,7 @@ after the day. A rule of status A (announced, never enacted) is applied only whe
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -221,7 +222,25 @@ class Found:
 def find_rule(
     rulebook: Rulebook, kind: type[R], day: date, *, where: Callable[[R], bool] | None = None
 ) -> Found | None:
-    """The version of the rule of ``kind`` in force on ``day``, or ``None`` when none is (yet)."""
+    """The version of the rule of ``kind`` in force on ``day``, or ``None`` when none is (yet).
+
+    Remembered per rulebook (the answer depends on the rulebook, the kind, the day and ``where`` only), so pass a
+    ``where`` defined once, not a new function on every call."""
+    return rulebook.derived(_Finder).find(kind, day, where)
+
+
+class _Finder:
+    """:func:`find_rule` over one rulebook, remembering its latest answers."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
+        self.rulebook = rulebook
+        self.find = functools.lru_cache(maxsize=1 << 14)(self._find)
+
+    def _find(self, kind: type[R], day: date, where: Callable[[R], bool] | None) -> Found | None:
+        return _find_rule(self.rulebook, kind, day, where)
+
+
+def _find_rule(rulebook: Rulebook, kind: type[R], day: date, where: Callable[[R], bool] | None) -> Found | None:
     regime = rulebook.regime_on(day)
     current: Regime | None = regime
     while current is not None and regime is not None:

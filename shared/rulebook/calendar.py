@@ -12,12 +12,12 @@ gives the :class:`WorkingCalendar` of that id (the Belgian legal holidays, or th
 from __future__ import annotations
 
 import functools
+from calendar import monthrange
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
-from dateutil.relativedelta import relativedelta
 
 #: Belgian time: the law counts Belgian days (a report recorded at 23:30 UTC in summer is recorded the next day).
 BRUSSELS = ZoneInfo("Europe/Brussels")
@@ -71,8 +71,11 @@ def add_calendar_days(start: date, days: int) -> date:
 
 
 def add_months(start: date, months: int) -> date:
-    """Calendar-month arithmetic: 31 Jan + 1 month = 28 (or 29) Feb."""
-    return start + relativedelta(months=months)
+    """Calendar-month arithmetic: 31 Jan + 1 month = 28 (or 29) Feb (as ``dateutil``'s ``relativedelta(months=n)``:
+    the same day of the month ``months`` later, or that month's last day when it is shorter)."""
+    year, month = divmod(start.year * 12 + start.month - 1 + months, 12)
+    month += 1
+    return start.replace(year=year, month=month, day=min(start.day, monthrange(year, month)[1]))
 
 
 def last_day_of_months(first: date, months: int) -> date:

@@ -49,9 +49,9 @@ timer fires); :func:`overdue` answers for a given day.
 
 from __future__ import annotations
 
-import dataclasses
+import bisect
 import enum
-import uuid
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -63,6 +63,7 @@ from shared.events.envelope import CaseEvent
 from shared.events.reports import REPORTS_BY_TAG, Report, tag_of
 
 from .calendar import WorkingCalendar, calendar_for, last_day_of_months, months_after
+from .ids import uuid5
 from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
 
 
@@ -118,8 +119,10 @@ class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
                 raise ValueError(f"decision_in must name one of {', '.join(_CODE_TABLES)}")
 
     def matches(self, report: Report, regime: Regime | None) -> bool:
-        if tag_of(report) != self.report:
-            return False
+        return tag_of(report) == self.report and self.fits(report, regime)
+
+    def fits(self, report: Report, regime: Regime | None) -> bool:
+        """Whether ``report``, already known to be of this match's tag, meets its conditions."""
         for name, accepted in self.where.items():
             value = getattr(report, name)
             if (value.value if isinstance(value, enum.Enum) else value) not in accepted:
@@ -250,205 +253,329 @@ def overdue(deadline: Deadline, as_of: date) -> bool:
 
 
 # --- the computation -----------------------------------------------------------------------------------------
+#
+# What depends on the rulebook alone (the version each regime applies, the words every deadline of a version
+# repeats, the reports that can start each rule) is arranged once per rulebook in an :class:`_Index`, which also
+# remembers its latest answers to the pure questions "which version for a trigger on this day" and "which dates
+# for a period from this day". A case's history is then walked once per rule that one of its reports can start,
+# and a report that starts, meets, cancels or suspends nothing is passed over after one set lookup.
+
+_STATUS_WORDS = {Status.CONFIRMED: "confirmed", Status.UNCERTAIN: "uncertain", Status.ANNOUNCED: "never enacted"}
+_UNIT_WORDS = {Unit.CALENDAR_DAYS: "calendar day", Unit.WORKING_DAYS: "working day", Unit.WEEKS: "week",
+               Unit.MONTHS: "month"}
+_KIND_WORDS = {DeadlineKind.DUE: "due on", DeadlineKind.WINDOW: "open until", DeadlineKind.NOT_BEFORE: "not before",
+               DeadlineKind.REMINDER: "reminder on"}
+_TAG_OF_TYPE = {cls: tag for tag, cls in REPORTS_BY_TAG.items()}
 
 
-@dataclass
-class _Run:
-    """A deadline being followed through the history."""
+def _tag(report: Report) -> str:
+    return _TAG_OF_TYPE.get(type(report)) or tag_of(report)
+
+
+@dataclass(frozen=True, eq=False)
+class _Version:
+    """A version of a rule as one regime applies it, with what every deadline computed under it repeats."""
 
     rule: DeadlineRule
     regime: Regime
+    #: the regime that defines the rule, when ``regime`` inherits it
     inherited_from: str | None
-    event: CaseEvent
-    trigger_day: date
-    anchor: date
-    governs_from: date
-    recomputed_from: str | None = None
-    recomputed_on: date | None = None
-    superseded: list[Deadline] = dataclasses.field(default_factory=list)
+    status: Status
+    #: the reports that may meet, cancel or suspend it
+    closers: frozenset[str]
+    #: the reports that start, meet or cancel it whatever their fields say (a match with no condition)
+    starters: frozenset[str]
+    meeters: frozenset[str]
+    cancellers: frozenset[str]
+    #: the explanation's opening: the rule, its regime and status, its legal basis
+    head: str
+    #: the counting in words, around the anchor date: ("40 working days counted from the day after ", "")
+    counting: tuple[str, str]
+
+    @classmethod
+    def of(cls, rule: DeadlineRule, regime: Regime, inherited_from: str | None) -> _Version:
+        status = inherited_status(rule.status, regime, inherited_from)
+        where = regime.id + (f" (rule inherited from {inherited_from})" if inherited_from else "")
+        p = rule.period
+        n = abs(p.amount)
+        period = f"{n} {_UNIT_WORDS[p.unit]}{'s' if n != 1 else ''}"
+        if p.amount < 0:
+            counting = (f"{period} before ", "")
+        elif p.count_from is CountFrom.SAME_DAY:
+            counting = (f"{period} counted from ", " included")
+        else:
+            counting = (f"{period} counted from the day after ", "")
+        return cls(
+            rule=rule, regime=regime, inherited_from=inherited_from, status=status,
+            closers=frozenset(m.report for m in (*rule.met_by, *rule.cancelled_by, *rule.suspended_by)),
+            starters=_unconditional(rule.starts_on), meeters=_unconditional(rule.met_by),
+            cancellers=_unconditional(rule.cancelled_by),
+            head=f"{rule.description} ({rule.id}, {where}, {status.value} {_STATUS_WORDS[status]}; {rule.legal_basis})",
+            counting=counting,
+        )
 
 
-class _Computation:
-    def __init__(self, events: Sequence[CaseEvent], rulebook: Rulebook, policy: Policy) -> None:
-        self.events = sorted(events, key=lambda e: e.version)
+def _unconditional(matches: list[EventMatch]) -> frozenset[str]:
+    """The tags of the matches with no condition: every report of such a tag matches."""
+    return frozenset(m.report for m in matches if not m.where and m.decision_in is None)
+
+
+class _Index:
+    """The deadline rules of one rulebook arranged for lookups, built once per rulebook (``Rulebook.derived``)."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
-        self.policy = policy
         self.calendar: WorkingCalendar = calendar_for(rulebook.calendar.id)
         rules = [r for r in rulebook.rules(DeadlineRule) if isinstance(r, DeadlineRule)]
-        self.versions = {(r.regime, r.id): r for r in rules}
         self.rule_ids = list(dict.fromkeys(r.id for r in rules))
+        own = {(r.regime, r.id): r for r in rules}
+        #: (regime id, rule id) -> the version that regime applies (its own or inherited), if any
+        self.versions = {
+            (regime.id, rule_id): _inherited_version(rulebook, own, rule_id, regime)
+            for regime in rulebook.regimes
+            for rule_id in self.rule_ids
+        }
         regime_days = {regime.valid_from for regime in rulebook.regimes}
         #: the days on which a version of each rule may begin to apply: regime starts and its applies_from dates
         self.start_days = {
             rule_id: sorted(regime_days | {r.applies_from for r in rules if r.id == rule_id and r.applies_from})
             for rule_id in self.rule_ids
         }
+        #: the reports that may start (or restart) each rule under any version: no other report can start it
+        self.start_tags = {
+            rule_id: frozenset(m.report for r in rules if r.id == rule_id for m in (*r.starts_on, *r.restarted_by))
+            for rule_id in self.rule_ids
+        }
+        #: report tag -> the rules it may start (the inverse of ``start_tags``)
+        self.started_by: dict[str, list[str]] = {}
+        for rule_id, tags in self.start_tags.items():
+            for tag in tags:
+                self.started_by.setdefault(tag, []).append(rule_id)
+        self.switch_days = [regime.valid_from for regime in rulebook.regimes]
+        # bounded: a service keeps the recent days' answers, not every day's
+        self.in_force = functools.lru_cache(maxsize=1 << 14)(self._in_force)
+        self.dates = functools.lru_cache(maxsize=1 << 14)(self._dates)
 
-    # rule versions
+    def _dates(self, version: _Version, anchor: date, roll_forward: bool) -> tuple[date, date]:
+        """The counted last day of the period from ``anchor``, and the due date: the same, or the next working day
+        when ``roll_forward`` moves an obligation's or a right's expiry."""
+        rule = version.rule
+        counted = _counted(self.calendar, rule, anchor)
+        if roll_forward and rule.deadline_kind in (DeadlineKind.DUE, DeadlineKind.WINDOW):
+            return counted, self.calendar.next_working_day_on_or_after(counted)
+        return counted, counted
 
-    def version(self, rule_id: str, regime: Regime) -> tuple[DeadlineRule, str | None] | None:
-        current: Regime | None = regime
-        while current is not None:
-            rule = self.versions.get((current.id, rule_id))
-            if rule is not None:
-                return rule, (current.id if current is not regime else None)
-            current = self.rulebook.regime(current.inherits) if current.inherits else None
-        return None
+    def switch_after(self, day: date) -> date:
+        """The first day after ``day`` on which a regime takes effect (``date.max``: none)."""
+        index = bisect.bisect_right(self.switch_days, day)
+        return self.switch_days[index] if index < len(self.switch_days) else date.max
 
-    def applies(self, rule: DeadlineRule, trigger_day: date, on_day: date) -> bool:
-        if rule.applies_when is not None and rule.applies_when not in self.policy.employer_policies:
-            return False
-        if rule.applies_from is None or trigger_day >= rule.applies_from:
-            return True
-        return rule.reaches_back and on_day >= rule.applies_from
-
-    def in_force(self, rule_id: str, trigger_day: date) -> tuple[DeadlineRule, str | None, Regime, date] | None:
-        """The version for a trigger on ``trigger_day``, and the day it governs from (later if it reaches back)."""
+    def _in_force(
+        self, rule_id: str, trigger_day: date, policies: frozenset[str]
+    ) -> tuple[_Version, date, date] | None:
+        """The version for a trigger on ``trigger_day``, the day it governs from (later if it reaches back), and
+        the first day after that on which a regime takes effect."""
         for day in [trigger_day, *(d for d in self.start_days[rule_id] if d > trigger_day)]:
             regime = self.rulebook.regime_on(day)
-            found = self.version(rule_id, regime) if regime is not None else None
+            found = self.versions[regime.id, rule_id] if regime is not None else None
             if found is None:
                 continue
-            rule, inherited = found
-            if day > trigger_day and not rule.reaches_back:
+            if day > trigger_day and not found.rule.reaches_back:
                 return None
-            if self.applies(rule, trigger_day, day):
-                assert regime is not None
-                return rule, inherited, regime, day
-            if day == trigger_day and not rule.reaches_back:
+            if _applies(found.rule, policies, trigger_day, day):
+                return found, day, self.switch_after(day)
+            if day == trigger_day and not found.rule.reaches_back:
                 return None
         return None
 
-    # dates
 
-    def counted(self, rule: DeadlineRule, anchor: date) -> date:
-        p = rule.period
-        start = anchor - timedelta(days=1) if p.count_from is CountFrom.SAME_DAY else anchor
-        if p.unit is Unit.WORKING_DAYS:
-            return self.calendar.add_working_days(start, p.amount)
-        if p.unit is Unit.MONTHS:
-            if rule.deadline_kind is DeadlineKind.NOT_BEFORE and p.count_from is CountFrom.NEXT_DAY and p.amount > 0:
-                # "at the earliest n months after": the first day after n whole months counted from the anchor (as
-                # "at the earliest 10 days after" is the anchor + 10): 31 May + 9 months gives 1 Mar, the day the
-                # intake's eligibility check opens the same right
-                return months_after(anchor, p.amount)
-            return last_day_of_months(start + timedelta(days=1), p.amount)  # the period's first day: start + 1
-        days = p.amount * (7 if p.unit is Unit.WEEKS else 1)
-        return start + timedelta(days=days)
+def _inherited_version(
+    rulebook: Rulebook, own: dict[tuple[str, str], DeadlineRule], rule_id: str, regime: Regime
+) -> _Version | None:
+    """The version of ``rule_id`` that ``regime`` defines or inherits."""
+    current: Regime | None = regime
+    while current is not None:
+        rule = own.get((current.id, rule_id))
+        if rule is not None:
+            return _Version.of(rule, regime, current.id if current is not regime else None)
+        current = rulebook.regime(current.inherits) if current.inherits else None
+    return None
 
-    def due(self, rule: DeadlineRule, counted: date) -> date:
-        rolls = rule.deadline_kind in (DeadlineKind.DUE, DeadlineKind.WINDOW)
-        if self.policy.roll_forward and rolls:
-            return self.calendar.next_working_day_on_or_after(counted)
-        return counted
+
+def _applies(rule: DeadlineRule, policies: frozenset[str], trigger_day: date, on_day: date) -> bool:
+    if rule.applies_when is not None and rule.applies_when not in policies:
+        return False
+    if rule.applies_from is None or trigger_day >= rule.applies_from:
+        return True
+    return rule.reaches_back and on_day >= rule.applies_from
+
+
+def _counted(calendar: WorkingCalendar, rule: DeadlineRule, anchor: date) -> date:
+    """The last day of the rule's period counted from ``anchor``, before any roll forward."""
+    p = rule.period
+    start = anchor - timedelta(days=1) if p.count_from is CountFrom.SAME_DAY else anchor
+    if p.unit is Unit.WORKING_DAYS:
+        return calendar.add_working_days(start, p.amount)
+    if p.unit is Unit.MONTHS:
+        if rule.deadline_kind is DeadlineKind.NOT_BEFORE and p.count_from is CountFrom.NEXT_DAY and p.amount > 0:
+            # "at the earliest n months after": the first day after n whole months counted from the anchor (as
+            # "at the earliest 10 days after" is the anchor + 10): 31 May + 9 months gives 1 Mar, the day the
+            # intake's eligibility check opens the same right
+            return months_after(anchor, p.amount)
+        return last_day_of_months(start + timedelta(days=1), p.amount)  # the period's first day: start + 1
+    days = p.amount * (7 if p.unit is Unit.WEEKS else 1)
+    return start + timedelta(days=days)
+
+
+def _matching(matches: list[EventMatch], report: Report, tag: str, regime: Regime | None) -> bool:
+    """Whether one of ``matches`` matches ``report``, whose tag is ``tag``."""
+    return any(match.report == tag and match.fits(report, regime) for match in matches)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A deadline being followed through the history."""
+
+    version: _Version
+    event: CaseEvent
+    trigger_day: date
+    anchor: date
+    governs_from: date
+    #: the first day after ``governs_from`` on which a regime takes effect (``date.max``: none)
+    switch: date
+    recomputed_from: str | None = None
+    recomputed_on: date | None = None
+    superseded: tuple[Deadline, ...] = ()
+
+
+#: One event as every rule reads it: the event, its report's tag and effective date, the regime in force then.
+_Step = tuple[CaseEvent, str, date, Regime | None]
+
+
+class _Computation:
+    def __init__(self, events: Sequence[CaseEvent], rulebook: Rulebook, policy: Policy) -> None:
+        self.index = rulebook.derived(_Index)
+        self.rulebook = rulebook
+        self.policy = policy
+        self.policy_id = policy.id
+        self.calendar = self.index.calendar
+        regime_on = rulebook.regime_on
+        self.steps: list[_Step] = []
+        for event in sorted(events, key=lambda e: e.version):
+            report = event.report
+            day = report.effective_date
+            self.steps.append((event, _tag(report), day, regime_on(day)))
 
     def due_of(self, run: _Run) -> date:
-        return self.due(run.rule, self.counted(run.rule, run.anchor))
+        return self.index.dates(run.version, run.anchor, self.policy.roll_forward)[1]
 
     # the walk
 
     def run(self) -> list[Deadline]:
         out: list[Deadline] = []
-        for rule_id in self.rule_ids:
+        started_by = self.index.started_by
+        # only the rules that a report of the case can start: no other rule gives a deadline
+        for rule_id in dict.fromkeys(r for _, tag, _, _ in self.steps for r in started_by.get(tag, ())):
             out.extend(self.follow(rule_id))
-        return sorted(out, key=lambda d: (d.due_on, d.rule, d.starts_on, str(d.id)))
+        # a deadline's id is unique, so the order is total (UUIDs compare as their text does)
+        return sorted(out, key=lambda d: (d.due_on, d.rule, d.starts_on, d.id))
 
     def follow(self, rule_id: str) -> Iterator[Deadline]:
+        starters = self.index.start_tags[rule_id]
         run: _Run | None = None
         armed: DeadlineRule | None = None
-        for event in self.events:
+        for event, tag, day, regime in self.steps:
+            if run is None and armed is None and tag not in starters:
+                continue  # nothing runs, nothing is armed, and this report starts nothing
             report = event.report
-            day = report.effective_date
-            regime = self.rulebook.regime_on(day)
-            if run is not None and (ended := self.advance(run, day)) is not None:
+            if run is not None and run.switch <= day and (ended := self.advance(run, day)) is not None:
                 yield ended
                 run = None
             if run is not None:
-                rule = run.rule
-                if any(m.matches(report, regime) for m in rule.met_by):
-                    yield self.close(run, DeadlineState.MET, event)
+                closing = _closing(run.version, report, tag, regime) if tag in run.version.closers else None
+                if closing is not None:
+                    if closing[1]:
+                        armed = run.version.rule
+                    yield self.close(run, closing[0], event)
                     run = None
-                elif any(m.matches(report, regime) for m in (*rule.cancelled_by, *rule.suspended_by)):
-                    if any(m.matches(report, regime) for m in rule.suspended_by):
-                        armed = rule
-                    yield self.close(run, DeadlineState.CANCELLED, event)
-                    run = None
-            elif armed is not None and any(m.matches(report, regime) for m in armed.cancelled_by):
+            elif armed is not None and _matching(armed.cancelled_by, report, tag, regime):
                 armed = None
-            started = self.start(rule_id, event, armed)
+            started = self.start(rule_id, event, tag, day, armed) if tag in starters else None
             if started is None:
                 continue
             if run is not None:
                 yield self.close(run, DeadlineState.CANCELLED, event, reason="started again")
             run, armed = started, None
-            if run.rule.met_on_start:
+            if run.version.rule.met_on_start:
                 yield self.close(run, DeadlineState.MET, event)
                 run = None
         if run is not None:
             yield self.advance(run, None) or self.close(run, DeadlineState.OPEN, None)
 
-    def start(self, rule_id: str, event: CaseEvent, armed: DeadlineRule | None) -> _Run | None:
-        report = event.report
-        trigger_day = report.effective_date
-        found = self.in_force(rule_id, trigger_day)
+    def start(
+        self, rule_id: str, event: CaseEvent, tag: str, trigger_day: date, armed: DeadlineRule | None
+    ) -> _Run | None:
+        found = self.index.in_force(rule_id, trigger_day, self.policy.employer_policies)
         if found is None:
             return None
-        rule, inherited, regime, governs_from = found
-        starts = any(m.matches(report, regime) for m in rule.starts_on)
-        restarts = armed is not None and any(m.matches(report, regime) for m in rule.restarted_by)
+        version, governs_from, switch = found
+        rule, report = version.rule, event.report
+        starts = tag in version.starters or _matching(rule.starts_on, report, tag, version.regime)
+        restarts = armed is not None and _matching(rule.restarted_by, report, tag, version.regime)
         if not (starts or restarts):
             return None
         anchor = getattr(report, rule.anchor) if starts and rule.anchor else trigger_day
-        run = _Run(rule, regime, inherited, event, trigger_day, anchor, governs_from)
+        run = _Run(version, event, trigger_day, anchor, governs_from, switch)
         if governs_from > trigger_day and self.due_of(run) < governs_from:
             return None  # reaches back, but the period was over before the rule took effect
         return run
 
     def advance(self, run: _Run, until: date | None) -> Deadline | None:
         """Apply the regimes that take effect while ``run`` is running, up to ``until``; a cancellation or None."""
-        for regime in self.rulebook.regimes:
+        regimes = self.rulebook.regimes
+        for regime in regimes[bisect.bisect_right(self.index.switch_days, run.governs_from):]:
             switch = regime.valid_from
             if switch <= run.governs_from:
                 continue
             if (until is not None and switch > until) or self.due_of(run) < switch:
                 break
-            found = self.version(run.rule.id, regime)
-            if found is None or not self.applies(found[0], run.trigger_day, switch):
+            found = self.index.versions[regime.id, run.version.rule.id]
+            if found is None or not _applies(found.rule, self.policy.employer_policies, run.trigger_day, switch):
                 return self.close(run, DeadlineState.CANCELLED, None, closed_on=switch,
                                   reason=f"{regime.id} took effect and has no such rule")
-            if found[0] is run.rule:
+            if found.rule is run.version.rule:
                 continue
             before = self.close(run, DeadlineState.OPEN, None)
-            run.superseded.append(msgspec.structs.replace(before, superseded=()))
-            run.recomputed_from, run.recomputed_on = run.regime.id, switch
-            run.rule, run.inherited_from, run.regime, run.governs_from = found[0], found[1], regime, switch
+            run.superseded = (*run.superseded, msgspec.structs.replace(before, superseded=()))
+            run.recomputed_from, run.recomputed_on = run.version.regime.id, switch
+            run.version, run.governs_from, run.switch = found, switch, self.index.switch_after(switch)
         return None
 
     def close(
         self, run: _Run, state: DeadlineState, event: CaseEvent | None, *, closed_on: date | None = None,
         reason: str | None = None,
     ) -> Deadline:
-        rule = run.rule
-        counted = self.counted(rule, run.anchor)
-        due = self.due(rule, counted)
+        version = run.version
+        rule = version.rule
+        counted, due = self.index.dates(version, run.anchor, self.policy.roll_forward)
         if event is not None:
             closed_on = event.report.effective_date
         met = state is DeadlineState.MET
         assert closed_on is not None or state is DeadlineState.OPEN
         not_before = rule.deadline_kind is DeadlineKind.NOT_BEFORE
         return Deadline(
-            id=uuid.uuid5(run.event.case_id, f"deadline:{rule.id}:{run.event.event_id}"),
+            id=uuid5(run.event.case_id, f"deadline:{rule.id}:{run.event.event_id}"),
             case_id=run.event.case_id,
             rule=rule.id,
-            regime=run.regime.id,
-            inherited_from=run.inherited_from,
+            regime=version.regime.id,
+            inherited_from=version.inherited_from,
             legal_basis=rule.legal_basis,
-            status=inherited_status(rule.status, run.regime, run.inherited_from),
+            status=version.status,
             deadline_kind=rule.deadline_kind,
             party=rule.party,
             concerns_employer=rule.concerns_employer,
             calendar=self.calendar.id,
-            policy=self.policy.id,
+            policy=self.policy_id,
             counting=rule.period.unit,
             amount=rule.period.amount,
             count_from=rule.period.count_from,
@@ -463,16 +590,20 @@ class _Computation:
             early=met and not_before and closed_on is not None and closed_on < due,
             recomputed_from=run.recomputed_from,
             recomputed_on=run.recomputed_on,
-            superseded=tuple(run.superseded),
+            superseded=run.superseded,
             explanation=_explain(self, run, counted, due, state, event, closed_on, reason),
         )
 
 
-_STATUS_WORDS = {Status.CONFIRMED: "confirmed", Status.UNCERTAIN: "uncertain", Status.ANNOUNCED: "never enacted"}
-_UNIT_WORDS = {Unit.CALENDAR_DAYS: "calendar day", Unit.WORKING_DAYS: "working day", Unit.WEEKS: "week",
-               Unit.MONTHS: "month"}
-_KIND_WORDS = {DeadlineKind.DUE: "due on", DeadlineKind.WINDOW: "open until", DeadlineKind.NOT_BEFORE: "not before",
-               DeadlineKind.REMINDER: "reminder on"}
+def _closing(version: _Version, report: Report, tag: str, regime: Regime | None) -> tuple[DeadlineState, bool] | None:
+    """Whether ``report`` closes a deadline under ``version``: met or cancelled, and whether it suspends it."""
+    rule = version.rule
+    if tag in version.meeters or _matching(rule.met_by, report, tag, regime):
+        return DeadlineState.MET, False
+    suspends = _matching(rule.suspended_by, report, tag, regime)
+    if suspends or tag in version.cancellers or _matching(rule.cancelled_by, report, tag, regime):
+        return DeadlineState.CANCELLED, suspends
+    return None
 
 
 def _explain(
@@ -480,32 +611,20 @@ def _explain(
     closed_on: date | None, reason: str | None,
 ) -> str:
     """One sentence: the rule, the figure, from which date, under which regime, calendar and policy, and the state."""
-    rule, p = run.rule, run.rule.period
-    n = abs(p.amount)
-    period = f"{n} {_UNIT_WORDS[p.unit]}{'s' if n != 1 else ''}"
-    if p.amount < 0:
-        counting = f"{period} before {run.anchor}"
-    elif p.count_from is CountFrom.SAME_DAY:
-        counting = f"{period} counted from {run.anchor} included"
-    else:
-        counting = f"{period} counted from the day after {run.anchor}"
-    regime = run.regime.id + (f" (rule inherited from {run.inherited_from})" if run.inherited_from else "")
-    status = inherited_status(rule.status, run.regime, run.inherited_from)
-    text = (
-        f"{rule.description} ({rule.id}, {regime}, {status.value} {_STATUS_WORDS[status]}; "
-        f"{rule.legal_basis}): {counting}, so {_KIND_WORDS[rule.deadline_kind]} {due}"
-    )
+    version = run.version
+    rule, (before, after) = version.rule, version.counting
+    text = f"{version.head}: {before}{run.anchor}{after}, so {_KIND_WORDS[rule.deadline_kind]} {due}"
     if due != counted:
         text += f" (the counted {counted} is not a working day: moved to the next one)"
-    text += f", calendar {c.calendar.id}, policy {c.policy.id}"
+    text += f", calendar {c.calendar.id}, policy {c.policy_id}"
     if run.recomputed_from:
-        text += (f"; recomputed from the {run.recomputed_from} rule when {run.regime.id} took effect on "
+        text += (f"; recomputed from the {run.recomputed_from} rule when {version.regime.id} took effect on "
                  f"{run.recomputed_on}")
     if run.governs_from > run.trigger_day and not run.recomputed_from:
         text += f"; the rule took effect on {run.governs_from} and reaches back to this earlier start"
     if state is DeadlineState.OPEN:
         return text + "; open."
-    by = f" by {tag_of(event.report)}" if event is not None else ""
+    by = f" by {_tag(event.report)}" if event is not None else ""
     why = f" ({reason})" if reason else ""
     if state is DeadlineState.MET:
         timing = " (late)" if closed_on and closed_on > due else ""

@@ -8,13 +8,15 @@ regimes, rules) plus any number of rule files beside it (``<main>-*.toml``, rule
 
 from __future__ import annotations
 
+import bisect
 import enum
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Union
+from typing import TypeVar, Union, cast
 
 import msgspec
 
@@ -153,8 +155,12 @@ class RulebookError(LookupError):
         self.not_yet = not_yet
 
 
+T = TypeVar("T")
+
+
 class Rulebook:
-    """Regimes and rules of one country, chosen by date."""
+    """Regimes and rules of one country, chosen by date. Never changed once built: the lookups below and the
+    indexes that the rule modules arrange once per rulebook (:meth:`derived`) rely on it."""
 
     def __init__(self, head: RulebookHead, rules: list[RuleBase]) -> None:
         self.version = head.version
@@ -163,7 +169,10 @@ class Rulebook:
         self.label = f"{head.country} {head.version}"
         self.calendar = head.calendar
         self.regimes = sorted(head.regimes, key=lambda r: r.valid_from)
+        self._starts = [r.valid_from for r in self.regimes]
         self._by_id = {r.id: r for r in self.regimes}
+        self._by_kind: dict[type[RuleBase] | None, list[RuleBase]] = {}
+        self._derived: dict[Callable[[Rulebook], object], object] = {}
         self._rules: dict[tuple[str, str], RuleBase] = {}
         for rule in rules:
             key = (rule.regime, rule.id)
@@ -201,18 +210,25 @@ class Rulebook:
 
     def rules(self, kind: type[RuleBase] | None = None) -> list[RuleBase]:
         """All rules (of one kind), in file order."""
-        return [r for r in self._rules.values() if kind is None or isinstance(r, kind)]
+        found = self._by_kind.get(kind)
+        if found is None:
+            found = self._by_kind[kind] = [r for r in self._rules.values() if kind is None or isinstance(r, kind)]
+        return list(found)
+
+    def derived(self, build: Callable[[Rulebook], T]) -> T:
+        """``build(self)``, built on the first call and kept with the rulebook: how a rule module arranges the
+        rules once for the lookups of every computation under this rulebook."""
+        if build not in self._derived:
+            self._derived[build] = build(self)
+        return cast(T, self._derived[build])
 
     def regime(self, regime_id: str) -> Regime:
         return self._by_id[regime_id]
 
     def regime_on(self, day: date) -> Regime | None:
-        """The regime in force on ``day``, or ``None`` before the first one."""
-        current = None
-        for regime in self.regimes:
-            if regime.valid_from <= day:
-                current = regime
-        return current
+        """The regime in force on ``day``, or ``None`` before the first one (the last to start on or before it)."""
+        index = bisect.bisect_right(self._starts, day)
+        return self.regimes[index - 1] if index else None
 
     def rule_on(self, rule_id: str, day: date) -> RuleInForce:
         """The version of ``rule_id`` in force on ``day``; :class:`RulebookError` when none is."""
