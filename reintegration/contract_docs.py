@@ -64,7 +64,7 @@ def _broker() -> NatsBroker:
     executor = ThreadPoolExecutor(max_workers=1)
     for name in DERIVED:
         router = NatsRouter()
-        TrajectoryConsumer(name=name, process=None, park=None, executor=executor).attach(router)  # type: ignore[arg-type]
+        TrajectoryConsumer(name=name, apply=None, park=None, executor=executor).attach(router)  # type: ignore[arg-type]
         attach_query(router, name, s.query_subject(name), executor, lambda q: None)
         if name == "deadlines":
             FiredTimers(None, executor).attach(router)  # type: ignore[arg-type]

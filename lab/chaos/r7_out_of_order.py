@@ -75,7 +75,7 @@ async def _r7(lab: Lab, log: list[CaseEvent], quick: bool) -> Row:
     apps = {name: open_service(lab.settings, name) for name in SERVICES}
     executors = {name: ThreadPoolExecutor(max_workers=1) for name in SERVICES}
     hit: dict[str, set[uuid.UUID]] = {name: set() for name in SERVICES}
-    consumers = {name: TrajectoryConsumer(name=name, process=apps[name].process, park=apps[name].park,
+    consumers = {name: TrajectoryConsumer(name=name, apply=apps[name].apply_batch, park=apps[name].park,
                                           executor=executors[name]) for name in SERVICES}
     bounced = dict.fromkeys(SERVICES, 0)
     stop = asyncio.Event()

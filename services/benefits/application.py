@@ -13,7 +13,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
 from shared.events.reports import IncapacityReported
-from shared.infra.derived import DerivedApplication, Outcome
+from shared.infra.derived import DerivedApplication
 from shared.infra.retry import retry_on_conflict
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
@@ -22,13 +22,22 @@ from shared.rulebook.benefits import (
     EntryKind,
     LedgerEntry,
     Options,
-    compute_ledger,
     effective,
+    fold_facts,
+    ledger_of,
     premium_rule_ids,
     reconcile,
 )
 
-from .ledger import BenefitLedger, LedgerRecomputed, LedgerStep, PremiumGranted, project_ledger, project_premium
+from .ledger import (
+    BenefitLedger,
+    LedgerRecomputed,
+    LedgerStep,
+    PremiumGranted,
+    ledger_after,
+    project_ledger,
+    project_premium,
+)
 
 
 class BenefitsApplication(DerivedApplication[BenefitLedger]):
@@ -61,15 +70,12 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
         finally:
             self._unsaved = None
 
-    def process(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
-        # One event, saved at once: nothing unsaved to see (this is also how a failed batch is redone).
-        self._unsaved = None
-        return super().process(event, position, now)
-
-    def step(self, state: BenefitLedger | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
-        history, opening = self.history_with(state, event)
+    def advance(self, state: BenefitLedger | None, event: CaseEvent, position: int, now: datetime,
+                ) -> tuple[list[Any], BenefitLedger | None]:
+        opening = self.opening_of(state, event)
         register_id, register, prior = self._premium_holder(opening, event.case_id)
-        computed = compute_ledger(history, self.rulebook, self.options, prior_premium=prior)
+        facts = fold_facts(state.facts if state else None, event)
+        computed = ledger_of(facts, self.rulebook, self.options, prior_premium=prior)
         entries = reconcile(state.entries if state else (), computed, event.event_id)
         step = LedgerStep(
             originator_id=self.derived_id(event.case_id),
@@ -89,7 +95,7 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
             out.append(record)
             if self._unsaved is not None:
                 self._unsaved[register_id] = record
-        return out
+        return out, ledger_after(state, step)
 
     def _register_change(self, register_id: UUID, register: PremiumGranted | None, case_id: UUID,
                          new: list[LedgerEntry], recorded: tuple[LedgerEntry, ...], now: datetime
@@ -135,8 +141,8 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
             return []
         opening = state.opening
         register_id, register, prior = self._premium_holder(opening, case_id)
-        computed = compute_ledger(state.history, self.rulebook, self.options, prior_premium=prior)
-        entries = reconcile(state.entries, computed, state.history[-1].event_id,
+        computed = ledger_of(state.facts, self.rulebook, self.options, prior_premium=prior)
+        entries = reconcile(state.entries, computed, self.sources(case_id, state.version)[-1].event_id,
                             why=f"when the ledger was recomputed under rulebook {self.rulebook.label}")
         if not entries or not record:
             return entries

@@ -16,4 +16,4 @@ def answer(app: BenefitsApplication, query: Query) -> dict[str, Any]:
     ledger = app.ledger(query.case_id, query.version)
     if ledger is None:
         return {"case_id": str(query.case_id), "error": "no ledger for this case (yet)"}
-    return ledger_view(ledger)
+    return ledger_view(ledger, app.sources(query.case_id, ledger.version))

@@ -1,8 +1,10 @@
 """The BenefitLedger aggregate: the entries recorded for one case, and the Case events they were derived from.
 
 Each step records the Case event it applied (``source``, the recorded event itself) and the ledger entries it
-added: new entries and reversals of entries that no longer hold. Entries are never edited. The ledger's effective
-entries always equal ``compute_ledger`` over the recorded history (a property test checks it).
+added: new entries and reversals of entries that no longer hold. Entries are never edited. The ledger keeps the
+facts the rules read (folded one event per step), not the history, so a step costs the same on a long case as on
+a short one; its effective entries always equal ``compute_ledger`` over the recorded history (a property test
+checks it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import msgspec
 from shared.events.envelope import CaseEvent
 from shared.events.reports import IncapacityReported
 from shared.infra.derived import DerivedStep
-from shared.rulebook.benefits import LedgerEntry, effective
+from shared.rulebook.benefits import CaseFacts, LedgerEntry, effective, fold_facts
 
 
 class LedgerStep(DerivedStep, frozen=True, kw_only=True, tag="ledger_step.v1", tag_field="envelope"):
@@ -70,13 +72,14 @@ class BenefitLedger(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     version: int
     case_id: UUID
-    history: tuple[CaseEvent, ...]
+    #: the event that opened the case (the first of its history)
+    opening_event: CaseEvent
+    #: the case version it has applied (its last step's source)
+    source_version: int
+    #: what the benefit rules read of the history applied (:func:`fold_facts`, one event per step)
+    facts: CaseFacts
     entries: tuple[LedgerEntry, ...]
     positions: tuple[int, ...]
-
-    @property
-    def source_version(self) -> int:
-        return len(self.history)
 
     @property
     def effective(self) -> list[LedgerEntry]:
@@ -85,7 +88,7 @@ class BenefitLedger(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def opening(self) -> IncapacityReported:
         """The report that opened the case: the first event of every ledger's history."""
-        report = self.history[0].report
+        report = self.opening_event.report
         if not isinstance(report, IncapacityReported):
             raise TypeError(f"case {self.case_id} does not start with its incapacity ({type(report).__name__})")
         return report
@@ -99,19 +102,22 @@ def project_ledger(state: BenefitLedger | None, events: Iterable[LedgerStep | Le
             state = msgspec.structs.replace(state, version=step.originator_version,
                                             entries=(*state.entries, *step.entries))
             continue
-        if state is None:
-            state = BenefitLedger(
-                id=step.originator_id, version=0, case_id=step.source.case_id, history=(), entries=(), positions=()
-            )
-        state = BenefitLedger(
-            id=state.id,
-            version=step.originator_version,
-            case_id=state.case_id,
-            history=(*state.history, step.source),
-            entries=(*state.entries, *step.entries),
-            positions=(*state.positions, step.position),
-        )
+        state = ledger_after(state, step)
     return state
+
+
+def ledger_after(state: BenefitLedger | None, step: LedgerStep) -> BenefitLedger:
+    """The ledger after one of its steps."""
+    return BenefitLedger(
+        id=step.originator_id,
+        version=step.originator_version,
+        case_id=step.source.case_id,
+        opening_event=state.opening_event if state is not None else step.source,
+        source_version=step.source.version,
+        facts=fold_facts(state.facts if state is not None else None, step.source),
+        entries=(*state.entries, *step.entries) if state is not None else tuple(step.entries),
+        positions=(*state.positions, step.position) if state is not None else (step.position,),
+    )
 
 
 def project_premium(state: PremiumGranted | None, events: Iterable[PremiumGranted]) -> PremiumGranted | None:

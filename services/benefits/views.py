@@ -29,13 +29,13 @@ def cited_events(entries: Iterable[LedgerEntry], history: Iterable[CaseEvent]) -
     }
 
 
-def ledger_view(ledger: BenefitLedger) -> dict[str, Any]:
-    """The case's ledger: every entry, those in force, and the Case events they cite."""
+def ledger_view(ledger: BenefitLedger, history: Iterable[CaseEvent]) -> dict[str, Any]:
+    """The case's ledger: every entry, those in force, and the Case events (of its ``history``) they cite."""
     return {
         "case_id": str(ledger.case_id),
         "version": ledger.version,
         "source_version": ledger.source_version,
         "entries": msgspec.to_builtins(list(ledger.entries)),
         "effective": [str(e.id) for e in ledger.effective],
-        "events": cited_events(ledger.entries, ledger.history),
+        "events": cited_events(ledger.entries, history),
     }

@@ -14,7 +14,14 @@ from shared.infra.retry import retry_on_conflict
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
-from shared.rulebook.deadlines import OUTCOME_BY_KIND, Policy, case_policy, compute_deadlines, parse_employer_policies
+from shared.rulebook.deadlines import (
+    OUTCOME_BY_KIND,
+    DeadlineFold,
+    Policy,
+    case_policy,
+    compute_deadlines,
+    parse_employer_policies,
+)
 
 from .schedule import (
     DeadlineChange,
@@ -22,6 +29,7 @@ from .schedule import (
     ScheduleRecomputed,
     ScheduleStep,
     TimerFired,
+    apply_changes,
     diff,
     project_schedule,
 )
@@ -57,23 +65,38 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         return case_policy(self.policy, self.employer_policies, enterprise_number)
 
     def project(self, state: DeadlineSchedule | None, events: Any) -> DeadlineSchedule | None:
-        return project_schedule(state, events)
+        return project_schedule(state, events, self.new_fold)
 
-    def step(self, state: DeadlineSchedule | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
-        history, opening = self.history_with(state, event)
-        computed = compute_deadlines(history, self.rulebook, self.policy_for(opening.enterprise_number))
-        return [
-            ScheduleStep(
-                originator_id=self.derived_id(event.case_id),
-                originator_version=(state.version if state else 0) + 1,
-                timestamp=now,
-                source=event,
-                position=position,
-                enterprise_number=opening.enterprise_number,
-                insz=opening.insz,
-                changes=diff(state.deadlines if state else {}, computed),
-            )
-        ]
+    def new_fold(self, enterprise_number: str) -> DeadlineFold:
+        """A case's fold before its first event: this application's rulebook, the policy of the case's employer."""
+        return DeadlineFold(self.rulebook, self.policy_for(enterprise_number))
+
+    def advance(self, state: DeadlineSchedule | None, event: CaseEvent, position: int, now: datetime,
+                ) -> tuple[list[Any], DeadlineSchedule | None]:
+        if state is None:
+            opening = self.opening_of(None, event)
+            enterprise, insz, fold = opening.enterprise_number, opening.insz, self.new_fold(opening.enterprise_number)
+        else:
+            assert state.fold is not None, "the application projects its schedules with their fold"
+            enterprise, insz, fold = state.enterprise_number, state.insz, state.fold.copy()
+        changes = diff(state.deadlines if state else {}, fold.apply(event), complete=False)
+        step = ScheduleStep(
+            originator_id=self.derived_id(event.case_id),
+            originator_version=(state.version if state else 0) + 1,
+            timestamp=now,
+            source=event,
+            position=position,
+            enterprise_number=enterprise,
+            insz=insz,
+            changes=changes,
+        )
+        after = DeadlineSchedule(
+            id=step.originator_id, version=step.originator_version, case_id=event.case_id,
+            enterprise_number=enterprise, insz=insz, source_version=event.version,
+            deadlines=apply_changes(state.deadlines, changes) if state else apply_changes({}, changes),
+            outcomes=state.outcomes if state else {}, fold=fold,
+        )
+        return [step], after
 
     def schedule(self, case_id: UUID, version: int | None = None) -> DeadlineSchedule | None:
         return self.load(case_id, version)
@@ -91,7 +114,7 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         if state is None:
             return []
         policy = self.policy_for(state.enterprise_number)
-        changes = diff(state.deadlines, compute_deadlines(state.history, self.rulebook, policy))
+        changes = diff(state.deadlines, compute_deadlines(self.sources(case_id, state.version), self.rulebook, policy))
         if not changes or not record:
             return changes
         self.save(ScheduleRecomputed(

@@ -1,22 +1,23 @@
 """The DeadlineSchedule aggregate: one case's deadlines as derived, with the events and timers behind them.
 
-Each ``ScheduleStep`` records the Case event it applied (``source``) and how the deadlines changed: ``compute_
-deadlines`` over the history after the event, compared with the deadlines before it. So the schedule is, after
-every step, exactly the pure function of the history (a property test checks it). A ``TimerFired`` records that a
-deadline's timer fired while it was still open: the outcome (missed, or expired for a window), when, and how late.
+Each ``ScheduleStep`` records the Case event it applied (``source``) and how the deadlines changed. The service
+folds each event into the schedule's :class:`DeadlineFold` (the running deadlines only, so a step costs the same
+on a long case as on a short one) and records the deadlines the event changed; those are exactly the changes
+between ``compute_deadlines`` over the history before and after the event, so the schedule is, after every step,
+the pure function of the history (property tests check both). A ``TimerFired`` records that a deadline's timer
+fired while it was still open: the outcome (missed, or expired for a window), when, and how late.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from uuid import UUID
 
 import msgspec
 
-from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedStep
-from shared.rulebook.deadlines import Deadline
+from shared.rulebook.deadlines import Deadline, DeadlineFold
 
 
 class DeadlineChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,14 +76,14 @@ class DeadlineSchedule(msgspec.Struct, frozen=True, kw_only=True):
     case_id: UUID
     enterprise_number: str
     insz: str
-    history: tuple[CaseEvent, ...]
+    #: the case version it has applied (its last step's source)
+    source_version: int
     deadlines: dict[UUID, Deadline]
     #: deadline id -> the TimerFired that recorded its outcome
     outcomes: dict[UUID, TimerFired]
-
-    @property
-    def source_version(self) -> int:
-        return len(self.history)
+    #: the running deadlines as :class:`DeadlineFold` carries them, when the service projected the schedule (a
+    #: reader of the recorded steps alone, such as the auditor, has none); never stored, never changed in place
+    fold: DeadlineFold | None = None
 
     def open_deadlines(self) -> list[Deadline]:
         """Open deadlines whose outcome for their current due date is not recorded yet."""
@@ -92,8 +93,9 @@ class DeadlineSchedule(msgspec.Struct, frozen=True, kw_only=True):
         ]
 
 
-def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineChange]:
-    """The changes that turn ``before`` into ``after``."""
+def diff(before: dict[UUID, Deadline], after: list[Deadline], *, complete: bool = True) -> list[DeadlineChange]:
+    """The changes that turn ``before`` into ``after``. ``complete``: ``after`` is every deadline (those of
+    ``before`` it lacks are withdrawn); else only the ones an event changed (:meth:`DeadlineFold.apply`)."""
     changes = []
     seen = set()
     for new in after:
@@ -116,9 +118,10 @@ def diff(before: dict[UUID, Deadline], after: list[Deadline]) -> list[DeadlineCh
             else:
                 change = "changed"
             changes.append(DeadlineChange(change=change, deadline=new))
-    for old_id, old in before.items():
-        if old_id not in seen:
-            changes.append(DeadlineChange(change="withdrawn", deadline=old))
+    if complete:
+        for old_id, old in before.items():
+            if old_id not in seen:
+                changes.append(DeadlineChange(change="withdrawn", deadline=old))
     return changes
 
 
@@ -132,21 +135,33 @@ def apply_changes(deadlines: dict[UUID, Deadline], changes: Iterable[DeadlineCha
     return out
 
 
+#: The fold a service starts a case's schedule with (its rulebook, the policy of the case's employer).
+NewFold = Callable[[str], DeadlineFold]
+
+
 def project_schedule(
-    state: DeadlineSchedule | None, events: Iterable[ScheduleStep | TimerFired | ScheduleRecomputed]
+    state: DeadlineSchedule | None, events: Iterable[ScheduleStep | TimerFired | ScheduleRecomputed],
+    new_fold: NewFold | None = None,
 ) -> DeadlineSchedule | None:
+    """The schedule after ``events``. With ``new_fold`` (the service's), its fold is carried along: each step's
+    source walked without building a deadline (the recorded changes hold them)."""
+    fold = state.fold.copy() if state is not None and state.fold is not None else None
     for event in events:
         if isinstance(event, ScheduleStep):
-            deadlines = apply_changes(state.deadlines if state else {}, event.changes)
+            if fold is None and state is None and new_fold is not None:
+                fold = new_fold(event.enterprise_number)
+            if fold is not None:
+                fold.apply(event.source, build=False)
             state = DeadlineSchedule(
                 id=event.originator_id,
                 version=event.originator_version,
                 case_id=event.source.case_id,
                 enterprise_number=event.enterprise_number,
                 insz=event.insz,
-                history=(*(state.history if state else ()), event.source),
-                deadlines=deadlines,
-                outcomes=dict(state.outcomes) if state else {},
+                source_version=event.source.version,
+                deadlines=apply_changes(state.deadlines if state else {}, event.changes),
+                outcomes=state.outcomes if state else {},
+                fold=fold,
             )
         elif isinstance(event, ScheduleRecomputed):
             assert state is not None, "only a known schedule is recomputed"

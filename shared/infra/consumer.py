@@ -1,22 +1,23 @@
 """A durable JetStream consumer of the TRAJECTORY stream that keeps each case's order and never loses a message.
 
-Consumption: our own pull loop on nats-py (``fetch`` one batch, handle it, fetch the next). The batch's messages are
-handled one after the other, in stream order, each acknowledged by hand. FastStream's pull subscribers are not used
-to consume: FastStream 0.7's batch pull loop catches ``nats.errors.TimeoutError`` only, while nats-py's ``fetch``
-also raises a bare ``asyncio.TimeoutError`` (when its deadline runs out after the no-wait probe). That exception
-killed FastStream's task while it held messages fetched earlier in the same batch window; FastStream restarted the
-task, and those messages came back only after ``ack_wait`` with one delivery more, unseen by the handler (a poison
-message was then dead-lettered with 6 deliveries). Here one ``fetch`` is one batch, every message it returns is
-answered (ack, nak or term), and every timeout (``TimeoutError`` in Python 3.11: the asyncio and nats-py kinds alike)
-just starts the next fetch. :meth:`TrajectoryConsumer.attach` still registers the consumer on a FastStream router,
-without a handler, so that the AsyncAPI document describes it; FastStream never subscribes a subscriber that has no
-handler.
+Consumption: our own pull loop on nats-py (``fetch`` one batch, handle it, fetch the next). The batch's events are
+applied together, in stream order (each case's by version), in one transaction per store
+(:meth:`shared.infra.derived.DerivedApplication.apply_batch`); then each message is answered by hand. FastStream's
+pull subscribers are not used to consume: FastStream 0.7's batch pull loop catches ``nats.errors.TimeoutError``
+only, while nats-py's ``fetch`` also raises a bare ``asyncio.TimeoutError`` (when its deadline runs out after the
+no-wait probe). That exception killed FastStream's task while it held messages fetched earlier in the same batch
+window; FastStream restarted the task, and those messages came back only after ``ack_wait`` with one delivery more,
+unseen by the handler (a poison message was then dead-lettered with 6 deliveries). Here one ``fetch`` is one batch,
+every message it returns is answered (ack, nak or term), and every timeout (``TimeoutError`` in Python 3.11: the
+asyncio and nats-py kinds alike) just starts the next fetch. :meth:`TrajectoryConsumer.attach` still registers the
+consumer on a FastStream router, without a handler, so that the AsyncAPI document describes it; FastStream never
+subscribes a subscriber that has no handler.
 
 Per message:
 
 * applied or already applied (a redelivery): ``ack``;
-* a gap (an earlier event of the case is still to come): ``nak`` with a delay, and every later message of that
-  case in the batch too, so the case waits for its missing event;
+* a gap (an earlier event of the case is still to come): ``nak`` with a delay; every later message of that case in
+  the batch is a gap too, so the case waits for its missing event;
 * a parked case (an earlier event was dead-lettered): dead-lettered behind it, in order, and acknowledged;
 * the store briefly unavailable: kept in progress (``in_progress`` extends the ack wait) and retried here with a
   backoff, so an outage does not count against the message's delivery budget;
@@ -24,9 +25,9 @@ Per message:
   has been delivered ``max_deliver`` times, then copied to the dead-letter stream with the error and terminated,
   and its case is parked; the service goes on with the next message.
 
-A batch that takes long (a slow store, a loaded machine) sends ``in_progress`` for its messages still waiting
-every third of ``ack_wait``, so the server does not redeliver what is still in hand: a delivery is only ever
-counted for a message the handler then answers.
+While a batch is in hand (a slow store, a loaded machine), ``in_progress`` goes out for its messages every third
+of ``ack_wait``, so the server does not redeliver what is still in hand: a delivery is only ever counted for a
+message the handler then answers.
 
 Replicas: each replica of a service has its own durable consumer filtered on its partitions of the stream
 (``filter_subjects``, :func:`shared.events.subjects.partition_filters`; named ``<service>-p<i>of<k>``), so every
@@ -41,9 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime
 from uuid import UUID
@@ -76,7 +76,10 @@ from .streams import ensure_dead_letter_stream, ensure_trajectory_stream
 
 log = structlog.get_logger("consumer")
 
-Process = Callable[[CaseEvent, int, datetime], Outcome]
+#: Applies a batch of Case events (positions and events) at a time: per event its outcome or its step's error.
+ApplyBatch = Callable[[list[tuple[int, CaseEvent]], datetime], list[Outcome | Exception]]
+#: One fetched message: the message, its Case event (None: undecodable), its store position, the decoding error.
+_Item = tuple[Msg, CaseEvent | None, int, BaseException | None]
 Park = Callable[[UUID, int, str, datetime], None]
 
 
@@ -89,7 +92,7 @@ class TrajectoryConsumer:
         self,
         *,
         name: str,
-        process: Process,
+        apply: ApplyBatch,
         park: Park,
         executor: Executor,
         max_deliver: int = 5,
@@ -116,7 +119,7 @@ class TrajectoryConsumer:
         self.replicas = replicas
         #: Opens payloads the relay encrypted with the stores' cipher (``decode_case_event``).
         self.cipher = cipher
-        self.process = process
+        self.apply = apply
         self.park = park
         self.executor = executor
         self.max_deliver = max_deliver
@@ -271,7 +274,8 @@ class TrajectoryConsumer:
 
     async def handle_batch(self, messages: list[Msg]) -> None:
         """Handle a batch in stream order, except that each case's events go by version: an event that overtook
-        its predecessor within the batch then waits for nothing."""
+        its predecessor within the batch then waits for nothing. Its events are applied together (one transaction
+        per store, :meth:`DerivedApplication.apply_batch`), then every message is answered."""
         decoded = [self._decode(raw) for raw in messages]
         first_seen: dict[object, int] = {}
         keys = []
@@ -282,78 +286,84 @@ class TrajectoryConsumer:
             group = first_seen.setdefault(event.case_id, index)
             keys.append((group, event.version))
         ordered = [item for _key, item in sorted(zip(keys, decoded, strict=True), key=lambda pair: pair[0])]
-        waiting: set[str] = set()  # cases with a gap in this batch: their later events wait too
-        loop = asyncio.get_running_loop()
-        touched = loop.time()
-        for index, item in enumerate(ordered):
-            if loop.time() - touched > self.ack_wait / 3:  # still working: the rest of the batch stays ours
-                await self._keep(ordered[index:])
-                touched = loop.time()
+        await self.handle_items(ordered)
+
+    async def handle_items(self, items: list[_Item]) -> None:
+        """Apply the decodable ones of ``items`` (in this order) together, then answer each."""
+        events = [item for item in items if item[1] is not None]
+        outcomes = iter(await self._apply(events) if events else [])
+        for raw, event, _position, error in items:
             try:
-                await self.handle(*item, waiting=waiting, keep=functools.partial(self._keep, ordered[index:]))
+                if event is None:
+                    await self.poison(raw, error or ValueError("undecodable"), None)
+                else:
+                    await self.answer(raw, event, next(outcomes))
             except Exception as exc:
                 log.exception("message handling failed; handing it back", consumer=self.name, error=repr(exc))
                 with contextlib.suppress(Exception):
-                    await item[0].nak(delay=self.poison_delay)
+                    await raw.nak(delay=self.poison_delay)
 
-    async def _keep(self, items: list[tuple[Msg, CaseEvent | None, int, BaseException | None]]) -> None:
+    async def handle(self, raw: Msg, event: CaseEvent | None, position: int, error: BaseException | None) -> None:
+        """Apply one message and answer it."""
+        await self.handle_items([(raw, event, position, error)])
+
+    async def _keep(self, items: list[_Item]) -> None:
         for raw, *_rest in items:
             with contextlib.suppress(Exception):
                 await raw.in_progress()
         self.counts["kept_in_progress"] += len(items)
 
-    def _decode(self, raw: Msg) -> tuple[Msg, CaseEvent | None, int, BaseException | None]:
+    async def _keep_alive(self, items: list[_Item]) -> None:
+        """While the batch is in hand, every third of the ack wait: its messages stay ours."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            await self._keep(items)
+
+    def _decode(self, raw: Msg) -> _Item:
         try:
             headers = raw.headers or {}
             return raw, decode_case_event(raw.data, headers, self.cipher), int(headers[POSITION_HEADER]), None
         except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
             return raw, None, 0, exc
 
-    async def handle(
-        self, raw: Msg, event: CaseEvent | None, position: int, error: BaseException | None, *, waiting: set[str],
-        keep: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Apply one message and answer it. ``keep``: marks the rest of its batch (this message included) in
-        progress, while a store outage holds the batch up."""
-        if event is None:
-            await self.poison(raw, error or ValueError("undecodable"), None)
-            return
-        case = str(event.case_id)
-        if case in waiting:
-            await raw.nak(delay=self.gap_delay)
-            return
-        outcome = await self._apply(raw, event, position, keep)
-        if outcome is None:
+    async def answer(self, raw: Msg, event: CaseEvent, outcome: Outcome | Exception) -> None:
+        """Answer one applied message: ack, a delayed nak for a gap, a dead letter behind its parked case, or the
+        poison path for an event whose step failed."""
+        if isinstance(outcome, Exception):
+            await self.poison(raw, outcome, event)
             return
         self.counts[outcome.value] += 1
         if outcome is Outcome.GAP:
-            waiting.add(case)
             await raw.nak(delay=self.gap_delay)
         elif outcome is Outcome.PARKED:
             await self.dead_letter(raw, None, event)  # behind its case's first dead letter
         else:
             await raw.ack()
 
-    async def _apply(self, raw: Msg, event: CaseEvent, position: int,
-                     keep: Callable[[], Awaitable[None]] | None = None) -> Outcome | None:
+    async def _apply(self, items: list[_Item]) -> list[Outcome | Exception]:
+        """Apply the events of ``items`` in one call to the store's thread. A store briefly unavailable is waited
+        for, the batch kept in progress meanwhile (an outage costs no delivery); a batch that fails as a whole
+        for another reason is applied one event at a time, so that only the events that fail are poison."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(first=0.1, cap=self.ack_wait / 3)
-        while True:
-            try:
-                return await loop.run_in_executor(self.executor, self.process, event, position, self.clock())
-            except PersistenceError as exc:
-                # The whole rest of the batch stays ours (not only this message), and the retries come faster than
-                # the ack wait, so that an outage costs no delivery.
-                delay = backoff.next()
-                log.warning("store unavailable; retrying", consumer=self.name, error=str(exc), delay=delay)
-                if keep is not None:
-                    await keep()
-                else:
-                    await raw.in_progress()
-                await asyncio.sleep(delay)
-            except Exception as exc:  # noqa: BLE001 - a bug or an unfoldable event: poison, the service goes on
-                await self.poison(raw, exc, event)
-                return None
+        chunk = [(position, event) for _raw, event, position, _error in items if event is not None]
+        keeper = asyncio.create_task(self._keep_alive(items))
+        try:
+            while True:
+                try:
+                    return await loop.run_in_executor(self.executor, self.apply, chunk, self.clock())
+                except PersistenceError as exc:
+                    delay = backoff.next()
+                    log.warning("store unavailable; retrying", consumer=self.name, error=str(exc), delay=delay)
+                    await asyncio.sleep(delay)
+                except Exception as exc:  # noqa: BLE001 - find the events that fail, one at a time
+                    if len(chunk) == 1:
+                        return [exc]
+                    log.warning("batch failed; applying it one event at a time", consumer=self.name,
+                                error=repr(exc))
+                    return [outcome for item in items for outcome in await self._apply([item])]
+        finally:
+            keeper.cancel()
 
     async def poison(self, raw: Msg, exc: BaseException, event: CaseEvent | None) -> None:
         self.counts["poison"] += 1

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import uuid
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
@@ -26,7 +27,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from shared.events import reports as r
 from shared.events.envelope import CaseEvent
@@ -128,6 +129,14 @@ class DerivedApplication(Application[UUID], Generic[S]):
     #: Names the derived aggregate; its id is ``uuid5(case_id, purpose)``.
     purpose: ClassVar[str]
     write_attempts: ClassVar[int] = 5
+    #: How many cases' states a process keeps between their events (:meth:`current`); 0: read each from the store.
+    state_cache: int = 1000
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._states: OrderedDict[UUID, S | None] = OrderedDict()
+        #: derived aggregate id -> its case, for the aggregates whose states are cached
+        self._case_of: dict[UUID, UUID] = {}
 
     def derived_id(self, case_id: UUID) -> UUID:
         return uuid.uuid5(case_id, self.purpose)
@@ -139,20 +148,35 @@ class DerivedApplication(Application[UUID], Generic[S]):
 
     def step(self, state: S | None, event: CaseEvent, position: int, now: datetime) -> list[Any]:
         """The derived events recording ``event`` (version ``source_version(state) + 1``) and its consequences,
-        saved in one transaction."""
-        raise NotImplementedError
+        saved in one transaction. An application implements this or :meth:`advance`."""
+        return self.advance(state, event, position, now)[0]
+
+    def advance(self, state: S | None, event: CaseEvent, position: int, now: datetime) -> tuple[list[Any], S | None]:
+        """:meth:`step`, and the aggregate's state after it: by default :meth:`project` of the step's events of
+        the aggregate itself (a step may also write another aggregate, such as a premium register)."""
+        if type(self).step is DerivedApplication.step:
+            raise NotImplementedError(f"{type(self).__name__} implements neither step nor advance")
+        steps = self.step(state, event, position, now)
+        own = self.derived_id(event.case_id)
+        return steps, self.project(state, [e for e in steps if e.originator_id == own])
 
     def source_version(self, state: S | None) -> int:
         """The case version ``state`` has applied (its ``source_version``), 0 before any."""
         return getattr(state, "source_version", 0) if state is not None else 0
 
     @staticmethod
-    def history_with(state: Any, event: CaseEvent) -> tuple[tuple[CaseEvent, ...], r.IncapacityReported]:
-        """The case's history after ``event`` (the derived state keeps the events it applied) and its opening."""
-        history = (*(getattr(state, "history", ()) if state is not None else ()), event)
-        opening = history[0].report
+    def opening_of(state: Any, event: CaseEvent) -> r.IncapacityReported:
+        """The report that opened the case: ``event``'s when it is the case's first (``state`` is None), else the
+        one the state keeps (its ``opening``)."""
+        opening = event.report if state is None else state.opening
         assert isinstance(opening, r.IncapacityReported), "a case starts with its incapacity"
-        return history, opening
+        return opening
+
+    def sources(self, case_id: UUID, version: int | None = None) -> list[CaseEvent]:
+        """The Case events the case's aggregate applied (up to its ``version``), read from its recorded steps:
+        the history a recomputation or a view needs (the state itself does not keep it)."""
+        events = self.repository.event_store.get(self.derived_id(case_id), lte=version)
+        return [e.source for e in events if isinstance(e, DerivedStep)]
 
     # --- the use case -----------------------------------------------------------------------------------
 
@@ -162,21 +186,130 @@ class DerivedApplication(Application[UUID], Generic[S]):
         except AggregateNotFoundError:
             return None
 
+    def current(self, case_id: UUID) -> S | None:
+        """The case's state to step from: the one this process last recorded while nothing else wrote the case
+        (kept for :attr:`state_cache` cases), else read from the store. A state another writer overtook (a
+        recomputation, a second process) only makes the step's write conflict; the conflict drops it from the
+        cache and the step is redone from the store."""
+        state = self._states.get(case_id)
+        if state is not None:
+            self._states.move_to_end(case_id)
+            return state
+        return self.load(case_id)
+
+    def _remember(self, case_id: UUID, state: S | None) -> None:
+        if state is None or self.state_cache <= 0:
+            return
+        if case_id not in self._states:
+            self._case_of[self.derived_id(case_id)] = case_id
+        self._states[case_id] = state
+        self._states.move_to_end(case_id)
+        while len(self._states) > self.state_cache:
+            evicted, _state = self._states.popitem(last=False)
+            self._case_of.pop(self.derived_id(evicted), None)
+
+    def _forget(self, case_id: UUID) -> None:
+        if self._states.pop(case_id, None) is not None:
+            self._case_of.pop(self.derived_id(case_id), None)
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Save, and forget the cached state of every case whose aggregate the saved events touch (the caller
+        remembers the state it just recorded): what another path writes is read from the store next time."""
+        try:
+            return super().save(*objs, **kwargs)
+        finally:
+            for obj in objs:
+                case_id = self._case_of.get(getattr(obj, "originator_id", None))  # type: ignore[arg-type]
+                if case_id is not None:
+                    self._forget(case_id)
+
     def process(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
-        """Apply one Case event exactly once, in its case's order. Another replica that applied a step of this case
-        meanwhile makes the write conflict: it is looked at again (:func:`retry_on_conflict`)."""
-        return retry_on_conflict(lambda: self._apply(event, position, now), attempts=self.write_attempts,
-                                 what=f"case {event.case_id}: recording version {event.version}")
+        """Apply one Case event exactly once, in its case's order (:meth:`apply_batch` of one)."""
+        outcome = self.apply_batch([(position, event)], now)[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def apply_batch(self, chunk: Sequence[tuple[int, CaseEvent]], now: datetime | Callable[[], datetime],
+                    ) -> list[Outcome | Exception]:
+        """Apply a batch of Case events (positions and events, each case's in version order) in one transaction:
+        each case's state is carried in memory from one of its events to the next. Per event its outcome, or the
+        exception its step raised (that event is not applied, and its case's later events in the batch are gaps).
+
+        A transaction that meets a concurrent writer (another process that stepped or recomputed a case, a
+        premium register shared with another case) is redone one event at a time, each retried on conflict
+        (:func:`retry_on_conflict`)."""
+        clock = now if callable(now) else (lambda: now)
+        with self.batch_scope():
+            try:
+                outcomes, pending, states = self._step_batch(chunk, clock)
+                if pending:
+                    self.save(*pending)
+            except IntegrityError:
+                outcomes = None
+        if outcomes is None:
+            for _position, event in chunk:
+                self._forget(event.case_id)
+            return [self._one(event, position, clock()) for position, event in chunk]
+        for case_id, state in states.items():
+            self._remember(case_id, state)
+        return outcomes
+
+    def _one(self, event: CaseEvent, position: int, now: datetime) -> Outcome | Exception:
+        try:
+            return retry_on_conflict(lambda: self._apply(event, position, now), attempts=self.write_attempts,
+                                     what=f"case {event.case_id}: recording version {event.version}")
+        except PersistenceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller decides what an unappliable event becomes
+            return exc
 
     def _apply(self, event: CaseEvent, position: int, now: datetime) -> Outcome:
-        state = self.load(event.case_id)
-        seen = self.source_version(state)
-        if event.version <= seen:
-            return Outcome.DUPLICATE
-        if event.version != seen + 1:
-            return Outcome.PARKED if self.parked(event.case_id) else Outcome.GAP
-        self.save(*self.step(state, event, position, now))
-        return Outcome.APPLIED
+        outcomes, pending, states = self._step_batch([(position, event)], lambda: now)
+        outcome = outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        try:
+            if pending:
+                self.save(*pending)
+        except IntegrityError:
+            self._forget(event.case_id)
+            raise
+        for case_id, state in states.items():
+            self._remember(case_id, state)
+        return outcome
+
+    def _step_batch(self, chunk: Sequence[tuple[int, CaseEvent]], clock: Callable[[], datetime],
+                    ) -> tuple[list[Outcome | Exception], list[Any], dict[UUID, S | None]]:
+        """Step ``chunk`` in memory: per event its outcome (or the exception its step raised), the events to
+        save, and each case's state after them."""
+        states: dict[UUID, S | None] = {}
+        changed: dict[UUID, S | None] = {}
+        pending: list[Any] = []
+        outcomes: list[Outcome | Exception] = []
+        for position, event in chunk:
+            case_id = event.case_id
+            if case_id not in states:
+                states[case_id] = self.current(case_id)
+            state = states[case_id]
+            seen = self.source_version(state)
+            if event.version <= seen:
+                outcomes.append(Outcome.DUPLICATE)
+                continue
+            if event.version != seen + 1:
+                outcomes.append(Outcome.PARKED if self.parked(case_id) else Outcome.GAP)
+                continue
+            try:
+                steps, after = self.advance(state, event, position, clock())
+            except PersistenceError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this event is not applied; the batch goes on
+                outcomes.append(exc)
+                continue
+            pending.extend(steps)
+            states[case_id] = changed[case_id] = after
+            outcomes.append(Outcome.APPLIED)
+        return outcomes, pending, changed
 
     # --- parking -------------------------------------------------------------------------------------------
 
@@ -261,24 +394,21 @@ class DerivedApplication(Application[UUID], Generic[S]):
     ) -> dict[Outcome, int]:
         """Apply events read from the intake store's own log (no NATS): idempotent, resumable from anywhere.
 
-        The events of ``batch`` positions are stepped in memory (each case's state carried from one of its events to
-        the next) and saved in one transaction; a transaction that meets a concurrent writer (a running service, a
-        premium register shared with another case of the batch) is redone one event at a time."""
+        The events of ``batch`` positions are stepped in memory and saved in one transaction
+        (:meth:`apply_batch`); an event that cannot be applied stops the rebuild with its error."""
         counts = dict.fromkeys(Outcome, 0)
         chunk: list[tuple[int, CaseEvent]] = []
         for item in source:
             chunk.append(item)
             if len(chunk) >= batch:
-                with self.batch_scope():
-                    self._rebuild_chunk(chunk, now, counts, progress)
+                self._rebuild_chunk(chunk, now, counts, progress)
                 chunk = []
         if chunk:
-            with self.batch_scope():
-                self._rebuild_chunk(chunk, now, counts, progress)
+            self._rebuild_chunk(chunk, now, counts, progress)
         return counts
 
     def batch_scope(self) -> contextlib.AbstractContextManager[None]:
-        """Held while a rebuild steps one batch in memory before saving it: an application whose steps read state
+        """Held while a batch is stepped in memory before it is saved: an application whose steps read state
         other steps write (beyond their own aggregate) makes the batch's unsaved writes visible here."""
         return contextlib.nullcontext()
 
@@ -289,31 +419,11 @@ class DerivedApplication(Application[UUID], Generic[S]):
         counts: dict[Outcome, int],
         progress: Callable[[int, Outcome], None] | None,
     ) -> None:
-        states: dict[UUID, S | None] = {}
-        pending: list[Any] = []
-        outcomes: list[tuple[int, Outcome]] = []
-        for position, event in chunk:
-            if event.case_id not in states:
-                states[event.case_id] = self.load(event.case_id)
-            state = states[event.case_id]
-            seen = self.source_version(state)
-            if event.version <= seen:
-                outcome = Outcome.DUPLICATE
-            elif event.version != seen + 1:
-                outcome = Outcome.PARKED if self.parked(event.case_id) else Outcome.GAP
-            else:
-                steps = self.step(state, event, position, now())
-                pending.extend(steps)
-                own = self.derived_id(event.case_id)  # a step may also write another aggregate (a premium register)
-                states[event.case_id] = self.project(state, [e for e in steps if e.originator_id == own])
-                outcome = Outcome.APPLIED
-            outcomes.append((position, outcome))
-        try:
-            if pending:
-                self.save(*pending)
-        except IntegrityError:
-            outcomes = [(position, self.process(event, position, now())) for position, event in chunk]
-        for position, outcome in outcomes:
+        outcomes = self.apply_batch(chunk, now)
+        for (position, event), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                raise RuntimeError(f"case {event.case_id} version {event.version} (position {position}) cannot "
+                                   f"be applied: {outcome!r}") from outcome
             counts[outcome] += 1
             if progress:
                 progress(position, outcome)

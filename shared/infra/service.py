@@ -169,7 +169,7 @@ def build_derived_service(
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{app.name}-store")
     index, count = settings.partition
     name = consumer_name or durable_name(app.name, index, count)
-    consumer = TrajectoryConsumer(name=name, process=app.process, park=app.park, executor=executor, clock=clock,
+    consumer = TrajectoryConsumer(name=name, apply=app.apply_batch, park=app.park, executor=executor, clock=clock,
                                   cipher=app.mapper.cipher, filter_subjects=partition_filters(index, count),
                                   service=app.name, replicas=settings.stream_replicas)
     router = NatsRouter()

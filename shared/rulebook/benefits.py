@@ -28,7 +28,7 @@ from .benefits_employer import (
     employer_entries,
     responsibility_contribution,
 )
-from .benefits_facts import collect
+from .benefits_facts import CaseFacts, collect, fold_facts
 from .benefits_ledger import (
     CENT,
     DECIMAL_CONTEXT,
@@ -80,6 +80,12 @@ def compute_ledger(
     facts = collect(events)
     if facts is None:
         return []
+    return ledger_of(facts, rulebook, options, prior_premium=prior_premium)
+
+
+def ledger_of(facts: CaseFacts, rulebook: Rulebook, options: Options = Options(), *,
+              prior_premium: bool = False) -> list[LedgerEntry]:
+    """:func:`compute_ledger` from a case's facts (:func:`collect`, or :func:`fold_facts` one event at a time)."""
     ctx = Ctx(facts=facts, rulebook=rulebook, options=options, prior_premium=prior_premium)
     with localcontext(DECIMAL_CONTEXT):
         entries = [*resumption_entries(ctx), *route_entries(ctx), *employer_entries(ctx)]
@@ -101,6 +107,7 @@ __all__ = [
     "AnnouncedWorkerReduction",
     "BenefitRestoration",
     "BenefitRule",
+    "CaseFacts",
     "EntryKind",
     "ForceMajeureContribution",
     "Found",
@@ -125,6 +132,8 @@ __all__ = [
     "compute_ledger",
     "effective",
     "find_rule",
+    "fold_facts",
+    "ledger_of",
     "natural_id",
     "premium_rule_ids",
     "reconcile",

@@ -136,12 +136,22 @@ def collect(events: Sequence[CaseEvent]) -> CaseFacts | None:
     case_ids = {e.case_id.int for e in ordered}
     if len(case_ids) != 1:
         raise ValueError(f"events of {len(case_ids)} cases given; a ledger is computed per case")
-    # the Belgian day never goes back as time goes on: the latest event's day is the latest day
-    latest = max(ordered, key=lambda e: e.recorded_at)
-    facts = CaseFacts(case_id=ordered[0].case_id, as_of=recorded_on(latest))
+    facts: CaseFacts | None = None
     for event in ordered:
-        facts = _fold(facts, event)
+        facts = fold_facts(facts, event)
     return facts
+
+
+def fold_facts(facts: CaseFacts | None, event: CaseEvent) -> CaseFacts:
+    """``facts`` with the case's next event: what :func:`collect` gives of the history with it, at the cost of
+    one event. The day time-dependent conditions are judged on is the latest event's (the Belgian day never goes
+    back as time goes on, so the latest recorded day is that of the latest event)."""
+    day = recorded_on(event)
+    if facts is None:
+        facts = CaseFacts(case_id=event.case_id, as_of=day)
+    elif day > facts.as_of:
+        facts = replace(facts, as_of=day)
+    return _fold(facts, event)
 
 
 #: The other reports the fold reads (every other report leaves the facts as they are).

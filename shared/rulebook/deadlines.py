@@ -50,6 +50,7 @@ timer fires); :func:`overdue` answers for a given day.
 from __future__ import annotations
 
 import bisect
+import copy
 import enum
 import functools
 from collections.abc import Iterator, Sequence
@@ -448,6 +449,20 @@ class _Run:
     superseded: tuple[Deadline, ...] = ()
 
 
+@dataclass(slots=True)
+class _Track:
+    """One rule followed through a case's history: its running deadline and the restart a suspension armed."""
+
+    rule_id: str
+    #: the reports that may start (or restart) the rule under any version
+    starters: frozenset[str]
+    run: _Run | None = None
+    armed: DeadlineRule | None = None
+
+    def copy(self) -> _Track:
+        return _Track(self.rule_id, self.starters, copy.copy(self.run) if self.run else None, self.armed)
+
+
 #: One event as every rule reads it: the event, its report's tag and effective date, the regime in force then.
 _Step = tuple[CaseEvent, str, date, Regime | None]
 
@@ -481,36 +496,49 @@ class _Computation:
         return sorted(out, key=lambda d: (d.due_on, d.rule, d.starts_on, d.id))
 
     def follow(self, rule_id: str) -> Iterator[Deadline]:
-        starters = self.index.start_tags[rule_id]
-        run: _Run | None = None
-        armed: DeadlineRule | None = None
-        for event, tag, day, regime in self.steps:
-            if run is None and armed is None and tag not in starters:
-                continue  # nothing runs, nothing is armed, and this report starts nothing
-            report = event.report
-            if run is not None and run.switch <= day and (ended := self.advance(run, day)) is not None:
-                yield ended
+        track = _Track(rule_id, self.index.start_tags[rule_id])
+        out: list[Deadline] = []
+        for step in self.steps:
+            self.step(track, step, out)
+            yield from out
+            out.clear()
+        if track.run is not None:
+            yield self.view(track.run)
+
+    def step(self, track: _Track, step: _Step, out: list[Deadline]) -> bool:
+        """Walk ``track`` over one event: the deadlines it closes go to ``out``; whether it started a new run."""
+        event, tag, day, regime = step
+        run, armed = track.run, track.armed
+        if run is None and armed is None and tag not in track.starters:
+            return False  # nothing runs, nothing is armed, and this report starts nothing
+        report = event.report
+        if run is not None and run.switch <= day and (ended := self.advance(run, day)) is not None:
+            out.append(ended)
+            run = None
+        if run is not None:
+            closing = _closing(run.version, report, tag, regime) if tag in run.version.closers else None
+            if closing is not None:
+                if closing[1]:
+                    armed = run.version.rule
+                out.append(self.close(run, closing[0], event))
                 run = None
+        elif armed is not None and _matching(armed.cancelled_by, report, tag, regime):
+            armed = None
+        started = self.start(track.rule_id, event, tag, day, armed) if tag in track.starters else None
+        if started is not None:
             if run is not None:
-                closing = _closing(run.version, report, tag, regime) if tag in run.version.closers else None
-                if closing is not None:
-                    if closing[1]:
-                        armed = run.version.rule
-                    yield self.close(run, closing[0], event)
-                    run = None
-            elif armed is not None and _matching(armed.cancelled_by, report, tag, regime):
-                armed = None
-            started = self.start(rule_id, event, tag, day, armed) if tag in starters else None
-            if started is None:
-                continue
-            if run is not None:
-                yield self.close(run, DeadlineState.CANCELLED, event, reason="started again")
+                out.append(self.close(run, DeadlineState.CANCELLED, event, reason="started again"))
             run, armed = started, None
             if run.version.rule.met_on_start:
-                yield self.close(run, DeadlineState.MET, event)
+                out.append(self.close(run, DeadlineState.MET, event))
                 run = None
-        if run is not None:
-            yield self.advance(run, None) or self.close(run, DeadlineState.OPEN, None)
+        track.run, track.armed = run, armed
+        return started is not None and run is not None
+
+    def view(self, run: _Run) -> Deadline:
+        """The deadline of a run still open after the last event: every later regime it runs into applied."""
+        run = copy.copy(run)
+        return self.advance(run, None) or self.close(run, DeadlineState.OPEN, None)
 
     def start(
         self, rule_id: str, event: CaseEvent, tag: str, trigger_day: date, armed: DeadlineRule | None
@@ -634,6 +662,85 @@ def _explain(
     return text + f"; cancelled on {closed_on}{by}{why}."
 
 
+def _order(deadline: Deadline) -> tuple[date, str, date, UUID]:
+    """The order :func:`compute_deadlines` returns deadlines in: due date, rule, start, id (total: ids are unique)."""
+    return deadline.due_on, deadline.rule, deadline.starts_on, deadline.id
+
+
+class DeadlineFold:
+    """:func:`compute_deadlines`, one event at a time, in time that does not grow with the case's history.
+
+    The state is each rule's running deadline and armed restart (what :meth:`_Computation.follow` carries from one
+    event to the next); a deadline, once closed, never changes again, and a running one changes only when an event
+    closes it or starts another run of its rule. So :meth:`apply` returns only the deadlines the event closed,
+    started or restarted; those of every other rule are as they were. Folding a whole history and keeping the
+    latest version of each deadline returned gives exactly ``compute_deadlines`` of that history (a property test
+    checks it, and that the changes a schedule records are the same either way).
+
+    ``apply(event, build=False)`` walks the event without building any deadline: how a schedule read back from its
+    store catches up its fold (the deadlines themselves are in the recorded changes)."""
+
+    __slots__ = ("_computation", "tracks", "version")
+
+    def __init__(self, rulebook: Rulebook, policy: Policy = Policy()) -> None:
+        self._computation = _Computation((), rulebook, policy)
+        #: rule id -> its track, for the rules an event of the case could start
+        self.tracks: dict[str, _Track] = {}
+        #: the version of the last event folded (0: none)
+        self.version = 0
+
+    @property
+    def policy(self) -> Policy:
+        return self._computation.policy
+
+    def copy(self) -> DeadlineFold:
+        """An independent copy: :meth:`apply` on it leaves this one as it is."""
+        other = DeadlineFold.__new__(DeadlineFold)
+        other._computation = self._computation
+        other.tracks = {rule_id: track.copy() for rule_id, track in self.tracks.items()}
+        other.version = self.version
+        return other
+
+    def __eq__(self, other: object) -> bool:
+        """Equal folds: same rulebook and policy, same events folded, same running deadlines and armed restarts."""
+        if not isinstance(other, DeadlineFold):
+            return NotImplemented
+        mine, theirs = self._computation, other._computation
+        return (self.version == other.version and mine.rulebook is theirs.rulebook and mine.policy == theirs.policy
+                and self.tracks == other.tracks)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def apply(self, event: CaseEvent, *, build: bool = True) -> list[Deadline]:
+        """Fold the case's next event (its version must follow the last one's); the deadlines it changed, in the
+        order of :func:`compute_deadlines` (none when ``build`` is false)."""
+        if event.version != self.version + 1:
+            raise ValueError(f"case event version {event.version} does not follow {self.version}")
+        c = self._computation
+        report = event.report
+        day = report.effective_date
+        tag = _tag(report)
+        step: _Step = (event, tag, day, c.rulebook.regime_on(day))
+        for rule_id in c.index.started_by.get(tag, ()):
+            if rule_id not in self.tracks:
+                self.tracks[rule_id] = _Track(rule_id, c.index.start_tags[rule_id])
+        out: list[Deadline] = []
+        for track in self.tracks.values():
+            if track.run is None and track.armed is None and tag not in track.starters:
+                continue
+            if c.step(track, step, out) and build and track.run is not None:
+                out.append(c.view(track.run))  # a run this event started
+        self.version = event.version
+        if not build:
+            return []
+        return sorted(out, key=_order)
+
+    def deadlines(self) -> list[Deadline]:
+        """The deadlines still running, as :func:`compute_deadlines` returns them (closed ones are not kept)."""
+        c = self._computation
+        return sorted((c.view(t.run) for t in self.tracks.values() if t.run is not None), key=_order)
+
+
 def compute_deadlines(events: Sequence[CaseEvent], rulebook: Rulebook, policy: Policy = Policy()) -> list[Deadline]:
     """Every deadline the case's history starts under ``rulebook`` and ``policy``, by due date then rule id.
 
@@ -647,6 +754,7 @@ def compute_deadlines(events: Sequence[CaseEvent], rulebook: Rulebook, policy: P
 __all__ = [
     "CountFrom",
     "Deadline",
+    "DeadlineFold",
     "DeadlineKind",
     "DeadlineRule",
     "DeadlineState",

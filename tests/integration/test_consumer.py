@@ -89,7 +89,7 @@ class Harness:
         self.position = 0
         self.executor = ThreadPoolExecutor(max_workers=1)
         self.consumer = TrajectoryConsumer(
-            name="counting", process=self.app.process, executor=self.executor, gap_delay=0.05, poison_delay=0.05,
+            name="counting", apply=self.app.apply_batch, executor=self.executor, gap_delay=0.05, poison_delay=0.05,
             park=self.app.park,
         )
         self.broker = NatsBroker(url)

@@ -36,7 +36,7 @@ class Live:
         self.settings = settings
         self.app: BenefitsApplication = build_benefits(settings)
         self.executor = ThreadPoolExecutor(max_workers=1)
-        self.consumer = TrajectoryConsumer(name="benefits", process=self.app.process, park=self.app.park,
+        self.consumer = TrajectoryConsumer(name="benefits", apply=self.app.apply_batch, park=self.app.park,
                                            executor=self.executor, poison_delay=0.05, gap_delay=0.05)
 
     async def start(self) -> None:

@@ -41,15 +41,15 @@ class FakeMsg:
 async def test_the_trajectory_consumer_applies_each_event_at_its_clocks_time() -> None:
     seen: list[datetime] = []
 
-    def process(event: Any, position: int, now: datetime) -> Outcome:
+    def apply(chunk: list[Any], now: datetime) -> list[Outcome | Exception]:
         seen.append(now)
-        return Outcome.APPLIED
+        return [Outcome.APPLIED for _ in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as executor:
-        consumer = TrajectoryConsumer(name="t", process=process, park=lambda *_: None, executor=executor,
+        consumer = TrajectoryConsumer(name="t", apply=apply, park=lambda *_: None, executor=executor,
                                       clock=lambda: SKEWED)
         raw = FakeMsg("reintegration.trajectory.x.y")
-        await consumer.handle(raw, SimpleNamespace(case_id=uuid.uuid4()), 1, None, waiting=set())  # type: ignore[arg-type]
+        await consumer.handle(raw, SimpleNamespace(case_id=uuid.uuid4()), 1, None)  # type: ignore[arg-type]
     assert seen == [SKEWED] and raw.answers == ["ack"]
 
 
