@@ -296,6 +296,15 @@ class DerivedApplication(Application[UUID], Generic[S]):
             if event.version <= seen:
                 outcomes.append(Outcome.DUPLICATE)
                 continue
+            if event.version > seen + 1 and case_id in self._states and case_id not in changed:
+                # A state this process remembers may lag what another process recorded since (a replay, a
+                # rebuild): only the store can say that an event is missing.
+                self._forget(case_id)
+                states[case_id] = state = self.load(case_id)
+                seen = self.source_version(state)
+                if event.version <= seen:
+                    outcomes.append(Outcome.DUPLICATE)
+                    continue
             if event.version != seen + 1:
                 outcomes.append(Outcome.PARKED if self.parked(case_id) else Outcome.GAP)
                 continue

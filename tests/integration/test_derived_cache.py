@@ -1,0 +1,77 @@
+"""The states a derived service keeps between a case's events never decide against the store: two applications
+over one SQLite store (a service and a command in another process, such as a replay or a rebuild)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.deadlines.application import build_deadlines
+from shared.infra.derived import Outcome
+from shared.infra.settings import Settings
+from tests.integration.test_derived_property import history
+
+NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
+
+
+def _case_with(events: int) -> list:
+    for seed in range(200):
+        found = history(seed)
+        if len(found) >= events:
+            return found
+    raise AssertionError("no generated case is long enough")
+
+
+def test_a_remembered_state_that_another_process_overtook_is_read_again(tmp_path: Path) -> None:
+    events = _case_with(4)
+    settings = Settings(data_dir=tmp_path / "data")
+    service, other = build_deadlines(settings), build_deadlines(settings)
+    try:
+        assert service.process(events[0], 1, NOW) is Outcome.APPLIED  # the service remembers version 1
+        assert other.process(events[1], 2, NOW) is Outcome.APPLIED
+        assert other.process(events[2], 3, NOW) is Outcome.APPLIED
+        # version 4 follows what the store holds, not what the service remembered: no gap
+        assert service.process(events[3], 4, NOW) is Outcome.APPLIED
+        # version 2 arriving again is a duplicate whatever was remembered
+        assert service.process(events[1], 2, NOW) is Outcome.DUPLICATE
+        schedule = service.schedule(events[0].case_id)
+        assert schedule is not None and schedule.source_version == 4 and schedule.version == 4
+    finally:
+        service.close()
+        other.close()
+
+
+def test_a_step_from_a_stale_state_conflicts_and_is_redone_from_the_store(tmp_path: Path) -> None:
+    events = _case_with(3)
+    settings = Settings(data_dir=tmp_path / "data")
+    service, other = build_deadlines(settings), build_deadlines(settings)
+    try:
+        assert service.process(events[0], 1, NOW) is Outcome.APPLIED
+        assert other.process(events[1], 2, NOW) is Outcome.APPLIED
+        # the service still remembers version 1 and steps version 2 again: its write conflicts, it reads the
+        # store and finds the event applied
+        assert service.apply_batch([(2, events[1]), (3, events[2])], NOW) == [Outcome.DUPLICATE, Outcome.APPLIED]
+        fresh = build_deadlines(settings)
+        try:
+            assert fresh.schedule(events[0].case_id) == service.schedule(events[0].case_id)
+            assert [e.originator_version for e in fresh.repository.event_store.get(
+                fresh.derived_id(events[0].case_id))] == [1, 2, 3]
+        finally:
+            fresh.close()
+    finally:
+        service.close()
+        other.close()
+
+
+def test_a_process_remembers_no_more_states_than_its_cache_holds(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    app = build_deadlines(settings)
+    app.state_cache = 3
+    try:
+        cases = [h for h in (history(seed) for seed in range(30)) if h][:6]
+        for position, events in enumerate(cases, start=1):
+            assert app.process(events[0], position, NOW) is Outcome.APPLIED
+        assert len(app._states) == 3 and len(app._case_of) == 3
+        assert list(app._states) == [events[0].case_id for events in cases[-3:]]
+    finally:
+        app.close()
