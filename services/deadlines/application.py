@@ -8,6 +8,8 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication
 from shared.infra.retry import retry_on_conflict
@@ -134,23 +136,57 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         ``fired_at``: when the server fired the timer (its stream timestamp); ``now``: when the outcome is recorded
         (default ``fired_at``); ``timer_sequence``: the fired message's sequence in the TIMERS stream.
         """
-        timer = _FiredTimer(case_id, deadline_id, due_on, fired_at, scheduled_for, known_version, timer_sequence)
-        return retry_on_conflict(lambda: self._timer_fired(timer, now or fired_at), attempts=self.write_attempts,
-                                 what=f"case {case_id}: the timer of {deadline_id}")
+        timer = FiredTimer(case_id, deadline_id, due_on, fired_at, scheduled_for, known_version, timer_sequence)
+        return self.timers_fired([timer], now or fired_at)[0]
 
-    def _timer_fired(self, timer: _FiredTimer, now: datetime) -> TimerOutcome:
-        state = self.load(timer.case_id)
+    def timers_fired(self, timers: list[FiredTimer], now: datetime) -> list[TimerOutcome]:
+        """:meth:`timer_fired` for a batch of fired timers, their outcomes recorded in one transaction (each case's
+        schedule carried from one of its timers to the next). A transaction that meets another writer is redone
+        one timer at a time, each an optimistic write retried on conflict."""
+        states: dict[UUID, DeadlineSchedule | None] = {}
+        outcomes: list[TimerOutcome] = []
+        pending: list[TimerFired] = []
+        for timer in timers:
+            if timer.case_id not in states:
+                states[timer.case_id] = self.load(timer.case_id)
+            outcome, fired = self._decide(states[timer.case_id], timer, now)
+            outcomes.append(outcome)
+            if fired is not None:
+                pending.append(fired)
+                states[timer.case_id] = project_schedule(states[timer.case_id], [fired])
+        if not pending:
+            return outcomes
+        try:
+            self.save(*pending)
+            return outcomes
+        except IntegrityError:
+            return [self._retried(timer, now) for timer in timers]
+
+    def _retried(self, timer: FiredTimer, now: datetime) -> TimerOutcome:
+        return retry_on_conflict(lambda: self._one_timer(timer, now), attempts=self.write_attempts,
+                                 what=f"case {timer.case_id}: the timer of {timer.deadline_id}")
+
+    def _one_timer(self, timer: FiredTimer, now: datetime) -> TimerOutcome:
+        outcome, fired = self._decide(self.load(timer.case_id), timer, now)
+        if fired is not None:
+            self.save(fired)
+        return outcome
+
+    @staticmethod
+    def _decide(state: DeadlineSchedule | None, timer: FiredTimer, now: datetime,
+                ) -> tuple[TimerOutcome, TimerFired | None]:
+        """What a fired timer means for the schedule as it stands: the outcome to record, or why nothing is."""
         deadline = state.deadlines.get(timer.deadline_id) if state else None
         if state is None or state.source_version < timer.known_version:
-            return TimerOutcome.BEHIND
+            return TimerOutcome.BEHIND, None
         if deadline is None:
-            return TimerOutcome.STALE
+            return TimerOutcome.STALE, None
         decided = state.outcomes.get(timer.deadline_id)
         if deadline.state != "open" or deadline.due_on != timer.due_on or (
             decided is not None and decided.deadline.due_on == timer.due_on
         ):
-            return TimerOutcome.STALE
-        self.save(TimerFired(
+            return TimerOutcome.STALE, None
+        return TimerOutcome.RECORDED, TimerFired(
             originator_id=state.id,
             originator_version=state.version + 1,
             timestamp=now,
@@ -163,13 +199,12 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
             known_version=state.source_version,
             enterprise_number=state.enterprise_number,
             insz=state.insz,
-        ))
-        return TimerOutcome.RECORDED
+        )
 
 
 @dataclass(frozen=True)
-class _FiredTimer:
-    """A fired timer, as :meth:`DeadlinesApplication.timer_fired` decides it."""
+class FiredTimer:
+    """A fired timer, as :meth:`DeadlinesApplication.timers_fired` decides it."""
 
     case_id: UUID
     deadline_id: UUID

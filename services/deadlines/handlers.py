@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from concurrent.futures import Executor
 from typing import Any
 from uuid import UUID
@@ -20,7 +19,6 @@ import nats.js.errors
 import structlog
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsRouter, PullSub
-from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
@@ -28,9 +26,9 @@ from shared.events.envelope import decode_case_event
 from shared.events.queries import Query
 from shared.events.subjects import TIMER_FIRED_PREFIX, TIMERS_STREAM, TRAJECTORY_PREFIX, TRAJECTORY_STREAM
 from shared.infra.clock import Clock, system_clock
-from shared.infra.retry import backoff_delay
+from shared.infra.retry import Backoff, backoff_delay
 
-from .application import DeadlinesApplication, TimerOutcome
+from .application import DeadlinesApplication, FiredTimer, TimerOutcome
 from .timers import Timer
 from .views import schedule_view
 
@@ -46,76 +44,121 @@ def answer(app: DeadlinesApplication, query: Query) -> dict[str, Any]:
 
 
 class FiredTimers:
-    """The durable consumer of fired timers."""
+    """The durable consumer of fired timers: our own pull loop (as :mod:`shared.infra.consumer` explains, one
+    ``fetch`` is one batch, every message of it is answered). A batch's outcomes are recorded in one transaction
+    (:meth:`DeadlinesApplication.timers_fired`), the cases' versions asked of TRAJECTORY and the handled timers
+    deleted all at once."""
 
     def __init__(self, app: DeadlinesApplication, executor: Executor, name: str = "deadlines-timers", *,
-                 clock: Clock = system_clock) -> None:
+                 clock: Clock = system_clock, batch_size: int = 200, fetch_timeout: float = 1.0) -> None:
         self.app = app
         self.executor = executor
         self.name = name
         self.clock = clock
+        self.batch_size = batch_size
+        self.fetch_timeout = fetch_timeout
+        self.inbox_prefix = b"_INBOX."
         self.js: JetStreamContext | None = None
         self.counts = {outcome.value: 0 for outcome in TimerOutcome}
         self._decoder = msgspec.json.Decoder(Timer)
 
+    def config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=30,
+            # Unlimited: a timer waits (with a growing delay) for its case's reports to be applied, and must
+            # never be dropped by a delivery limit.
+            max_deliver=-1,
+            filter_subject=f"{TIMER_FIRED_PREFIX}.>",
+        )
+
     def attach(self, router: NatsRouter, *, inbox_prefix: bytes = b"_INBOX.") -> None:
-        @router.subscriber(
+        """Describe the durable consumer on ``router`` (for the AsyncAPI document); :meth:`run` consumes."""
+        self.inbox_prefix = inbox_prefix
+        router.subscriber(
             f"{TIMER_FIRED_PREFIX}.>",
             stream=JStream(TIMERS_STREAM, declare=False),
             durable=self.name,
-            # One message per fetch: FastStream's batch loop gathers a batch over several fetches and loses the
-            # ones already fetched when a later fetch raises nats-py's bare asyncio timeout (they come back only
-            # after ack_wait, a late outcome). A single fetch either returns its messages or raises before any.
-            pull_sub=PullSub(batch_size=1, timeout=0.2, batch=True),
+            pull_sub=PullSub(batch_size=self.batch_size, timeout=self.fetch_timeout, batch=True),
             inbox_prefix=inbox_prefix,
             ack_policy=AckPolicy.MANUAL,
-            config=api.ConsumerConfig(
-                durable_name=self.name,
-                deliver_policy=api.DeliverPolicy.ALL,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                ack_wait=30,
-                # Unlimited: a timer waits (with a growing delay) for its case's reports to be applied, and must
-                # never be dropped by a delivery limit.
-                max_deliver=-1,
-                filter_subject=f"{TIMER_FIRED_PREFIX}.>",
-            ),
+            config=self.config(),
             title="deadlines: fired timers",
             description="Durable consumer of fired deadline timers: records each deadline's outcome once.",
         )
-        async def fired(msg: NatsMessage) -> None:
-            """Record the outcome of each fired timer whose deadline is still open."""
-            for raw in msg.raw_message:  # type: ignore[attr-defined]
-                await self.handle(raw)
+
+    async def run(self, js: JetStreamContext, stop: asyncio.Event) -> None:
+        """Fetch a batch of fired timers, handle it, repeat until ``stop``."""
+        self.js = js
+        subscription = await js.pull_subscribe(f"{TIMER_FIRED_PREFIX}.>", durable=self.name, stream=TIMERS_STREAM,
+                                               config=self.config(), inbox_prefix=self.inbox_prefix)
+        backoff = Backoff(first=0.1, cap=5.0)
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
+                except TimeoutError:  # nothing fired meanwhile
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    if stop.is_set():
+                        return
+                    raise
+                except nats.errors.Error as exc:  # a reconnect, a leader change: the consumer is still there
+                    await asyncio.sleep(backoff.next())
+                    log.warning("fetch of fired timers failed; retrying", error=repr(exc))
+                    continue
+                backoff.reset()
+                await self.handle_batch(messages)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def handle(self, raw: Msg) -> None:
-        assert self.js is not None
-        try:
-            timer = self._decoder.decode(raw.data)
-        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-            log.error("undecodable timer dropped", subject=raw.subject, error=str(exc))
-            await raw.term()
-            await self._delete(raw)
+        await self.handle_batch([raw])
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        timers: list[tuple[Msg, Timer]] = []
+        for raw in messages:
+            try:
+                timers.append((raw, self._decoder.decode(raw.data)))
+            except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+                log.error("undecodable timer dropped", subject=raw.subject, error=str(exc))
+                await raw.term()
+                await self._delete(raw)
+        if not timers:
             return
-        known = await self.case_version(timer.case_id)
-        loop = asyncio.get_running_loop()
+        cases = list(dict.fromkeys(timer.case_id for _raw, timer in timers))
+        known = dict(zip(cases, await asyncio.gather(*(self.case_version(case) for case in cases)), strict=True))
         now = self.clock()
-        # The server's timestamp of the fired message is when the timer fired, whatever this service's clock says
-        # and however late (down, behind) the service handles it.
-        fired_at = raw.metadata.timestamp if raw.metadata is not None else now
-        sequence = raw.metadata.sequence.stream if raw.metadata is not None else None
-        outcome = await loop.run_in_executor(
-            self.executor, functools.partial(
-                self.app.timer_fired, timer.case_id, timer.deadline_id, timer.due_on, fired_at, timer.fires_at,
-                known, now=now, timer_sequence=sequence,
-            ),
-        )
-        self.counts[outcome.value] += 1
-        if outcome is TimerOutcome.BEHIND:
-            delivered = raw.metadata.num_delivered if raw.metadata else 1
-            await raw.nak(delay=backoff_delay(delivered, first=0.5, cap=60.0))
+        fired = [
+            # The server's timestamp of the fired message is when the timer fired, whatever this service's clock
+            # says and however late (down, behind) the service handles it.
+            FiredTimer(timer.case_id, timer.deadline_id, timer.due_on,
+                       raw.metadata.timestamp if raw.metadata is not None else now, timer.fires_at,
+                       known[timer.case_id], raw.metadata.sequence.stream if raw.metadata is not None else None)
+            for raw, timer in timers
+        ]
+        loop = asyncio.get_running_loop()
+        try:
+            outcomes = await loop.run_in_executor(self.executor, self.app.timers_fired, fired, now)
+        except Exception:
+            log.exception("fired timers not recorded; handing them back", timers=len(fired))
+            for raw, _timer in timers:
+                with contextlib.suppress(Exception):
+                    await raw.nak(delay=1.0)
             return
-        await raw.ack()
-        await self._delete(raw)
+        handled = []
+        for (raw, _timer), outcome in zip(timers, outcomes, strict=True):
+            self.counts[outcome.value] += 1
+            if outcome is TimerOutcome.BEHIND:
+                delivered = raw.metadata.num_delivered if raw.metadata else 1
+                await raw.nak(delay=backoff_delay(delivered, first=0.5, cap=60.0))
+                continue
+            await raw.ack()
+            handled.append(raw)
+        await asyncio.gather(*(self._delete(raw) for raw in handled))
 
     async def _delete(self, raw: Msg) -> None:
         """Handled timers leave the stream, so that it holds the live timers only."""

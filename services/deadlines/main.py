@@ -34,17 +34,18 @@ def build_service(settings: Settings, *, clock: Clock = system_clock) -> Derived
 
     async def timer_streams(js: JetStreamContext) -> None:
         await ensure_timer_stream(js, settings.stream_replicas)
-        for consumer in fired:
-            consumer.js = js
 
     async def timer_job(js: JetStreamContext, stop: asyncio.Event) -> None:
         writer = TimerWriter(recorder=app.recorder, mapper=app.mapper,
                              tracking=tracking_recorder(app, settings, app.name), js=js)
         await writer.run(stop)
 
+    async def fired_job(js: JetStreamContext, stop: asyncio.Event) -> None:
+        await asyncio.gather(*(consumer.run(js, stop) for consumer in fired))
+
     return build_derived_service(
         settings, app, Outputs(DEADLINES, render), functools.partial(answer, app),
-        clock=clock, attach=[attach_timers], jobs=[timer_job], setup=[timer_streams],
+        clock=clock, attach=[attach_timers], jobs=[timer_job, fired_job], setup=[timer_streams],
     )
 
 

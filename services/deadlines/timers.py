@@ -100,8 +100,7 @@ class TimerWriter:
             if not batch:
                 continue
             try:
-                for notification in batch:
-                    await self.apply(self.mapper.to_domain_event(notification))
+                await self.apply_all([self.mapper.to_domain_event(n) for n in batch])
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, PersistenceError) as exc:
                 log.warning("timer write failed; retrying the batch", error=repr(exc))
                 await asyncio.sleep(write_backoff.next())
@@ -133,32 +132,57 @@ class TimerWriter:
         with contextlib.suppress(IntegrityError):
             self.tracking.insert_tracking(Tracking(self.name, position))
 
-    async def apply(self, event: Any) -> None:
-        if not isinstance(event, ScheduleStep | ScheduleRecomputed):
-            if hasattr(event, "deadline"):  # a TimerFired: the outcome is recorded, the timer is done
-                await self.purge(event.deadline.id)
-            return
-        # A step may change a deadline twice (opened under one regime, recomputed under the next): its last
-        # change is the one the timer follows.
-        last = {change.deadline.id: change for change in event.changes}
-        for change in last.values():
-            deadline = change.deadline
-            if change.change in ARMS and deadline.state == "open":
-                when = fire_time(timer_due(deadline))
-                timer = Timer(deadline_id=deadline.id, case_id=deadline.case_id, due_on=deadline.due_on,
-                              fires_at=when)
-                await self.js.publish(
-                    f"{TIMER_SCHEDULE_PREFIX}.{deadline.id}",
-                    self._encoder.encode(timer),
-                    headers={
-                        "Nats-Schedule": f"@at {when.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-                        "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{deadline.id}",
-                    },
-                )
-                self.written += 1
-            else:
-                await self.purge(deadline.id)
+    @staticmethod
+    def wanted(events: list[Any]) -> dict[UUID, Timer | None]:
+        """What the events leave for each deadline they touch, in order: its timer, or ``None`` (no timer: met,
+        cancelled, or its outcome recorded). Only the last word on a deadline counts: an earlier schedule would be
+        replaced or purged by it anyway."""
+        out: dict[UUID, Timer | None] = {}
+        for event in events:
+            if not isinstance(event, ScheduleStep | ScheduleRecomputed):
+                if hasattr(event, "deadline"):  # a TimerFired: the outcome is recorded, the timer is done
+                    out[event.deadline.id] = None
+                continue
+            # A step may change a deadline twice (opened under one regime, recomputed under the next): its last
+            # change is the one the timer follows.
+            for change in {change.deadline.id: change for change in event.changes}.values():
+                deadline = change.deadline
+                if change.change in ARMS and deadline.state == "open":
+                    out[deadline.id] = Timer(deadline_id=deadline.id, case_id=deadline.case_id,
+                                             due_on=deadline.due_on, fires_at=fire_time(timer_due(deadline)))
+                else:
+                    out[deadline.id] = None
+        return out
 
-    async def purge(self, deadline_id: UUID) -> None:
-        await self.js.purge_stream(TIMERS_STREAM, subject=f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}")
-        self.purged += 1
+    async def apply_all(self, events: list[Any]) -> None:
+        """Write and purge the timers ``events`` call for, pipelined: every schedule published at once and every
+        purge asked at once, then all their answers awaited (one deadline's subject is written once per batch)."""
+        pending: list[asyncio.Future[Any]] = []
+        purges: list[UUID] = []
+        for deadline_id, timer in self.wanted(events).items():
+            if timer is None:
+                purges.append(deadline_id)
+                continue
+            pending.append(await self.js.publish_async(
+                f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}",
+                self._encoder.encode(timer),
+                headers={
+                    "Nats-Schedule": f"@at {timer.fires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                    "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{deadline_id}",
+                },
+            ))
+        results = await asyncio.gather(
+            *pending,
+            *(self.js.purge_stream(TIMERS_STREAM, subject=f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}")
+              for deadline_id in purges),
+            return_exceptions=True,
+        )
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        self.written += len(pending)
+        self.purged += len(purges)
+
+    async def apply(self, event: Any) -> None:
+        """The timers of one recorded event."""
+        await self.apply_all([event])
