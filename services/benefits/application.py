@@ -53,9 +53,9 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
         #: The employer's return-to-work premium: once per worker and employer, across cases.
         self.premium_rules = premium_rule_ids(self.rulebook)
 
-    #: Register records stepped but not saved yet: a rebuild steps a whole batch in memory and saves it at once, and
-    #: a later step of the batch must see what an earlier one did to the register. ``None`` outside a batch.
-    _unsaved: dict[UUID, PremiumGranted] | None = None
+    #: The registers a batch read or stepped (not saved yet): a batch is stepped in memory and saved at once, and a
+    #: later step of the batch must see what an earlier one did to the register. ``None`` outside a batch.
+    _unsaved: dict[UUID, PremiumGranted | None] | None = None
 
     def project(self, state: BenefitLedger | None, events: Any) -> BenefitLedger | None:
         return project_ledger(state, events)
@@ -168,12 +168,17 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
         return uuid.uuid5(CASE_NAMESPACE, f"premium:{insz}:{enterprise_number}")
 
     def _load_register(self, register_id: UUID) -> PremiumGranted | None:
+        """The register's latest record; within a batch, read once (a batch is one transaction: what its steps
+        record is in ``_unsaved``, what another writer records meanwhile makes the batch's write conflict)."""
         if self._unsaved is not None and register_id in self._unsaved:
             return self._unsaved[register_id]
         try:
-            return self.repository.get(register_id, projector_func=project_premium)
+            found = self.repository.get(register_id, projector_func=project_premium)
         except AggregateNotFoundError:
-            return None
+            found = None
+        if self._unsaved is not None:
+            self._unsaved[register_id] = found
+        return found
 
 
 def build_benefits(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> BenefitsApplication:

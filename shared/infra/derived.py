@@ -400,20 +400,29 @@ class DerivedApplication(Application[UUID], Generic[S]):
         now: Callable[[], datetime],
         progress: Callable[[int, Outcome], None] | None = None,
         batch: int = 500,
+        cache: int = 50_000,
     ) -> dict[Outcome, int]:
         """Apply events read from the intake store's own log (no NATS): idempotent, resumable from anywhere.
 
         The events of ``batch`` positions are stepped in memory and saved in one transaction
-        (:meth:`apply_batch`); an event that cannot be applied stops the rebuild with its error."""
+        (:meth:`apply_batch`); an event that cannot be applied stops the rebuild with its error. The states of up
+        to ``cache`` cases are kept between their events meanwhile (a log interleaves many cases)."""
         counts = dict.fromkeys(Outcome, 0)
         chunk: list[tuple[int, CaseEvent]] = []
-        for item in source:
-            chunk.append(item)
-            if len(chunk) >= batch:
+        kept, self.state_cache = self.state_cache, max(self.state_cache, cache)
+        try:
+            for item in source:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    self._rebuild_chunk(chunk, now, counts, progress)
+                    chunk = []
+            if chunk:
                 self._rebuild_chunk(chunk, now, counts, progress)
-                chunk = []
-        if chunk:
-            self._rebuild_chunk(chunk, now, counts, progress)
+        finally:
+            self.state_cache = kept
+            while len(self._states) > kept:
+                evicted, _state = self._states.popitem(last=False)
+                self._case_of.pop(self.derived_id(evicted), None)
         return counts
 
     def batch_scope(self) -> contextlib.AbstractContextManager[None]:
