@@ -110,7 +110,13 @@ class FiredTimers:
                     log.warning("fetch of fired timers failed; retrying", error=repr(exc))
                     continue
                 backoff.reset()
-                await self.handle_batch(messages)
+                try:
+                    await self.handle_batch(messages)
+                except Exception:  # a bug must not end the loop: the batch comes back later
+                    log.exception("fired timers not handled; handing them back", timers=len(messages))
+                    for raw in messages:
+                        with contextlib.suppress(Exception):
+                            await raw.nak(delay=1.0)
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -130,7 +136,22 @@ class FiredTimers:
         if not timers:
             return
         cases = list(dict.fromkeys(timer.case_id for _raw, timer in timers))
-        known = dict(zip(cases, await asyncio.gather(*(self.case_version(case) for case in cases)), strict=True))
+        versions = await asyncio.gather(*(self.case_version(case) for case in cases), return_exceptions=True)
+        known: dict[UUID, int] = {}
+        for case, version in zip(cases, versions, strict=True):
+            if isinstance(version, BaseException):
+                # The case's last TRAJECTORY message cannot be read (a poison message, dead-lettered): whether the
+                # schedule has applied every report is unknown, so its timers wait, asked again with a backoff.
+                log.warning("case version unreadable; its timers wait", case_id=str(case), error=repr(version))
+            else:
+                known[case] = version
+        waiting = [(raw, timer) for raw, timer in timers if timer.case_id not in known]
+        for raw, _timer in waiting:
+            delivered = raw.metadata.num_delivered if raw.metadata else 1
+            await raw.nak(delay=backoff_delay(delivered, first=0.5, cap=60.0))
+        timers = [(raw, timer) for raw, timer in timers if timer.case_id in known]
+        if not timers:
+            return
         now = self.clock()
         fired = [
             # The server's timestamp of the fired message is when the timer fired, whatever this service's clock

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from shared.events import reports as r
 from shared.events.common import Party
@@ -51,13 +52,63 @@ class IntakeApplication(Application[UUID]):
                 f"case {case_id} changed {WRITE_ATTEMPTS} times while this report was decided; send it again",
             ) from None
 
+    def submit_batch(self, items: list[tuple[Party, r.AnyReport, datetime]]) -> list[Accepted | Exception]:
+        """:meth:`submit` for reports that arrived together, recorded in one transaction (group commit): each
+        decided against its case as the reports before it in the batch left it, the accepted ones saved at once.
+        Per report its acceptance, or the exception it was refused with (a :class:`Rejection`: nothing of it is
+        recorded). A transaction that meets another writer (a second intake) is redone one report at a time.
+        A store that cannot be reached raises (nothing of the batch is recorded)."""
+        cases: dict[UUID, Case | None] = {}
+        unsaved: dict[tuple[UUID, int], CaseEvent] = {}
+        results: list[Accepted | Exception] = []
+        for party, report, now in items:
+            try:
+                if now.tzinfo is None:
+                    raise ValueError("now must be timezone-aware")
+                case_id = self._case_id(report)
+                if case_id not in cases:
+                    cases[case_id] = self._load(case_id)
+                accepted, event, after = self._decide(cases[case_id], case_id, party, report, now, unsaved)
+                if event is not None:
+                    cases[case_id] = after
+                    unsaved[case_id, event.version] = event
+                results.append(accepted)
+            except PersistenceError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the caller answers each refusal
+                results.append(exc)
+        if not unsaved:
+            return results
+        try:
+            self.save(*unsaved.values())
+        except IntegrityError:
+            return [self._submit_one(party, report, now) for party, report, now in items]
+        return results
+
+    def _submit_one(self, party: Party, report: r.AnyReport, now: datetime) -> Accepted | Exception:
+        try:
+            return self.submit(party, report, now)
+        except PersistenceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as submit_batch answers it
+            return exc
+
     def _decide_and_record(self, case_id: UUID, party: Party, report: r.AnyReport, now: datetime) -> Accepted:
         """One attempt: decide ``report`` against the case as stored now and record it (``IntegrityError`` when
         another writer took the case's next version first)."""
-        case = self._load(case_id)
+        accepted, event, _after = self._decide(self._load(case_id), case_id, party, report, now, {})
+        if event is not None:
+            self.save(event)
+        return accepted
+
+    def _decide(self, case: Case | None, case_id: UUID, party: Party, report: r.AnyReport, now: datetime,
+                unsaved: dict[tuple[UUID, int], CaseEvent]) -> tuple[Accepted, CaseEvent | None, Case | None]:
+        """The acceptance of ``report`` against ``case``, the event to record (``None``: a duplicate, answered
+        with its original acceptance) and the case after it; or :class:`Rejection`. ``unsaved``: events decided
+        but not saved yet."""
         authorise(case, report, party)  # before anything about the case is told, duplicates included
-        if case is not None and (duplicate := self._duplicate(case, report)) is not None:
-            return duplicate
+        if case is not None and (duplicate := self._duplicate(case, report, unsaved)) is not None:
+            return duplicate, None, case
         if isinstance(report, r.IncapacityReported) and case is not None:
             raise Rejection(
                 RejectionCode.CASE_EXISTS,
@@ -77,11 +128,10 @@ class IntakeApplication(Application[UUID]):
             regime=regime,
             report=report,
         )
-        evolve(case, event)  # the event must fold: never store what cannot be replayed
-        self.save(event)
+        after = evolve(case, event)  # the event must fold: never store what cannot be replayed
         return Accepted(
             report_id=report.report_id, case_id=case_id, version=version, event_ids=[event.event_id], regime=regime,
-        )
+        ), event, after
 
     def get_case(self, case_id: UUID, version: int | None = None) -> Case:
         return self.repository.get(case_id, version=version, projector_func=project_case)
@@ -105,11 +155,13 @@ class IntakeApplication(Application[UUID]):
         assert isinstance(report, r.CaseReport)
         return report.case_id
 
-    def _duplicate(self, case: Case, report: r.Report) -> Accepted | None:
+    def _duplicate(self, case: Case, report: r.Report,
+                   unsaved: dict[tuple[UUID, int], CaseEvent] | None = None) -> Accepted | None:
         version = case.reports.get(report.report_id)
         if version is None:
             return None
-        (original,) = self.case_events(case.id, gt=version - 1, lte=version)
+        found = (unsaved or {}).get((case.id, version))
+        (original,) = [found] if found is not None else self.case_events(case.id, gt=version - 1, lte=version)
         if original.report != report:
             raise Rejection(
                 RejectionCode.REPORT_ID_REUSED,

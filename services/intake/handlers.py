@@ -10,7 +10,7 @@ briefly unavailable (``retry: true``) or an unexpected error (``retry: true``, l
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 
 import structlog
@@ -36,43 +36,105 @@ def rejected(code: RejectionCode, message: str, **details: object) -> Rejected:
     return Rejected(code=code, message=message, retry=code in RETRYABLE, **details)  # type: ignore[arg-type]
 
 
-def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetime) -> Accepted | Rejected:
-    """Everything between the bytes received and the reply to send (blocking: runs in a worker thread)."""
-    report: Report | None = None
-    try:
-        kind, party_id = parse_intake_subject(subject)
-        party: Party = normalise_party(kind, party_id)
-        report = decode_report(raw)
-        return app.submit(party, report, now)
-    except ContractError as exc:
+def _refusal(exc: BaseException, report: Report | None, subject: str) -> Rejected:
+    """The reply to a report refused for ``exc`` (a rule, a bad message, the store, a bug)."""
+    if isinstance(exc, ContractError):
         return rejected(exc.code, exc.message, field=exc.field)
-    except IdentifierError as exc:
+    if isinstance(exc, IdentifierError):
         return rejected(RejectionCode.INVALID_IDENTIFIER, exc.message, field=exc.field)
-    except ValueError as exc:  # subject that is not an intake subject
+    if isinstance(exc, Rejection):
+        return rejected(exc.code, exc.message, report_id=report.report_id if report else None, field=exc.field,
+                        rule=exc.rule, regime=exc.regime)
+    if isinstance(exc, ValueError):  # subject that is not an intake subject
         return rejected(RejectionCode.MALFORMED, str(exc), field="subject")
-    except Rejection as exc:
-        return rejected(
-            exc.code,
-            exc.message,
-            report_id=report.report_id if report else None,
-            field=exc.field,
-            rule=exc.rule,
-            regime=exc.regime,
-        )
-    except PersistenceError as exc:
+    if isinstance(exc, PersistenceError):
         log.warning("store unavailable", error=str(exc), subject=subject)
         return rejected(
             RejectionCode.STORE_UNAVAILABLE,
             "the event store is briefly unavailable: nothing was recorded, send the same report again",
             report_id=report.report_id if report else None,
         )
-    except Exception:
-        log.exception("intake failed", subject=subject)
-        return rejected(
-            RejectionCode.INTERNAL_ERROR,
-            "intake failed on this report: nothing was recorded, send the same report again",
-            report_id=report.report_id if report else None,
-        )
+    log.error("intake failed", subject=subject, exc_info=exc)
+    return rejected(
+        RejectionCode.INTERNAL_ERROR,
+        "intake failed on this report: nothing was recorded, send the same report again",
+        report_id=report.report_id if report else None,
+    )
+
+
+def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetime) -> Accepted | Rejected:
+    """Everything between the bytes received and the reply to send (blocking: runs in a worker thread)."""
+    return handle_reports(app, [(subject, raw, now)])[0]
+
+
+def handle_reports(app: IntakeApplication, received: list[tuple[str, bytes, datetime]]) -> list[Accepted | Rejected]:
+    """:func:`handle_report` for requests that arrived together: each decoded strictly, the decodable ones
+    decided and recorded in one transaction (:meth:`IntakeApplication.submit_batch`), each answered."""
+    replies: list[Accepted | Rejected | None] = [None] * len(received)
+    reports: list[Report | None] = [None] * len(received)
+    batch: list[tuple[Party, Report, datetime]] = []
+    indexes: list[int] = []
+    for index, (subject, raw, now) in enumerate(received):
+        try:
+            kind, party_id = parse_intake_subject(subject)
+            party: Party = normalise_party(kind, party_id)
+            reports[index] = report = decode_report(raw)
+        except Exception as exc:  # noqa: BLE001 - each refusal is answered
+            replies[index] = _refusal(exc, reports[index], subject)
+            continue
+        batch.append((party, report, now))
+        indexes.append(index)
+    try:
+        outcomes: list[Accepted | Exception] = app.submit_batch(batch) if batch else []  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - the store: nothing of the batch was recorded
+        outcomes = [exc] * len(batch)
+    for index, outcome in zip(indexes, outcomes, strict=True):
+        replies[index] = outcome if isinstance(outcome, Accepted) else _refusal(outcome, reports[index],
+                                                                                  received[index][0])
+    return [reply for reply in replies if reply is not None]
+
+
+class GroupCommit:
+    """Reports that arrive while the store works on earlier ones wait and are then recorded together, in one
+    transaction (:func:`handle_reports`); each request gets its own reply once its report is durable (or
+    refused). At most ``workers`` groups are in the store at once."""
+
+    def __init__(self, app: IntakeApplication, executor: Executor, *, workers: int = 1, largest: int = 256) -> None:
+        self.app = app
+        self.executor = executor
+        self.workers = workers
+        self.largest = largest
+        self._waiting: list[tuple[tuple[str, bytes, datetime], asyncio.Future[Accepted | Rejected]]] = []
+        self._running = 0
+        #: groups recorded and the largest one, for the benchmark and the logs
+        self.groups = 0
+        self.largest_group = 0
+
+    async def submit(self, subject: str, raw: bytes, now: datetime) -> Accepted | Rejected:
+        future: asyncio.Future[Accepted | Rejected] = asyncio.get_running_loop().create_future()
+        self._waiting.append(((subject, raw, now), future))
+        if self._running < self.workers:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:self.largest], self._waiting[self.largest:]
+                self.groups += 1
+                self.largest_group = max(self.largest_group, len(group))
+                try:
+                    replies = await loop.run_in_executor(self.executor, handle_reports, self.app,
+                                                         [item for item, _future in group])
+                except Exception as exc:  # noqa: BLE001 - handle_reports answers everything; a bug answers here
+                    replies = [_refusal(exc, None, item[0]) for item, _future in group]
+                for (_item, future), reply in zip(group, replies, strict=True):
+                    if not future.done():  # a request that stopped waiting (reply_within) is answered no more
+                        future.set_result(reply)
+        finally:
+            self._running -= 1
 
 
 async def raw_body(msg: NatsMessage) -> bytes:
@@ -98,12 +160,13 @@ def build_router(app: IntakeApplication, workers: int = 1, reply_within: float |
     original acceptance (reports are idempotent by id)."""
     router = NatsRouter()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake-store")
+    group_commit = GroupCommit(app, executor, workers=workers)
 
     @router.subscriber(
         INTAKE_WILDCARD,
         queue=INTAKE_QUEUE,
-        # Handle several requests at once so that decoding and replying overlap the store's work.
-        max_workers=4,
+        # Take many requests at once: those that arrive while the store records a group form the next group.
+        max_workers=64,
         # Core NATS has no broker acknowledgement: the reply is the party's acknowledgement, and a report that got
         # none is resent with the same report id (idempotent). MANUAL states that nothing is acked or rejected here.
         ack_policy=AckPolicy.MANUAL,
@@ -119,8 +182,7 @@ def build_router(app: IntakeApplication, workers: int = 1, reply_within: float |
     async def receive_report(msg: NatsMessage) -> bytes:
         """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply."""
         now = clock()
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(executor, handle_report, app, msg.raw_message.subject, msg.body, now)
+        work = group_commit.submit(msg.raw_message.subject, msg.body, now)
         try:
             reply = await asyncio.wait_for(work, timeout=reply_within)
         except TimeoutError:

@@ -1,0 +1,71 @@
+"""Group commit in intake: reports that arrive together are recorded in one transaction, each still answered on
+its own, over a real event store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+
+from services.intake.application import build_intake
+from services.intake.handlers import GroupCommit, handle_reports
+from shared.events.codec import encode
+from shared.events.replies import Accepted, Rejected, RejectionCode
+from shared.events.subjects import intake_subject
+from shared.infra.settings import Settings
+from tests.factories import EMPLOYER_PARTY, FUND_PARTY, NOW, incapacity, plan, request
+
+
+def test_a_group_is_decided_in_order_and_recorded_at_once(settings: Settings) -> None:
+    app = build_intake(settings)
+    try:
+        opened = app.submit(FUND_PARTY, incapacity(date(2024, 1, 10)), NOW)
+        case_id = opened.case_id
+        first = request(case_id, date(2024, 4, 10))
+        other = incapacity(date(2024, 2, 1), insz="85073003328")
+        before = app.recorder.max_notification_id()
+        replies = handle_reports(app, [
+            (intake_subject(EMPLOYER_PARTY), encode(first), NOW),                       # accepted: version 2
+            (intake_subject(EMPLOYER_PARTY), encode(first), NOW),                       # the same report again
+            (intake_subject(EMPLOYER_PARTY), encode(plan(case_id, date(2024, 1, 20))), NOW),  # refused: no plan yet
+            (intake_subject(EMPLOYER_PARTY), b"{not json", NOW),                        # refused: undecodable
+            (intake_subject(FUND_PARTY), encode(other), NOW),                           # a new case
+        ])
+        accepted, again, refused, malformed, opened_other = replies
+        assert isinstance(accepted, Accepted) and accepted.version == 2 and not accepted.duplicate
+        assert isinstance(again, Accepted) and again.duplicate and again.event_ids == accepted.event_ids
+        assert isinstance(refused, Rejected) and refused.code is RejectionCode.INVALID_STATE
+        assert isinstance(malformed, Rejected) and malformed.code is RejectionCode.MALFORMED
+        assert isinstance(opened_other, Accepted) and opened_other.version == 1
+        # the two accepted reports, nothing of the refused ones and nothing twice
+        assert app.recorder.max_notification_id() == (before or 0) + 2
+        assert [e.type for e in app.case_events(case_id)] == ["incapacity_reported.v1", "trajectory_requested.v1"]
+        # a resend after the group is answered with the original acceptance
+        resent = handle_reports(app, [(intake_subject(EMPLOYER_PARTY), encode(first), NOW)])[0]
+        assert isinstance(resent, Accepted) and resent.duplicate and resent.version == 2
+    finally:
+        app.close()
+
+
+def test_reports_arriving_together_form_groups_and_each_gets_its_reply(settings: Settings) -> None:
+    app = build_intake(settings)
+    executor = ThreadPoolExecutor(max_workers=1)
+    try:
+        openings = [incapacity(date(2024, 1, 10), insz=insz) for insz in
+                    ("85073003328", "85073003427", "85073003526", "85073003625", "85073003724", "85073003823")]
+
+        async def send_all() -> tuple[list[Accepted | Rejected], GroupCommit]:
+            group = GroupCommit(app, executor)
+            replies = await asyncio.gather(*(group.submit(intake_subject(FUND_PARTY), encode(o), NOW)
+                                             for o in openings for _ in range(5)))
+            return list(replies), group
+
+        replies, group = asyncio.run(send_all())
+        assert all(isinstance(reply, Accepted) for reply in replies)
+        assert len({reply.case_id for reply in replies if isinstance(reply, Accepted)}) == len(openings)
+        assert sum(1 for reply in replies if isinstance(reply, Accepted) and not reply.duplicate) == len(openings)
+        assert app.recorder.max_notification_id() == len(openings)
+        assert group.groups < len(replies) and group.largest_group > 1  # they were recorded together
+    finally:
+        executor.shutdown()
+        app.close()
