@@ -561,6 +561,9 @@ def bench_e2e(
     quick: Annotated[bool, typer.Option(help="A small run (for CI): a few hundred cases.")] = False,
     cluster: Annotated[bool, typer.Option(help="Run on a 3-node NATS cluster with R3 streams.")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        help="Send at most this many reports per second (and the raw baseline as many messages): latency below "
+             "saturation. Default: as fast as the cases in flight allow.")] = None,
 ) -> None:
     """Reports through intake, relay, deadlines and benefits over a real nats-server: reports/s, latency from report
     to deadline event (p50/p99), events/s per service, peak memory per process, against a raw JetStream 3-hop
@@ -568,7 +571,7 @@ def bench_e2e(
     run_e2e_bench = lab_module("bench.e2e").run_e2e_bench
 
     logs.configure("WARNING")
-    run_e2e_bench(cases=cases, quick=quick, cluster=cluster, data_dir=data_dir)
+    run_e2e_bench(cases=cases, quick=quick, cluster=cluster, data_dir=data_dir, rate=rate)
 
 
 @app.command()

@@ -65,3 +65,14 @@ def test_cluster_runs_three_nodes_and_two_replicas_and_still_delivers_exactly_on
     stores = cluster["stores"]
     accepted = stores["accepted_event_ids"]
     assert accepted > 0 and all(count == accepted for count in stores.values()), stores
+
+
+def test_the_fixed_rate_mode_paces_the_load_and_the_baseline(tmp_path: Path) -> None:
+    """``--rate``: no more reports per second than asked, and the raw baseline at the same rate."""
+    paced = measure_e2e(cases=12, concurrency=8, data_dir=tmp_path / "run", rate=25)
+    reports = paced["reports"]
+    assert paced["rate"] == 25 and reports["accepted"] > 0
+    # n sends at 25/s cannot take less than (n - 1) / 25 seconds
+    assert reports["load_seconds"] >= (reports["sent"] - 1) / 25
+    assert paced["baseline"]["seconds"] >= (paced["baseline"]["messages"] - 1) / 25 * 0.99
+    assert all(count == paced["stores"]["accepted_event_ids"] for count in paced["stores"].values())

@@ -275,6 +275,24 @@ class Load:
     seconds: float = 0.0
 
 
+class Pacer:
+    """Releases at most ``rate`` sends per second in all (``None``: no limit): the fixed-rate mode, below
+    saturation, in which latency means the system's own delay rather than its backlog."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = time.perf_counter()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.perf_counter()
+        slot = max(self._next, now)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 async def _send(nc: Any, subject: str, payload: bytes, load: Load) -> Accepted | Rejected:
     """Request-reply with the party's retry rule: the same bytes again on a timeout or a retryable rejection."""
     sent_ns = time.time_ns()
@@ -297,9 +315,11 @@ async def _send(nc: Any, subject: str, payload: bytes, load: Load) -> Accepted |
 
 
 async def run_load(settings: Settings, scripts: Sequence[Script], concurrency: int, progress: Any,
-                   load: Load | None = None) -> Load:
-    """Each case's reports in order, ``concurrency`` cases in flight, through the real intake subjects."""
+                   load: Load | None = None, rate: float | None = None) -> Load:
+    """Each case's reports in order, ``concurrency`` cases in flight, through the real intake subjects; at most
+    ``rate`` reports per second when given."""
     load = load or Load()
+    pacer = Pacer(rate)
     nc = await nats.connect(settings.nats_servers, pending_size=64 * 1024 * 1024, name="reintegration-bench",
                             **settings.nats_options())
     gate = asyncio.Semaphore(concurrency)
@@ -307,9 +327,11 @@ async def run_load(settings: Settings, scripts: Sequence[Script], concurrency: i
 
     async def play(script: Script) -> None:
         async with gate:
+            await pacer.wait()
             reply = await _send(nc, intake_subject(script.opener), encode_report(script.opening), load)
             if isinstance(reply, Accepted):
                 for step in script.steps:
+                    await pacer.wait()
                     await _send(nc, intake_subject(step.party), encode_report(step.build(reply.case_id)), load)
             progress.advance(task)
 
@@ -417,9 +439,9 @@ async def _wait_consumers(runtime: BenchRuntime, timeout: float = 60) -> None:
 
 
 async def _drive(runtime: BenchRuntime, scripts: Sequence[Script], concurrency: int,
-                 progress: Any) -> tuple[Load, Watch, int]:
+                 progress: Any, rate: float | None = None) -> tuple[Load, Watch, int]:
     load = Load()
-    load_task = asyncio.create_task(run_load(runtime.settings, scripts, concurrency, progress, load))
+    load_task = asyncio.create_task(run_load(runtime.settings, scripts, concurrency, progress, load, rate))
     watched, total = await watch(runtime, load_task, lambda: load.started or time.perf_counter(), progress)
     await load_task
     return load, watched, total
@@ -593,7 +615,7 @@ async def raw_hop(url: str, batch: int = 100) -> None:
 
 
 async def _baseline(url: str, count: int, payload: bytes, concurrency: int, progress: Any,
-                    replicas: int = 1) -> dict[str, Any]:
+                    replicas: int = 1, rate: float | None = None) -> dict[str, Any]:
     nc = await nats.connect(url.split(","), pending_size=64 * 1024 * 1024)
     js = nc.jetstream()
     await ensure_stream(js, HOP1_STREAM, [f"{HOP1_PREFIX}.>"], replicas=replicas)
@@ -627,9 +649,11 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
                 progress.update(task, completed=len(arrived))
 
         queue = iter(range(count))
+        pacer = Pacer(rate)
 
         async def publisher() -> None:
             for i in queue:
+                await pacer.wait()
                 sent[i] = time.perf_counter_ns()
                 await js.publish(f"{HOP1_PREFIX}.{i}", payload)
 
@@ -646,10 +670,10 @@ async def _baseline(url: str, count: int, payload: bytes, concurrency: int, prog
 
 
 def raw_baseline(base: Path, count: int, payload: bytes, concurrency: int, start_server: ServerStart,
-                 progress: Any) -> dict[str, Any]:
+                 progress: Any, rate: float | None = None) -> dict[str, Any]:
     handle = start_server(base / "baseline", "")
     try:
-        result = asyncio.run(_baseline(handle.url, count, payload, concurrency, progress, handle.replicas))
+        result = asyncio.run(_baseline(handle.url, count, payload, concurrency, progress, handle.replicas, rate))
         result["nats_server_peak_rss_mib"] = {n: _vm_hwm_mib(p) for n, p in handle.pids().items()}
         return result
     finally:
@@ -660,10 +684,13 @@ def raw_baseline(base: Path, count: int, payload: bytes, concurrency: int, start
 
 
 def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED, data_dir: Path | None = None,
-                start_server: ServerStart = start_single_server, replicas: int = 1) -> dict[str, Any]:
+                start_server: ServerStart = start_single_server, replicas: int = 1,
+                rate: float | None = None) -> dict[str, Any]:
     """Run the benchmark; return every figure as a JSON-serialisable dict (printed by :func:`print_result`)."""
     if cases < 1:
         raise typer.BadParameter("--cases: at least 1")
+    if rate is not None and rate <= 0:
+        raise typer.BadParameter("--rate: reports per second, more than 0")
     base = _base_dir(data_dir)
     generator = Generator(seed)
     scripts = [generator.script() for _ in range(cases)]
@@ -676,7 +703,7 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
                            pyspy=pyspy, replicas=replicas)
     phases: dict[str, float] = {}
     result: dict[str, Any] = {"cases": cases, "concurrency": concurrency, "seed": seed, "machine": _cores(),
-                              "data_dir": str(base), "phases_seconds": phases, "replicas": replicas}
+                              "rate": rate, "data_dir": str(base), "phases_seconds": phases, "replicas": replicas}
     try:
         with _progress() as progress:
             starting = progress.add_task("starting nats-server and the services", total=None)
@@ -689,7 +716,7 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
             pids = runtime.pids()
             cpu_before = {name: _cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
             load_avg_before = os.getloadavg()
-            load, watched, total = asyncio.run(_drive(runtime, scripts, concurrency, progress))
+            load, watched, total = asyncio.run(_drive(runtime, scripts, concurrency, progress, rate))
             phases["load"], phases["settle after the load"] = load.seconds, watched.settled - load.seconds
             processes = {}
             for name, pid in runtime.pids().items():
@@ -724,7 +751,7 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
     payload = b"x" * max(1, load.payload_bytes // max(1, load.sent))
     t0 = time.perf_counter()
     with _progress() as progress:
-        baseline = raw_baseline(base, len(load.accepted), payload, concurrency, start_server, progress)
+        baseline = raw_baseline(base, len(load.accepted), payload, concurrency, start_server, progress, rate)
     phases["raw baseline"] = time.perf_counter() - t0
 
     accepted = len(load.accepted)
@@ -836,8 +863,10 @@ def print_result(result: dict[str, Any]) -> None:
     console.print("phases (s): " + ", ".join(f"{k} {v:,.1f}" for k, v in result["phases_seconds"].items()))
     load_avg = result["load_average"]["before"]
     console.print(
-        f"{result['cases']:,} cases ({result['events']:,} events), {result['concurrency']} cases in flight, seed "
-        f"{result['seed']}; dev parties' accounts, fsync on every write, SQLite stores"
+        f"{result['cases']:,} cases ({result['events']:,} events), {result['concurrency']} cases in flight"
+        + (f", at most {result['rate']:,.0f} reports/s (the raw baseline at the same rate)"
+           if result.get("rate") else "")
+        + f", seed {result['seed']}; dev parties' accounts, fsync on every write, SQLite stores"
         + (f"; 3-node NATS cluster, R{result['streams_replicas']} streams, {result['replicas']} replicas of deadlines "
            "and benefits" if result.get("replicas", 1) > 1 else "")
         + f"; {result['machine']}, load "
@@ -847,10 +876,11 @@ def print_result(result: dict[str, Any]) -> None:
     )
 
 
-def run_e2e_bench(*, cases: int, quick: bool, cluster: bool, data_dir: Path | None) -> dict[str, Any]:
+def run_e2e_bench(*, cases: int, quick: bool, cluster: bool, data_dir: Path | None,
+                  rate: float | None = None) -> dict[str, Any]:
     """``reintegration bench e2e``: measure, print, and return the figures (``json.dumps``-able)."""
     shape: dict[str, Any] = {"start_server": start_cluster, "replicas": 2} if cluster else {}
-    result = measure_e2e(cases=min(cases, QUICK_CASES) if quick else cases, data_dir=data_dir, **shape)
+    result = measure_e2e(cases=min(cases, QUICK_CASES) if quick else cases, data_dir=data_dir, rate=rate, **shape)
     print_result(result)
     if path := os.environ.get("REINTEGRATION_BENCH_JSON"):
         Path(path).write_text(json.dumps(result, indent=2, default=str))
