@@ -24,8 +24,9 @@ from uuid import UUID
 import msgspec
 from msgspec.structs import replace
 
+from shared.events.ids import uuid5
+
 from .benefits_rules import Payee
-from .ids import uuid5
 from .model import Status
 
 CENT = Decimal("0.01")

@@ -61,10 +61,10 @@ from uuid import UUID
 import msgspec
 
 from shared.events.envelope import CaseEvent
+from shared.events.ids import uuid5
 from shared.events.reports import REPORTS_BY_TAG, Report, tag_of
 
 from .calendar import WorkingCalendar, calendar_for, last_day_of_months, months_after
-from .ids import uuid5
 from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
 
 
@@ -680,12 +680,14 @@ class DeadlineFold:
     ``apply(event, build=False)`` walks the event without building any deadline: how a schedule read back from its
     store catches up its fold (the deadlines themselves are in the recorded changes)."""
 
-    __slots__ = ("_computation", "tracks", "version")
+    __slots__ = ("_computation", "_owned", "tracks", "version")
 
     def __init__(self, rulebook: Rulebook, policy: Policy = Policy()) -> None:
         self._computation = _Computation((), rulebook, policy)
         #: rule id -> its track, for the rules an event of the case could start
         self.tracks: dict[str, _Track] = {}
+        #: the tracks this fold may change in place: the others it shares with the folds it was copied from or to
+        self._owned: set[str] = set()
         #: the version of the last event folded (0: none)
         self.version = 0
 
@@ -697,8 +699,10 @@ class DeadlineFold:
         """An independent copy: :meth:`apply` on it leaves this one as it is."""
         other = DeadlineFold.__new__(DeadlineFold)
         other._computation = self._computation
-        other.tracks = {rule_id: track.copy() for rule_id, track in self.tracks.items()}
+        other.tracks = dict(self.tracks)  # shared until one of the two changes a track (copied then)
+        other._owned = set()
         other.version = self.version
+        self._owned = set()
         return other
 
     def __eq__(self, other: object) -> bool:
@@ -724,10 +728,14 @@ class DeadlineFold:
         for rule_id in c.index.started_by.get(tag, ()):
             if rule_id not in self.tracks:
                 self.tracks[rule_id] = _Track(rule_id, c.index.start_tags[rule_id])
+                self._owned.add(rule_id)
         out: list[Deadline] = []
-        for track in self.tracks.values():
+        for rule_id, track in self.tracks.items():
             if track.run is None and track.armed is None and tag not in track.starters:
                 continue
+            if rule_id not in self._owned:  # shared with another fold: this one changes its own copy
+                track = self.tracks[rule_id] = track.copy()
+                self._owned.add(rule_id)
             if c.step(track, step, out) and build and track.run is not None:
                 out.append(c.view(track.run))  # a run this event started
         self.version = event.version

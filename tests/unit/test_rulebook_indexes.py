@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shared.rulebook as rulebook_package
+from shared.events.ids import uuid5
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.benefits import BenefitRule, Options, compute_ledger
 from shared.rulebook.benefits_route import _is_invitation, _is_questionnaire
 from shared.rulebook.benefits_rules import AnnouncedWorkerReduction, _find_rule, find_rule
 from shared.rulebook.calendar import add_months
 from shared.rulebook.deadlines import Deadline, Policy, _Computation, compute_deadlines
-from shared.rulebook.ids import uuid5
 from tests.unit.test_benefits_builder import History as LedgerHistory
 from tests.unit.test_benefits_properties import cases
 from tests.unit.test_deadlines import History
