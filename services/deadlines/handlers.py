@@ -92,8 +92,7 @@ class FiredTimers:
     async def run(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         """Fetch a batch of fired timers, handle it, repeat until ``stop``."""
         self.js = js
-        subscription = await js.pull_subscribe(f"{TIMER_FIRED_PREFIX}.>", durable=self.name, stream=TIMERS_STREAM,
-                                               config=self.config(), inbox_prefix=self.inbox_prefix)
+        subscription = await self._subscribe()
         backoff = Backoff(first=0.1, cap=5.0)
         try:
             while not stop.is_set():
@@ -105,6 +104,12 @@ class FiredTimers:
                     if stop.is_set():
                         return
                     raise
+                except nats.js.errors.NotFoundError as exc:  # the durable consumer was deleted: create it again
+                    log.warning("fired-timer consumer missing; creating it again", error=str(exc))
+                    await asyncio.sleep(backoff.next())
+                    with contextlib.suppress(nats.errors.Error):
+                        subscription = await self._subscribe()
+                    continue
                 except nats.errors.Error as exc:  # a reconnect, a leader change: the consumer is still there
                     await asyncio.sleep(backoff.next())
                     log.warning("fetch of fired timers failed; retrying", error=repr(exc))
@@ -120,6 +125,11 @@ class FiredTimers:
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        assert self.js is not None
+        return await self.js.pull_subscribe(f"{TIMER_FIRED_PREFIX}.>", durable=self.name, stream=TIMERS_STREAM,
+                                            config=self.config(), inbox_prefix=self.inbox_prefix)
 
     async def handle(self, raw: Msg) -> None:
         await self.handle_batch([raw])

@@ -78,6 +78,7 @@ class TimerWriter:
         name: str = "timers:deadlines->TIMERS",
         batch_size: int = 500,
         poll_interval: float = 0.05,
+        ack_timeout: float = 10.0,
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
@@ -86,6 +87,7 @@ class TimerWriter:
         self.name = name
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.ack_timeout = ack_timeout
         self.written = 0
         self.purged = 0
         self._encoder = msgspec.json.Encoder()
@@ -171,12 +173,14 @@ class TimerWriter:
                     "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{deadline_id}",
                 },
             ))
-        results = await asyncio.gather(
+        # A publish acknowledgement lost with the connection (a broker crash) never comes: the batch is then
+        # written again after a timeout, as the relay does (schedules and purges are idempotent).
+        results = await asyncio.wait_for(asyncio.gather(
             *pending,
             *(self.js.purge_stream(TIMERS_STREAM, subject=f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}")
               for deadline_id in purges),
             return_exceptions=True,
-        )
+        ), timeout=self.ack_timeout)
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed

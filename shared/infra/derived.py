@@ -134,7 +134,9 @@ class DerivedApplication(Application[UUID], Generic[S]):
     state_cache: int = 1000
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        super().__init__(env)
+        # eventsourcing's aggregate cache would keep a second copy of the states :meth:`current` keeps (and of
+        # every state a query or a timer read): off, the store answers those
+        super().__init__({**(env or {}), "AGGREGATE_CACHE_MAXSIZE": ""})
         self._states: OrderedDict[UUID, S | None] = OrderedDict()
         #: derived aggregate id -> its case, for the aggregates whose states are cached
         self._case_of: dict[UUID, UUID] = {}
