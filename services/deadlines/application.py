@@ -144,23 +144,38 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         schedule carried from one of its timers to the next). A transaction that meets another writer is redone
         one timer at a time, each an optimistic write retried on conflict."""
         states: dict[UUID, DeadlineSchedule | None] = {}
+        remembered: set[UUID] = set()  # cases whose state came from this process's memory, not the store
         outcomes: list[TimerOutcome] = []
         pending: list[TimerFired] = []
         for timer in timers:
-            if timer.case_id not in states:
-                states[timer.case_id] = self.load(timer.case_id)
-            outcome, fired = self._decide(states[timer.case_id], timer, now)
+            case_id = timer.case_id
+            if case_id not in states:
+                if case_id in self._states:
+                    remembered.add(case_id)
+                states[case_id] = self.current(case_id)
+            outcome, fired = self._decide(states[case_id], timer, now)
+            if outcome is not TimerOutcome.RECORDED and case_id in remembered:
+                # Only a write is checked against the store (its version): "behind" or "stale" are decided on
+                # what the store holds, which another process may have moved on (a replay, a recomputation).
+                remembered.discard(case_id)
+                self._forget(case_id)
+                states[case_id] = self.load(case_id)
+                outcome, fired = self._decide(states[case_id], timer, now)
             outcomes.append(outcome)
             if fired is not None:
                 pending.append(fired)
-                states[timer.case_id] = project_schedule(states[timer.case_id], [fired])
+                states[case_id] = project_schedule(states[case_id], [fired])
         if not pending:
             return outcomes
         try:
             self.save(*pending)
-            return outcomes
         except IntegrityError:
+            for case_id in states:
+                self._forget(case_id)
             return [self._retried(timer, now) for timer in timers]
+        for fired in pending:
+            self._remember(fired.deadline.case_id, states[fired.deadline.case_id])
+        return outcomes
 
     def _retried(self, timer: FiredTimer, now: datetime) -> TimerOutcome:
         return retry_on_conflict(lambda: self._one_timer(timer, now), attempts=self.write_attempts,
