@@ -75,3 +75,37 @@ def test_a_process_remembers_no_more_states_than_its_cache_holds(tmp_path: Path)
         assert list(app._states) == [events[0].case_id for events in cases[-3:]]
     finally:
         app.close()
+
+
+def test_a_fired_timer_is_not_held_behind_by_a_remembered_state(tmp_path: Path) -> None:
+    """The service remembers version 1; another process applied version 2, which the timer's check of TRAJECTORY
+    knows: the outcome is decided on the store (recorded), not on the remembered state (which would say behind)."""
+    from services.deadlines.application import FiredTimer, TimerOutcome
+
+    events = next(h for h in (history(seed) for seed in range(300))
+                  if len(h) >= 2 and _open_after(h[:2], tmp_path))
+    settings = Settings(data_dir=tmp_path / "data")
+    service, other = build_deadlines(settings), build_deadlines(settings)
+    try:
+        assert service.process(events[0], 1, NOW) is Outcome.APPLIED
+        assert other.process(events[1], 2, NOW) is Outcome.APPLIED
+        schedule = other.schedule(events[0].case_id)
+        assert schedule is not None
+        deadline = next(d for d in schedule.deadlines.values() if d.state == "open")
+        timer = FiredTimer(events[0].case_id, deadline.id, deadline.due_on, NOW, NOW, 2, None)
+        assert service.timers_fired([timer], NOW) == [TimerOutcome.RECORDED]
+        assert service.timers_fired([timer], NOW) == [TimerOutcome.STALE]  # recorded once
+    finally:
+        service.close()
+        other.close()
+
+
+def _open_after(events: list, tmp_path: Path) -> bool:
+    from services.deadlines.application import DeadlinesApplication
+    from tests.integration.test_derived_property import MEMORY
+
+    app = DeadlinesApplication(env=MEMORY)
+    for position, event in enumerate(events, start=1):
+        app.process(event, position, NOW)
+    schedule = app.schedule(events[0].case_id)
+    return schedule is not None and any(d.state == "open" for d in schedule.deadlines.values())
