@@ -50,7 +50,6 @@ timer fires); :func:`overdue` answers for a given day.
 from __future__ import annotations
 
 import bisect
-import copy
 import enum
 import functools
 from collections.abc import Iterator, Sequence
@@ -448,6 +447,11 @@ class _Run:
     recomputed_on: date | None = None
     superseded: tuple[Deadline, ...] = ()
 
+    def clone(self) -> _Run:
+        """An independent copy (:meth:`_Computation.advance` changes a run in place)."""
+        return _Run(self.version, self.event, self.trigger_day, self.anchor, self.governs_from, self.switch,
+                    self.recomputed_from, self.recomputed_on, self.superseded)
+
 
 @dataclass(slots=True)
 class _Track:
@@ -460,7 +464,7 @@ class _Track:
     armed: DeadlineRule | None = None
 
     def copy(self) -> _Track:
-        return _Track(self.rule_id, self.starters, copy.copy(self.run) if self.run else None, self.armed)
+        return _Track(self.rule_id, self.starters, self.run.clone() if self.run else None, self.armed)
 
 
 #: One event as every rule reads it: the event, its report's tag and effective date, the regime in force then.
@@ -537,7 +541,7 @@ class _Computation:
 
     def view(self, run: _Run) -> Deadline:
         """The deadline of a run still open after the last event: every later regime it runs into applied."""
-        run = copy.copy(run)
+        run = run.clone()
         return self.advance(run, None) or self.close(run, DeadlineState.OPEN, None)
 
     def start(
