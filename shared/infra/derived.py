@@ -410,7 +410,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
         source: Iterable[tuple[int, CaseEvent]],
         now: Callable[[], datetime],
         progress: Callable[[int, Outcome], None] | None = None,
-        batch: int = 500,
+        batch: int = 2000,
         cache: int = 50_000,
     ) -> dict[Outcome, int]:
         """Apply events read from the intake store's own log (no NATS): idempotent, resumable from anywhere.
