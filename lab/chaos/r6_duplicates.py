@@ -1,9 +1,10 @@
 """R6 duplicates everywhere: acks held past ack_wait, republished with new ids, dedup window shrunk.
 
 Both services run as their own processes (``python -m lab.chaos.r6_duplicates serve <name>``: the service's own
-composition root with a short ``ack_wait`` so that a pause can outlast it), two replicas each on one durable
-consumer; replica a is paused with SIGSTOP past ``ack_wait`` while it holds messages; every event is republished
-under a new message id, and the stream's duplicate window shrunk to republish events under their own ids."""
+composition root with a short ``ack_wait`` so that a pause can outlast it, and a fetch that waits as long), two
+replicas each on one durable consumer; replica a is paused with SIGSTOP past ``ack_wait`` while it holds messages;
+every event is republished under a new message id, and the stream's duplicate window shrunk to republish events
+under their own ids."""
 
 from __future__ import annotations
 
@@ -172,6 +173,9 @@ def serve(name: str, ack_wait: float) -> None:
     logs.configure("WARNING")
     service = importlib.import_module(f"services.{name}.main").build_service(Settings.from_env())
     service.consumer.ack_wait = ack_wait
+    # A pull request that waits as long as the ack wait: the one a paused replica left open is filled by the server
+    # (the replica then holds those messages past ack_wait), rather than expiring first as a 0.1 s one mostly does.
+    service.consumer.fetch_timeout = ack_wait
     asyncio.run(service.stream_app.run())
 
 
