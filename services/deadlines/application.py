@@ -31,9 +31,9 @@ from .schedule import (
     ScheduleRecomputed,
     ScheduleStep,
     TimerFired,
-    apply_changes,
     diff,
     project_schedule,
+    schedule_after,
 )
 
 
@@ -92,13 +92,7 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
             insz=insz,
             changes=changes,
         )
-        after = DeadlineSchedule(
-            id=step.originator_id, version=step.originator_version, case_id=event.case_id,
-            enterprise_number=enterprise, insz=insz, source_version=event.version,
-            deadlines=apply_changes(state.deadlines, changes) if state else apply_changes({}, changes),
-            outcomes=state.outcomes if state else {}, fold=fold,
-        )
-        return [step], after
+        return [step], schedule_after(state, step, fold)
 
     def schedule(self, case_id: UUID, version: int | None = None) -> DeadlineSchedule | None:
         return self.load(case_id, version)

@@ -131,9 +131,6 @@ class FiredTimers:
         return await self.js.pull_subscribe(f"{TIMER_FIRED_PREFIX}.>", durable=self.name, stream=TIMERS_STREAM,
                                             config=self.config(), inbox_prefix=self.inbox_prefix)
 
-    async def handle(self, raw: Msg) -> None:
-        await self.handle_batch([raw])
-
     async def handle_batch(self, messages: list[Msg]) -> None:
         timers: list[tuple[Msg, Timer]] = []
         for raw in messages:

@@ -135,6 +135,21 @@ def apply_changes(deadlines: dict[UUID, Deadline], changes: Iterable[DeadlineCha
     return out
 
 
+def schedule_after(state: DeadlineSchedule | None, step: ScheduleStep, fold: DeadlineFold | None) -> DeadlineSchedule:
+    """The schedule after one of its steps, carrying ``fold`` (already past the step's source event)."""
+    return DeadlineSchedule(
+        id=step.originator_id,
+        version=step.originator_version,
+        case_id=step.source.case_id,
+        enterprise_number=step.enterprise_number,
+        insz=step.insz,
+        source_version=step.source.version,
+        deadlines=apply_changes(state.deadlines if state else {}, step.changes),
+        outcomes=state.outcomes if state else {},
+        fold=fold,
+    )
+
+
 #: The fold a service starts a case's schedule with (its rulebook, the policy of the case's employer).
 NewFold = Callable[[str], DeadlineFold]
 
@@ -152,17 +167,7 @@ def project_schedule(
                 fold = new_fold(event.enterprise_number)
             if fold is not None:
                 fold.apply(event.source, build=False)
-            state = DeadlineSchedule(
-                id=event.originator_id,
-                version=event.originator_version,
-                case_id=event.source.case_id,
-                enterprise_number=event.enterprise_number,
-                insz=event.insz,
-                source_version=event.source.version,
-                deadlines=apply_changes(state.deadlines if state else {}, event.changes),
-                outcomes=state.outcomes if state else {},
-                fold=fold,
-            )
+            state = schedule_after(state, event, fold)
         elif isinstance(event, ScheduleRecomputed):
             assert state is not None, "only a known schedule is recomputed"
             state = msgspec.structs.replace(

@@ -62,14 +62,10 @@ def _refusal(exc: BaseException, report: Report | None, subject: str) -> Rejecte
     )
 
 
-def handle_report(app: IntakeApplication, subject: str, raw: bytes, now: datetime) -> Accepted | Rejected:
-    """Everything between the bytes received and the reply to send (blocking: runs in a worker thread)."""
-    return handle_reports(app, [(subject, raw, now)])[0]
-
-
 def handle_reports(app: IntakeApplication, received: list[tuple[str, bytes, datetime]]) -> list[Accepted | Rejected]:
-    """:func:`handle_report` for requests that arrived together: each decoded strictly, the decodable ones
-    decided and recorded in one transaction (:meth:`IntakeApplication.submit_batch`), each answered."""
+    """Everything between the bytes received and the replies to send, for requests that arrived together (blocking:
+    runs in a worker thread): each decoded strictly, the decodable ones decided and recorded in one transaction
+    (:meth:`IntakeApplication.submit_batch`), each answered."""
     replies: list[Accepted | Rejected | None] = [None] * len(received)
     reports: list[Report | None] = [None] * len(received)
     batch: list[tuple[Party, Report, datetime]] = []
