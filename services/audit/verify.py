@@ -12,7 +12,6 @@ checked against the sealed links (:mod:`.chain`).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -23,6 +22,7 @@ from services.benefits.ledger import LedgerRecomputed, LedgerStep, PremiumGrante
 from services.deadlines.schedule import ScheduleStep, TimerFired, project_schedule
 from shared.events import reports as r
 from shared.events.envelope import CASE_NAMESPACE, CaseEvent
+from shared.events.ids import uuid5
 from shared.rulebook.benefits import LedgerEntry, natural_id
 from shared.rulebook.calendar import belgian_date
 from shared.rulebook.deadlines import OUTCOME_BY_KIND, Deadline
@@ -130,12 +130,16 @@ def _entry_words(e: LedgerEntry) -> str:
 def compare_ledger(recorded_effective: Sequence[LedgerEntry], computed: Sequence[LedgerEntry]) -> list[Difference]:
     """Recorded entries in force against the computed ones, matched by id (a reinstated entry by its origin)."""
     by_id = {c.id: c for c in computed}
-    alias = {uuid.uuid5(c.id, f"reinstated:{n}"): c.id for c in computed for n in range(1, 9)}
+    alias: dict[UUID, UUID] | None = None  # a reinstated entry's id -> its origin's, built when first needed
     out: list[Difference] = []
     matched: set[UUID] = set()
     loose: list[LedgerEntry] = []
     for entry in recorded_effective:
-        cid = entry.id if entry.id in by_id else alias.get(entry.id)
+        cid = entry.id if entry.id in by_id else None
+        if cid is None:
+            if alias is None:
+                alias = {uuid5(c.id, f"reinstated:{n}"): c.id for c in computed for n in range(1, 9)}
+            cid = alias.get(entry.id)
         if cid is None and natural_id(entry) in by_id:
             cid = natural_id(entry)
         if cid is None or cid in matched:
@@ -251,7 +255,7 @@ def premium_register(stores: Stores, history: Sequence[CaseEvent]) -> PremiumGra
     assert isinstance(opening, r.IncapacityReported)
     if stores.benefits is None:
         return None
-    register_id = uuid.uuid5(CASE_NAMESPACE, f"premium:{opening.insz}:{opening.enterprise_number}")
+    register_id = uuid5(CASE_NAMESPACE, f"premium:{opening.insz}:{opening.enterprise_number}")
     events = [row.event for row in stores.rows("benefits", register_id) if row.error is None]
     return project_premium(None, events)
 

@@ -39,6 +39,8 @@ class Ctx:
 
 def causes(*events: CaseEvent | None) -> tuple[UUID, ...]:
     """Event ids in version order, without duplicates or gaps."""
+    if len(events) == 1:  # the usual case: one event causes the entry
+        return () if events[0] is None else (events[0].event_id,)
     present = {e.event_id: e for e in events if e is not None}
     return tuple(e.event_id for e in sorted(present.values(), key=lambda e: e.version))
 

@@ -15,14 +15,13 @@ so rewording it does not correct anything.
 from __future__ import annotations
 
 import enum
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Context, Decimal
 from uuid import UUID
 
 import msgspec
-from msgspec.structs import replace
+from msgspec.structs import force_setattr, replace
 
 from shared.events.ids import uuid5
 
@@ -138,12 +137,14 @@ def natural_id(entry: LedgerEntry) -> UUID:
 
 
 def with_natural_id(entry: LedgerEntry) -> LedgerEntry:
-    return replace(entry, id=natural_id(entry))
+    """A just-built ``entry`` (no one else holds it yet) given its natural id in place, without a copy."""
+    force_setattr(entry, "id", natural_id(entry))
+    return entry
 
 
-def sort_key(entry: LedgerEntry) -> tuple[date, str, str]:
-    """The ledger's order: period start, then rule, then id."""
-    return (entry.period_start, entry.rule, str(entry.id))
+def sort_key(entry: LedgerEntry) -> tuple[date, str, UUID]:
+    """The ledger's order: period start, then rule, then id (ids compare as their text does)."""
+    return (entry.period_start, entry.rule, entry.id)
 
 
 def effective(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:
@@ -157,7 +158,7 @@ def reversal_of(entry: LedgerEntry, causing_event: UUID, why: str | None = None)
     """The entry that cancels ``entry``: negated amount and percentage, ``reverses`` set, caused by the new event
     (``why``: another reason, e.g. a recomputation under a new rulebook after that event)."""
     return LedgerEntry(
-        id=uuid.uuid5(entry.case_id, f"reversal:{entry.id}"),
+        id=uuid5(entry.case_id, f"reversal:{entry.id}"),
         case_id=entry.case_id,
         kind=EntryKind.REVERSAL,
         beneficiary=entry.beneficiary,
@@ -203,7 +204,7 @@ def reconcile(recorded: Sequence[LedgerEntry], computed: Sequence[LedgerEntry], 
         fresh, n = entry, 0
         while fresh.id in used:
             n += 1
-            fresh = replace(entry, id=uuid.uuid5(entry.id, f"reinstated:{n}"))
+            fresh = replace(entry, id=uuid5(entry.id, f"reinstated:{n}"))
         used.add(fresh.id)
         out.append(fresh)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from calendar import monthrange
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -25,6 +25,9 @@ BRUSSELS = ZoneInfo("Europe/Brussels")
 
 def belgian_date(moment: datetime) -> date:
     """The calendar day in Belgium at ``moment`` (timezone-aware)."""
+    if moment.tzinfo is UTC and moment.hour < 22:
+        # Belgium is one or two hours ahead of UTC, never behind: before 22:00 UTC it is the same day there
+        return moment.date()
     return moment.astimezone(BRUSSELS).date()
 
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 import bisect
 import enum
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from uuid import UUID
@@ -436,6 +436,8 @@ def _matching(matches: list[EventMatch], report: Report, tag: str, regime: Regim
 class _Run:
     """A deadline being followed through the history."""
 
+    #: the deadline's id: ``uuid5(case_id, "deadline:<rule id>:<starting event id>")``
+    id: UUID
     version: _Version
     event: CaseEvent
     trigger_day: date
@@ -449,7 +451,7 @@ class _Run:
 
     def clone(self) -> _Run:
         """An independent copy (:meth:`_Computation.advance` changes a run in place)."""
-        return _Run(self.version, self.event, self.trigger_day, self.anchor, self.governs_from, self.switch,
+        return _Run(self.id, self.version, self.event, self.trigger_day, self.anchor, self.governs_from, self.switch,
                     self.recomputed_from, self.recomputed_on, self.superseded)
 
 
@@ -495,19 +497,21 @@ class _Computation:
         started_by = self.index.started_by
         # only the rules that a report of the case can start: no other rule gives a deadline
         for rule_id in dict.fromkeys(r for _, tag, _, _ in self.steps for r in started_by.get(tag, ())):
-            out.extend(self.follow(rule_id))
+            self.follow(rule_id, out)
         # a deadline's id is unique, so the order is total (UUIDs compare as their text does)
-        return sorted(out, key=lambda d: (d.due_on, d.rule, d.starts_on, d.id))
+        return sorted(out, key=_order)
 
-    def follow(self, rule_id: str) -> Iterator[Deadline]:
+    def follow(self, rule_id: str, out: list[Deadline]) -> list[Deadline]:
+        """Walk one rule over the whole history: every deadline it gives, appended to ``out``."""
         track = _Track(rule_id, self.index.start_tags[rule_id])
-        out: list[Deadline] = []
-        for step in self.steps:
-            self.step(track, step, out)
-            yield from out
-            out.clear()
+        starters, step = track.starters, self.step
+        for each in self.steps:
+            if track.run is None and track.armed is None and each[1] not in starters:
+                continue  # what :meth:`step` returns at once, without the call
+            step(track, each, out)
         if track.run is not None:
-            yield self.view(track.run)
+            out.append(self.view(track.run))
+        return out
 
     def step(self, track: _Track, step: _Step, out: list[Deadline]) -> bool:
         """Walk ``track`` over one event: the deadlines it closes go to ``out``; whether it started a new run."""
@@ -557,7 +561,8 @@ class _Computation:
         if not (starts or restarts):
             return None
         anchor = getattr(report, rule.anchor) if starts and rule.anchor else trigger_day
-        run = _Run(version, event, trigger_day, anchor, governs_from, switch)
+        run = _Run(uuid5(event.case_id, f"deadline:{rule_id}:{event.event_id}"), version, event, trigger_day, anchor,
+                   governs_from, switch)
         if governs_from > trigger_day and self.due_of(run) < governs_from:
             return None  # reaches back, but the period was over before the rule took effect
         return run
@@ -596,7 +601,7 @@ class _Computation:
         assert closed_on is not None or state is DeadlineState.OPEN
         not_before = rule.deadline_kind is DeadlineKind.NOT_BEFORE
         return Deadline(
-            id=uuid5(run.event.case_id, f"deadline:{rule.id}:{run.event.event_id}"),
+            id=run.id,
             case_id=run.event.case_id,
             rule=rule.id,
             regime=version.regime.id,

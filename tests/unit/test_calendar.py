@@ -80,3 +80,17 @@ def test_a_belgian_day_runs_from_its_first_to_its_last_instant(day: date) -> Non
     assert belgian_date(first - timedelta(microseconds=1)) == day - timedelta(days=1)
     assert belgian_date(last + timedelta(microseconds=1)) == day + timedelta(days=1)
     assert last.astimezone(UTC) < datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+def test_the_belgian_day_of_a_utc_instant_is_brusselss_across_every_clock_change() -> None:
+    """The UTC fast path (before 22:00 UTC, Belgium's day is UTC's) agrees with the zone database every 7 minutes
+    from 2019 to 2027, both clock changes of each year included, and at each minute around them."""
+    brussels = start_of_belgian_day(date(2024, 1, 1)).tzinfo
+    moment, end = datetime(2019, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    while moment < end:
+        assert belgian_date(moment) == moment.astimezone(brussels).date(), moment
+        moment += timedelta(minutes=7)
+    for change in (datetime(2024, 3, 31, 1, tzinfo=UTC), datetime(2024, 10, 27, 1, tzinfo=UTC)):
+        for minutes in range(-24 * 60, 24 * 60):
+            moment = change + timedelta(minutes=minutes, microseconds=999_999)
+            assert belgian_date(moment) == moment.astimezone(brussels).date(), moment

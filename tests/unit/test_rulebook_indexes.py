@@ -42,7 +42,9 @@ def fresh(rulebook: Rulebook) -> Rulebook:
 def every_rule(history: History, rulebook: Rulebook, policy: Policy) -> list[Deadline]:
     """The deadlines with every rule followed through the whole history (no rule passed over)."""
     computation = _Computation(history.events, rulebook, policy)
-    found = [d for rule_id in computation.index.rule_ids for d in computation.follow(rule_id)]
+    found: list[Deadline] = []
+    for rule_id in computation.index.rule_ids:
+        computation.follow(rule_id, found)
     return sorted(found, key=lambda d: (d.due_on, d.rule, d.starts_on, str(d.id)))
 
 
