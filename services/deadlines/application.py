@@ -106,6 +106,10 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
                                  what=f"case {case_id}: the recomputation of its deadlines")
 
     def _recompute(self, case_id: UUID, now: datetime, record: bool) -> list[DeadlineChange]:
+        with self.writing:
+            return self._recompute_locked(case_id, now, record)
+
+    def _recompute_locked(self, case_id: UUID, now: datetime, record: bool) -> list[DeadlineChange]:
         state = self.load(case_id)
         if state is None:
             return []
@@ -137,6 +141,10 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
         """:meth:`timer_fired` for a batch of fired timers, their outcomes recorded in one transaction (each case's
         schedule carried from one of its timers to the next). A transaction that meets another writer is redone
         one timer at a time, each an optimistic write retried on conflict."""
+        with self.writing:
+            return self._timers_fired(timers, now)
+
+    def _timers_fired(self, timers: list[FiredTimer], now: datetime) -> list[TimerOutcome]:
         states: dict[UUID, DeadlineSchedule | None] = {}
         remembered: set[UUID] = set()  # cases whose state came from this process's memory, not the store
         outcomes: list[TimerOutcome] = []
@@ -159,6 +167,10 @@ class DeadlinesApplication(DerivedApplication[DeadlineSchedule]):
             if fired is not None:
                 pending.append(fired)
                 states[case_id] = project_schedule(states[case_id], [fired])
+                # From here the case's state holds this batch's unsaved outcome, which the store does not: a later
+                # timer of the case is decided on it (a duplicate of this one is stale), never on the store. The
+                # write checks it: it succeeds only if the state it started from was the store's.
+                remembered.discard(case_id)
         if not pending:
             return outcomes
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -140,6 +141,10 @@ class DerivedApplication(Application[UUID], Generic[S]):
         self._states: OrderedDict[UUID, S | None] = OrderedDict()
         #: derived aggregate id -> its case, for the aggregates whose states are cached
         self._case_of: dict[UUID, UUID] = {}
+        #: Held from reading a case's state to recording what follows from it (a batch of Case events, a batch of
+        #: fired timers, a recomputation): two threads of one process never step from the same state, so their
+        #: writes never conflict (and never fall back to one event at a time); another process's still can.
+        self.writing = threading.RLock()
 
     def derived_id(self, case_id: UUID) -> UUID:
         return uuid5(case_id, self.purpose)
@@ -251,20 +256,21 @@ class DerivedApplication(Application[UUID], Generic[S]):
         premium register shared with another case) is redone one event at a time, each retried on conflict
         (:func:`retry_on_conflict`)."""
         clock = now if callable(now) else (lambda: now)
-        with self.batch_scope():
-            try:
-                outcomes, pending, states = self._step_batch(chunk, clock)
-                if pending:
-                    self.save(*pending)
-            except IntegrityError:
-                outcomes = None
-        if outcomes is None:
-            for _position, event in chunk:
-                self._forget(event.case_id)
-            return [self._one(event, position, clock()) for position, event in chunk]
-        for case_id, state in states.items():
-            self._remember(case_id, state)
-        return outcomes
+        with self.writing:
+            with self.batch_scope():
+                try:
+                    outcomes, pending, states = self._step_batch(chunk, clock)
+                    if pending:
+                        self.save(*pending)
+                except IntegrityError:
+                    outcomes = None
+            if outcomes is None:
+                for _position, event in chunk:
+                    self._forget(event.case_id)
+                return [self._one(event, position, clock()) for position, event in chunk]
+            for case_id, state in states.items():
+                self._remember(case_id, state)
+            return outcomes
 
     def _one(self, event: CaseEvent, position: int, now: datetime) -> Outcome | Exception:
         try:

@@ -100,6 +100,31 @@ def test_a_fired_timer_is_not_held_behind_by_a_remembered_state(tmp_path: Path) 
         other.close()
 
 
+def test_a_timer_delivered_twice_in_one_batch_is_recorded_once_in_one_transaction(tmp_path: Path) -> None:
+    """Two deliveries of one fired timer in a batch, the case remembered: the first is recorded, the second is
+    stale against the batch's own unsaved outcome (not re-decided on the store, which has not seen it, and would
+    record the outcome twice and make the batch's write conflict). The batch is written at once: the case stays
+    remembered (a conflict would have made the service forget it and redo each timer from the store)."""
+    from services.deadlines.application import FiredTimer, TimerOutcome
+
+    events = next(h for h in (history(seed) for seed in range(300)) if h and _open_after(h[:1], tmp_path))
+    settings = Settings(data_dir=tmp_path / "data")
+    service = build_deadlines(settings)
+    try:
+        case_id = events[0].case_id
+        assert service.process(events[0], 1, NOW) is Outcome.APPLIED
+        schedule = service.schedule(case_id)
+        assert schedule is not None and case_id in service._states
+        deadline = next(d for d in schedule.deadlines.values() if d.state == "open")
+        timer = FiredTimer(case_id, deadline.id, deadline.due_on, NOW, NOW, 1, None)
+        assert service.timers_fired([timer, timer], NOW) == [TimerOutcome.RECORDED, TimerOutcome.STALE]
+        assert case_id in service._states  # written in one go: no conflict, no fallback
+        recorded = service.repository.event_store.get(service.derived_id(case_id))
+        assert [type(e).__name__ for e in recorded] == ["ScheduleStep", "TimerFired"]
+    finally:
+        service.close()
+
+
 def _open_after(events: list, tmp_path: Path) -> bool:
     from services.deadlines.application import DeadlinesApplication
     from tests.integration.test_derived_property import MEMORY
