@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -30,10 +31,14 @@ class IntakeApplication(Application[UUID]):
     """Records the reports of health funds, occupational health services and employers as Case events."""
 
     name = "intake"
+    #: How many cases a process keeps between their reports (:meth:`submit_batch`); 0: read each from the store.
+    case_cache: int = 1000
 
     def __init__(self, env: dict[str, str] | None = None, rulebook: Rulebook | None = None) -> None:
         super().__init__(env)
         self.rulebook = rulebook or default_rulebook()
+        #: the cases this process last recorded or read, most recent last: what the next report is decided on
+        self._cases: OrderedDict[UUID, Case] = OrderedDict()
 
     def submit(self, party: Party, report: r.AnyReport, now: datetime) -> Accepted:
         """Record ``report`` from ``party`` received at ``now`` (UTC), or raise :class:`Rejection`.
@@ -57,8 +62,14 @@ class IntakeApplication(Application[UUID]):
         decided against its case as the reports before it in the batch left it, the accepted ones saved at once.
         Per report its acceptance, or the exception it was refused with (a :class:`Rejection`: nothing of it is
         recorded). A transaction that meets another writer (a second intake) is redone one report at a time.
-        A store that cannot be reached raises (nothing of the batch is recorded)."""
+        A store that cannot be reached raises (nothing of the batch is recorded).
+
+        Each case is decided on the state this process last recorded or read (kept for :attr:`case_cache` cases):
+        a write from a state another intake overtook conflicts, and the batch is redone from the store; a refusal
+        decided on a remembered state is decided again on the store before it is answered (a refusal writes
+        nothing, so nothing else would check it)."""
         cases: dict[UUID, Case | None] = {}
+        remembered: set[UUID] = set()  # cases decided on this process's memory, not yet checked by a write
         unsaved: dict[tuple[UUID, int], CaseEvent] = {}
         results: list[Accepted | Exception] = []
         for party, report, now in items:
@@ -67,11 +78,22 @@ class IntakeApplication(Application[UUID]):
                     raise ValueError("now must be timezone-aware")
                 case_id = self._case_id(report)
                 if case_id not in cases:
+                    cases[case_id] = self._current(case_id, remembered)
+                try:
+                    accepted, event, after = self._decide(cases[case_id], case_id, party, report, now, unsaved)
+                except PersistenceError:
+                    raise
+                except Exception:
+                    if case_id not in remembered:
+                        raise
+                    remembered.discard(case_id)
+                    self._cases.pop(case_id, None)
                     cases[case_id] = self._load(case_id)
-                accepted, event, after = self._decide(cases[case_id], case_id, party, report, now, unsaved)
+                    accepted, event, after = self._decide(cases[case_id], case_id, party, report, now, unsaved)
                 if event is not None:
                     cases[case_id] = after
                     unsaved[case_id, event.version] = event
+                    remembered.discard(case_id)  # from here the write checks the state it started from
                 results.append(accepted)
             except PersistenceError:
                 raise
@@ -82,8 +104,29 @@ class IntakeApplication(Application[UUID]):
         try:
             self.save(*unsaved.values())
         except IntegrityError:
+            for case_id in cases:
+                self._cases.pop(case_id, None)
             return [self._submit_one(party, report, now) for party, report, now in items]
+        for case_id, case in cases.items():
+            self._remember(case_id, case)
         return results
+
+    def _current(self, case_id: UUID, remembered: set[UUID]) -> Case | None:
+        """The case as this process last knew it (noted in ``remembered``), else as stored."""
+        case = self._cases.get(case_id)
+        if case is not None:
+            self._cases.move_to_end(case_id)
+            remembered.add(case_id)
+            return case
+        return self._load(case_id)
+
+    def _remember(self, case_id: UUID, case: Case | None) -> None:
+        if case is None or self.case_cache <= 0:
+            return
+        self._cases[case_id] = case
+        self._cases.move_to_end(case_id)
+        while len(self._cases) > self.case_cache:
+            self._cases.popitem(last=False)
 
     def _submit_one(self, party: Party, report: r.AnyReport, now: datetime) -> Accepted | Exception:
         try:
@@ -96,9 +139,11 @@ class IntakeApplication(Application[UUID]):
     def _decide_and_record(self, case_id: UUID, party: Party, report: r.AnyReport, now: datetime) -> Accepted:
         """One attempt: decide ``report`` against the case as stored now and record it (``IntegrityError`` when
         another writer took the case's next version first)."""
-        accepted, event, _after = self._decide(self._load(case_id), case_id, party, report, now, {})
+        self._cases.pop(case_id, None)
+        accepted, event, after = self._decide(self._load(case_id), case_id, party, report, now, {})
         if event is not None:
             self.save(event)
+            self._remember(case_id, after)
         return accepted
 
     def _decide(self, case: Case | None, case_id: UUID, party: Party, report: r.AnyReport, now: datetime,

@@ -13,7 +13,7 @@ from shared.events.codec import encode
 from shared.events.replies import Accepted, Rejected, RejectionCode
 from shared.events.subjects import intake_subject
 from shared.infra.settings import Settings
-from tests.factories import EMPLOYER_PARTY, FUND_PARTY, NOW, incapacity, plan, request
+from tests.factories import EMPLOYER_PARTY, FUND_PARTY, NOW, OHS_PARTY, assessment, incapacity, plan, request
 
 
 def test_a_group_is_decided_in_order_and_recorded_at_once(settings: Settings) -> None:
@@ -69,3 +69,29 @@ def test_reports_arriving_together_form_groups_and_each_gets_its_reply(settings:
     finally:
         executor.shutdown()
         app.close()
+
+
+def test_a_case_remembered_by_one_intake_never_decides_against_what_another_recorded(settings: Settings) -> None:
+    """Two intakes over one store. The first remembers the case at version 1 while the second records version 2.
+    A report the first then refuses on its memory (an assessment with no trajectory) is decided again on the
+    store and accepted; a resend of a plan the second recorded, stepped on the memory as new, conflicts and is
+    answered as the duplicate it is. Nothing is recorded twice."""
+    service, other = build_intake(settings), build_intake(settings)
+    try:
+        opening = incapacity(date(2024, 1, 10))
+        (opened,) = handle_reports(service, [(intake_subject(FUND_PARTY), encode(opening), NOW)])
+        assert isinstance(opened, Accepted) and opened.case_id in service._cases  # remembered at version 1
+        case_id = opened.case_id
+        requested = request(case_id, date(2024, 4, 10))
+        assert other.submit(EMPLOYER_PARTY, requested, NOW).version == 2
+        (assessed,) = handle_reports(service, [
+            (intake_subject(OHS_PARTY), encode(assessment(case_id, date(2024, 5, 2), "BE-2022", "A")), NOW)])
+        assert isinstance(assessed, Accepted) and assessed.version == 3 and not assessed.duplicate
+        submitted = plan(case_id, date(2024, 5, 20))
+        assert other.submit(EMPLOYER_PARTY, submitted, NOW).version == 4
+        (resent,) = handle_reports(service, [(intake_subject(EMPLOYER_PARTY), encode(submitted), NOW)])
+        assert isinstance(resent, Accepted) and resent.duplicate and resent.version == 4
+        assert [e.version for e in other.case_events(case_id)] == [1, 2, 3, 4]
+    finally:
+        service.close()
+        other.close()
