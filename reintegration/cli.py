@@ -488,12 +488,17 @@ def bench_intake(
     relay_events: Annotated[int, typer.Option(
         help="Events for the relay benchmark: the intake store is topped up with more cases to this many.")] = 20000,
     data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
+    rate: Annotated[float, typer.Option(
+        help="Then send about five seconds' worth of reports at this fixed rate (reports/s), and the echo as "
+             "many: latency below saturation. 0: skip.", min=0)] = 200.0,
 ) -> None:
-    """Intake reports/s and request-reply latency, and relay events/s, each against a raw NATS baseline."""
+    """Intake reports/s and request-reply latency (at saturation and at a fixed rate), and relay events/s, each
+    against a raw NATS baseline."""
     run_intake_bench = lab_module("bench.intake").run_intake_bench
 
     logs.configure("WARNING")
-    run_intake_bench(reports=reports, concurrency=concurrency, relay_events=relay_events, data_dir=data_dir)
+    run_intake_bench(reports=reports, concurrency=concurrency, relay_events=relay_events, data_dir=data_dir,
+                     rate=rate)
 
 
 @bench_app.command("derived")

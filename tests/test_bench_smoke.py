@@ -41,6 +41,8 @@ def test_bench_intake_runs_at_a_tiny_size(tmp_path: Path) -> None:
                 "relay events/s into JetStream", "(raw publish)"):
         assert row in intake.stdout, intake.stdout
     assert "60 reports (60 accepted)" in intake.stdout
+    for row in ("request-reply p50 at 200/s", "request-reply p99 at 200/s", "60 more at a fixed 200 a second"):
+        assert row in intake.stdout, intake.stdout  # the fixed-rate phase, below saturation
     assert "relay over 400 events" in intake.stdout  # the store topped up to the sample asked for
 
 

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from lab.bench.e2e import Pacer
 from lab.generator import enterprise_number, insz
 from reintegration.runtime import wait_for_intake
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
@@ -100,14 +101,18 @@ def top_up_store(settings: Settings, events: int) -> int:
         app.close()
 
 
-async def drive(url: str, requests: list[tuple[str, bytes]], concurrency: int, subject: str | None = None) -> Figures:
+async def drive(url: str, requests: list[tuple[str, bytes]], concurrency: int, subject: str | None = None,
+                rate: float | None = None) -> Figures:
+    """Send ``requests`` (to ``subject`` if given: the echo), ``concurrency`` in flight, at most ``rate`` a second."""
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
     gate = asyncio.Semaphore(concurrency)
+    pacer = Pacer(rate)
     latencies: list[float] = []
     accepted = 0
 
     async def one(subj: str, payload: bytes) -> None:
         nonlocal accepted
+        await pacer.wait()
         async with gate:
             t0 = time.perf_counter()
             msg = await nc.request(subject or subj, payload, timeout=30)
@@ -183,7 +188,13 @@ async def raw_publish(url: str, count: int, payload: bytes, batch: int = 500) ->
     return Figures(count, elapsed, [])
 
 
-def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_dir: Path | None) -> None:
+def paced_reports(reports: int, rate: float) -> int:
+    """How many reports the fixed-rate phase sends: about five seconds' worth, at least 100, at most ``reports``."""
+    return min(reports, max(100, int(rate * 5)))
+
+
+def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_dir: Path | None,
+                     rate: float = 200.0) -> None:
     base = Path(data_dir or tempfile.mkdtemp(prefix="reintegration-bench-"))
     server = EmbeddedNatsServer(NatsServerConfig(store_dir=base / "nats", http_port=None), run_dir=base / "nats-run")
     server.start()
@@ -202,6 +213,13 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
             asyncio.run(drive(server.url, warm, concurrency, subject=ECHO_SUBJECT))
             raw = asyncio.run(drive(server.url, requests, concurrency, subject=ECHO_SUBJECT))
             real = asyncio.run(drive(server.url, requests, concurrency))
+        paced = None
+        if rate:
+            count = paced_reports(reports, rate)
+            fresh = make_reports(count, seed=11)
+            with console.status(f"intake at a fixed {rate:,.0f} reports/s: {count} reports ..."):
+                paced_raw = asyncio.run(drive(server.url, fresh, concurrency, subject=ECHO_SUBJECT, rate=rate))
+                paced = (asyncio.run(drive(server.url, fresh, concurrency, rate=rate)), paced_raw)
         supervisor.stop(["intake"])
         stored = top_up_store(settings, relay_events)
         with console.status(f"relay: {stored} events into JetStream ..."):
@@ -217,10 +235,18 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
                   f"{real.pct(0.5) / raw.pct(0.5):.1f}x")
     table.add_row("request-reply p99 (ms)", f"{real.pct(0.99):.2f}", f"{raw.pct(0.99):.2f}",
                   f"{real.pct(0.99) / raw.pct(0.99):.1f}x")
+    if paced is not None:
+        ours, echo = paced
+        for label, q in (("p50", 0.5), ("p99", 0.99)):
+            table.add_row(f"request-reply {label} at {rate:,.0f}/s (ms)", f"{ours.pct(q):.2f}",
+                          f"{echo.pct(q):.2f}", f"{ours.pct(q) / echo.pct(q):.1f}x")
     table.add_row("relay events/s into JetStream", f"{relay.rate:,.0f}", f"{raw_pub.rate:,.0f} (raw publish)",
                   f"{relay.rate / raw_pub.rate:.3f}")
     console.print(table)
     console.print(
-        f"{reports} reports ({real.count} accepted), {concurrency} in flight; relay over {stored} events of "
+        f"{reports} reports ({real.count} accepted), {concurrency} in flight"
+        + (f"; then {paced[0].count} more at a fixed {rate:,.0f} a second, below saturation ({paced[0].rate:,.0f}/s "
+           f"reached)" if paced is not None else "")
+        + f"; relay over {stored} events of "
         f"{int(relay.latencies[0])} bytes; nats-server with fsync on every write; SQLite in {base}."
     )

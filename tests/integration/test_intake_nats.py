@@ -12,7 +12,7 @@ import nats
 import pytest
 
 from services.intake.application import build_intake
-from services.intake.main import build_broker
+from services.intake.main import build_broker, build_server
 from shared.embedded.natsserver import EmbeddedNatsServer
 from shared.embedded.supervisor import Child, Supervisor, python_module
 from shared.embedded.waiting import until
@@ -33,13 +33,16 @@ async def ask(nc: nats.NATS, subject: str, payload: bytes) -> Accepted | Rejecte
 async def intake(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[tuple[nats.NATS, Settings]]:
     settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
     app = build_intake(settings, SQLITE_LOCK_TIMEOUT="1")
-    broker = build_broker(app, settings)
+    broker = build_broker(settings)
     await broker.start()
+    server = build_server(app, settings)
+    await server.start(broker.connection)
     nc = await nats.connect(nats_server.url)
     try:
         yield nc, settings
     finally:
         await nc.close()
+        await server.stop()
         await broker.stop()
         app.close()
 
