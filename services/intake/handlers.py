@@ -229,9 +229,13 @@ REPLY_WITHIN_SHARE = 0.8
 
 def build_router(app: IntakeApplication, workers: int = 1, reply_within: float | None = None, *,
                  clock: Clock = system_clock) -> NatsRouter:
-    """The intake subscriber. Store work runs on ``workers`` threads: one avoids lock contention on SQLite (whose
-    writes are serial anyway); more help on PostgreSQL, where optimistic concurrency settles races per case.
-    ``clock`` gives the time each report is received (recorded with it).
+    """The intake subscriber as FastStream describes it: for the AsyncAPI document, and a handler's unit test over
+    FastStream's in-memory broker. The running service answers through :class:`IntakeServer`, which runs the same
+    :class:`IntakeResponder` with the same arguments.
+
+    Store work runs on ``workers`` threads: one avoids lock contention on SQLite (whose writes are serial anyway);
+    more help on PostgreSQL, where optimistic concurrency settles races per case. ``clock`` gives the time each
+    report is received (recorded with it).
 
     ``reply_within`` (seconds, below the parties' request timeout): a report the store has not settled by then is
     answered ``store_unavailable`` (``retry: true``) rather than after the party stopped waiting. A store that
