@@ -254,23 +254,26 @@ class DerivedApplication(Application[UUID], Generic[S]):
 
         A transaction that meets a concurrent writer (another process that stepped or recomputed a case, a
         premium register shared with another case) is redone one event at a time, each retried on conflict
-        (:func:`retry_on_conflict`)."""
+        (:func:`retry_on_conflict`). A case's first event is stepped without a read (see :meth:`_step_batch`)."""
         clock = now if callable(now) else (lambda: now)
+        opens = any(event.version == 1 for _position, event in chunk)
         with self.writing:
-            with self.batch_scope():
-                try:
-                    outcomes, pending, states = self._step_batch(chunk, clock)
-                    if pending:
-                        self.save(*pending)
-                except IntegrityError:
-                    outcomes = None
-            if outcomes is None:
-                for _position, event in chunk:
-                    self._forget(event.case_id)
-                return [self._one(event, position, clock()) for position, event in chunk]
-            for case_id, state in states.items():
-                self._remember(case_id, state)
-            return outcomes
+            # First without asking the store about the cases the batch opens; after a conflict, once more reading
+            # every case (a first event delivered again, a rebuild run over a built store); then one at a time.
+            for first_unread in (True, False) if opens else (False,):
+                with self.batch_scope():
+                    try:
+                        outcomes, pending, states = self._step_batch(chunk, clock, first_unread=first_unread)
+                        if pending:
+                            self.save(*pending)
+                    except IntegrityError:
+                        for _position, event in chunk:
+                            self._forget(event.case_id)
+                        continue
+                for case_id, state in states.items():
+                    self._remember(case_id, state)
+                return outcomes
+            return [self._one(event, position, clock()) for position, event in chunk]
 
     def _one(self, event: CaseEvent, position: int, now: datetime) -> Outcome | Exception:
         try:
@@ -296,10 +299,14 @@ class DerivedApplication(Application[UUID], Generic[S]):
             self._remember(case_id, state)
         return outcome
 
-    def _step_batch(self, chunk: Sequence[tuple[int, CaseEvent]], clock: Callable[[], datetime],
-                    ) -> tuple[list[Outcome | Exception], list[Any], dict[UUID, S | None]]:
+    def _step_batch(self, chunk: Sequence[tuple[int, CaseEvent]], clock: Callable[[], datetime], *,
+                    first_unread: bool = False) -> tuple[list[Outcome | Exception], list[Any], dict[UUID, S | None]]:
         """Step ``chunk`` in memory: per event its outcome (or the exception its step raised), the events to
-        save, and each case's state after them."""
+        save, and each case's state after them.
+
+        ``first_unread``: a case's first event is stepped without asking the store whether the case has a state
+        (it has none, unless the event is delivered again, which is rare): a redelivered first event then writes
+        version 1 again, the batch conflicts and is redone from the store (:meth:`_one`, which reads)."""
         states: dict[UUID, S | None] = {}
         changed: dict[UUID, S | None] = {}
         pending: list[Any] = []
@@ -307,7 +314,8 @@ class DerivedApplication(Application[UUID], Generic[S]):
         for position, event in chunk:
             case_id = event.case_id
             if case_id not in states:
-                states[case_id] = self.current(case_id)
+                new = first_unread and event.version == 1 and case_id not in self._states
+                states[case_id] = None if new else self.current(case_id)
             state = states[case_id]
             seen = self.source_version(state)
             if event.version <= seen:

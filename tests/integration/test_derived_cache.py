@@ -63,6 +63,30 @@ def test_a_step_from_a_stale_state_conflicts_and_is_redone_from_the_store(tmp_pa
         other.close()
 
 
+def test_a_first_event_delivered_again_is_a_duplicate_though_it_is_stepped_without_a_read(tmp_path: Path) -> None:
+    """A batch steps a case's first event without asking the store (the case is new, unless the event is delivered
+    again). Delivered again to a process that does not remember the case, it writes version 1 again: the batch
+    conflicts, is redone reading every case, and the event is a duplicate while the rest of the batch applies."""
+    events = _case_with(3)
+    settings = Settings(data_dir=tmp_path / "data")
+    service, restarted = build_deadlines(settings), build_deadlines(settings)
+    try:
+        assert service.apply_batch([(1, events[0])], NOW) == [Outcome.APPLIED]
+        assert restarted.apply_batch([(1, events[0]), (2, events[1])], NOW) == [Outcome.DUPLICATE, Outcome.APPLIED]
+        # the same batch once more (a rebuild run over a built store): nothing is written twice
+        assert restarted.apply_batch([(1, events[0]), (2, events[1])], NOW) == [Outcome.DUPLICATE] * 2
+        fresh = build_deadlines(settings)
+        try:
+            assert [e.originator_version for e in fresh.repository.event_store.get(
+                fresh.derived_id(events[0].case_id))] == [1, 2]
+            assert fresh.schedule(events[0].case_id) == restarted.schedule(events[0].case_id)
+        finally:
+            fresh.close()
+    finally:
+        service.close()
+        restarted.close()
+
+
 def test_a_process_remembers_no_more_states_than_its_cache_holds(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     app = build_deadlines(settings)
