@@ -37,7 +37,7 @@ def build_service(settings: Settings, *, clock: Clock = system_clock) -> Derived
 
     async def timer_job(js: JetStreamContext, stop: asyncio.Event) -> None:
         writer = TimerWriter(recorder=app.recorder, mapper=app.mapper,
-                             tracking=tracking_recorder(app, settings, app.name), js=js)
+                             tracking=tracking_recorder(app, settings, app.name), js=js, clock=clock)
         await writer.run(stop)
 
     async def fired_job(js: JetStreamContext, stop: asyncio.Event) -> None:

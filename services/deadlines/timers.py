@@ -3,7 +3,8 @@
 * The timer writer follows the deadlines store's own log (its position recorded in the store, like the relay):
   an opened or recomputed deadline gets a scheduled message on ``reintegration.timers.schedule.<deadline id>``
   (``Nats-Schedule: @at <start of the Belgian day after the deadline>``, target
-  ``reintegration.timers.fired.<deadline id>``); a met, cancelled or decided deadline has its schedule purged.
+  ``reintegration.timers.fired.<deadline id>``); a met, cancelled or decided deadline has its schedule purged
+  (while it is still to fire: a one-shot schedule leaves the stream when it fires).
   Both are idempotent (a new schedule on the same subject replaces the old one), so a writer restarted anywhere
   rewrites the same timers. A schedule that falls due while the server is down fires after it restarts.
 * The timers live in their own stream (``TIMERS``, schedules allowed): a stream that allows schedules also allows
@@ -42,6 +43,7 @@ from eventsourcing.persistence import (
 from nats.js import JetStreamContext
 
 from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
+from shared.infra.clock import Clock, system_clock
 from shared.infra.relay import next_batch
 from shared.infra.retry import Backoff
 from shared.rulebook.calendar import BRUSSELS
@@ -79,6 +81,7 @@ class TimerWriter:
         batch_size: int = 500,
         poll_interval: float = 0.05,
         ack_timeout: float = 10.0,
+        clock: Clock = system_clock,
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
@@ -88,8 +91,11 @@ class TimerWriter:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.ack_timeout = ack_timeout
+        self.clock = clock
         self.written = 0
         self.purged = 0
+        #: timers no longer wanted whose time had come: fired (or firing), so nothing left to purge
+        self.fired_already = 0
         self._encoder = msgspec.json.Encoder()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -135,35 +141,46 @@ class TimerWriter:
             self.tracking.insert_tracking(Tracking(self.name, position))
 
     @staticmethod
-    def wanted(events: list[Any]) -> dict[UUID, Timer | None]:
-        """What the events leave for each deadline they touch, in order: its timer, or ``None`` (no timer: met,
-        cancelled, or its outcome recorded). Only the last word on a deadline counts: an earlier schedule would be
-        replaced or purged by it anyway."""
-        out: dict[UUID, Timer | None] = {}
+    def wanted(events: list[Any]) -> dict[UUID, Timer | datetime]:
+        """What the events leave for each deadline they touch, in order: its timer, or when the timer it ends
+        fires (no timer wanted: met, cancelled, or its outcome recorded). Only the last word on a deadline counts:
+        an earlier schedule would be replaced or purged by it anyway."""
+        out: dict[UUID, Timer | datetime] = {}
         for event in events:
             if not isinstance(event, ScheduleStep | ScheduleRecomputed):
                 if hasattr(event, "deadline"):  # a TimerFired: the outcome is recorded, the timer is done
-                    out[event.deadline.id] = None
+                    out[event.deadline.id] = fire_time(timer_due(event.deadline))
                 continue
             # A step may change a deadline twice (opened under one regime, recomputed under the next): its last
             # change is the one the timer follows.
             for change in {change.deadline.id: change for change in event.changes}.values():
                 deadline = change.deadline
+                fires_at = fire_time(timer_due(deadline))
                 if change.change in ARMS and deadline.state == "open":
                     out[deadline.id] = Timer(deadline_id=deadline.id, case_id=deadline.case_id,
-                                             due_on=deadline.due_on, fires_at=fire_time(timer_due(deadline)))
+                                             due_on=deadline.due_on, fires_at=fires_at)
                 else:
-                    out[deadline.id] = None
+                    out[deadline.id] = fires_at
         return out
 
-    async def apply_all(self, events: list[Any]) -> None:
+    async def apply_all(self, events: list[Any], now: datetime | None = None) -> None:
         """Write and purge the timers ``events`` call for, pipelined: every schedule published at once and every
-        purge asked at once, then all their answers awaited (one deadline's subject is written once per batch)."""
+        purge asked at once, then all their answers awaited (one deadline's subject is written once per batch).
+
+        A timer that is no longer wanted is purged only while it is still to fire (after ``now``, default the
+        clock): a one-shot schedule leaves the stream when it fires, so there is nothing left to purge of one
+        whose time has come (the outcome of a timer, a deadline met after its due date). Should the server fire
+        it later than its time all the same, the fired timer finds its deadline decided: stale, nothing
+        recorded."""
+        now = now or self.clock()
         pending: list[asyncio.Future[Any]] = []
         purges: list[UUID] = []
         for deadline_id, timer in self.wanted(events).items():
-            if timer is None:
-                purges.append(deadline_id)
+            if not isinstance(timer, Timer):
+                if timer > now:
+                    purges.append(deadline_id)
+                else:
+                    self.fired_already += 1
                 continue
             pending.append(await self.js.publish_async(
                 f"{TIMER_SCHEDULE_PREFIX}.{deadline_id}",
