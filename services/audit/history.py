@@ -20,6 +20,7 @@ import msgspec
 
 from services.benefits.ledger import LedgerRecomputed, LedgerStep, project_ledger
 from services.deadlines.schedule import DeadlineSchedule, ScheduleRecomputed, ScheduleStep, TimerFired, project_schedule
+from services.intake.case import project_case
 from shared.events.envelope import CaseEvent
 from shared.events.reports import tag_of
 from shared.rulebook.benefits import effective
@@ -229,7 +230,7 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
     events = stores.case_history(case_id)
     n, question, notes = _prefix(events, case_id, time, version)
     prefix = events[:n]
-    case = stores.intake.get_case(case_id, version=n) if n else None
+    case = project_case(None, prefix)  # the events already read, folded as the intake folds them
     computed = rules.deadlines(prefix)
     schedule = _schedule_at(stores.derived_events("deadlines", case_id), n, time) if n else None
     rows = _deadline_rows(computed, schedule, time)
