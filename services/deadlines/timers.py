@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +53,9 @@ from .schedule import ScheduleRecomputed, ScheduleStep, timer_due
 log = structlog.get_logger("deadlines.timers")
 #: Changes after which a deadline needs a timer; the others end it.
 ARMS = {"opened", "recomputed", "changed"}
+#: A timer due this long ago has fired (its schedule left the stream), whatever small skew there is between this
+#: service's clock and the server's: it is not purged.
+PURGE_MARGIN = timedelta(minutes=1)
 
 
 class Timer(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,17 +170,17 @@ class TimerWriter:
         """Write and purge the timers ``events`` call for, pipelined: every schedule published at once and every
         purge asked at once, then all their answers awaited (one deadline's subject is written once per batch).
 
-        A timer that is no longer wanted is purged only while it is still to fire (after ``now``, default the
-        clock): a one-shot schedule leaves the stream when it fires, so there is nothing left to purge of one
-        whose time has come (the outcome of a timer, a deadline met after its due date). Should the server fire
-        it later than its time all the same, the fired timer finds its deadline decided: stale, nothing
-        recorded."""
-        now = now or self.clock()
+        A timer that is no longer wanted is purged only while it may still be to fire (after ``now``, default the
+        clock, less :data:`PURGE_MARGIN`): a one-shot schedule leaves the stream when it fires, so there is
+        nothing left to purge of one whose time has come (the outcome of a timer, a deadline met after its due
+        date). Should the server fire it later all the same, the fired timer finds its deadline decided: stale,
+        nothing recorded."""
+        fired_by = (now or self.clock()) - PURGE_MARGIN
         pending: list[asyncio.Future[Any]] = []
         purges: list[UUID] = []
         for deadline_id, timer in self.wanted(events).items():
             if not isinstance(timer, Timer):
-                if timer > now:
+                if timer > fired_by:
                     purges.append(deadline_id)
                 else:
                     self.fired_already += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,7 @@ class IntakeApplication(Application[UUID]):
         self.rulebook = rulebook or default_rulebook()
         #: the cases this process last recorded or read, most recent last: what the next report is decided on
         self._cases: OrderedDict[UUID, Case] = OrderedDict()
+        self._cases_lock = threading.Lock()  # store threads share it (several on PostgreSQL)
 
     def submit(self, party: Party, report: r.AnyReport, now: datetime) -> Accepted:
         """Record ``report`` from ``party`` received at ``now`` (UTC), or raise :class:`Rejection`.
@@ -87,7 +89,7 @@ class IntakeApplication(Application[UUID]):
                     if case_id not in remembered:
                         raise
                     remembered.discard(case_id)
-                    self._cases.pop(case_id, None)
+                    self._forget(case_id)
                     cases[case_id] = self._load(case_id)
                     accepted, event, after = self._decide(cases[case_id], case_id, party, report, now, unsaved)
                 if event is not None:
@@ -105,7 +107,7 @@ class IntakeApplication(Application[UUID]):
             self.save(*unsaved.values())
         except IntegrityError:
             for case_id in cases:
-                self._cases.pop(case_id, None)
+                self._forget(case_id)
             return [self._submit_one(party, report, now) for party, report, now in items]
         for case_id, case in cases.items():
             self._remember(case_id, case)
@@ -113,9 +115,11 @@ class IntakeApplication(Application[UUID]):
 
     def _current(self, case_id: UUID, remembered: set[UUID]) -> Case | None:
         """The case as this process last knew it (noted in ``remembered``), else as stored."""
-        case = self._cases.get(case_id)
+        with self._cases_lock:
+            case = self._cases.get(case_id)
+            if case is not None:
+                self._cases.move_to_end(case_id)
         if case is not None:
-            self._cases.move_to_end(case_id)
             remembered.add(case_id)
             return case
         return self._load(case_id)
@@ -123,10 +127,15 @@ class IntakeApplication(Application[UUID]):
     def _remember(self, case_id: UUID, case: Case | None) -> None:
         if case is None or self.case_cache <= 0:
             return
-        self._cases[case_id] = case
-        self._cases.move_to_end(case_id)
-        while len(self._cases) > self.case_cache:
-            self._cases.popitem(last=False)
+        with self._cases_lock:
+            self._cases[case_id] = case
+            self._cases.move_to_end(case_id)
+            while len(self._cases) > self.case_cache:
+                self._cases.popitem(last=False)
+
+    def _forget(self, case_id: UUID) -> None:
+        with self._cases_lock:
+            self._cases.pop(case_id, None)
 
     def _submit_one(self, party: Party, report: r.AnyReport, now: datetime) -> Accepted | Exception:
         try:
@@ -139,7 +148,7 @@ class IntakeApplication(Application[UUID]):
     def _decide_and_record(self, case_id: UUID, party: Party, report: r.AnyReport, now: datetime) -> Accepted:
         """One attempt: decide ``report`` against the case as stored now and record it (``IntegrityError`` when
         another writer took the case's next version first)."""
-        self._cases.pop(case_id, None)
+        self._forget(case_id)
         accepted, event, after = self._decide(self._load(case_id), case_id, party, report, now, {})
         if event is not None:
             self.save(event)

@@ -207,14 +207,19 @@ class IntakeServer:
             self._slots.release()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Take no more requests, answer those taken (within ``timeout`` seconds), release the store thread."""
+        """Take no more requests, answer those taken, buffered ones included, and let the store thread finish its
+        group (within ``timeout`` seconds in all), so that the store is closed under no write."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await asyncio.wait_for(self._subscription.drain(), timeout=timeout)  # hands over what it buffered
             self._subscription = None
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
-        self.executor.shutdown(wait=False)
+            await asyncio.wait(set(self._tasks), timeout=max(0.1, deadline - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self.executor.shutdown, True),
+                                   timeout=max(0.1, deadline - loop.time()))
 
 
 async def raw_body(msg: NatsMessage) -> bytes:

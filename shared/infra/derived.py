@@ -264,6 +264,10 @@ class DerivedApplication(Application[UUID], Generic[S]):
                 with self.batch_scope():
                     try:
                         outcomes, pending, states = self._step_batch(chunk, clock, first_unread=first_unread)
+                        if first_unread and any(isinstance(o, Exception) for o in outcomes):
+                            # A first event that cannot be stepped may be one applied long ago under other rules
+                            # (a redelivery): only the store can say it is a duplicate rather than a poison.
+                            continue
                         if pending:
                             self.save(*pending)
                     except IntegrityError:
