@@ -600,16 +600,30 @@ async def _fired_waiting(js: Any) -> int:
 async def raw_hop(url: str, batch: int = 100) -> None:
     """The baseline's middle hop (run as its own process): pull from the first stream, republish each message into
     the second (pipelined, awaited per batch, fsync on every write), then acknowledge them."""
-    nc = await nats.connect(url.split(","), pending_size=64 * 1024 * 1024)
+    nc = await nats.connect(url.split(","), pending_size=64 * 1024 * 1024, max_reconnect_attempts=-1)
     js = nc.jetstream()
-    sub = await js.pull_subscribe(f"{HOP1_PREFIX}.>", durable=HOP_CONSUMER, stream=HOP1_STREAM)
+    while True:
+        try:
+            sub = await js.pull_subscribe(f"{HOP1_PREFIX}.>", durable=HOP_CONSUMER, stream=HOP1_STREAM)
+            break
+        except (nats.errors.Error, TimeoutError):  # a cluster just started may still be electing its leaders
+            await asyncio.sleep(0.2)
     while True:
         try:
             messages = await sub.fetch(batch, timeout=5)
         except TimeoutError:  # nats-py raises its own and, from fetch, a bare asyncio one
             continue
-        acks = [await js.publish_async(f"{HOP2_PREFIX}.{m.subject.rsplit('.', 1)[1]}", m.data) for m in messages]
-        await asyncio.gather(*acks)
+        except nats.errors.Error:  # a leader change on a cluster: fetch again
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            acks = [await js.publish_async(f"{HOP2_PREFIX}.{m.subject.rsplit('.', 1)[1]}", m.data)
+                    for m in messages]
+            await asyncio.gather(*acks)
+        except (nats.errors.Error, TimeoutError):
+            # Not acknowledged: delivered and republished again (the final consumer keeps each first arrival)
+            await asyncio.sleep(0.1)
+            continue
         for m in messages:
             await m.ack()
 

@@ -101,6 +101,7 @@ class TrajectoryConsumer:
         ack_wait: float = 5.0,
         batch_size: int = 200,
         fetch_timeout: float = 0.1,
+        probe_wait: float = 0.005,
         inbox_prefix: bytes = b"_INBOX.",
         filter_subjects: list[str] | None = None,
         service: str | None = None,
@@ -127,11 +128,11 @@ class TrajectoryConsumer:
         self.poison_delay = poison_delay
         self.ack_wait = ack_wait
         self.batch_size = batch_size
-        #: How long a fetch waits. nats-py's fetch, once the first message of a waiting pull arrived, waits for the
-        #: rest of the batch until this runs out: it bounds how long a lone event waits in a quiet stream (a second
-        #: gave report -> deadline latencies of a second below saturation), at the cost of a pull request per
-        #: period when the stream is idle.
+        #: How long a batch's first message is waited for (:meth:`_fetch`): a pull request per period when the
+        #: stream is idle, and how long a stop may wait for the fetch in hand.
         self.fetch_timeout = fetch_timeout
+        #: How long the second request of a batch (:meth:`_fetch`) waits when nothing more is there.
+        self.probe_wait = probe_wait
         self.inbox_prefix = inbox_prefix
         self.js: JetStreamContext | None = None
         self.task: asyncio.Task[None] | None = None
@@ -250,7 +251,7 @@ class TrajectoryConsumer:
         while not self._stopping.is_set():
             assert self._subscription is not None
             try:
-                messages = await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
+                messages = await self._fetch(self._subscription)
             except TimeoutError:  # asyncio's, nats-py's and FetchTimeoutError: nothing arrived in time
                 continue
             except nats.errors.ConnectionClosedError:
@@ -273,6 +274,21 @@ class TrajectoryConsumer:
             self.counts["batches"] += 1
             self.counts["largest_batch"] = max(self.counts["largest_batch"], len(messages))
             await self.handle_batch(messages)
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """One batch: the first message, waited for up to :attr:`fetch_timeout`, and whatever else the stream holds
+        for this consumer at that moment (waited for :attr:`probe_wait` at most). nats-py's ``fetch`` of a whole
+        batch, once its first message has arrived, waits for the rest until its timeout: a lone event below
+        saturation then waited the whole timeout. At saturation the second request returns a full batch at once.
+        A second request that fails leaves the batch at its first message (every message fetched is answered)."""
+        first = await subscription.fetch(1, timeout=self.fetch_timeout)
+        if self.batch_size <= 1:
+            return first
+        try:
+            more = await subscription.fetch(self.batch_size - len(first), timeout=self.probe_wait)
+        except (TimeoutError, nats.errors.Error):  # nothing more now (or the probe failed): the batch is what came
+            more = []
+        return first + more
 
     # --- one batch --------------------------------------------------------------------------------------------------
 

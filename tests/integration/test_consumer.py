@@ -276,3 +276,39 @@ async def test_a_durable_consumer_of_an_earlier_release_gets_this_ack_wait(nats_
     finally:
         await h.stop()
         await nc.close()
+
+
+async def test_a_batch_is_the_first_message_and_what_the_stream_holds_then(nats_server: EmbeddedNatsServer) -> None:
+    """One fetch: the first message (waited for), then at once whatever else is there, up to the batch size; a
+    quiet stream gives a timeout, a lone event a batch of one."""
+    from shared.infra.streams import ensure_trajectory_stream
+
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_trajectory_stream(js, replicas=1)
+    consumer = TrajectoryConsumer(name="batches", apply=None, park=None, executor=None,  # type: ignore[arg-type]
+                                  batch_size=20, fetch_timeout=2.0)
+    consumer.js = js
+    subscription = await consumer._subscribe()
+    try:
+        case = uuid.uuid4()
+        for position, event in enumerate(events_of(case, 25), start=1):
+            await js.publish(trajectory_subject(case, event.type), msgspec.json.encode(event),
+                             headers={POSITION_HEADER: str(position)})
+        first = await consumer._fetch(subscription)
+        second = await consumer._fetch(subscription)
+        assert [len(first), len(second)] == [20, 5]  # the batch size, then the rest
+        delivered = [msgspec.json.decode(m.data, type=CaseEvent).version for m in first + second]
+        assert delivered == list(range(1, 26))  # in stream order
+        for message in first + second:
+            await message.ack()
+        with pytest.raises(TimeoutError):
+            await consumer._fetch(subscription)  # nothing there
+        lone = events_of(case, 26)[-1]
+        await js.publish(trajectory_subject(case, lone.type), msgspec.json.encode(lone),
+                         headers={POSITION_HEADER: "26"})
+        assert [msgspec.json.decode(m.data, type=CaseEvent).version for m in await consumer._fetch(subscription)] \
+            == [26]
+    finally:
+        await subscription.unsubscribe()
+        await nc.close()
