@@ -286,8 +286,10 @@ async def test_a_batch_is_the_first_message_and_what_the_stream_holds_then(nats_
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await ensure_trajectory_stream(js, replicas=1)
+    # A probe long enough for a loaded machine to deliver all it asks (at 5 ms the rest of a batch may come with
+    # the next fetch instead: late by a fetch, never lost)
     consumer = TrajectoryConsumer(name="batches", apply=None, park=None, executor=None,  # type: ignore[arg-type]
-                                  batch_size=20, fetch_timeout=2.0)
+                                  batch_size=20, fetch_timeout=2.0, probe_wait=1.0)
     consumer.js = js
     subscription = await consumer._subscribe()
     try:
