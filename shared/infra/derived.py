@@ -212,7 +212,11 @@ class DerivedApplication(Application[UUID], Generic[S]):
             self._case_of[self.derived_id(case_id)] = case_id
         self._states[case_id] = state
         self._states.move_to_end(case_id)
-        while len(self._states) > self.state_cache:
+        self._trim(self.state_cache)
+
+    def _trim(self, keep: int) -> None:
+        """Forget the least recently used states beyond ``keep``."""
+        while len(self._states) > keep:
             evicted, _state = self._states.popitem(last=False)
             self._case_of.pop(self.derived_id(evicted), None)
 
@@ -310,7 +314,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
 
         ``first_unread``: a case's first event is stepped without asking the store whether the case has a state
         (it has none, unless the event is delivered again, which is rare): a redelivered first event then writes
-        version 1 again, the batch conflicts and is redone from the store (:meth:`_one`, which reads)."""
+        version 1 again, the batch conflicts and :meth:`apply_batch` steps it again reading every case."""
         states: dict[UUID, S | None] = {}
         changed: dict[UUID, S | None] = {}
         pending: list[Any] = []
@@ -449,9 +453,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
                 self._rebuild_chunk(chunk, now, counts, progress)
         finally:
             self.state_cache = kept
-            while len(self._states) > kept:
-                evicted, _state = self._states.popitem(last=False)
-                self._case_of.pop(self.derived_id(evicted), None)
+            self._trim(kept)
         return counts
 
     def batch_scope(self) -> contextlib.AbstractContextManager[None]:
