@@ -14,7 +14,9 @@ position. A relay killed at any moment therefore republishes nothing and skips n
 window. Re-reading recorded events that yield no message (a step that changed nothing) is harmless: they yield
 nothing again. If the broker lost the stream's data, its tail is earlier than what was published, and the relay
 re-drives from there. Its position is also recorded in the store (eventsourcing tracking), only ever forward, for
-operators and as the resume point after a replay.
+operators and as the resume point after a replay; a tail found on resuming that is ahead of the record (put there by
+a relay stopped between the acknowledgement and its record, or by a second relay over the same store) is recorded
+then.
 
 ``replay(from_position)`` republishes a range after an incident (``Reintegration-Replay: 1``), relying on the
 duplicate window and on consumers' per-case versions. The live relay passes over replayed messages when it looks
@@ -255,6 +257,8 @@ class OutboxRelay:
             )
         if replayed and position < recorded:
             log.info("stream ends with replayed messages", live_tail=position, recorded=recorded)
+        if position > recorded:  # in the stream, not recorded: a relay that stopped between the ack and its record
+            await asyncio.to_thread(self._record, position)
         if last_seq < self._confirmed_seq:  # the broker lost messages it had confirmed: trust the tail, re-drive
             log.warning("stream is shorter than what it confirmed: re-driving from its tail", stream=self.stream,
                         last_seq=last_seq, confirmed_seq=self._confirmed_seq, after_position=position)

@@ -240,3 +240,36 @@ def test_relay_from_replays_a_range_from_the_command_line(nats_server: EmbeddedN
         assert refused.returncode == 2, (args, refused.stderr)
         assert message in " ".join(refused.stderr.split()), (args, refused.stderr)
     assert asyncio.run(stream_count(nats_server.url)) == 10
+
+
+def test_relay_records_a_stream_tail_that_its_store_had_not_recorded(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    """A relay stopped between the stream's acknowledgement and its own record (or a second relay over one store)
+    leaves the record behind the stream; the next relay has nothing to publish and must still record the tail."""
+    import sqlite3
+
+    from services.intake.outbox import build_relay
+
+    settings = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    app = build_intake(settings)
+    write_cases(app, 0, 3)
+
+    async def scenario() -> int:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_stream(js, TRAJECTORY_STREAM, [TRAJECTORY_SUBJECTS])
+        first = build_relay(app, js)
+        await _run_relay_until(first, nats_server.url, TRAJECTORY_STREAM, 6)
+        assert first.recorded_position() == 6
+        with sqlite3.connect(settings.data_dir / "intake.sqlite") as db:  # the record the stopped relay never wrote
+            db.execute("UPDATE tracking SET notification_id = 4 WHERE application_name = ?", (first.name,))
+        second = build_relay(app, js)
+        assert second.recorded_position() == 4
+        await _run_relay_until(second, nats_server.url, TRAJECTORY_STREAM, 6)
+        await nc.close()
+        return second.recorded_position()
+
+    recorded = asyncio.run(scenario())
+    app.close()
+    assert recorded == 6
