@@ -526,17 +526,38 @@ def latencies(settings: Settings, load: Load, progress: Any) -> dict[str, dict[s
     deadlines = asyncio.run(_stored_messages(settings, DEADLINES_STREAM, progress, f"{DEADLINES_PREFIX}.*.opened"))
     decode = msgspec.json.Decoder(_DeadlineMessage).decode
     opened: dict[int, int] = {}
+    cause: dict[int, UUID] = {}
     for _subject, stored, data, _headers in deadlines:
         caused_by = decode(data).caused_by
         index = sent_of.get(caused_by) if caused_by else None
-        if index is not None:
-            opened[index] = min(stored, opened.get(index, stored))
+        if index is not None and stored < opened.get(index, stored + 1):
+            opened[index], cause[index] = stored, caused_by
+    stepped = _step_times(settings, set(cause.values()))
     accepted = load.accepted
     return {
         "reply": _summary([r.reply_s * 1000 for r in accepted]),
         "report_to_trajectory": _summary([(t - accepted[i].sent_ns) / 1e6 for i, t in first_stored.items()]),
+        "report_to_step": _summary([(stepped[e] - accepted[i].sent_ns) / 1e6 for i, e in cause.items()
+                                    if e in stepped]),
         "report_to_deadline": _summary([(t - accepted[i].sent_ns) / 1e6 for i, t in opened.items()]),
     }
+
+
+def _step_times(settings: Settings, event_ids: set[UUID]) -> dict[UUID, int]:
+    """When the deadlines service recorded its step of each of ``event_ids`` (its clock, ns since the epoch): the
+    point between consuming TRAJECTORY and its relay's publishing into DEADLINES."""
+    from services.deadlines.application import build_deadlines
+    from shared.infra.derived import DerivedStep
+
+    app = build_deadlines(settings)
+    out: dict[UUID, int] = {}
+    try:
+        for _, event in logged_events(app):
+            if isinstance(event, DerivedStep) and event.source.event_id in event_ids:
+                out[event.source.event_id] = int(event.timestamp.timestamp() * 1e9)
+    finally:
+        app.close()
+    return out
 
 
 # --- exactly once -------------------------------------------------------------------------------------------------
@@ -821,7 +842,9 @@ def print_result(result: dict[str, Any]) -> None:
         ours, raw = lat["report_to_deadline"][q], baseline["latency_ms"][q]
         main.add_row(f"latency report -> deadline event {q} (ms)", f"{ours:,.1f}", f"{raw:,.1f} (3 hops)",
                      f"{ours / raw:,.1f}x")
-    for key, label in (("report_to_trajectory", "latency report -> TRAJECTORY"), ("reply", "intake request-reply")):
+    for key, label in (("report_to_trajectory", "latency report -> TRAJECTORY"),
+                       ("report_to_step", "latency report -> deadlines step recorded"),
+                       ("reply", "intake request-reply")):
         for q in ("p50", "p99"):
             main.add_row(f"{label} {q} (ms)", f"{lat[key][q]:,.1f}", "", "")
     for service in DERIVED:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from uuid import UUID
 
@@ -85,8 +86,11 @@ class TimerWriter:
         poll_interval: float = 0.05,
         ack_timeout: float = 10.0,
         clock: Clock = system_clock,
+        record_interval: float = 1.0,
     ) -> None:
         self.recorder = recorder
+        #: The position is recorded at most this often while the log is busy, and whenever the writer catches up.
+        self.record_interval = record_interval
         self.mapper = mapper
         self.tracking = tracking
         self.js = js
@@ -103,11 +107,17 @@ class TimerWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         position = await asyncio.to_thread(lambda: self.tracking.max_tracking_id(self.name) or 0)
-        position = await self._check_stream(position)
+        position = recorded = await self._check_stream(position)
+        recorded_at = monotonic()
         store_backoff, write_backoff = Backoff(first=0.1, cap=1.0), Backoff(first=0.5, cap=5.0)
         while not stop.is_set():
             batch = await next_batch(self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name,
                                      store_backoff)
+            if position > recorded and (not batch or monotonic() - recorded_at >= self.record_interval):
+                # at most once a :attr:`record_interval` while busy, and once caught up: a writer restarted from an
+                # earlier mark writes the same schedules again
+                await asyncio.to_thread(self._record, position)
+                recorded, recorded_at = position, monotonic()
             if not batch:
                 continue
             try:
@@ -118,6 +128,7 @@ class TimerWriter:
                 continue
             write_backoff.reset()
             position = batch[-1].id
+        if position > recorded:
             await asyncio.to_thread(self._record, position)
 
     async def _check_stream(self, position: int) -> int:

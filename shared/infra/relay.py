@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,8 +118,15 @@ class OutboxRelay:
         probe_interval: float = 5.0,
         subject_transform: api.SubjectTransform | None = None,
         replicas: int | None = None,
+        record_interval: float = 1.0,
     ) -> None:
         self.name = name
+        #: The position is recorded in the store at most this often while publishing (and whenever the relay
+        #: catches up): it is not where the relay resumes (the stream's tail is), so a write per batch, waiting
+        #: behind the service's own commits, would only slow the relay.
+        self.record_interval = record_interval
+        self._to_record = 0
+        self._recorded_at = -math.inf
         #: How a lost stream is created again: its subject transform and replica count.
         self.subject_transform = subject_transform
         self.replicas = replicas
@@ -193,6 +201,7 @@ class OutboxRelay:
                 self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name, store_backoff
             )
             if not notifications:
+                await self._record_soon(force=True)
                 if time.monotonic() - probed >= self.probe_interval:
                     probed = time.monotonic()
                     try:
@@ -215,6 +224,7 @@ class OutboxRelay:
                     continue
             if on_batch:
                 on_batch(self.stats)
+        await self._record_soon(force=True)
         return self.stats
 
     async def _stream_exists(self) -> bool:
@@ -322,10 +332,22 @@ class OutboxRelay:
             self.stats.position = complete
             self._confirmed = max(self._confirmed, complete)
             self._confirmed_seq = max(self._confirmed_seq, last_seq)
-            await asyncio.to_thread(self._record, complete)
+            await self._record_soon(complete)
         if failure is not None:
             raise failure
         return last_seq, complete
+
+    async def _record_soon(self, position: int = 0, force: bool = False) -> None:
+        """Record ``position`` (or the last one noted), now if ``force`` or :attr:`record_interval` has passed."""
+        self._to_record = max(self._to_record, position)
+        if self._to_record <= self._recorded:
+            return
+        if force or time.monotonic() - self._recorded_at >= self.record_interval:
+            try:
+                await asyncio.to_thread(self._record, self._to_record)
+            except PersistenceError as exc:  # only a mark: the next one records it
+                log.warning("relay position not recorded", error=repr(exc))
+            self._recorded_at = time.monotonic()
 
     def _record(self, position: int) -> None:
         """Record the position, only ever forward (re-read positions are not recorded twice)."""
