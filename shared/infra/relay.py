@@ -14,9 +14,9 @@ position. A relay killed at any moment therefore republishes nothing and skips n
 window. Re-reading recorded events that yield no message (a step that changed nothing) is harmless: they yield
 nothing again. If the broker lost the stream's data, its tail is earlier than what was published, and the relay
 re-drives from there. Its position is also recorded in the store (eventsourcing tracking), only ever forward, for
-operators and as the resume point after a replay; a tail found on resuming that is ahead of the record (put there by
-a relay stopped between the acknowledgement and its record, or by a second relay over the same store) is recorded
-then.
+operators and as the resume point after a replay: at most once a ``record_interval`` while publishing and whenever
+the relay catches up; a tail found on resuming that is ahead of the record (put there by a relay stopped before its
+record, or by a second relay over the same store) is recorded then.
 
 ``replay(from_position)`` republishes a range after an incident (``Reintegration-Replay: 1``), relying on the
 duplicate window and on consumers' per-case versions. The live relay passes over replayed messages when it looks
