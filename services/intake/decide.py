@@ -39,6 +39,10 @@ from .case import Case, PartialResumption, Rehabilitation, Trajectory
 Code = RejectionCode
 #: No report of a working life's incapacity can take effect before this day.
 EARLIEST = date(1950, 1, 1)
+#: A date a report states besides its effective one (a resumption's start, an authorisation's end ...) may lie
+#: ahead of the day of receipt, by this many years at most: far inside what the calendar covers (to 2100) with
+#: every period the rules add to it.
+YEARS_AHEAD = 5
 
 
 @dataclass
@@ -80,6 +84,7 @@ def decide(case: Case | None, report: r.Report, party: Party, today: date, ruleb
             f"{report.effective_field} {effective.isoformat()} is after the day of receipt {today.isoformat()}",
             field=f"$.{report.effective_field}",
         )
+    _check_other_dates(report, today)
     if isinstance(report, r.IncapacityReported):
         _check_new_case(report)
     else:
@@ -125,6 +130,31 @@ def unknown_case(case_id: UUID, party: Party) -> Rejection:
     return Rejection(Code.CASE_NOT_FOUND, f"{party} has no case {case_id}", field="$.case_id")
 
 
+def latest_date(today: date) -> date:
+    """The last day a report received on ``today`` may state (:data:`YEARS_AHEAD`)."""
+    try:
+        return today.replace(year=today.year + YEARS_AHEAD)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year + YEARS_AHEAD, day=28)
+
+
+def _check_other_dates(report: r.Report, today: date) -> None:
+    """Every date the report states, besides its effective date (checked against the day of receipt), lies
+    between :data:`EARLIEST` and :func:`latest_date`: the dates the calendar and the rules cover."""
+    latest = latest_date(today)
+    for name in report.__struct_fields__:
+        value = getattr(report, name)
+        if name == report.effective_field or not isinstance(value, date):
+            continue
+        if not EARLIEST <= value <= latest:
+            raise Rejection(
+                Code.INVALID_DATE,
+                f"{name} {value.isoformat()} is outside the dates a report may state: from {EARLIEST.isoformat()} "
+                f"to {latest.isoformat()} ({YEARS_AHEAD} years after the day of receipt)",
+                field=f"$.{name}",
+            )
+
+
 def _check_new_case(report: r.IncapacityReported) -> None:
     try:
         canonical = {
@@ -132,12 +162,14 @@ def _check_new_case(report: r.IncapacityReported) -> None:
             "enterprise_number": normalise_enterprise_number(report.enterprise_number, "$.enterprise_number"),
         }
         normalise_health_fund(report.health_fund, "$.health_fund")
-        normalise_enterprise_number(report.occupational_health_service, "$.occupational_health_service")
+        canonical["occupational_health_service"] = normalise_enterprise_number(
+            report.occupational_health_service, "$.occupational_health_service")
     except IdentifierError as exc:
         raise Rejection(Code.INVALID_IDENTIFIER, exc.message, field=exc.field) from None
     for field, value in canonical.items():
         if getattr(report, field) != value:
-            raise Rejection(Code.INVALID_IDENTIFIER, f"{field} must be sent as digits only", field=f"$.{field}")
+            raise Rejection(Code.INVALID_IDENTIFIER, f"{field} must be sent in its compact form, digits only: "
+                            f"{value}", field=f"$.{field}")
 
 
 def _check_case_report(case: Case, report: r.Report) -> None:

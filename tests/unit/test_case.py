@@ -198,3 +198,30 @@ def test_evolve_refuses_a_gap_in_versions() -> None:
                                                                 ended_on=date(2024, 3, 1)))
     with pytest.raises(ValueError, match="does not follow"):
         evolve(run.case, event)
+
+
+@pytest.mark.parametrize("starts_on", [date(2200, 1, 1), date(1, 1, 1), date(1949, 12, 31)])
+def test_every_date_field_is_bounded_not_only_the_effective_one(starts_on: date) -> None:
+    """A date the calendar and the rules do not cover is refused at the edge, naming its field: accepted, it would
+    make the derived services fail on the case for good (a one-digit typo of 2025 is 2205)."""
+    run = CaseRun(incapacity(date(2024, 1, 10)))
+    declared = r.PartialResumptionDeclared(report_id=rid(), case_id=run.id, declared_on=date(2024, 2, 1),
+                                           starts_on=starts_on, weekly_hours=19, full_time_hours=38)
+    refused = run.refuse(declared, FUND_PARTY)
+    assert (refused.code, refused.field) == (Code.INVALID_DATE, "$.starts_on")
+    assert starts_on.isoformat() in refused.message
+    authorised = r.PartialResumptionAuthorised(report_id=rid(), case_id=run.id, authorised_on=date(2024, 2, 5),
+                                               valid_until=date(2205, 2, 5))
+    assert run.refuse(authorised, FUND_PARTY).field == "$.valid_until"
+    near = r.PartialResumptionDeclared(report_id=rid(), case_id=run.id, declared_on=date(2024, 2, 1),
+                                       starts_on=date(2024, 2, 12), weekly_hours=19, full_time_hours=38)
+    assert run.send(near, FUND_PARTY) is not None  # a date inside the bounds still goes through
+
+
+def test_an_identifier_is_refused_unless_sent_in_its_compact_form() -> None:
+    """Stored as sent, ``BE0202.239.951`` would lock the real service 0202239951 out of the case."""
+    for value in ("BE0202.239.951", "０２０２２３９９５１", "0202239951\n"):
+        with pytest.raises(Rejection) as caught:
+            CaseRun(incapacity(date(2024, 1, 10), occupational_health_service=value))
+        assert (caught.value.code, caught.value.field) == (Code.INVALID_IDENTIFIER, "$.occupational_health_service")
+    CaseRun(incapacity(date(2024, 1, 10), occupational_health_service="0202239951"))
