@@ -240,6 +240,23 @@ def _(case: Case, report: r.IncapacityResumed, party: Party, rulebook: Rulebook)
 def _(case: Case, report: r.IncapacityEnded, party: Party, rulebook: Rulebook) -> None:
     if case.timeline.ended_on is not None:
         raise _state(f"the incapacity already ended on {case.timeline.ended_on.isoformat()}")
+    _after_timeline(case, report.ended_on, "ended_on")
+
+
+@check(r.IncapacityReviewed)
+def _(case: Case, report: r.IncapacityReviewed, party: Party, rulebook: Rulebook) -> None:
+    if report.outcome is r.ReviewOutcome.INCAPACITY_ENDS and case.timeline.ended_on is None:
+        _after_timeline(case, report.reviewed_on, "reviewed_on")  # the review ends the incapacity on that day
+
+
+def _after_timeline(case: Case, day: date, field: str) -> None:
+    """An end of the incapacity on ``day`` must not precede the last return to work or resumption recorded."""
+    if gaps := case.timeline.interruptions:
+        last = gaps[-1]
+        if last.resumed_on is not None:
+            _after(day, last.resumed_on, field, "the last resumption of incapacity recorded")
+        else:
+            _after(day, last.returned_on, field, "the return to work recorded")
 
 
 # --- the trajectory --------------------------------------------------------------------------------------
@@ -418,6 +435,7 @@ def _(case: Case, report: r.PartialResumptionDeclared, party: Party, rulebook: R
         raise Rejection(Code.INVALID_FIELD, "weekly_hours exceed full_time_hours", "$.weekly_hours")
     if case.timeline.ended_on is not None:
         raise _state(f"the incapacity ended on {case.timeline.ended_on}")
+    _after(report.starts_on, case.timeline.start, "starts_on", "the start of the incapacity")
 
 
 def _resumption(case: Case) -> PartialResumption:
@@ -433,6 +451,8 @@ def _(case: Case, report: r.PartialResumptionAuthorised, party: Party, rulebook:
     if p.authorised_on is not None:
         raise _state(f"the partial resumption was already authorised on {p.authorised_on}")
     _after(report.authorised_on, p.declared_on, "authorised_on", "the declaration")
+    if report.valid_until is not None:
+        _after(report.valid_until, report.authorised_on, "valid_until", "the authorisation itself")
     if report.weekly_hours is not None and report.weekly_hours > p.full_time_hours:
         raise Rejection(Code.INVALID_FIELD, "weekly_hours exceed the declared full-time hours", "$.weekly_hours")
 

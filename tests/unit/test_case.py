@@ -225,3 +225,24 @@ def test_an_identifier_is_refused_unless_sent_in_its_compact_form() -> None:
             CaseRun(incapacity(date(2024, 1, 10), occupational_health_service=value))
         assert (caught.value.code, caught.value.field) == (Code.INVALID_IDENTIFIER, "$.occupational_health_service")
     CaseRun(incapacity(date(2024, 1, 10), occupational_health_service="0202239951"))
+
+
+def test_a_timeline_that_contradicts_recorded_facts_is_refused() -> None:
+    """An end before a recorded return or resumption, an authorisation valid until before it was given, a
+    resumption starting before the incapacity: each refused, naming its field and the fact it contradicts."""
+    run = CaseRun(incapacity(date(2024, 1, 10)))
+    run.send(r.IncapacityInterrupted(report_id=rid(), case_id=run.id, returned_on=date(2024, 3, 1)), EMPLOYER_PARTY)
+    run.send(r.IncapacityResumed(report_id=rid(), case_id=run.id, resumed_on=date(2024, 3, 20)), EMPLOYER_PARTY)
+    ended = run.refuse(r.IncapacityEnded(report_id=rid(), case_id=run.id, ended_on=date(2024, 3, 5)), FUND_PARTY)
+    assert (ended.code, ended.field) == (Code.INVALID_DATE, "$.ended_on")
+    assert "2024-03-20" in ended.message
+    early = r.PartialResumptionDeclared(report_id=rid(), case_id=run.id, declared_on=date(2024, 4, 1),
+                                        starts_on=date(2024, 1, 2), weekly_hours=19, full_time_hours=38)
+    assert run.refuse(early, FUND_PARTY).field == "$.starts_on"
+    run.send(r.PartialResumptionDeclared(report_id=rid(), case_id=run.id, declared_on=date(2024, 4, 1),
+                                         starts_on=date(2024, 4, 2), weekly_hours=19, full_time_hours=38), FUND_PARTY)
+    backwards = r.PartialResumptionAuthorised(report_id=rid(), case_id=run.id, authorised_on=date(2024, 4, 10),
+                                              valid_until=date(2024, 4, 9))
+    refused = run.refuse(backwards, FUND_PARTY)
+    assert (refused.code, refused.field) == (Code.INVALID_DATE, "$.valid_until")
+    run.send(r.IncapacityEnded(report_id=rid(), case_id=run.id, ended_on=date(2024, 5, 31)), FUND_PARTY)
