@@ -34,6 +34,7 @@ from shared.infra.parties import (
     load_parties,
     parties_file,
 )
+from shared.infra.service import raw_body
 from shared.infra.settings import Settings
 
 from .questions import QUESTIONS, Question, Responder
@@ -62,7 +63,7 @@ def _attach_question(router: NatsRouter, question: Question, answer: Answer) -> 
 
     # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected).
     @router.subscriber(
-        question.subject, queue=QUEUE, title=f"audit: {name}", ack_policy=AckPolicy.MANUAL,
+        question.subject, queue=QUEUE, title=f"audit: {name}", ack_policy=AckPolicy.MANUAL, decoder=raw_body,
         description=f"Read-only, auditors only. {question.summary} Request: "
         f"`{question.request.__name__}`; reply: `AuditAnswer` (the answer, who asked as the server "
         "authenticated it, the disclosure record's reference) or `AuditRefusal` (`error`, `code`, "

@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from uuid import UUID
 
 import msgspec
 import structlog
+from eventsourcing.persistence import PersistenceError
 
 from services.disclosures.log import AUDIT_BASIS, DisclosureLog
 from shared.infra.clock import Clock, system_clock
@@ -80,6 +82,18 @@ class CaseRequest(_Strict, frozen=True):
     case_id: UUID
 
 
+#: No case has more versions than this; a larger number is refused by its type, not by the store.
+MAX_VERSION = 2**31 - 1
+#: The days a question may name (``asof --date``, ``applied --on``): those the rulebook's calendar covers.
+FIRST_DAY, LAST_DAY = dt.date(1950, 1, 1), dt.date(2100, 12, 31)
+
+
+def _check_day(day: dt.date | None, field: str) -> None:
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise Refused("invalid_field", f"{field} {day.isoformat()} is outside the days the rulebook covers "
+                      f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})", field=f"$.{field}")
+
+
 class HistoryRequest(CaseRequest, frozen=True):
     pass
 
@@ -90,7 +104,7 @@ class AsOfRequest(CaseRequest, frozen=True):
 
     time: dt.datetime | None = None
     date: dt.date | None = None
-    version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)] | None = None
 
 
 class AppliedRequest(CaseRequest, frozen=True):
@@ -156,6 +170,7 @@ def _check_as_of(q: AsOfRequest) -> None:
             f" (got {', '.join(given)})" if given else ""), field=f"$.{given[1]}" if len(given) > 1 else "$")
     if q.time is not None and q.time.utcoffset() is None:
         raise Refused("invalid_field", "time needs an offset (e.g. 2024-08-02T12:00:00+02:00 or ...Z)", "$.time")
+    _check_day(q.date, "date")
 
 
 def _as_of(auditor: Auditor, q: AsOfRequest) -> AsOf:
@@ -189,7 +204,7 @@ QUESTIONS: Final[dict[str, Question]] = {q.name: q for q in (
              "by then, beside what the services recorded.", _check_as_of),
     Question("applied", AppliedRequest, Applied, lambda a, q: a.applied(q.case_id, q.on),
              "The law that applied: each event under the regime in force on its effective date; with `on`, which "
-             "facts had happened and which were known by that day."),
+             "facts had happened and which were known by that day.", lambda q: _check_day(q.on, "on")),
     Question("explain", ExplainRequest, dict[str, Any], lambda a, q: a.explain(q.case_id, q.item_id),
              "One deadline or ledger entry (`item_id`, or a prefix of at least 4 characters): rule, legal basis, "
              "regime, inputs, causing events, explanation."),
@@ -320,8 +335,11 @@ class Responder:
         except AuditError as exc:
             refusal = Refused("not_answerable", str(exc))
         except Exception as exc:
-            log.exception("audit question failed", question=question, asked_by=who)
-            raise Refused("failed", f"the auditor could not answer: {exc!r}", retry=True) from None
+            log.exception("audit question failed", question=question, asked_by=who, reference=reference)
+            if isinstance(exc, PersistenceError | sqlite3.OperationalError | OSError):
+                raise Refused("failed", "the stores could not be read just now; ask again", retry=True) from None
+            raise Refused("failed", f"the audit service could not answer this question (its log names the error "
+                          f"under reference {reference}); asking again gives the same answer") from None
         if refusal is None:
             body = msgspec.json.encode(AuditAnswer(question=question, asked_by=who, disclosure=reference,
                                                    answered_at=now, answer=answer))
@@ -341,6 +359,6 @@ class Responder:
             self.disclosures.record(kind="query", who=who, what=what, case_id=case_id, legal_basis=AUDIT_BASIS,
                                     disclosed_at=now, reference=reference)
         except Exception as exc:
-            log.exception("disclosure not recorded; answer withheld", who=who)
-            raise Refused("failed", f"the disclosure could not be recorded, so nothing is disclosed: {exc!r}",
+            log.exception("disclosure not recorded; answer withheld", who=who, error=repr(exc))
+            raise Refused("failed", "the disclosure could not be recorded, so nothing is disclosed; ask again",
                           retry=True) from None

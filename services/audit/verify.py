@@ -29,7 +29,7 @@ from shared.rulebook.deadlines import OUTCOME_BY_KIND, Deadline
 
 from .chain import AuditStore, ChainStatus, CheckpointCheck, check_chain, check_checkpoints
 from .rules import Rules
-from .stores import STORES, Stores
+from .stores import STORES, AuditError, Stores
 
 VERIFIED, BEHIND, DIFFERENT, BROKEN = "verified", "behind", "different", "broken"
 
@@ -325,7 +325,11 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     stored = {"intake": [row.stored for row in rows]}
     history, diffs = check_intake(case_id, rows)
     if not rows:
-        diffs.append(Difference(store="intake", message="the case is sealed but no longer in the intake store"))
+        if not audit.links("intake", case_id) and not _derived_rows(stores, case_id):
+            raise AuditError(f"no case {case_id} in the intake store (nor in any seal or derived store)")
+        diffs.append(Difference(store="intake", message="the case is sealed but no longer in the intake store"
+                                if audit.links("intake", case_id) else "the case is not in the intake store, but "
+                                "a derived store recorded steps of it"))
     notes: list[str] = []
     applied = {"deadlines": 0, "benefits": 0}
     readable = not diffs
@@ -345,6 +349,12 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     return CaseVerdict(case_id=str(case_id), status=_status(chains, diffs, applied, history),
                        intake_version=stored_version, deadlines_applied=applied["deadlines"],
                        benefits_applied=applied["benefits"], differences=diffs, chains=chains, notes=notes)
+
+
+def _derived_rows(stores: Stores, case_id: UUID) -> bool:
+    """Whether a derived store holds any step of the case."""
+    return any(stores.raw(store, app.derived_id(case_id))
+               for store in ("deadlines", "benefits") if (app := stores.derived(store)) is not None)
 
 
 def case_chains(stores: Stores, audit: AuditStore, case_id: UUID,

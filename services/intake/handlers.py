@@ -30,6 +30,7 @@ from shared.events.replies import RETRYABLE, Accepted, Rejected, RejectionCode
 from shared.events.reports import Report
 from shared.events.subjects import INTAKE_QUEUE, INTAKE_WILDCARD, parse_intake_subject
 from shared.infra.clock import Clock, system_clock
+from shared.infra.service import raw_body
 
 from .application import IntakeApplication
 from .decide import Rejection
@@ -220,12 +221,6 @@ class IntakeServer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.to_thread(self.executor.shutdown, True),
                                    timeout=max(0.1, deadline - loop.time()))
-
-
-async def raw_body(msg: NatsMessage) -> bytes:
-    """FastStream's own decoder parses JSON when a content-type header says so, and a body it cannot parse (deep
-    nesting, bad UTF-8) then gets no reply at all: the strict codec alone reads the bytes."""
-    return msg.body
 
 
 #: Share of the parties' request timeout within which intake answers, if need be with "retry later".

@@ -46,6 +46,13 @@ def _fail_fast(task: asyncio.Task[Any], service: str, stop: asyncio.Event) -> No
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+async def raw_body(msg: NatsMessage) -> bytes:
+    """The decoder of every subscriber that answers a party's or an auditor's request. FastStream's own parses
+    JSON (when a content-type header says so, or to fill a typed argument), and a body it cannot parse (deep
+    nesting, bad UTF-8) then gets no reply at all: the handler's strict decoding alone reads the bytes."""
+    return msg.body
+
+
 def attach_query(
     router: NatsRouter, name: str, subject: str, executor: Executor, answer: Callable[[Query], Any]
 ) -> None:
@@ -55,6 +62,7 @@ def attach_query(
     # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected); a question
     # that gets no answer is simply asked again.
     @router.subscriber(subject, queue=f"{name}-query", title=f"{name}: query", ack_policy=AckPolicy.MANUAL,
+                       decoder=raw_body,
                        description=f"Read-only: `{{\"case_id\": ..., \"version\": null}}` → the case's {name} "
                        "with each item's explanation, or `{\"error\": ...}`.")
     async def query(msg: NatsMessage) -> bytes:
@@ -66,9 +74,10 @@ def attach_query(
         loop = asyncio.get_running_loop()
         try:
             return msgspec.json.encode(await loop.run_in_executor(executor, answer, question))
-        except Exception as exc:
+        except Exception:
             log.exception("query failed", service=name)
-            return msgspec.json.encode({"error": f"query failed: {exc!r}"})
+            return msgspec.json.encode({"error": f"the {name} service could not answer this query (its log names "
+                                                 "the error)"})
 
 
 #: A background job started with the service: ``job(js, stop)`` runs until ``stop`` is set.

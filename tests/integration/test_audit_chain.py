@@ -204,3 +204,22 @@ def test_verify_and_the_chains_on_each_event_store(settings: Settings) -> None:
         verdict = auditor.verify(case)
     assert verdict.status == "broken"
     assert [(c.store, c.broken.version) for c in verdict.chains if c.broken] == [("intake", 2)]
+
+
+def test_a_case_that_never_existed_is_not_called_tampered_but_a_deleted_sealed_case_is(sealed: Recorded) -> None:
+    """An id nobody recorded gets "no such case" (the CLI's exit 2, as for history); a sealed case whose every
+    intake event was deleted stays a broken chain."""
+    from services.audit import AuditError
+
+    settings, cases = sealed
+    nobody = uuid.uuid4()
+    with Auditor(settings) as auditor, pytest.raises(AuditError, match=f"no case {nobody}"):
+        auditor.verify(nobody)
+    result = cli("verify", str(nobody), data_dir=settings.data_dir)
+    assert result.exit_code == 2 and "no case" in result.output and "sealed" not in result.output
+    case = cases["open"]
+    with sqlite3.connect(settings.data_dir / "intake.sqlite") as db:
+        db.execute("DELETE FROM stored_events WHERE originator_id=?", (case.hex,))
+    with Auditor(settings) as auditor:
+        verdict = auditor.verify(case)
+    assert verdict.status == "broken" and "sealed but no longer in the intake store" in str(verdict.differences)

@@ -215,6 +215,10 @@ async def test_bad_requests_are_refused_with_the_field_and_why_and_record_nothin
         ("applied", {"case_id": case, "on": 20240601}, "invalid_field", "$.on", "Expected `date | null`"),
         ("explain", {"case_id": case, "item_id": "ab"}, "invalid_field", "$.item_id", "length >= 4"),
         ("explain", {"case_id": case}, "invalid_field", "$.item_id", "missing required field `item_id`"),
+        # nested deeper than any request (inside the size bound): refused, never left unanswered
+        ("history", b"[" * 2000 + b"]" * 2000, "invalid_field", None, "Expected `object`, got `array`"),
+        ("history", b'{"case_id": ' + b"[" * 1900 + b"]" * 1900 + b"}", "invalid_field", "$.case_id", "Expected"),
+        ("asof", {"case_id": case, "version": 2**70}, "invalid_field", "$.version", "Expected `int`"),
     ]
     try:
         for question, body, code, field, words in refusals:
@@ -233,6 +237,9 @@ async def test_bad_requests_are_refused_with_the_field_and_why_and_record_nothin
                          "retry": False}
         too_late = await audit.ask(client.nc, "asof", {"case_id": case, "version": 9})
         assert too_late["code"] == "not_answerable" and "has versions 1 to 4, not 9" in too_late["error"]
+        last_day = await audit.ask(client.nc, "asof", {"case_id": case, "date": "9999-12-31"})  # asking again fails too
+        assert (last_day.get("code"), last_day.get("retry")) == ("invalid_field", False), last_day
+        assert last_day["field"] == "$.date" and "9999-12-31" in last_day["error"]
     finally:
         await client.nc.close()
     records = audit.records()
@@ -284,3 +291,4 @@ async def test_on_a_server_without_accounts_questions_are_answered_and_recorded_
         await app.stop()
     [record] = audit.records()
     assert (record.who, record.case_id, record.reference) == ("unauthenticated", cases["open"], reply["disclosure"])
+
