@@ -125,7 +125,11 @@ def diff(before: dict[UUID, Deadline], after: list[Deadline], *, complete: bool 
     return changes
 
 
-def apply_changes(deadlines: dict[UUID, Deadline], changes: Iterable[DeadlineChange]) -> dict[UUID, Deadline]:
+def apply_changes(deadlines: dict[UUID, Deadline], changes: list[DeadlineChange]) -> dict[UUID, Deadline]:
+    """The deadlines after ``changes``: a new dict (states are never changed in place), or the same one when
+    there are none (most steps change no deadline; a long case holds hundreds)."""
+    if not changes:
+        return deadlines
     out = dict(deadlines)
     for change in changes:
         if change.change == "withdrawn":
