@@ -27,13 +27,7 @@ from faststream.nats.annotations import NatsMessage
 
 from services.disclosures.log import build_disclosures
 from shared.infra.clock import Clock, system_clock
-from shared.infra.parties import (
-    Parties,
-    PartiesError,
-    load_credentials,
-    load_parties,
-    parties_file,
-)
+from shared.infra.parties import load_identity
 from shared.infra.service import raw_body
 from shared.infra.settings import Settings
 
@@ -75,28 +69,11 @@ def _attach_question(router: NatsRouter, question: Question, answer: Answer) -> 
         return await answer(name, msg.body, raw.headers, raw.reply)
 
 
-def load_identity(settings: Settings, path: Path | None = None) -> Parties | None:
-    """The parties the server runs with, to map accounts to auditors; ``None`` for an open server (no
-    credentials). Refuses to start when the service's own credentials are not from that parties file."""
-    if settings.nats_credentials is None:
-        log.warning("no NATS credentials: open server, audit questions are recorded as asked by unauthenticated")
-        return None
-    path = path or parties_file()
-    if not path.exists():
-        raise PartiesError(f"parties file {path} not found: set REINTEGRATION_PARTIES_FILE to the file the server's "
-                           "accounts were generated from")
-    parties = load_parties(path)
-    own = load_credentials(settings.nats_credentials).party
-    try:
-        parties.get(own)
-    except KeyError:
-        raise PartiesError(f"{path} does not list {own} (these credentials): not the server's parties file") from None
-    return parties
-
-
 def build_app(settings: Settings, *, clock: Clock = system_clock, parties_path: Path | None = None) -> FastStream:
     """The audit service; ``clock`` dates each disclosure record its answers leave."""
-    parties = load_identity(settings, parties_path)
+    parties = load_identity(settings.nats_credentials, parties_path)
+    if parties is None:
+        log.warning("no NATS credentials: open server, audit questions are recorded as asked by unauthenticated")
     disclosures = build_disclosures(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-store")
     broker = NatsBroker(settings.nats_servers, name="reintegration-audit", max_reconnect_attempts=-1,

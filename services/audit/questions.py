@@ -48,7 +48,7 @@ from eventsourcing.persistence import PersistenceError
 
 from services.disclosures.log import AUDIT_BASIS, DisclosureLog
 from shared.infra.clock import Clock, system_clock
-from shared.infra.parties import AUDIT_PREFIX, Parties, Role
+from shared.infra.parties import AUDIT_PREFIX, UNAUTHENTICATED, Parties, Role, UnknownRequester, requester
 from shared.infra.settings import Settings
 from shared.rulebook.calendar import end_of_belgian_day
 
@@ -59,12 +59,6 @@ from .verify import CaseVerdict
 
 log = structlog.get_logger("audit")
 
-#: The header the server adds to a request that crossed an account boundary through a ``share: true`` import.
-REQUEST_INFO_HEADER: Final = "Nats-Request-Info"
-#: The server maps the reply subject of a request that crosses an import to a private subject with this prefix.
-IMPORTED_REPLY_PREFIX: Final = "_R_."
-#: Who asked, on a server without accounts (no identity to be had).
-UNAUTHENTICATED: Final = "unauthenticated"
 #: Requests are a few ids and dates; anything larger is refused before it is parsed.
 MAX_REQUEST_BYTES: Final = 4096
 
@@ -268,30 +262,15 @@ def describe(question: str, request: CaseRequest) -> str:
 
 
 def auditor_of(headers: Mapping[str, str] | None, reply: str, parties: Parties | None) -> str:
-    """Who asked: the auditor whose account the server says the request came from.
-
-    The server sets ``Nats-Request-Info`` (replacing a client's own) and maps the reply subject to a private
-    ``_R_.`` subject when a request crosses an import. Inside the service account it does neither: a header there
-    is whatever the client wrote, so a request whose reply was not mapped is refused even with the header.
+    """Who asked: the auditor whose account the server says the request came from (:func:`requester`).
     ``parties`` is ``None`` on a server without accounts: nobody can be authenticated there (any client may set
-    any header), so the answer is :data:`UNAUTHENTICATED` whatever the request carries.
-    """
+    any header), so the answer is :data:`UNAUTHENTICATED` whatever the request carries."""
     if parties is None:
         return UNAUTHENTICATED
-    info = (headers or {}).get(REQUEST_INFO_HEADER)
-    if not info or not reply.startswith(IMPORTED_REPLY_PREFIX):
-        raise Refused("unauthenticated", f"no {REQUEST_INFO_HEADER} set by the server: the request did not come "
-                      "through an auditor's account (connect with the auditor's own credentials)")
     try:
-        account = json.loads(info).get("acc")
-    except (ValueError, AttributeError):
-        account = None
-    if not isinstance(account, str) or not account:
-        raise Refused("unauthenticated", f"{REQUEST_INFO_HEADER} names no account")
-    try:
-        party = parties.get(account)
-    except KeyError:
-        raise Refused("not_an_auditor", f"account {account!r} is not a party of the parties file") from None
+        party = requester(headers, reply, parties, whose="an auditor's")
+    except UnknownRequester as exc:
+        raise Refused("not_an_auditor" if exc.code == "not_a_party" else exc.code, exc.message) from None
     if party.role is not Role.AUDITOR:
         raise Refused("not_an_auditor", f"{party.name} is not an auditor: the audit questions are for auditors")
     return party.name

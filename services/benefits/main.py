@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from faststream import FastStream
 
+from services.disclosures.log import auditor_queries
 from shared.infra.clock import Clock, system_clock
 from shared.infra.service import DerivedService, Outputs, build_derived_service
 from shared.infra.settings import Settings
@@ -16,11 +18,14 @@ from .handlers import answer
 from .outbox import render
 
 
-def build_service(settings: Settings, *, clock: Clock = system_clock) -> DerivedService:
-    """The service with its parts in reach (its consumer, its application): what :func:`build_app` runs."""
+def build_service(settings: Settings, *, clock: Clock = system_clock,
+                  parties_path: Path | None = None) -> DerivedService:
+    """The service with its parts in reach (its consumer, its application): what :func:`build_app` runs;
+    ``parties_path``: the server's parties file, to tell the auditors who query it (default: the environment's)."""
     app = build_benefits(settings)
-    return build_derived_service(settings, app, Outputs(BENEFITS, render),
-                                 functools.partial(answer, app), clock=clock)
+    return build_derived_service(settings, app, Outputs(BENEFITS, render), functools.partial(answer, app),
+                                 clock=clock, disclosure=auditor_queries(settings, clock=clock,
+                                                                         parties_path=parties_path))
 
 
 def build_app(settings: Settings, *, clock: Clock = system_clock) -> FastStream:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from concurrent.futures import Executor
+from pathlib import Path
 
 from faststream import FastStream
 from faststream.nats import NatsRouter
 from nats.js import JetStreamContext
 
+from services.disclosures.log import auditor_queries
 from shared.infra.clock import Clock, system_clock
 from shared.infra.service import DerivedService, Outputs, build_derived_service
 from shared.infra.settings import Settings
@@ -22,8 +24,10 @@ from .outbox import render
 from .timers import TimerWriter
 
 
-def build_service(settings: Settings, *, clock: Clock = system_clock) -> DerivedService:
-    """The service with its parts in reach (its consumer, its application): what :func:`build_app` runs."""
+def build_service(settings: Settings, *, clock: Clock = system_clock,
+                  parties_path: Path | None = None) -> DerivedService:
+    """The service with its parts in reach (its consumer, its application): what :func:`build_app` runs;
+    ``parties_path``: the server's parties file, to tell the auditors who query it (default: the environment's)."""
     app = build_deadlines(settings)
     fired: list[FiredTimers] = []
 
@@ -46,6 +50,7 @@ def build_service(settings: Settings, *, clock: Clock = system_clock) -> Derived
     return build_derived_service(
         settings, app, Outputs(DEADLINES, render), functools.partial(answer, app),
         clock=clock, attach=[attach_timers], jobs=[timer_job, fired_job], setup=[timer_streams],
+        disclosure=auditor_queries(settings, clock=clock, parties_path=parties_path),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 import msgspec
@@ -17,6 +18,9 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 
 from shared.events.common import UtcTime
+from shared.infra.clock import Clock, system_clock
+from shared.infra.parties import load_identity
+from shared.infra.service import QueryDisclosure
 from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 
@@ -91,3 +95,19 @@ class DisclosureLog(Application[UUID]):
 def build_disclosures(settings: Settings) -> DisclosureLog:
     with setup_lock(settings, DisclosureLog.name):
         return DisclosureLog(env=prepare_store(settings, DisclosureLog.name))
+
+
+def auditor_queries(settings: Settings, *, clock: Clock = system_clock,
+                    parties_path: Path | None = None) -> QueryDisclosure:
+    """What a derived service needs to record each auditor's query in the disclosure log (the log is opened once
+    and closed with the service). Identity as for the audit service: the parties file the server runs with."""
+    parties = load_identity(settings.nats_credentials, parties_path)
+    log = build_disclosures(settings)
+
+    def record(who: str, what: str, case_id: UUID) -> str:
+        reference = str(uuid.uuid4())
+        log.record(kind="query", who=who, what=what, case_id=case_id, legal_basis=AUDIT_BASIS,
+                   disclosed_at=clock(), reference=reference)
+        return reference
+
+    return QueryDisclosure(parties=parties, record=record, close=log.close)

@@ -76,10 +76,13 @@ __all__ = [
     "AUDIT_PREFIX",
     "DEV_PARTIES_FILE",
     "FEED_PREFIX",
+    "IMPORTED_REPLY_PREFIX",
     "PARTIES_FILE_ENV",
     "PARTY_JS_API",
+    "REQUEST_INFO_HEADER",
     "SERVICES",
     "SERVICE_ACCOUNT",
+    "UNAUTHENTICATED",
     "Credentials",
     "Import",
     "Parties",
@@ -87,17 +90,21 @@ __all__ = [
     "Party",
     "Permissions",
     "Role",
+    "UnknownRequester",
     "connect_as",
+    "crossed_import",
     "feed_consumer_names",
     "generate",
     "imports",
     "load_credentials",
+    "load_identity",
     "load_parties",
     "open_feed",
     "parse_parties",
     "parties_file",
     "permissions",
     "render_accounts",
+    "requester",
     "write_config",
 ]
 
@@ -615,3 +622,69 @@ async def open_feed(nc: NATS, enterprise: str, stream: str, *, consumer: Literal
         raise FeedError(reply["error"])
     js = nc.jetstream(prefix=reply.get("api_prefix", PARTY_JS_API))
     return await js.pull_subscribe_bind(consumer=reply["consumer"], stream=stream)
+
+
+# --- who asked a request -----------------------------------------------------------------------------------------
+
+#: The header the server adds to a request that crossed an account boundary through a ``share: true`` import.
+REQUEST_INFO_HEADER: Final = "Nats-Request-Info"
+#: The server maps the reply subject of a request that crosses an import to a private subject with this prefix.
+IMPORTED_REPLY_PREFIX: Final = "_R_."
+#: Who asked, on a server without accounts (no identity to be had).
+UNAUTHENTICATED: Final = "unauthenticated"
+
+
+class UnknownRequester(Exception):
+    """Who asked cannot be established: ``code`` is ``unauthenticated`` or ``not_a_party``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def crossed_import(reply: str) -> bool:
+    """Whether a request came from another account (a party's), through an import: its reply subject is mapped."""
+    return reply.startswith(IMPORTED_REPLY_PREFIX)
+
+
+def requester(headers: Mapping[str, str] | None, reply: str, parties: Parties, whose: str = "a party's") -> Party:
+    """The party whose account the server says the request came from.
+
+    The server sets ``Nats-Request-Info`` (replacing a client's own) and maps the reply subject to a private
+    ``_R_.`` subject when a request crosses an import. Inside the service account it does neither: a header there
+    is whatever the client wrote, so a request whose reply was not mapped is refused even with the header. (On a
+    server without accounts nobody can be authenticated: any client may set any header; see :func:`load_identity`.)
+    """
+    info = (headers or {}).get(REQUEST_INFO_HEADER)
+    if not info or not crossed_import(reply):
+        raise UnknownRequester("unauthenticated", f"no {REQUEST_INFO_HEADER} set by the server: the request did not "
+                               f"come through {whose} account (connect with its own credentials)")
+    try:
+        account = json.loads(info).get("acc")
+    except (ValueError, AttributeError):
+        account = None
+    if not isinstance(account, str) or not account:
+        raise UnknownRequester("unauthenticated", f"{REQUEST_INFO_HEADER} names no account")
+    try:
+        return parties.get(account)
+    except KeyError:
+        raise UnknownRequester("not_a_party", f"account {account!r} is not a party of the parties file") from None
+
+
+def load_identity(credentials: str | os.PathLike[str] | None, path: Path | None = None) -> Parties | None:
+    """The parties the server runs with, to tell who asked a request; ``None`` for an open server (a service
+    without credentials). Refuses to start when the service's own credentials are not from that parties file."""
+    if credentials is None:
+        return None
+    path = path or parties_file()
+    if not path.exists():
+        raise PartiesError(f"parties file {path} not found: set {PARTIES_FILE_ENV} to the file the server's "
+                           "accounts were generated from")
+    parties = load_parties(path)
+    own = load_credentials(credentials).party
+    try:
+        parties.get(own)
+    except KeyError:
+        raise PartiesError(f"{path} does not list {own} (these credentials): not the server's parties file") from None
+    return parties

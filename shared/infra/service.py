@@ -7,10 +7,11 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import nats
@@ -27,6 +28,7 @@ from shared.events.subjects import partition_filters, query_subject
 from .clock import Clock, system_clock
 from .consumer import TrajectoryConsumer
 from .derived import DerivedApplication
+from .parties import UNAUTHENTICATED, Parties, Role, UnknownRequester, crossed_import, requester
 from .relay import OutboxRelay, Render
 from .settings import Settings
 from .store import tracking_recorder
@@ -53,10 +55,44 @@ async def raw_body(msg: NatsMessage) -> bytes:
     return msg.body
 
 
+#: A query is a case id and a version: anything larger is refused before it is parsed.
+MAX_QUERY_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class QueryDisclosure:
+    """The auditors' questions on a derived service's query subject, each recorded in the disclosure log.
+
+    ``parties``: the server's parties file (``None`` on a server without accounts, where every question is recorded
+    as asked by :data:`UNAUTHENTICATED`); ``record(who, what, case_id)`` writes the disclosure record and returns its
+    reference, or raises, and then nothing is disclosed. A query from inside the service account (the operator's
+    CLI, another service) crossed no import: it is answered without a record, as it discloses nothing to a party.
+    """
+
+    parties: Parties | None
+    record: Callable[[str, str, UUID], str]
+    #: closes what ``record`` writes to, once the service has stopped
+    close: Callable[[], None] = lambda: None
+
+    def asker(self, headers: Mapping[str, str] | None, reply: str) -> str | None:
+        """The auditor who asked, :data:`UNAUTHENTICATED` on an open server, ``None`` inside the service account;
+        :class:`UnknownRequester` for anyone else."""
+        if self.parties is None:
+            return UNAUTHENTICATED
+        if not crossed_import(reply):
+            return None
+        party = requester(headers, reply, self.parties, whose="an auditor's")
+        if party.role is not Role.AUDITOR:
+            raise UnknownRequester("not_an_auditor", f"{party.name} is not an auditor: queries are for auditors")
+        return party.name
+
+
 def attach_query(
-    router: NatsRouter, name: str, subject: str, executor: Executor, answer: Callable[[Query], Any]
+    router: NatsRouter, name: str, subject: str, executor: Executor, answer: Callable[[Query], Any],
+    disclosure: QueryDisclosure | None = None,
 ) -> None:
-    """The read-only request-reply subject answering questions about one case's derived state."""
+    """The read-only request-reply subject answering questions about one case's derived state; with
+    ``disclosure``, an auditor's question is answered only once it is recorded in the disclosure log."""
     decoder = msgspec.json.Decoder(Query)
 
     # Core NATS request-reply, read-only: no broker acknowledgement (MANUAL: nothing acked or rejected); a question
@@ -64,20 +100,37 @@ def attach_query(
     @router.subscriber(subject, queue=f"{name}-query", title=f"{name}: query", ack_policy=AckPolicy.MANUAL,
                        decoder=raw_body,
                        description=f"Read-only: `{{\"case_id\": ..., \"version\": null}}` → the case's {name} "
-                       "with each item's explanation, or `{\"error\": ...}`.")
+                       "with each item's explanation, or `{\"error\": ...}`. An auditor's question is recorded in "
+                       "the disclosure log before it is answered.")
     async def query(msg: NatsMessage) -> bytes:
         """Answer a read-only question about one case's derived state."""
+        raw = msg.raw_message
+        try:
+            who = disclosure.asker(raw.headers, raw.reply) if disclosure is not None else None
+        except UnknownRequester as exc:
+            return msgspec.json.encode({"error": exc.message, "code": exc.code})
+        if len(msg.body) > MAX_QUERY_BYTES:
+            return msgspec.json.encode({"error": f"bad query: {len(msg.body)} bytes, more than {MAX_QUERY_BYTES}"})
         try:
             question = decoder.decode(msg.body)
         except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             return msgspec.json.encode({"error": f"bad query: {exc}"})
         loop = asyncio.get_running_loop()
         try:
-            return msgspec.json.encode(await loop.run_in_executor(executor, answer, question))
+            reply = msgspec.json.encode(await loop.run_in_executor(executor, answer, question))
         except Exception:
             log.exception("query failed", service=name)
             return msgspec.json.encode({"error": f"the {name} service could not answer this query (its log names "
                                                  "the error)"})
+        if who is not None and disclosure is not None:
+            what = f"{subject} {msgspec.json.encode(question).decode()}"
+            try:
+                await asyncio.to_thread(disclosure.record, who, what, question.case_id)
+            except Exception:
+                log.exception("disclosure not recorded; answer withheld", service=name, who=who)
+                return msgspec.json.encode({"error": "the question could not be recorded in the disclosure log, so "
+                                                     "nothing is disclosed; ask again", "retry": True})
+        return reply
 
 
 #: A background job started with the service: ``job(js, stop)`` runs until ``stop`` is set.
@@ -109,6 +162,7 @@ class DerivedService:
     stream_app: FastStream
     jobs: Sequence[Job] = ()
     setup: Sequence[Setup] = ()
+    disclosure: QueryDisclosure | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     connection: nats.NATS | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -154,6 +208,8 @@ class DerivedService:
             await self.connection.drain()
         self.executor.shutdown(wait=True)
         self.app.close()
+        if self.disclosure is not None:
+            self.disclosure.close()
 
 
 def build_derived_service(
@@ -162,6 +218,7 @@ def build_derived_service(
     outputs: Outputs,
     answer: Callable[[Query], Any],
     *,
+    disclosure: QueryDisclosure | None = None,
     clock: Clock = system_clock,
     consumer_name: str | None = None,
     attach: Sequence[Attach] = (),
@@ -185,13 +242,13 @@ def build_derived_service(
     consumer.attach(router, inbox_prefix=settings.pull_inbox_prefix)
     for add in attach:
         add(router, executor)
-    attach_query(router, app.name, query_subject(app.name), executor, answer)
+    attach_query(router, app.name, query_subject(app.name), executor, answer, disclosure)
     broker = NatsBroker(settings.nats_servers, name=f"reintegration-{name}", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, **settings.nats_options())
     broker.include_router(router)
     stream_app = FastStream(broker)
     service = DerivedService(settings=settings, app=app, consumer=consumer, outputs=outputs, executor=executor,
-                             broker=broker, stream_app=stream_app, jobs=jobs, setup=setup)
+                             broker=broker, stream_app=stream_app, jobs=jobs, setup=setup, disclosure=disclosure)
     stream_app.on_startup(service.start)
     stream_app.on_shutdown(service.finish)
     stream_app.after_shutdown(service.close)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -292,3 +293,48 @@ async def test_on_a_server_without_accounts_questions_are_answered_and_recorded_
     [record] = audit.records()
     assert (record.who, record.case_id, record.reference) == ("unauthenticated", cases["open"], reply["disclosure"])
 
+
+
+async def test_an_auditors_query_of_a_derived_service_is_recorded_and_the_service_accounts_own_is_not(
+    system: System, tmp_path: Path,
+) -> None:
+    """``reintegration.query.deadlines|benefits`` as the services answer it, over the generated accounts: an
+    auditor's question leaves a disclosure record (who, what, case, legal basis) before its answer; the same query
+    from inside the service account (an operator's CLI) discloses nothing to a party and leaves none."""
+    from faststream.nats import NatsBroker, NatsRouter
+
+    from services.benefits.application import build_benefits
+    from services.benefits.handlers import answer
+    from services.disclosures.log import auditor_queries
+    from shared.events.subjects import query_subject
+    from shared.infra.service import attach_query
+
+    settings, cases = recorded_settings(tmp_path)
+    service = replace(settings, nats_url=system.url, nats_credentials=system.credentials["service:benefits"])
+    app = build_benefits(settings)
+    disclosure = auditor_queries(service, parties_path=parties_toml(tmp_path / "parties.toml"))
+    router = NatsRouter()
+    attach_query(router, "benefits", query_subject("benefits"), ThreadPoolExecutor(1), lambda q: answer(app, q),
+                 disclosure)
+    broker = NatsBroker(service.nats_servers, **service.nats_options())
+    broker.include_router(router)
+    stream_app = await started(FastStream(broker))
+    audit = Audit(settings, cases, system.url, system)
+    case = str(cases["open"])
+    auditor, runtime = await connect(system, INSPECTORATE), await connect(system, "service:runtime")
+    try:
+        asked = json.loads((await auditor.nc.request(query_subject("benefits"), json.dumps(
+            {"case_id": case}).encode(), timeout=10)).data)
+        own = json.loads((await runtime.nc.request(query_subject("benefits"), json.dumps(
+            {"case_id": case}).encode(), timeout=10)).data)
+    finally:
+        await auditor.nc.close()
+        await runtime.nc.close()
+        await stream_app.stop()
+        disclosure.close()
+        app.close()
+    assert asked == own and "error" not in asked and asked["case_id"] == case
+    [record] = audit.records()
+    assert (record.kind, record.who, record.case_id, record.legal_basis) == ("query", INSPECTORATE, cases["open"],
+                                                                            AUDIT_BASIS)
+    assert record.what.startswith("reintegration.query.benefits ") and case in record.what
