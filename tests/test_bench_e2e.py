@@ -24,13 +24,15 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_every_figure_is_present_and_positive(result: dict) -> None:
     json.dumps(result)  # the dict a --json output would print
     _positive(result["reports"]["accepted_per_s"], "accepted reports/s")
-    for name in ("report_to_deadline", "report_to_trajectory", "reply"):
+    for name in ("report_to_deadline", "report_to_trajectory", "report_to_step", "reply"):
         for q in ("p50", "p99"):
             _positive(result["latency_ms"][name][q], f"latency {name} {q}")
     for name in SERVICES:
         for figure in ("events_per_s", "events_per_cpu_s", "peak_rss_mib", "cpu_seconds"):
             _positive(result["services"][name].get(figure), f"{name} {figure}")
     _positive(result["services"]["nats-server"]["peak_rss_mib"], "nats-server peak memory")
+    for figure in ("per_report", "raw_per_message"):
+        _positive(result["nats_server_cpu_ms"][figure], f"nats-server CPU {figure}")
     for figure in ("messages_per_s",):
         _positive(result["baseline"][figure], f"baseline {figure}")
     for q in ("p50", "p99"):

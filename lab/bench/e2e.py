@@ -708,8 +708,12 @@ def raw_baseline(base: Path, count: int, payload: bytes, concurrency: int, start
                  progress: Any, rate: float | None = None) -> dict[str, Any]:
     handle = start_server(base / "baseline", "")
     try:
+        before = {n: _cpu_seconds(p) or 0.0 for n, p in handle.pids().items()}
         result = asyncio.run(_baseline(handle.url, count, payload, concurrency, progress, handle.replicas, rate))
         result["nats_server_peak_rss_mib"] = {n: _vm_hwm_mib(p) for n, p in handle.pids().items()}
+        result["nats_server_cpu_seconds"] = sum((_cpu_seconds(p) or 0.0) - before.get(n, 0.0)
+                                                for n, p in handle.pids().items())
+        result["messages"] = count
         return result
     finally:
         handle.stop()
@@ -826,6 +830,11 @@ def measure_e2e(*, cases: int, concurrency: int = CONCURRENCY, seed: int = SEED,
         "deadlines_rebuild": rebuild["deadlines_events_per_s"] / rebuild["raw_read_events_per_s"],
         "benefits_rebuild": rebuild["benefits_events_per_s"] / rebuild["raw_read_events_per_s"],
     }
+    server_cpu = sum(entry.get("cpu_seconds", 0.0) for name, entry in services.items() if name.startswith("nats"))
+    result["nats_server_cpu_ms"] = {  # per accepted report, and per message of the raw 3-hop
+        "per_report": server_cpu / max(1, result["reports"]["accepted"]) * 1000,
+        "raw_per_message": baseline["nats_server_cpu_seconds"] / max(1, baseline["messages"]) * 1000,
+    }
     result["rebuild"] = rebuild
     return result
 
@@ -890,6 +899,10 @@ def print_result(result: dict[str, Any]) -> None:
         if name not in SERVICES:
             lines.append(f"{name}: peak RSS {entry.get('peak_rss_mib') or 0:,.1f} MiB, "
                          f"{entry.get('cpu_seconds', 0):,.1f} CPU s during the run")
+    server = result["nats_server_cpu_ms"]
+    times = server["per_report"] / max(1e-9, server["raw_per_message"])
+    lines.append(f"nats-server CPU per accepted report: {server['per_report']:,.2f} ms vs raw 3-hop "
+                 f"{server['raw_per_message']:,.2f} ms per message: {times:,.1f}x")
     for service in DERIVED:
         lines.append(
             f"{service} rebuild: {rebuild[f'{service}_events_per_s']:,.0f} events/s vs raw store read "
