@@ -273,11 +273,11 @@ def verify(
                                                   "it against the recorded ones.")] = None,
 ) -> None:
     """Recompute deadlines and ledgers from the recorded histories and check every hash chain; exit 1 on any
-    difference or broken chain."""
+    difference, broken chain or parked case."""
     if case_id is not None:
         verdict = _run(data_dir, lambda a: a.verify(_case(case_id)))
         _json(verdict) if as_json else _print_verdict(verdict)
-        raise typer.Exit(1 if verdict.status in ("different", "broken") else 0)
+        raise typer.Exit(1 if verdict.status in ("parked", "different", "broken") else 0)
 
     def everything(auditor: Any) -> Any:
         columns = (TextColumn("verifying cases"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -292,17 +292,17 @@ def verify(
         _json({"ok": report.ok, **msgspec.to_builtins(report, str_keys=True)})
         raise typer.Exit(0 if report.ok else 1)
     for v in report.verdicts:
-        if v.status in ("different", "broken"):
+        if v.status in ("parked", "different", "broken"):
             _print_verdict(v)
     for c in report.other_chains:
         if c.broken:
             out.print(f"[red]broken chain: {c.broken.message}[/]")
     for d in report.other_differences:
         out.print(f"[red]{d.store} {d.item}: {d.message}[/]")
-    table = Table("verified", "behind", "different", "broken", "cases", "seconds", title="Verification")
+    table = Table("verified", "behind", "parked", "different", "broken", "cases", "seconds", title="Verification")
     c = report.counts
-    table.add_row(str(c["verified"]), str(c["behind"]), str(c["different"]), str(c["broken"]), str(report.cases),
-                  f"{report.seconds:.2f}")
+    table.add_row(str(c["verified"]), str(c["behind"]), str(c["parked"]), str(c["different"]), str(c["broken"]),
+                  str(report.cases), f"{report.seconds:.2f}")
     out.print(table)
     cp = report.checkpoints
     if cp.latest is None:
@@ -312,7 +312,10 @@ def verify(
                   f"{cp.latest.digest}")
     for message in cp.messages:
         out.print(f"[red]{message}[/]")
-    out.print("[green]everything verifies[/]" if report.ok else "[red]differences found[/]")
+    if report.counts["parked"]:
+        out.print(f"[red]{report.counts['parked']} parked case(s): a service could not apply an accepted report "
+                  "(see `reintegration dead-letters`)[/]")
+    out.print("[green]everything verifies[/]" if report.ok else "[red]verification found problems: see above[/]")
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -204,7 +204,7 @@ QUESTIONS: Final[dict[str, Question]] = {q.name: q for q in (
              "regime, inputs, causing events, explanation."),
     Question("verify", VerifyRequest, CaseVerdict, lambda a, q: a.verify(q.case_id),
              "Recompute one case's deadlines and ledger from its history and check its hash chains: `verified`, "
-             "`behind`, `different` (with the exact differences) or `broken`."),
+             "`behind`, `parked`, `different` (with the exact differences) or `broken`."),
     Question("dossier", DossierRequest, dict[str, Any], lambda a, q: a.dossier(q.case_id),
              "The case's dossier for an inspector: history, deadlines and ledger explained, the verification."),
 )}

@@ -22,6 +22,7 @@ from services.benefits.application import BenefitsApplication, build_benefits
 from services.deadlines.application import DeadlinesApplication, build_deadlines
 from services.intake.application import IntakeApplication, build_intake
 from shared.events.envelope import CaseEvent
+from shared.infra.derived import CaseParked
 from shared.infra.settings import Settings
 from shared.infra.store import events_table_exists
 
@@ -144,6 +145,13 @@ class Stores:
                 f"({bad[0].error}); run `audit verify {case_id}`"
             )
         return [r.event for r in rows]
+
+    def parked(self, store: str, case_id: UUID) -> CaseParked | None:
+        """The derived service's parking of ``case_id`` while it waits for an operator (``None``: not parked)."""
+        app = self.derived(store)
+        if app is None or self._recorder(store) is None:
+            return None
+        return app.parked(case_id)
 
     def derived_events(self, store: str, case_id: UUID) -> list[Any]:
         """The derived aggregate's events (schedule steps and fired timers, or ledger steps) of ``case_id``."""

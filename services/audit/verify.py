@@ -31,7 +31,7 @@ from .chain import AuditStore, ChainStatus, CheckpointCheck, check_chain, check_
 from .rules import Rules
 from .stores import STORES, AuditError, Stores
 
-VERIFIED, BEHIND, DIFFERENT, BROKEN = "verified", "behind", "different", "broken"
+VERIFIED, BEHIND, PARKED, DIFFERENT, BROKEN = "verified", "behind", "parked", "different", "broken"
 
 
 class Difference(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,7 +48,9 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
 
 class CaseVerdict(msgspec.Struct, frozen=True, kw_only=True):
     case_id: str
-    #: verified, behind (a service has not applied every event yet), different, broken (a chain)
+    #: verified, behind (a service has not applied every event yet), parked (a service could not apply one of
+    #: its events: it waits for an operator, and an accepted report that cannot be applied is a defect),
+    #: different, broken (a chain)
     status: str
     #: the highest version the intake store holds for the case
     intake_version: int
@@ -71,7 +73,8 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def ok(self) -> bool:
-        return (self.counts[DIFFERENT] == 0 and self.counts[BROKEN] == 0 and not self.other_differences
+        return (self.counts[DIFFERENT] == 0 and self.counts[BROKEN] == 0 and self.counts[PARKED] == 0
+                and not self.other_differences
                 and all(c.broken is None for c in self.other_chains) and self.checkpoints.ok)
 
 
@@ -310,11 +313,13 @@ def _check_derived(stores: Stores, rules: Rules, store: str, case_id: UUID, hist
 
 
 def _status(chains: Sequence[ChainStatus], diffs: Sequence[Difference], applied: dict[str, int],
-            history: Sequence[CaseEvent]) -> str:
+            history: Sequence[CaseEvent], parked: bool = False) -> str:
     if any(c.broken for c in chains):
         return BROKEN
     if diffs:
         return DIFFERENT
+    if parked:
+        return PARKED
     if any(n < len(history) for n in applied.values()):
         return BEHIND
     return VERIFIED
@@ -333,11 +338,16 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     notes: list[str] = []
     applied = {"deadlines": 0, "benefits": 0}
     readable = not diffs
+    parked = False
     for store in ("deadlines", "benefits"):
         if stores.derived(store) is None:
             continue
         stored[store], applied[store], store_diffs = _check_derived(stores, rules, store, case_id, history, readable)
         diffs += store_diffs
+        if (parking := stores.parked(store, case_id)) is not None:
+            parked = True
+            notes.append(f"{store} parked the case at version {parking.case_version} on "
+                         f"{parking.timestamp.date().isoformat()}: {parking.reason}")
     chains = case_chains(stores, audit, case_id, stored)
     for store, n in applied.items():
         if readable and n < len(history):
@@ -346,7 +356,7 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     if audit.sealed and unsealed:
         notes.append(f"{unsealed} event(s) recorded since the last seal")
     stored_version = max((row.stored.originator_version for row in rows), default=0)
-    return CaseVerdict(case_id=str(case_id), status=_status(chains, diffs, applied, history),
+    return CaseVerdict(case_id=str(case_id), status=_status(chains, diffs, applied, history, parked),
                        intake_version=stored_version, deadlines_applied=applied["deadlines"],
                        benefits_applied=applied["benefits"], differences=diffs, chains=chains, notes=notes)
 
@@ -395,7 +405,7 @@ def verify_all(stores: Stores, audit: AuditStore, rules: Rules, progress: Callab
         if store != "intake" and originator not in derived.get(store, set())
     ]
     other_differences = orphans(stores, derived)
-    counts = dict.fromkeys((VERIFIED, BEHIND, DIFFERENT, BROKEN), 0)
+    counts = dict.fromkeys((VERIFIED, BEHIND, PARKED, DIFFERENT, BROKEN), 0)
     for verdict in verdicts:
         counts[verdict.status] += 1
     return AuditReport(cases=len(cases), counts=counts, verdicts=verdicts, other_chains=other_chains,

@@ -150,7 +150,7 @@ def test_a_clean_run_verifies_and_a_service_not_caught_up_is_behind(tmp_path: Pa
         seen: list[tuple[int, int]] = []
         report = auditor.verify_all(lambda done, total: seen.append((done, total)))
     assert report.cases == 5 and seen[-1] == (5, 5)
-    assert report.counts == {"verified": 4, "behind": 1, "different": 0, "broken": 0}, report
+    assert report.counts == {"verified": 4, "behind": 1, "parked": 0, "different": 0, "broken": 0}, report
     assert report.ok
     behind = next(v for v in report.verdicts if v.status == "behind")
     assert behind.case_id == str(cases["rehab"]) and behind.differences == []
@@ -298,3 +298,29 @@ def test_explain_names_rule_basis_regime_inputs_and_causing_events(
     assert shown.exit_code == 0 and "started by" in shown.stdout and "trajectory_requested.v1" in shown.stdout
     missing = cli("explain", str(cases["open"]), "ffffffff", data_dir=settings.data_dir)
     assert missing.exit_code == 2 and "no deadline or ledger entry" in missing.stderr
+
+
+def test_a_parked_case_is_not_verified(tmp_path: Path) -> None:
+    """A case a derived service parked (it could not apply one of its events) waits for an operator for good: verify
+    says so, names the service, version and reason, and does not report "everything verifies"."""
+    from datetime import UTC, datetime
+
+    from services.deadlines.application import build_deadlines
+
+    settings = Settings(data_dir=tmp_path / "data")
+    cases = record_cases(settings)
+    last_of_rehab = len(history_of(settings, cases["rehab"]))
+    apply_all(settings, skip=lambda e: e.case_id == cases["rehab"] and e.version == last_of_rehab)
+    deadlines = build_deadlines(settings)
+    deadlines.park(cases["rehab"], last_of_rehab, "ValueError: a step that failed", datetime(2026, 11, 2, tzinfo=UTC))
+    deadlines.close()
+    with Auditor(settings) as auditor:
+        report = auditor.verify_all()
+        verdict = auditor.verify(cases["rehab"])
+    assert report.counts == {"verified": 4, "behind": 0, "parked": 1, "different": 0, "broken": 0}, report
+    assert not report.ok
+    assert verdict.status == "parked"
+    assert f"deadlines parked the case at version {last_of_rehab} on 2026-11-02: ValueError" in " ".join(verdict.notes)
+    result = cli("verify", data_dir=settings.data_dir)
+    assert result.exit_code == 1 and "1 parked case(s)" in result.output and "everything verifies" not in result.output
+    assert cli("verify", str(cases["rehab"]), data_dir=settings.data_dir).exit_code == 1
