@@ -34,7 +34,8 @@ log = structlog.get_logger("feeds")
 #: The queue group of the feeds service's replicas.
 QUEUE = "feeds"
 _DECODER = msgspec.json.Decoder(FeedRequest)
-_TOKEN = re.compile(r"^[^\s.*>]+$")
+#: One literal subject token: no white space (a trailing newline included), no dot, no wildcard.
+_TOKEN = re.compile(r"[^\s.*>]+")
 
 
 def own_filter(enterprise: str, requested: str | None) -> str:
@@ -44,7 +45,7 @@ def own_filter(enterprise: str, requested: str | None) -> str:
     tokens = requested.split(".")
     own = feed_filter(enterprise).split(".")[:-1]  # reintegration.employer.<enterprise>
     rest = tokens[len(own):]
-    valid = all(t == "*" or (t == ">" and i == len(rest) - 1) or _TOKEN.match(t) for i, t in enumerate(rest))
+    valid = all(t == "*" or (t == ">" and i == len(rest) - 1) or _TOKEN.fullmatch(t) for i, t in enumerate(rest))
     if tokens[: len(own)] != own or not rest or not valid:
         raise FeedError(f"filter {requested!r} is not inside {feed_filter(enterprise)}")
     return requested
@@ -102,9 +103,9 @@ async def answer(js: JetStreamContext, subject: str, data: bytes) -> dict[str, A
         reply = await open_feed_consumer(js, enterprise, request)
     except (FeedError, IdentifierError, msgspec.MsgspecError) as exc:
         return {"error": str(exc)}
-    except Exception as exc:
+    except Exception:
         log.exception("feed consumer failed", employer=enterprise)
-        return {"error": f"feed consumer failed: {exc!r}"}
+        return {"error": "the feeds service could not open the consumer (its log names the error); ask again"}
     log.info("feed consumer opened", employer=enterprise, **{k: reply[k] for k in ("stream", "consumer")},
              start_time=str(request.start_time))
     return reply

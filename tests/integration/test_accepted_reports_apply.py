@@ -121,7 +121,8 @@ def _apply_all(intake: IntakeApplication, case_id: UUID) -> None:
             assert outcome is Outcome.APPLIED, (type(service).__name__, event.version, event.report, outcome)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=600, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), seed=st.integers(0, 10**6), shift=st.integers(-1500, 0))
 def test_generated_trajectories_with_any_field_changed_are_applied_by_both_services(
     data: st.DataObject, seed: int, shift: int,
@@ -159,7 +160,8 @@ def _generated_case(data: st.DataObject, generator: Generator, shift: int) -> No
     _apply_all(intake, case_id)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), start=starts)
 def test_every_report_intake_accepts_is_applied_by_both_services(data: st.DataObject, start: date) -> None:
     """Reports of any type in any order, every field drawn over its type."""

@@ -291,6 +291,8 @@ async def test_feed_consumers_are_pinned_to_the_employers_own_subjects(system: S
         ({"stream": DEADLINES_STREAM, "filter": ">"}, "not inside"),
         ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E1}"}, "not inside"),
         ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E1}.>.x"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E1}.deadlines\n"}, "not inside"),
+        ({"stream": DEADLINES_STREAM, "filter": f"reintegration.employer.{E1}.dead lines.>"}, "not inside"),
         ({"stream": TRAJECTORY_STREAM}, "feed is in"),
         ({"stream": DEADLINES_STREAM, "deliver_subject": "reintegration.trajectory.x"}, "unknown field"),
         ({"stream": DEADLINES_STREAM, "consumer": "deadlines"}, "Invalid enum value"),
