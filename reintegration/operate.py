@@ -353,8 +353,10 @@ def simulate(path: Path, as_json: bool, today: str | None, settings: Settings | 
             "options": used,
         }, indent=2, default=str) + "\n")
         return 0 if not rejected else 1
-    for line, message in rejected:
-        console.print(f"[red]line {line} rejected[/]: {message}")
+    for refusal in rejected:
+        where = ", ".join(f"{k} {refusal[k]}" for k in ("field", "rule", "regime") if refusal[k])
+        console.print(f"[red]line {refusal['line']} rejected[/] ({refusal['code']}): {refusal['message']}"
+                      + (f" ({where})" if where else ""))
     console.print(f"{len(events)} reports recorded; deadline policy {policy.id}; announced sanctions enabled: "
                   f"{', '.join(used['enabled_announced']) or 'none'}")
     print_deadlines(msgspec.to_builtins(deadlines), title="Deadlines")

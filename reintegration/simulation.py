@@ -47,8 +47,19 @@ def _default_party(report: r.Report, opening: r.IncapacityReported | None) -> Pa
     raise ContractError(RejectionCode.NOT_ALLOWED_FOR_PARTY, f"no party of the case may send {r.tag_of(report)}")
 
 
-def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[CaseEvent], list[tuple[int, str]]]:
-    """The recorded events of the simulated case and the rejected lines (line number, reason)."""
+#: The code of a line about a case whose opening line was refused (not a wire code: nothing was sent).
+CASE_NOT_OPENED = "case_not_opened"
+
+
+def _refusal(line: int, code: str, message: str, field: str | None = None, rule: str | None = None,
+             regime: str | None = None) -> dict[str, Any]:
+    """One rejected line, as ``simulate --json`` prints it."""
+    return {"line": line, "code": code, "field": field, "rule": rule, "regime": regime, "message": message}
+
+
+def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[CaseEvent], list[dict[str, Any]]]:
+    """The recorded events of the simulated case and the rejected lines (:func:`_refusal`: line number, code,
+    field, rule, regime and message)."""
     now = datetime.combine(date.fromisoformat(today), time(12), tzinfo=UTC) if today else datetime.now(UTC)
     app = IntakeApplication(
         env={
@@ -59,23 +70,40 @@ def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[Cas
     )
     case_id = None
     opening: r.IncapacityReported | None = None
-    rejected: list[tuple[int, str]] = []
+    refused_opening: dict[str, Any] | None = None
+    rejected: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        data: Any = msgspec.json.decode(line)
+        try:
+            data: Any = msgspec.json.decode(line)
+        except msgspec.DecodeError as exc:
+            rejected.append(_refusal(number, RejectionCode.MALFORMED.value, f"not valid JSON: {exc}"))
+            continue
         party = None
         if isinstance(data, dict) and "report" in data:
             party = _party(data["party"]) if data.get("party") else None
             data = data["report"]
-        if isinstance(data, dict) and case_id is not None and data.get("type") != "incapacity_reported.v1":
-            data.setdefault("case_id", str(case_id))
+        opens = isinstance(data, dict) and data.get("type") == "incapacity_reported.v1"
+        if isinstance(data, dict) and not opens and "case_id" not in data:
+            if case_id is None and refused_opening is not None:
+                rejected.append(_refusal(number, CASE_NOT_OPENED, f"the case was not opened: line "
+                                         f"{refused_opening['line']} was rejected ({refused_opening['message']})"))
+                continue
+            if case_id is not None:
+                data["case_id"] = str(case_id)
         try:
             report = decode_report(msgspec.json.encode(data))
             accepted = app.submit(party or _default_party(report, opening), report, now)
-        except (ContractError, Rejection) as exc:
-            where = f" ({exc.field})" if getattr(exc, "field", None) else ""
-            rejected.append((number, f"{exc.message}{where}"))
+        except Rejection as exc:
+            rejected.append(_refusal(number, exc.code.value, exc.message, exc.field, exc.rule, exc.regime))
+            if opens and case_id is None:
+                refused_opening = rejected[-1]
+            continue
+        except ContractError as exc:
+            rejected.append(_refusal(number, exc.code.value, exc.message, exc.field))
+            if opens and case_id is None:
+                refused_opening = rejected[-1]
             continue
         if isinstance(report, r.IncapacityReported) and case_id is None:
             case_id, opening = accepted.case_id, report

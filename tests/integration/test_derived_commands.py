@@ -60,6 +60,29 @@ def test_simulate_prints_deadlines_and_ledger_without_a_server(tmp_path: Path) -
                      "measures": [{"kind": "x"}]})]) + "\n")
     rejected = run("simulate", str(file), "--today", "2024-07-10")
     assert rejected.returncode == 1 and "line 5 rejected" in rejected.stdout and "already submitted" in rejected.stdout
+    as_json = json.loads(run("simulate", str(file), "--json", "--today", "2024-07-10").stdout)
+    [refusal] = as_json["rejected"]  # an object a machine reads, not a sentence to parse
+    assert refusal["line"] == 5 and refusal["code"] == "invalid_state" and "already submitted" in refusal["message"]
+    assert set(refusal) == {"line", "code", "field", "rule", "regime", "message"}
+
+
+def test_simulate_says_why_when_the_first_line_is_refused_rather_than_a_missing_case_id(tmp_path: Path) -> None:
+    """A refused opening does not cascade: each later line says the case was not opened and why; a line that is
+    not JSON is a rejection of that line, not a traceback."""
+    file = tmp_path / "case.jsonl"
+    file.write_text("\n".join([
+        msgspec.json.encode(incapacity(date(2024, 1, 10), insz="85073003300")).decode(),  # not a national number
+        json.dumps({"type": "trajectory_requested.v1", "report_id": "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e01",
+                    "initiator": "employer", "received_on": "2024-04-10"}),
+        "{not json",
+    ]) + "\n")
+    result = run("simulate", str(file), "--json", "--today", "2024-07-10")
+    assert result.returncode == 1, result.stderr
+    first, second, third = json.loads(result.stdout)["rejected"]
+    assert (first["line"], first["code"], first["field"]) == (1, "invalid_identifier", "$.insz")
+    assert (second["line"], second["code"]) == (2, "case_not_opened")
+    assert "line 1 was rejected" in second["message"] and "case_id" not in second["message"]
+    assert (third["line"], third["code"]) == (3, "malformed")
 
 
 def _record_cases(settings: Settings) -> list:
