@@ -165,8 +165,13 @@ def disclosures(
     from rich.table import Table
 
     from services.disclosures.log import build_disclosures
+    from shared.infra.store import missing_store, read_only_env
 
-    log_app = build_disclosures(Settings.from_env(data_dir=data_dir))
+    settings = Settings.from_env(data_dir=data_dir)
+    if (env := read_only_env(settings, "disclosures")) is None:
+        console.print(f"[red]{missing_store(settings, 'disclosures')}[/]")
+        raise typer.Exit(2)
+    log_app = build_disclosures(settings, **env)
     try:
         records = list(log_app.records(who=who, case_id=uuid.UUID(case) if case else None))
     finally:

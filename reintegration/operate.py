@@ -18,7 +18,7 @@ from rich.table import Table
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication, Outcome
 from shared.infra.settings import Settings
-from shared.infra.store import logged_events
+from shared.infra.store import logged_events, missing_store, read_only_env
 
 console = Console()
 
@@ -133,7 +133,10 @@ def show_deadlines(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int
     from services.deadlines.application import build_deadlines
     from services.deadlines.views import schedule_view
 
-    app = build_deadlines(settings)
+    if (env := read_only_env(settings, "deadlines")) is None:
+        console.print(f"[red]{missing_store(settings, 'deadlines')}[/]")
+        return 2
+    app = build_deadlines(settings, None, **env)
     try:
         schedule = app.schedule(case_id)
         if schedule is None:
@@ -164,7 +167,10 @@ def show_ledger(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
     from services.benefits.handlers import answer
     from shared.events.queries import Query
 
-    app = build_benefits(settings)
+    if (env := read_only_env(settings, "benefits")) is None:
+        console.print(f"[red]{missing_store(settings, 'benefits')}[/]")
+        return 2
+    app = build_benefits(settings, None, **env)
     try:
         view = answer(app, Query(case_id=case_id))
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +23,7 @@ from services.intake.application import IntakeApplication, build_intake
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import CaseParked
 from shared.infra.settings import Settings
-from shared.infra.store import events_table_exists
+from shared.infra.store import events_table_exists, missing_store, read_only_env
 
 #: The stores the auditor reads, in the order it reports them.
 STORES = ("intake", "deadlines", "benefits")
@@ -33,17 +32,6 @@ CASE_EVENT_TOPIC = get_topic(CaseEvent)
 
 class AuditError(Exception):
     """Something the auditor cannot answer (no such case, no store, an ambiguous item id ...)."""
-
-
-def _read_only_env(settings: Settings, service: str) -> dict[str, str] | None:
-    """eventsourcing settings that open ``service``'s store read-only; ``None`` when the store does not exist."""
-    env = {"CREATE_TABLE": "n"}
-    if settings.store == "sqlite":
-        path = (settings.data_dir / f"{service}.sqlite").resolve()
-        if not path.exists():
-            return None
-        env["SQLITE_DBNAME"] = f"{path.as_uri()}?mode=ro"
-    return env
 
 
 @dataclass
@@ -60,14 +48,14 @@ class Stores:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        env = _read_only_env(settings, "intake")
+        env = read_only_env(settings, "intake")
         if env is None:
-            raise AuditError(f"no intake store at {Path(settings.data_dir) / 'intake.sqlite'}")
+            raise AuditError(missing_store(settings, "intake"))
         self.intake: IntakeApplication = build_intake(settings, None, **env)
-        denv = _read_only_env(settings, "deadlines")
+        denv = read_only_env(settings, "deadlines")
         self.deadlines: DeadlinesApplication | None = (
             build_deadlines(settings, None, **denv) if denv is not None else None)
-        benv = _read_only_env(settings, "benefits")
+        benv = read_only_env(settings, "benefits")
         self.benefits: BenefitsApplication | None = (
             build_benefits(settings, None, **benv) if benv is not None else None)
         #: The stores whose tables were found (a store opened read-only may have none yet: it is empty).

@@ -92,9 +92,9 @@ class DisclosureLog(Application[UUID]):
             position = batch[-1].id + 1
 
 
-def build_disclosures(settings: Settings) -> DisclosureLog:
+def build_disclosures(settings: Settings, **env: str) -> DisclosureLog:
     with setup_lock(settings, DisclosureLog.name):
-        return DisclosureLog(env=prepare_store(settings, DisclosureLog.name))
+        return DisclosureLog(env={**prepare_store(settings, DisclosureLog.name), **env})
 
 
 def auditor_queries(settings: Settings, *, clock: Clock = system_clock,

@@ -154,6 +154,28 @@ def store_env(settings: Settings, service: str) -> dict[str, str]:
     return env
 
 
+def read_only_env(settings: Settings, service: str) -> dict[str, str] | None:
+    """eventsourcing settings that open ``service``'s store read-only (adding to the environment
+    :func:`store_env` gives); ``None`` when the store does not exist. A reader never creates a store."""
+    env = {"CREATE_TABLE": "n"}
+    if settings.store == "sqlite":
+        path = (settings.data_dir / f"{service}.sqlite").resolve()
+        if not path.exists():
+            return None
+        env["SQLITE_DBNAME"] = f"{path.as_uri()}?mode=ro"
+    return env
+
+
+def missing_store(settings: Settings, service: str) -> str:
+    """What to tell an operator whose folder holds no ``service`` store: the file looked for, and a folder below
+    that holds one (``demo`` writes ``data/demo``), if any."""
+    path = settings.data_dir / f"{service}.sqlite"
+    found = sorted(p.parent for p in settings.data_dir.glob(f"*/{service}.sqlite"))
+    hint = (f"; {found[0]} holds one: --data-dir {found[0]} (or REINTEGRATION_DATA_DIR)" if found else
+            "; give the folder `up` or `demo` writes with --data-dir (or REINTEGRATION_DATA_DIR)")
+    return f"no {service} store at {path}{hint}"
+
+
 def _connect(settings: Settings) -> Any:
     import psycopg
 

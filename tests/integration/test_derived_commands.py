@@ -159,3 +159,20 @@ def test_read_only_query_subjects_over_nats(nats_server: EmbeddedNatsServer, tmp
         assert rules["trajectory.assessment"] == "met" and rules["trajectory.plan.answer"] == "open"
         bad = asyncio.run(_ask(nats_server.url, f"{QUERY_PREFIX}.deadlines", b'{"case": 1}'))
         assert "bad query" in bad["error"]
+
+
+def test_read_only_commands_create_no_store_and_point_to_the_folder_that_holds_one(tmp_path: Path) -> None:
+    """`deadlines CASE`, `benefits CASE` and `disclosures` pointed at a folder without their store create nothing,
+    exit 2 and name the file; when a folder below holds one (the demo writes `data/demo`), they name it."""
+    data = tmp_path / "data"
+    (data / "demo").mkdir(parents=True)
+    case = "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e01"
+    for service, args in (("deadlines", ["deadlines", case]), ("benefits", ["benefits", case]),
+                          ("disclosures", ["disclosures"])):
+        (data / "demo" / f"{service}.sqlite").write_bytes(b"")  # as a demo leaves it (content does not matter)
+        result = run(*args, env={"REINTEGRATION_DATA_DIR": str(data)})
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        said = " ".join((result.stdout + result.stderr).split())
+        assert f"no {service} store at {data / f'{service}.sqlite'}" in said, said
+        assert str(data / "demo") in said and "Traceback" not in said
+    assert sorted(p.name for p in data.iterdir()) == ["demo"]  # nothing created
