@@ -59,6 +59,8 @@ from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, POSIT
 from shared.infra.derived import DeadLettersResolved, DerivedApplication, Outcome, letter_key
 from shared.infra.settings import Settings
 
+from .connect import connect_once
+
 dead_letters_app = typer.Typer(help="Dead-lettered trajectory events: list them, replay them after a fix.")
 console = Console()
 errors = Console(stderr=True)
@@ -134,16 +136,11 @@ def _position(headers: dict[str, str] | None) -> int | None:
 
 async def read_stream(settings: Settings, service: str | None = None) -> list[DeadLetter]:
     """Every message in the DEAD_LETTERS stream (of ``service``), oldest first."""
-    import nats
     import nats.errors
     import nats.js.errors
 
     try:
-        nc = await asyncio.wait_for(
-            nats.connect(settings.nats_servers, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
-                         **settings.nats_options()),
-            timeout=5,
-        )
+        nc = await connect_once(settings)
     except Exception as exc:
         raise DeadLetterError(f"cannot reach NATS at {settings.nats_url} ({exc!r}); set REINTEGRATION_NATS_URL "
                               "(and REINTEGRATION_NATS_CREDENTIALS with accounts)") from exc

@@ -68,14 +68,12 @@ def purge_streams(settings: Settings, service: str) -> list[str]:
     """Purge the service's output streams (its rebuilt store will publish everything again); the names purged."""
     import asyncio
 
-    import nats
+    import nats.js.errors
+
+    from .connect import connect_once
 
     async def purge() -> list[str]:
-        nc = await asyncio.wait_for(
-            nats.connect(settings.nats_servers, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1,
-                         **settings.nats_options()),
-            timeout=3,
-        )
+        nc = await connect_once(settings, timeout=2)
         try:
             js = nc.jetstream()
             done = []

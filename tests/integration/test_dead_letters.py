@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +192,12 @@ async def test_clear_errors(live: Live, tmp_path: Path) -> None:
     nowhere = await asyncio.to_thread(CliRunner().invoke, cli, ["dead-letters", "list", "--data-dir", str(tmp_path)],
                                       env={"REINTEGRATION_NATS_URL": "nats://127.0.0.1:1"})
     assert nowhere.exit_code == 2 and "cannot reach NATS at nats://127.0.0.1:1" in nowhere.output
+    # as an operator runs it: one line that says what and how, not the client library's tracebacks first
+    process = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "reintegration", "dead-letters", "list", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "REINTEGRATION_NATS_URL": "nats://127.0.0.1:1"})
+    said = process.stdout + process.stderr
+    assert process.returncode == 2 and "cannot reach NATS" in said and "Traceback" not in said, said
 
 
 async def test_a_new_letter_after_the_broker_lost_the_stream_is_not_taken_for_a_resolved_one(live: Live) -> None:
