@@ -313,7 +313,11 @@ def simulation_options(settings: Settings, enterprise_number: str | None, *, ena
     from shared.rulebook.deadlines import Policy, case_policy, parse_employer_policies
 
     deployed = Policy(roll_forward=settings.roll_forward if roll_forward is None else roll_forward)
-    policy = (case_policy(deployed, parse_employer_policies(settings.employer_policies), enterprise_number)
+    from shared.rulebook import default_rulebook
+    from shared.rulebook.deadlines import employer_policy_names
+
+    known = employer_policy_names(default_rulebook())
+    policy = (case_policy(deployed, parse_employer_policies(settings.employer_policies, known), enterprise_number)
               if enterprise_number else deployed)
     options = Options(enabled_announced=frozenset(settings.enabled_announced) | frozenset(enable_announced))
     return policy, options

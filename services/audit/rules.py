@@ -10,7 +10,14 @@ from shared.events.envelope import CaseEvent
 from shared.infra.settings import Settings
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.benefits import LedgerEntry, Options, compute_ledger
-from shared.rulebook.deadlines import Deadline, Policy, case_policy, compute_deadlines, parse_employer_policies
+from shared.rulebook.deadlines import (
+    Deadline,
+    Policy,
+    case_policy,
+    compute_deadlines,
+    employer_policy_names,
+    parse_employer_policies,
+)
 
 
 @dataclass
@@ -23,11 +30,12 @@ class Rules:
     @classmethod
     def from_settings(cls, settings: Settings, rulebook: Rulebook | None = None) -> Rules:
         """What ``build_deadlines`` and ``build_benefits`` configure from the same settings."""
+        rulebook = rulebook or default_rulebook()
         return cls(
-            rulebook=rulebook or default_rulebook(),
+            rulebook=rulebook,
             policy=Policy(roll_forward=settings.roll_forward),
             options=Options(enabled_announced=frozenset(settings.enabled_announced)),
-            employer_policies=parse_employer_policies(settings.employer_policies),
+            employer_policies=parse_employer_policies(settings.employer_policies, employer_policy_names(rulebook)),
         )
 
     def with_rulebook(self, rulebook: Rulebook) -> Rules:

@@ -780,6 +780,7 @@ __all__ = [
     "Policy",
     "Unit",
     "compute_deadlines",
+    "employer_policy_names",
     "overdue",
 ]
 
@@ -797,12 +798,25 @@ def case_policy(policy: Policy, employer_policies: dict[str, frozenset[str]], en
     return msgspec.structs.replace(policy, employer_policies=policy.employer_policies | own)
 
 
-def parse_employer_policies(values: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    """``("flemish-government-return-coach=0316381039 0207437468", "other=*")`` -> policy name -> employers."""
+def employer_policy_names(rulebook: Rulebook) -> frozenset[str]:
+    """The employer policies the rulebook's rules name (their ``applies_when``)."""
+    return frozenset(rule.applies_when for rule in rulebook.rules(DeadlineRule)
+                     if isinstance(rule, DeadlineRule) and rule.applies_when)
+
+
+def parse_employer_policies(values: tuple[str, ...], known: frozenset[str] | None = None) -> dict[str, frozenset[str]]:
+    """``("flemish-government-return-coach=0316381039 0207437468", "other=*")`` -> policy name -> employers.
+
+    ``known``: the policy names the rulebook has rules for (:func:`employer_policy_names`); another name would
+    change nothing, so it is refused rather than accepted without a word (a typo would silently drop a policy)."""
     out: dict[str, frozenset[str]] = {}
     for value in values:
         name, _, employers = value.partition("=")
+        name = name.strip()
         if not name or not employers.strip():
             raise ValueError(f"employer policy {value!r}: write <policy>=<enterprise number ...> or <policy>=*")
-        out[name.strip()] = frozenset(employers.split())
+        if known is not None and name not in known:
+            raise ValueError(f"employer policy {name!r} (REINTEGRATION_EMPLOYER_POLICIES) has no rule in the rulebook; "
+                             f"known: {', '.join(sorted(known)) or 'none'}")
+        out[name] = frozenset(employers.split())
     return out

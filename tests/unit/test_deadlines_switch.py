@@ -237,3 +237,19 @@ def test_a_deadline_recomputed_to_before_the_switch_fires_on_the_switch_day() ->
     d = trajectory(date(2022, 8, 10)).one("trajectory.assessment")
     assert (d.due_on, d.recomputed_on) == (date(2022, 9, 28), date(2022, 10, 1))
     assert timer_due(d) == date(2022, 10, 1)
+
+
+def test_an_employer_policy_the_rulebook_has_no_rule_for_is_refused_by_name() -> None:
+    """A typo in REINTEGRATION_EMPLOYER_POLICIES would drop the policy without a word: it is refused, naming the
+    policies the rulebook knows; known ones parse as before."""
+    import pytest
+
+    from shared.rulebook import default_rulebook
+    from shared.rulebook.deadlines import employer_policy_names, parse_employer_policies
+
+    known = employer_policy_names(default_rulebook())
+    assert "flemish-government-return-coach" in known
+    with pytest.raises(ValueError, match=r"'flemish-goverment-return-coach'.*known: flemish-government-return-coach"):
+        parse_employer_policies(("flemish-goverment-return-coach=0316381039",), known)
+    assert parse_employer_policies(("flemish-government-return-coach=0316381039 0207437468",), known) == {
+        "flemish-government-return-coach": frozenset({"0316381039", "0207437468"})}
