@@ -57,6 +57,24 @@ def test_bench_timers_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert "│ 200 " in held and "200 (plain messages)" in held, held
 
 
+def test_a_benchmark_without_a_data_dir_leaves_no_folder_behind_unless_asked(tmp_path: Path) -> None:
+    """Without --data-dir a benchmark works in a temporary folder and removes it at exit (saying so);
+    REINTEGRATION_BENCH_KEEP=1 keeps it."""
+    env = {**os.environ, "COLUMNS": "200", "TMPDIR": str(tmp_path)}
+    env.pop("REINTEGRATION_BENCH_KEEP", None)
+    env.pop("REINTEGRATION_BENCH_PYSPY", None)
+    args = [*CLI, "recompute", "--cases", "20"]
+    gone = subprocess.run(args, capture_output=True, text=True, timeout=50, check=False, env=env)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "removed at exit" in " ".join(gone.stdout.split())
+    assert not list(tmp_path.glob("reintegration-bench-*"))
+    kept = subprocess.run(args, capture_output=True, text=True, timeout=50, check=False,
+                          env={**env, "REINTEGRATION_BENCH_KEEP": "1"})
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    [folder] = tmp_path.glob("reintegration-bench-*")
+    assert (folder / "data" / "intake.sqlite").exists()
+
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Runs the CLI with the editable install's finder removed: only what is on PYTHONPATH is importable.
 WITHOUT_THE_EDITABLE_INSTALL = (

@@ -50,6 +50,7 @@ from lab.bench.derived import (
     _ratio,
     build_histories,
     console,
+    data_note,
     interleave,
     write_intake,
 )
@@ -308,7 +309,7 @@ def run_audit_bench(*, cases: int, events: int, data_dir: Path | None) -> None:
         f"Replay: one case of {replayed} events (rehabilitation with training-hour reports), each question "
         f"{REPLAY_RUNS} times beside the raw read. verify: {capped} (copies of {bases} generated histories) plus the "
         f"long case, {total:,} events written, rebuilt into the deadlines and benefits stores and sealed; SQLite "
-        f"stores; {_cores()}; data in {base}."
+        f"stores; {_cores()}; {data_note(base)}."
     )
     if not report.ok:
         raise SystemExit("audit verify found differences: see the table")

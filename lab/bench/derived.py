@@ -24,10 +24,12 @@ order), as a real intake log would hold them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import math
 import os
 import random
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -429,9 +431,32 @@ def _ratio(ours: float, raw: float) -> str:
     return f"{ours / raw:.3f}" if raw else "n/a"
 
 
+#: Set (to anything) to keep a benchmark's temporary folder after it ends.
+KEEP_ENV = "REINTEGRATION_BENCH_KEEP"
+#: Temporary folders this process made, removed when it exits (unless kept).
+_TEMPORARY: set[Path] = set()
+
+
+def temporary_base() -> Path:
+    """A new temporary folder for a benchmark, removed at exit unless :data:`KEEP_ENV` is set or py-spy profiles
+    were asked for (they are written into it)."""
+    base = Path(tempfile.mkdtemp(prefix="reintegration-bench-")).resolve()
+    if not os.environ.get(KEEP_ENV) and not os.environ.get("REINTEGRATION_BENCH_PYSPY"):
+        _TEMPORARY.add(base)
+        atexit.register(shutil.rmtree, base, True)
+    return base
+
+
+def data_note(base: Path) -> str:
+    """Where the run's data is, for the closing line of a benchmark's output."""
+    if base in _TEMPORARY:
+        return f"data in {base}, removed at exit (--data-dir or {KEEP_ENV}=1 keeps it)"
+    return f"data in {base}"
+
+
 def _base_dir(data_dir: Path | None) -> Path:
     """The benchmark's folder: a new temporary one, or ``data_dir``, which must not hold an earlier run."""
-    base = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="reintegration-bench-"))
+    base = Path(data_dir) if data_dir else temporary_base()
     if (base / "data").exists() or (base / "nats").exists():
         raise SystemExit(f"{base} holds an earlier run (data/, nats/): give an empty or new folder")
     base.mkdir(parents=True, exist_ok=True)
@@ -493,7 +518,7 @@ def run_derived_bench(*, cases: int, data_dir: Path | None) -> None:
     console.print(
         f"{cases:,} cases ({total:,} events, copies of {min(BASE_SCRIPTS, cases)} generated histories); each service "
         f"alone as a process, timed from its durable consumer's creation until its store holds one step per event; "
-        f"nats-server with fsync on every write; {_cores()}; data in {base} (service logs in {logs_dir})."
+        f"nats-server with fsync on every write; {_cores()}; {data_note(base)} (service logs in {logs_dir})."
     )
 
 
@@ -583,7 +608,7 @@ def run_recompute_bench(*, cases: int, rebuild: bool, data_dir: Path | None) -> 
         server.start()
         try:
             settings = Settings(data_dir=base / "data", nats_url=server.url)
-            where = f"in memory; rebuild stores in {settings.data_dir}"
+            where = f"in memory; rebuild stores: {data_note(settings.data_dir.parent)}"
             log = interleave(histories[:rebuilt])
             del histories
             total = len(log)

@@ -84,6 +84,7 @@ from lab.bench.derived import (
     _raw_read,
     _rebuild,
     _timers_held,
+    data_note,
 )
 from lab.client import request
 from lab.generator import Generator, Script, encode_report
@@ -921,7 +922,7 @@ def print_result(result: dict[str, Any]) -> None:
            "and benefits" if result.get("replicas", 1) > 1 else "")
         + f"; {result['machine']}, load "
         f"average {load_avg[0]:.2f} at the start (shared machine); all settled {result['settled_seconds']:,.1f} s "
-        f"after the first report; data in {result['data_dir']}"
+        f"after the first report; {data_note(Path(result['data_dir']))}"
         + (f"; py-spy profiles in {result['profiles']}" if "profiles" in result else "")
     )
 

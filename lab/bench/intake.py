@@ -13,7 +13,6 @@ import asyncio
 import math
 import random
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from lab.bench.derived import data_note, temporary_base
 from lab.bench.e2e import Pacer
 from lab.generator import enterprise_number, insz
 from reintegration.runtime import wait_for_intake
@@ -195,7 +195,7 @@ def paced_reports(reports: int, rate: float) -> int:
 
 def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_dir: Path | None,
                      rate: float = 200.0) -> None:
-    base = Path(data_dir or tempfile.mkdtemp(prefix="reintegration-bench-"))
+    base = Path(data_dir) if data_dir else temporary_base()
     server = EmbeddedNatsServer(NatsServerConfig(store_dir=base / "nats", http_port=None), run_dir=base / "nats-run")
     server.start()
     settings = Settings(data_dir=base / "data", nats_url=server.url)
@@ -248,5 +248,5 @@ def run_intake_bench(*, reports: int, concurrency: int, relay_events: int, data_
         + (f"; then {paced[0].count} more at a fixed {rate:,.0f} a second, below saturation ({paced[0].rate:,.0f}/s "
            f"reached)" if paced is not None else "")
         + f"; relay over {stored} events of "
-        f"{int(relay.latencies[0])} bytes; nats-server with fsync on every write; SQLite in {base}."
+        f"{int(relay.latencies[0])} bytes; nats-server with fsync on every write; SQLite {data_note(base)}."
     )

@@ -24,7 +24,7 @@ import nats
 from rich.console import Console
 from rich.table import Table
 
-from lab.bench.derived import _base_dir, _progress, _vm_rss_mib, base_histories
+from lab.bench.derived import _base_dir, _progress, _vm_rss_mib, base_histories, data_note
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig
 from shared.events.subjects import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, TIMERS_STREAM
 from shared.infra.streams import ensure_stream, ensure_timer_stream
@@ -188,4 +188,4 @@ def run_timers_bench(*, timers: int, fire: int, data_dir: Path | None) -> None:
                   f"{_pct(late, 0.5):.2f} / {_pct(late, 0.99):.2f} / {max(late):.2f}", "", "")
     console.print(table)
     console.print(f"{timers:,} open deadlines due over the next 730 days; nats-server with fsync on every write; "
-                  f"data in {base}.")
+                  f"{data_note(base)}.")
