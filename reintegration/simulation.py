@@ -82,7 +82,12 @@ def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[Cas
             continue
         party = None
         if isinstance(data, dict) and "report" in data:
-            party = _party(data["party"]) if data.get("party") else None
+            try:
+                party = _party(data["party"]) if data.get("party") else None
+            except (ValueError, TypeError, AttributeError):
+                rejected.append(_refusal(number, RejectionCode.INVALID_FIELD.value, f"party {data['party']!r}: "
+                                         "write <kind>:<id>, e.g. employer:0403170701", "$.party"))
+                continue
             data = data["report"]
         opens = isinstance(data, dict) and data.get("type") == "incapacity_reported.v1"
         if isinstance(data, dict) and not opens and "case_id" not in data:

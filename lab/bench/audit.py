@@ -52,6 +52,7 @@ from lab.bench.derived import (
     console,
     data_note,
     interleave,
+    keep,
     write_intake,
 )
 from lab.generator import LATEST, enterprise_number, insz
@@ -302,6 +303,8 @@ def run_audit_bench(*, cases: int, events: int, data_dir: Path | None) -> None:
     for service, seconds in rebuild_s.items():
         table.add_row(f"setup: {service} rebuild of {total:,} events (s)", f"{seconds:,.1f}", "", "")
     console.print(table)
+    if not report.ok:
+        keep(base)  # the stores that did not verify stay for a look
     capped = (f"{verified_cases:,} of the {cases:,} cases requested (capped at {audit_cases(10**12):,}: "
               f"AUDIT_MAX_CASES, or REINTEGRATION_BENCH_AUDIT_CASES)" if verified_cases < cases
               else f"all {cases:,} cases requested")

@@ -442,9 +442,20 @@ def temporary_base() -> Path:
     were asked for (they are written into it)."""
     base = Path(tempfile.mkdtemp(prefix="reintegration-bench-")).resolve()
     if not os.environ.get(KEEP_ENV) and not os.environ.get("REINTEGRATION_BENCH_PYSPY"):
+        if not _TEMPORARY:
+            atexit.register(_remove_temporary)
         _TEMPORARY.add(base)
-        atexit.register(shutil.rmtree, base, True)
     return base
+
+
+def keep(base: Path) -> None:
+    """Keep ``base`` after all (a run that found a problem keeps its evidence)."""
+    _TEMPORARY.discard(base)
+
+
+def _remove_temporary() -> None:
+    for base in _TEMPORARY:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def data_note(base: Path) -> str:

@@ -111,7 +111,7 @@ def _causes(causes: list[dict[str, Any]]) -> str:
 
 
 def _status(verdict: dict[str, Any]) -> str:
-    css = {"verified": "ok", "behind": "warn"}  # parked, different, broken: bad.get(verdict["status"], "bad")
+    css = {"verified": "ok", "behind": "warn"}.get(verdict["status"], "bad")  # parked, different, broken: bad
     return f'<span class="{css}">{_e(verdict["status"])}</span>'
 
 

@@ -115,9 +115,13 @@ class TimerWriter:
                                      store_backoff)
             if position > recorded and (not batch or monotonic() - recorded_at >= self.record_interval):
                 # at most once a :attr:`record_interval` while busy, and once caught up: a writer restarted from an
-                # earlier mark writes the same schedules again
-                await asyncio.to_thread(self._record, position)
-                recorded, recorded_at = position, monotonic()
+                # earlier mark writes the same schedules again, so a mark the store cannot take now waits
+                try:
+                    await asyncio.to_thread(self._record, position)
+                    recorded = position
+                except PersistenceError as exc:
+                    log.warning("timer writer position not recorded; later", error=repr(exc))
+                recorded_at = monotonic()
             if not batch:
                 continue
             try:
@@ -129,7 +133,8 @@ class TimerWriter:
             write_backoff.reset()
             position = batch[-1].id
         if position > recorded:
-            await asyncio.to_thread(self._record, position)
+            with contextlib.suppress(PersistenceError):  # stopping: the next writer rewrites those schedules
+                await asyncio.to_thread(self._record, position)
 
     async def _check_stream(self, position: int) -> int:
         """Where to start: after ``position``, unless the broker lost the schedules written so far. A TIMERS stream

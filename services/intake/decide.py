@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TypeVar
 from uuid import UUID
@@ -250,13 +250,15 @@ def _(case: Case, report: r.IncapacityReviewed, party: Party, rulebook: Rulebook
 
 
 def _after_timeline(case: Case, day: date, field: str) -> None:
-    """An end of the incapacity on ``day`` must not precede the last return to work or resumption recorded."""
+    """The last day of incapacity (``day``) must not precede what the case records: the last resumption of
+    incapacity, or, while the worker is back at work, the day before the return."""
     if gaps := case.timeline.interruptions:
         last = gaps[-1]
         if last.resumed_on is not None:
             _after(day, last.resumed_on, field, "the last resumption of incapacity recorded")
         else:
-            _after(day, last.returned_on, field, "the return to work recorded")
+            _after(day, last.returned_on - timedelta(days=1), field,
+                   f"the last day of incapacity before the return to work on {last.returned_on.isoformat()}")
 
 
 # --- the trajectory --------------------------------------------------------------------------------------

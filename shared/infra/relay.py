@@ -267,12 +267,13 @@ class OutboxRelay:
             )
         if replayed and position < recorded:
             log.info("stream ends with replayed messages", live_tail=position, recorded=recorded)
-        if position > recorded:  # in the stream, not recorded: a relay that stopped between the ack and its record
-            await asyncio.to_thread(self._record, position)
         if last_seq < self._confirmed_seq:  # the broker lost messages it had confirmed: trust the tail, re-drive
             log.warning("stream is shorter than what it confirmed: re-driving from its tail", stream=self.stream,
                         last_seq=last_seq, confirmed_seq=self._confirmed_seq, after_position=position)
-            self._confirmed = self._confirmed_seq = 0
+            self._confirmed = self._confirmed_seq = self._to_record = 0
+        if position > recorded:  # in the stream, not recorded: a relay that stopped between the ack and its record
+            self._to_record = min(self._to_record, position)  # nothing beyond the stream's tail
+            await self._record_soon(position, force=True)
         if self._confirmed > position:  # confirmed by duplicates in this process: do not send them again
             position, skip = self._confirmed, 0
         if not first:

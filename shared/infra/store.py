@@ -163,12 +163,17 @@ def read_only_env(settings: Settings, service: str) -> dict[str, str] | None:
         if not path.exists():
             return None
         env["SQLITE_DBNAME"] = f"{path.as_uri()}?mode=ro"
-    return env
+        return env
+    with _connect(settings) as conn:  # a schema without tables is no store either (nothing to read)
+        found = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s", (service,)).fetchone()
+    return env if found else None
 
 
 def missing_store(settings: Settings, service: str) -> str:
     """What to tell an operator whose folder holds no ``service`` store: the file looked for, and a folder below
     that holds one (``demo`` writes ``data/demo``), if any."""
+    if settings.store != "sqlite":
+        return f"no {service} store in the PostgreSQL database (schema {service!r} has no tables): has the service run?"
     path = settings.data_dir / f"{service}.sqlite"
     found = sorted(p.parent for p in settings.data_dir.glob(f"*/{service}.sqlite"))
     hint = (f"; {found[0]} holds one: --data-dir {found[0]} (or REINTEGRATION_DATA_DIR)" if found else

@@ -75,10 +75,12 @@ def test_simulate_says_why_when_the_first_line_is_refused_rather_than_a_missing_
         json.dumps({"type": "trajectory_requested.v1", "report_id": "5b0e3a52-1d0c-4c1e-9a55-0c5a6a1d2e01",
                     "initiator": "employer", "received_on": "2024-04-10"}),
         "{not json",
+        json.dumps({"party": "employr:0403170701", "report": {"type": "case_closed.v1"}}),
     ]) + "\n")
     result = run("simulate", str(file), "--json", "--today", "2024-07-10")
     assert result.returncode == 1, result.stderr
-    first, second, third = json.loads(result.stdout)["rejected"]
+    first, second, third, fourth = json.loads(result.stdout)["rejected"]
+    assert (fourth["line"], fourth["code"], fourth["field"]) == (4, "invalid_field", "$.party")
     assert (first["line"], first["code"], first["field"]) == (1, "invalid_identifier", "$.insz")
     assert (second["line"], second["code"]) == (2, "case_not_opened")
     assert "line 1 was rejected" in second["message"] and "case_id" not in second["message"]

@@ -246,3 +246,13 @@ def test_a_timeline_that_contradicts_recorded_facts_is_refused() -> None:
     refused = run.refuse(backwards, FUND_PARTY)
     assert (refused.code, refused.field) == (Code.INVALID_DATE, "$.valid_until")
     run.send(r.IncapacityEnded(report_id=rid(), case_id=run.id, ended_on=date(2024, 5, 31)), FUND_PARTY)
+
+
+def test_while_back_at_work_the_incapacity_ends_at_the_latest_the_day_before_the_return() -> None:
+    """``ended_on`` is the last day of incapacity: the day before a recorded return is consistent, two days before
+    is not."""
+    run = CaseRun(incapacity(date(2024, 1, 10)))
+    run.send(r.IncapacityInterrupted(report_id=rid(), case_id=run.id, returned_on=date(2024, 3, 1)), EMPLOYER_PARTY)
+    early = run.refuse(r.IncapacityEnded(report_id=rid(), case_id=run.id, ended_on=date(2024, 2, 28)), FUND_PARTY)
+    assert (early.code, early.field) == (Code.INVALID_DATE, "$.ended_on") and "2024-02-29" in early.message
+    run.send(r.IncapacityEnded(report_id=rid(), case_id=run.id, ended_on=date(2024, 2, 29)), FUND_PARTY)
