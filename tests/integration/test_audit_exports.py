@@ -66,6 +66,7 @@ def test_the_dossier_html_escapes_everything_and_the_json_round_trips(tmp_path: 
         assert HOSTILE in parsed.text  # shown as text, exactly as reported
     text = page.read_text(encoding="utf-8")
     assert "assessment_issued.v1" in text and "trajectory.assessment" in text and "verified" in text
+    assert '<span class="ok">verified</span>' in text  # the status styled by what it means
     result = cli("dossier", str(case), "--out", str(data), data_dir=settings.data_dir)
     assert result.exit_code == 0, result.output
     loaded = json.loads(data.read_text(encoding="utf-8"))
