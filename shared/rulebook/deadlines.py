@@ -753,9 +753,11 @@ class DeadlineFold:
         return sorted(out, key=_order)
 
     def deadlines(self) -> list[Deadline]:
-        """The deadlines still running, as :func:`compute_deadlines` returns them (closed ones are not kept)."""
+        """The deadlines still running, as :func:`compute_deadlines` returns them (closed ones are not kept, nor a
+        run that a later regime's switch, on or before its due date, cancels)."""
         c = self._computation
-        return sorted((c.view(t.run) for t in self.tracks.values() if t.run is not None), key=_order)
+        views = (c.view(t.run) for t in self.tracks.values() if t.run is not None)
+        return sorted((d for d in views if d.state is DeadlineState.OPEN), key=_order)
 
 
 def compute_deadlines(events: Sequence[CaseEvent], rulebook: Rulebook, policy: Policy = Policy()) -> list[Deadline]:

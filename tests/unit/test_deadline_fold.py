@@ -96,3 +96,18 @@ def test_an_event_out_of_order_is_refused() -> None:
         assert "does not follow" in str(exc)
     else:
         raise AssertionError("an event that does not follow the last one was folded")
+
+
+def test_a_run_a_later_switch_cancels_is_not_among_the_running_deadlines() -> None:
+    """Found by the property above: a BE-2016 re-evaluation due on 1 Oct 2022, the day BE-2022 (which has no such
+    rule) took effect, is cancelled by the switch; the fold's running deadlines left it in, as cancelled."""
+    from shared.events import reports as r
+
+    h = History(date(2022, 2, 1))
+    h.add(r.TrajectoryRequested, initiator=r.Initiator.EMPLOYER, received_on=date(2022, 6, 1))
+    h.add(r.AssessmentIssued, issued_on=date(2022, 8, 1), decision="E")
+    check_fold(h.events, BE, Policy())
+    fold = DeadlineFold(BE, Policy())
+    for event in h.events:
+        fold.apply(event)
+    assert "trajectory.reevaluation" not in {d.rule for d in fold.deadlines()}
