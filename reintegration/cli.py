@@ -165,11 +165,11 @@ def disclosures(
     from rich.table import Table
 
     from services.disclosures.log import build_disclosures
-    from shared.infra.store import missing_store, read_only_env
+
+    from .operate import reader_env
 
     settings = Settings.from_env(data_dir=data_dir)
-    if (env := read_only_env(settings, "disclosures")) is None:
-        console.print(f"[red]{missing_store(settings, 'disclosures')}[/]")
+    if (env := reader_env(settings, "disclosures")) is None:
         raise typer.Exit(2)
     log_app = build_disclosures(settings, **env)
     try:

@@ -18,7 +18,7 @@ from rich.table import Table
 from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication, Outcome
 from shared.infra.settings import Settings
-from shared.infra.store import logged_events, missing_store, read_only_env
+from shared.infra.store import logged_events, missing_store, read_only_env, store_exists
 
 console = Console()
 
@@ -127,12 +127,20 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
     return counts
 
 
+def reader_env(settings: Settings, service: str) -> dict[str, str] | None:
+    """The environment that opens ``service``'s store read-only for an operator's read-only command, or ``None``
+    after saying which store is missing and where one probably is: such a command never creates a store."""
+    env = read_only_env(settings, service) if store_exists(settings, service) else None
+    if env is None:
+        console.print(f"[red]{missing_store(settings, service)}[/]")
+    return env
+
+
 def show_deadlines(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
     from services.deadlines.application import build_deadlines
     from services.deadlines.views import schedule_view
 
-    if (env := read_only_env(settings, "deadlines")) is None:
-        console.print(f"[red]{missing_store(settings, 'deadlines')}[/]")
+    if (env := reader_env(settings, "deadlines")) is None:
         return 2
     app = build_deadlines(settings, None, **env)
     try:
@@ -165,8 +173,7 @@ def show_ledger(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
     from services.benefits.handlers import answer
     from shared.events.queries import Query
 
-    if (env := read_only_env(settings, "benefits")) is None:
-        console.print(f"[red]{missing_store(settings, 'benefits')}[/]")
+    if (env := reader_env(settings, "benefits")) is None:
         return 2
     app = build_benefits(settings, None, **env)
     try:
@@ -309,15 +316,13 @@ def simulation_options(settings: Settings, enterprise_number: str | None, *, ena
     """The deadline policy and ledger options a deployed service with ``settings`` applies to a case of
     ``enterprise_number`` (roll-forward, the employer's own policies, the announced sanctions it enables), with the
     command line's additions: what-if answers must agree with what the services will record."""
+    from shared.rulebook import default_rulebook
     from shared.rulebook.benefits import Options
     from shared.rulebook.deadlines import Policy, case_policy, parse_employer_policies
 
     deployed = Policy(roll_forward=settings.roll_forward if roll_forward is None else roll_forward)
-    from shared.rulebook import default_rulebook
-    from shared.rulebook.deadlines import employer_policy_names
-
-    known = employer_policy_names(default_rulebook())
-    policy = (case_policy(deployed, parse_employer_policies(settings.employer_policies, known), enterprise_number)
+    policy = (case_policy(deployed, parse_employer_policies(settings.employer_policies, default_rulebook()),
+                          enterprise_number)
               if enterprise_number else deployed)
     options = Options(enabled_announced=frozenset(settings.enabled_announced) | frozenset(enable_announced))
     return policy, options

@@ -100,13 +100,9 @@ def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[Cas
         try:
             report = decode_report(msgspec.json.encode(data))
             accepted = app.submit(party or _default_party(report, opening), report, now)
-        except Rejection as exc:
-            rejected.append(_refusal(number, exc.code.value, exc.message, exc.field, exc.rule, exc.regime))
-            if opens and case_id is None:
-                refused_opening = rejected[-1]
-            continue
-        except ContractError as exc:
-            rejected.append(_refusal(number, exc.code.value, exc.message, exc.field))
+        except (Rejection, ContractError) as exc:
+            rule, regime = (exc.rule, exc.regime) if isinstance(exc, Rejection) else (None, None)
+            rejected.append(_refusal(number, exc.code.value, exc.message, exc.field, rule, regime))
             if opens and case_id is None:
                 refused_opening = rejected[-1]
             continue

@@ -48,9 +48,9 @@ from eventsourcing.persistence import PersistenceError
 
 from services.disclosures.log import AUDIT_BASIS, DisclosureLog
 from shared.infra.clock import Clock, system_clock
-from shared.infra.parties import AUDIT_PREFIX, UNAUTHENTICATED, Parties, Role, UnknownRequester, requester
+from shared.infra.parties import AUDIT_PREFIX, Parties, UnknownRequester, auditor_asking
 from shared.infra.settings import Settings
-from shared.rulebook.calendar import end_of_belgian_day
+from shared.rulebook.calendar import FIRST_DAY, LAST_DAY, end_of_belgian_day
 
 from .auditor import Auditor
 from .history import Applied, AsOf, HistoryEntry
@@ -78,8 +78,6 @@ class CaseRequest(_Strict, frozen=True):
 
 #: No case has more versions than this; a larger number is refused by its type, not by the store.
 MAX_VERSION = 2**31 - 1
-#: The days a question may name (``asof --date``, ``applied --on``): those the rulebook's calendar covers.
-FIRST_DAY, LAST_DAY = dt.date(1950, 1, 1), dt.date(2100, 12, 31)
 
 
 def _check_day(day: dt.date | None, field: str) -> None:
@@ -262,18 +260,12 @@ def describe(question: str, request: CaseRequest) -> str:
 
 
 def auditor_of(headers: Mapping[str, str] | None, reply: str, parties: Parties | None) -> str:
-    """Who asked: the auditor whose account the server says the request came from (:func:`requester`).
-    ``parties`` is ``None`` on a server without accounts: nobody can be authenticated there (any client may set
-    any header), so the answer is :data:`UNAUTHENTICATED` whatever the request carries."""
-    if parties is None:
-        return UNAUTHENTICATED
+    """Who asked: the auditor whose account the server says the request came from (:func:`auditor_asking`), or
+    :data:`~shared.infra.parties.UNAUTHENTICATED` on a server without accounts; otherwise :class:`Refused`."""
     try:
-        party = requester(headers, reply, parties, whose="an auditor's")
+        return auditor_asking(headers, reply, parties, "the audit questions")
     except UnknownRequester as exc:
         raise Refused("not_an_auditor" if exc.code == "not_a_party" else exc.code, exc.message) from None
-    if party.role is not Role.AUDITOR:
-        raise Refused("not_an_auditor", f"{party.name} is not an auditor: the audit questions are for auditors")
-    return party.name
 
 
 # ----------------------------------------------------------------------------------------------------- answer

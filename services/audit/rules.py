@@ -15,7 +15,6 @@ from shared.rulebook.deadlines import (
     Policy,
     case_policy,
     compute_deadlines,
-    employer_policy_names,
     parse_employer_policies,
 )
 
@@ -35,7 +34,7 @@ class Rules:
             rulebook=rulebook,
             policy=Policy(roll_forward=settings.roll_forward),
             options=Options(enabled_announced=frozenset(settings.enabled_announced)),
-            employer_policies=parse_employer_policies(settings.employer_policies, employer_policy_names(rulebook)),
+            employer_policies=parse_employer_policies(settings.employer_policies, rulebook),
         )
 
     def with_rulebook(self, rulebook: Rulebook) -> Rules:

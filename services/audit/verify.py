@@ -330,11 +330,12 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
     stored = {"intake": [row.stored for row in rows]}
     history, diffs = check_intake(case_id, rows)
     if not rows:
-        if not audit.links("intake", case_id) and not _derived_rows(stores, case_id):
+        sealed = bool(audit.links("intake", case_id))
+        if not sealed and not _derived_rows(stores, case_id):
             raise AuditError(f"no case {case_id} in the intake store (nor in any seal or derived store)")
         diffs.append(Difference(store="intake", message="the case is sealed but no longer in the intake store"
-                                if audit.links("intake", case_id) else "the case is not in the intake store, but "
-                                "a derived store recorded steps of it"))
+                                if sealed else "the case is not in the intake store, but a derived store recorded "
+                                "steps of it"))
     notes: list[str] = []
     applied = {"deadlines": 0, "benefits": 0}
     readable = not diffs

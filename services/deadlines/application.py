@@ -22,7 +22,6 @@ from shared.rulebook.deadlines import (
     Policy,
     case_policy,
     compute_deadlines,
-    employer_policy_names,
     parse_employer_policies,
 )
 
@@ -240,7 +239,7 @@ class FiredTimer:
 def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:
     """Composition root of the deadlines application."""
     rulebook = rulebook or default_rulebook()
-    policies = parse_employer_policies(settings.employer_policies, employer_policy_names(rulebook))
+    policies = parse_employer_policies(settings.employer_policies, rulebook)
     with setup_lock(settings, DeadlinesApplication.name):
         return DeadlinesApplication(
             env={**prepare_store(settings, DeadlinesApplication.name), **env},

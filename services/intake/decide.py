@@ -25,7 +25,7 @@ from shared.events.common import (
 )
 from shared.events.replies import RejectionCode
 from shared.rulebook import Rulebook
-from shared.rulebook.calendar import months_after
+from shared.rulebook.calendar import FIRST_DAY, months_after
 from shared.rulebook.eligibility import (
     Ineligible,
     check_force_majeure_start,
@@ -38,7 +38,7 @@ from .case import Case, PartialResumption, Rehabilitation, Trajectory
 
 Code = RejectionCode
 #: No report of a working life's incapacity can take effect before this day.
-EARLIEST = date(1950, 1, 1)
+EARLIEST = FIRST_DAY
 #: A date a report states besides its effective one (a resumption's start, an authorisation's end ...) may lie
 #: ahead of the day of receipt, by this many years at most: far inside what the calendar covers (to 2100) with
 #: every period the rules add to it.

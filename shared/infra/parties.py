@@ -91,6 +91,7 @@ __all__ = [
     "Permissions",
     "Role",
     "UnknownRequester",
+    "auditor_asking",
     "connect_as",
     "crossed_import",
     "feed_consumer_names",
@@ -670,6 +671,19 @@ def requester(headers: Mapping[str, str] | None, reply: str, parties: Parties, w
         return parties.get(account)
     except KeyError:
         raise UnknownRequester("not_a_party", f"account {account!r} is not a party of the parties file") from None
+
+
+def auditor_asking(headers: Mapping[str, str] | None, reply: str, parties: Parties | None, what: str) -> str:
+    """The auditor whose account asked (:func:`requester`), or :data:`UNAUTHENTICATED` on a server without
+    accounts (``parties`` is ``None``: any client may set any header there, so nobody can be authenticated);
+    :class:`UnknownRequester` otherwise, ``not_an_auditor`` for a party that is not one (``what`` are for
+    auditors)."""
+    if parties is None:
+        return UNAUTHENTICATED
+    party = requester(headers, reply, parties, whose="an auditor's")
+    if party.role is not Role.AUDITOR:
+        raise UnknownRequester("not_an_auditor", f"{party.name} is not an auditor: {what} are for auditors")
+    return party.name
 
 
 def load_identity(credentials: str | os.PathLike[str] | None, path: Path | None = None) -> Parties | None:

@@ -28,7 +28,7 @@ from shared.events.subjects import partition_filters, query_subject
 from .clock import Clock, system_clock
 from .consumer import TrajectoryConsumer
 from .derived import DerivedApplication
-from .parties import UNAUTHENTICATED, Parties, Role, UnknownRequester, crossed_import, requester
+from .parties import Parties, UnknownRequester, auditor_asking, crossed_import
 from .relay import OutboxRelay, Render
 from .settings import Settings
 from .store import tracking_recorder
@@ -77,14 +77,9 @@ class QueryDisclosure:
     def asker(self, headers: Mapping[str, str] | None, reply: str) -> str | None:
         """The auditor who asked, :data:`UNAUTHENTICATED` on an open server, ``None`` inside the service account;
         :class:`UnknownRequester` for anyone else."""
-        if self.parties is None:
-            return UNAUTHENTICATED
-        if not crossed_import(reply):
+        if self.parties is not None and not crossed_import(reply):
             return None
-        party = requester(headers, reply, self.parties, whose="an auditor's")
-        if party.role is not Role.AUDITOR:
-            raise UnknownRequester("not_an_auditor", f"{party.name} is not an auditor: queries are for auditors")
-        return party.name
+        return auditor_asking(headers, reply, self.parties, "queries")
 
 
 def attach_query(

@@ -156,17 +156,24 @@ def store_env(settings: Settings, service: str) -> dict[str, str]:
 
 def read_only_env(settings: Settings, service: str) -> dict[str, str] | None:
     """eventsourcing settings that open ``service``'s store read-only (adding to the environment
-    :func:`store_env` gives); ``None`` when the store does not exist. A reader never creates a store."""
+    :func:`store_env` gives); ``None`` when its SQLite file does not exist. A PostgreSQL schema without tables
+    opens as an empty store (:func:`events_table_exists`); :func:`store_exists` tells the two apart."""
     env = {"CREATE_TABLE": "n"}
     if settings.store == "sqlite":
         path = (settings.data_dir / f"{service}.sqlite").resolve()
         if not path.exists():
             return None
         env["SQLITE_DBNAME"] = f"{path.as_uri()}?mode=ro"
-        return env
-    with _connect(settings) as conn:  # a schema without tables is no store either (nothing to read)
+    return env
+
+
+def store_exists(settings: Settings, service: str) -> bool:
+    """Whether ``service`` has a store to read: its SQLite file, or a PostgreSQL schema with tables."""
+    if settings.store == "sqlite":
+        return (settings.data_dir / f"{service}.sqlite").exists()
+    with _connect(settings) as conn:
         found = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s", (service,)).fetchone()
-    return env if found else None
+    return found is not None
 
 
 def missing_store(settings: Settings, service: str) -> str:

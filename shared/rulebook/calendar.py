@@ -21,6 +21,9 @@ import holidays
 
 #: Belgian time: the law counts Belgian days (a report recorded at 23:30 UTC in summer is recorded the next day).
 BRUSSELS = ZoneInfo("Europe/Brussels")
+#: The days the project's dates may name: no report of a working life's incapacity takes effect before the first,
+#: and the calendar of legal holidays ends with the last.
+FIRST_DAY, LAST_DAY = date(1950, 1, 1), date(2100, 12, 31)
 
 
 def belgian_date(moment: datetime) -> date:

@@ -806,11 +806,12 @@ def employer_policy_names(rulebook: Rulebook) -> frozenset[str]:
                      if isinstance(rule, DeadlineRule) and rule.applies_when)
 
 
-def parse_employer_policies(values: tuple[str, ...], known: frozenset[str] | None = None) -> dict[str, frozenset[str]]:
+def parse_employer_policies(values: tuple[str, ...], rulebook: Rulebook | None = None) -> dict[str, frozenset[str]]:
     """``("flemish-government-return-coach=0316381039 0207437468", "other=*")`` -> policy name -> employers.
 
-    ``known``: the policy names the rulebook has rules for (:func:`employer_policy_names`); another name would
-    change nothing, so it is refused rather than accepted without a word (a typo would silently drop a policy)."""
+    ``rulebook``: a policy it has no rule for (:func:`employer_policy_names`) would change nothing, so it is refused
+    rather than accepted without a word (a typo would silently drop a policy)."""
+    known = employer_policy_names(rulebook) if rulebook is not None else None
     out: dict[str, frozenset[str]] = {}
     for value in values:
         name, _, employers = value.partition("=")

@@ -250,6 +250,6 @@ def test_an_employer_policy_the_rulebook_has_no_rule_for_is_refused_by_name() ->
     known = employer_policy_names(default_rulebook())
     assert "flemish-government-return-coach" in known
     with pytest.raises(ValueError, match=r"'flemish-goverment-return-coach'.*known: flemish-government-return-coach"):
-        parse_employer_policies(("flemish-goverment-return-coach=0316381039",), known)
-    assert parse_employer_policies(("flemish-government-return-coach=0316381039 0207437468",), known) == {
+        parse_employer_policies(("flemish-goverment-return-coach=0316381039",), default_rulebook())
+    assert parse_employer_policies(("flemish-government-return-coach=0316381039 0207437468",), default_rulebook()) == {
         "flemish-government-return-coach": frozenset({"0316381039", "0207437468"})}
