@@ -217,10 +217,10 @@ class Generator:
         s = Script("partial resumption", o, opener)
         starts = start + timedelta(days=self.rng.randint(60, 200))
         declared = starts - timedelta(days=self.rng.randint(1, 5))
-        hours = self.rng.choice([10, 19, 24, 30])
+        hours = Decimal(self.rng.choice([10, 19, 24, 30]))
         s.steps.append(Step(fund, lambda c: r.PartialResumptionDeclared(
             report_id=self.uid(), case_id=c, declared_on=declared, starts_on=starts, weekly_hours=hours,
-            full_time_hours=38), label="declared"))
+            full_time_hours=Decimal(38)), label="declared"))
         s.steps.append(Step(fund, lambda c: r.PartialResumptionAuthorised(
             report_id=self.uid(), case_id=c, authorised_on=starts + timedelta(days=self.rng.randint(3, 25))),
             label="authorised"))
@@ -246,10 +246,10 @@ class Generator:
         late = self.rng.random() < 0.3
         declared = starts + timedelta(days=self.rng.randint(1, 10)) if late else starts - timedelta(
             days=self.rng.randint(3, 10))
-        hours = self.rng.choice([10, 19, 24])
+        hours = Decimal(self.rng.choice([10, 19, 24]))
         s.steps.append(Step(fund, lambda c: r.PartialResumptionDeclared(
             report_id=self.uid(), case_id=c, declared_on=declared, starts_on=starts, weekly_hours=hours,
-            full_time_hours=38), label="declared late" if late else "declared"))
+            full_time_hours=Decimal(38)), label="declared late" if late else "declared"))
         authorised = max(starts, declared) + timedelta(days=self.rng.randint(3, 25))
         s.steps.append(Step(fund, lambda c: r.PartialResumptionAuthorised(
             report_id=self.uid(), case_id=c, authorised_on=authorised), label="authorised"))

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, PersistenceError
 
 from shared.events import reports as r
 from shared.events.common import Party
@@ -17,12 +18,15 @@ from shared.events.envelope import CaseEvent, case_id_for, event_id_for
 from shared.events.replies import Accepted, RejectionCode
 from shared.infra.retry import WriteConflictError, retry_on_conflict
 from shared.infra.settings import Settings
-from shared.infra.store import prepare_store, setup_lock
+from shared.infra.store import check_cipher, logged_events, prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.calendar import belgian_date
 
 from .case import Case, evolve, project_case
 from .decide import Rejection, authorise, decide, unknown_case
+from .report_index import IntakeRecorder, backfill, intake_recorder
+
+log = structlog.get_logger("intake")
 
 #: Attempts at an optimistic write before answering "conflict, try again".
 WRITE_ATTEMPTS = 5
@@ -37,6 +41,8 @@ class IntakeApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None, rulebook: Rulebook | None = None) -> None:
         super().__init__(env)
+        check_cipher(self)
+        self._index_old_reports()
         self.rulebook = rulebook or default_rulebook()
         #: the cases this process last recorded or read, most recent last: what the next report is decided on
         self._cases: OrderedDict[UUID, Case] = OrderedDict()
@@ -104,7 +110,7 @@ class IntakeApplication(Application[UUID]):
         if not unsaved:
             return results
         try:
-            self.save(*unsaved.values())
+            self._save(*unsaved.values())
         except IntegrityError:
             for case_id in cases:
                 self._forget(case_id)
@@ -151,7 +157,7 @@ class IntakeApplication(Application[UUID]):
         self._forget(case_id)
         accepted, event, after = self._decide(self._load(case_id), case_id, party, report, now, {})
         if event is not None:
-            self.save(event)
+            self._save(event)
             self._remember(case_id, after)
         return accepted
 
@@ -163,6 +169,7 @@ class IntakeApplication(Application[UUID]):
         authorise(case, report, party)  # before anything about the case is told, duplicates included
         if case is not None and (duplicate := self._duplicate(case, report, unsaved)) is not None:
             return duplicate, None, case
+        self._check_report_id(party, report, case_id, unsaved)
         if isinstance(report, r.IncapacityReported) and case is not None:
             raise Rejection(
                 RejectionCode.CASE_EXISTS,
@@ -186,6 +193,59 @@ class IntakeApplication(Application[UUID]):
         return Accepted(
             report_id=report.report_id, case_id=case_id, version=version, event_ids=[event.event_id], regime=regime,
         ), event, after
+
+    def _save(self, *events: CaseEvent) -> None:
+        """Record ``events`` and, in the same transaction, each one's report id in the index of its party's report
+        ids (:mod:`.report_index`)."""
+        self.save(*events, report_ids=[(str(e.reported_by), str(e.report.report_id), str(e.case_id), e.version)
+                                       for e in events])
+
+    def _check_report_id(self, party: Party, report: r.Report, case_id: UUID,
+                         unsaved: dict[tuple[UUID, int], CaseEvent]) -> None:
+        """Refuse a report id that ``party`` already used for a report of another case (``report_id_reused``,
+        naming that case and version). Asked after :meth:`_duplicate`, which answers for the case's own report ids
+        (a resend is its original acceptance, even where old data used the id on another case too)."""
+        found = self._recorder().find_report(str(party), str(report.report_id))
+        if found is None:
+            found = next(((e.case_id, e.version) for e in unsaved.values()
+                          if e.report.report_id == report.report_id and e.reported_by == party), None)
+        if found is None or found[0] == case_id:
+            return
+        original_case, version = found
+        pending = unsaved.get((original_case, version))
+        (original,) = [pending] if pending is not None else self.case_events(original_case, gt=version - 1,
+                                                                             lte=version)
+        raise Rejection(
+            RejectionCode.REPORT_ID_REUSED,
+            f"report id {report.report_id} was already used by {party} for another report "
+            f"({original.type}, version {version} of case {original_case}): a new report needs a new report id",
+            field="$.report_id",
+        )
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return intake_recorder(self.factory)
+
+    def _recorder(self) -> IntakeRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, IntakeRecorder), type(recorder)
+        return recorder
+
+    def _index_old_reports(self) -> None:
+        """Index the report ids of a store recorded before the index existed (once: an index with rows is kept).
+        A reader that opens the store without creating tables (the auditor, an operator's command) writes nothing.
+        An intake of an earlier release must not write to the store after this one indexed it: stop the old intakes
+        before starting new ones (docs/architecture.md)."""
+        creates = getattr(self.factory, "env_create_table", None)  # the in-memory store has no such setting
+        if creates is not None and not creates():
+            return
+        recorder = self._recorder()
+        if recorder.index_size() != 0:
+            return
+        if not recorder.max_notification_id():
+            return
+        count = backfill(recorder, ((str(e.reported_by), str(e.report.report_id), e.case_id, e.version)
+                                    for _, e in logged_events(self)))
+        log.info("report_ids.indexed", reports=count)
 
     def get_case(self, case_id: UUID, version: int | None = None) -> Case:
         return self.repository.get(case_id, version=version, projector_func=project_case)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -52,8 +53,8 @@ class Trajectory(msgspec.Struct, frozen=True, kw_only=True):
 class PartialResumption(msgspec.Struct, frozen=True, kw_only=True):
     declared_on: date
     starts_on: date
-    weekly_hours: int
-    full_time_hours: int
+    weekly_hours: Decimal
+    full_time_hours: Decimal
     authorised_on: date | None = None
     ended_on: date | None = None
     failed_on: date | None = None

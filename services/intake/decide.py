@@ -431,6 +431,8 @@ def _(case: Case, report: r.TrajectoryEnded, party: Party, rulebook: Rulebook) -
 
 @check(r.PartialResumptionDeclared)
 def _(case: Case, report: r.PartialResumptionDeclared, party: Party, rulebook: Rulebook) -> None:
+    _hours(report.full_time_hours, "full_time_hours", most=60, positive=True)
+    _hours(report.weekly_hours, "weekly_hours", most=168)
     if (p := case.partial_resumption) is not None:
         raise _state(f"a partial resumption declared on {p.declared_on} is still running")
     if report.weekly_hours > report.full_time_hours:
@@ -438,6 +440,16 @@ def _(case: Case, report: r.PartialResumptionDeclared, party: Party, rulebook: R
     if case.timeline.ended_on is not None:
         raise _state(f"the incapacity ended on {case.timeline.ended_on}")
     _after(report.starts_on, case.timeline.start, "starts_on", "the start of the incapacity")
+
+
+def _hours(value: Decimal, field: str, *, most: int, positive: bool = False) -> None:
+    """Hours as the contract states them: a finite number from 0 (or above 0) to ``most``, at most 2 decimals."""
+    value = value if isinstance(value, Decimal) else Decimal(value)  # a struct built in Python may hold an int
+    if (not value.is_finite() or value < 0 or (positive and value == 0) or value > most
+            or value != value.quantize(Decimal("0.01"))):
+        low = "above 0" if positive else "from 0"
+        raise Rejection(Code.INVALID_FIELD, f"{field} must be a number of hours {low} to {most}, with at most 2 "
+                        f"decimals, not {value}", field=f"$.{field}")
 
 
 def _resumption(case: Case) -> PartialResumption:
@@ -449,6 +461,8 @@ def _resumption(case: Case) -> PartialResumption:
 
 @check(r.PartialResumptionAuthorised)
 def _(case: Case, report: r.PartialResumptionAuthorised, party: Party, rulebook: Rulebook) -> None:
+    if report.weekly_hours is not None:
+        _hours(report.weekly_hours, "weekly_hours", most=168)
     p = _resumption(case)
     if p.authorised_on is not None:
         raise _state(f"the partial resumption was already authorised on {p.authorised_on}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
@@ -38,7 +39,11 @@ FreeText = Annotated[
     ),
 ]
 ShortCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)")]
-Hours = Annotated[int, msgspec.Meta(ge=0, le=168)]
+#: Hours a week, exact to the hundredth (Belgian part-time schedules are often 7.6 or 30.4 hours): a JSON number or a
+#: decimal string; the bounds (0 to 168, at most 2 decimals) are checked by intake, which names the field.
+Hours = Annotated[Decimal, msgspec.Meta(description="hours a week, 0 to 168, at most 2 decimals (e.g. 30.4)")]
+FullTimeHours = Annotated[Decimal, msgspec.Meta(
+    description="hours of a full-time week at the employer, above 0 to 60, at most 2 decimals (e.g. 37.5)")]
 StaffCount = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -160,6 +165,7 @@ __all__ = [
     "HEALTH_FUNDS",
     "MEDICAL_KEY",
     "FreeText",
+    "FullTimeHours",
     "Hours",
     "IdentifierError",
     "Medical",

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from .common import FreeText, Hours, Medical, PartyKind, ShortCode, StaffCount, Struct
+from .common import FreeText, FullTimeHours, Hours, Medical, PartyKind, ShortCode, StaffCount, Struct
 
 H = PartyKind.HEALTH_FUND
 O = PartyKind.OCCUPATIONAL_HEALTH_SERVICE  # noqa: E741
@@ -251,7 +251,7 @@ class PartialResumptionDeclared(CaseReport, frozen=True, tag="partial_resumption
     declared_on: date
     starts_on: date
     weekly_hours: Hours
-    full_time_hours: Annotated[int, msgspec.Meta(gt=0, le=60)]
+    full_time_hours: FullTimeHours
 
 
 class PartialResumptionAuthorised(CaseReport, frozen=True, tag="partial_resumption_authorised.v1"):

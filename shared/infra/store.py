@@ -245,6 +245,38 @@ def prepare_store(settings: Settings, service: str) -> dict[str, str]:
     return env
 
 
+class StoreKeyError(Exception):
+    """A store's events cannot be read with this process's cipher key: it has none and they are encrypted, or its
+    key is not the one they were written with. The message says which and what to set."""
+
+
+def check_cipher(app: Any) -> None:
+    """Raise :class:`StoreKeyError` when ``app``'s store cannot be read with its cipher key: its first, middle and
+    last stored events all fail to decrypt (one readable event shows the key is right: an unreadable single event is
+    damage, which ``audit verify`` names, not a wrong key). A store without events or tables passes."""
+    try:
+        last = app.recorder.max_notification_id() or 0
+    except Exception:  # noqa: BLE001 - no table yet (a store opened without creating one): nothing to read
+        return
+    failed = 0
+    for position in sorted({1, (last + 1) // 2, last} - {0}):
+        notifications = app.recorder.select_notifications(position, 1)
+        if not notifications:
+            continue
+        try:
+            msgspec.json.decode(app.mapper.plaintext(notifications[0]))
+            return
+        except Exception:  # noqa: BLE001 - any failure to decrypt or parse counts against the key
+            failed += 1
+    if not failed:
+        return
+    if app.mapper.cipher is None:
+        raise StoreKeyError(f"the {app.name} store's events are encrypted (or unreadable): set "
+                            "REINTEGRATION_CIPHER_KEY to the key the deployment writes them with")
+    raise StoreKeyError(f"REINTEGRATION_CIPHER_KEY does not decrypt the {app.name} store's events: they were written "
+                        "with another key, or without one")
+
+
 def logged_events(app: Any, start: int = 1, batch: int = 1000) -> Iterator[tuple[int, Any]]:
     """``(position, domain event)`` of an application's notification log from ``start``, in order, read in pages of
     ``batch``: what every reader of a whole store's log (rebuild, checks, benchmarks) walks through."""

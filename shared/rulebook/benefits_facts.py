@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -51,7 +52,7 @@ class Resumption(msgspec.Struct, frozen=True, kw_only=True):
         return self.declaration.starts_on
 
     @property
-    def weekly_hours(self) -> int:
+    def weekly_hours(self) -> Decimal:
         """The authorised hours when the authorisation gives them, else the declared ones."""
         auth = self.authorisation
         if auth is not None and auth.weekly_hours is not None:

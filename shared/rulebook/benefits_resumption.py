@@ -42,7 +42,7 @@ def resumption_entries(ctx: Ctx) -> Iterator[LedgerEntry]:
     yield from _premium(ctx)
 
 
-def reduction_percentage(weekly_hours: int, full_time_hours: int, exempt_percentage: Decimal) -> Decimal:
+def reduction_percentage(weekly_hours: Decimal, full_time_hours: Decimal, exempt_percentage: Decimal) -> Decimal:
     """max(0, hours / full-time - exempt) in percent, one division: (100 h - exempt x full) / full."""
     with localcontext(DECIMAL_CONTEXT):
         numerator = Decimal(weekly_hours) * HUNDRED - exempt_percentage * Decimal(full_time_hours)

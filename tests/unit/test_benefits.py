@@ -44,9 +44,12 @@ def of(entries: list[LedgerEntry], rule: str, kind: EntryKind | None = None) -> 
         (10, 38, D("6.315789473684210526315789474"), "6.32%"),  # kept exact to 28 digits, shown rounded
         (4, 38, D("0"), "0%"),  # below 20%: no negative reduction
         (38, 38, D("80"), "80%"),
+        (D("15.2"), D("38"), D("20"), "20%"),  # 2 days of 7.6 hours in a 38-hour week: 40% worked
+        (D("30.4"), D("37.5"), D("61.06666666666666666666666667"), "61.07%"),  # hours exact to the hundredth
     ],
 )
-def test_partial_resumption_reduction(hours: int, full: int, percentage: Decimal, shown: str) -> None:
+def test_partial_resumption_reduction(hours: int | Decimal, full: int | Decimal, percentage: Decimal,
+                                      shown: str) -> None:
     h = History(start=date(2023, 6, 1))
     h.declare(date(2024, 3, 4), hours, full)
     [entry] = of(ledger(h), "partial_resumption.reduction")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 
+import msgspec
 import pytest
 
 from services.intake.case import Case, evolve
 from services.intake.decide import Rejection, decide
 from shared.events import reports as r
+from shared.events.codec import decode_report
 from shared.events.common import Party
 from shared.events.envelope import CaseEvent, case_id_for, event_id_for
 from shared.events.replies import RejectionCode as Code
@@ -216,6 +219,38 @@ def test_every_date_field_is_bounded_not_only_the_effective_one(starts_on: date)
     near = r.PartialResumptionDeclared(report_id=rid(), case_id=run.id, declared_on=date(2024, 2, 1),
                                        starts_on=date(2024, 2, 12), weekly_hours=19, full_time_hours=38)
     assert run.send(near, FUND_PARTY) is not None  # a date inside the bounds still goes through
+
+
+def test_hours_are_exact_decimals_to_the_hundredth_and_bounded() -> None:
+    """Belgian part-time weeks are often 7.6 or 30.4 hours: stated exactly (a JSON number or a decimal string),
+    two decimals at most, 0 to 168 a week and a full-time week above 0 and at most 60, each refusal naming its
+    field."""
+    run = CaseRun(incapacity(date(2024, 1, 10)))
+
+    def declared(weekly: str, full: str) -> r.PartialResumptionDeclared:
+        wire = (f'{{"type": "partial_resumption_declared.v1", "report_id": "{rid()}", "case_id": "{run.id}", '
+                f'"declared_on": "2024-03-01", "starts_on": "2024-03-04", "weekly_hours": {weekly}, '
+                f'"full_time_hours": {full}}}')
+        report = decode_report(wire.encode())
+        assert isinstance(report, r.PartialResumptionDeclared)
+        return report
+
+    for weekly, full, field in (("7.625", "38", "$.weekly_hours"), ("-1", "38", "$.weekly_hours"),
+                                ("169", "38", "$.weekly_hours"), ('"NaN"', "38", "$.weekly_hours"),
+                                ("10", "0", "$.full_time_hours"), ("10", "60.5", "$.full_time_hours"),
+                                ('"1e400"', "38", "$.weekly_hours")):
+        refused = run.refuse(declared(weekly, full), FUND_PARTY)
+        assert (refused.code, refused.field) == (Code.INVALID_FIELD, field), (weekly, full, refused.message)
+    accepted = declared("30.4", '"37.50"')
+    run.send(accepted, FUND_PARTY)
+    assert run.case.partial_resumption is not None
+    assert (run.case.partial_resumption.weekly_hours, run.case.partial_resumption.full_time_hours) == (
+        Decimal("30.4"), Decimal("37.50"))
+    fine = r.PartialResumptionAuthorised(report_id=rid(), case_id=run.id, authorised_on=date(2024, 3, 8),
+                                         weekly_hours=Decimal("22.85"))
+    assert run.refuse(msgspec.structs.replace(fine, weekly_hours=Decimal("22.855")), FUND_PARTY).field == \
+        "$.weekly_hours"
+    run.send(fine, FUND_PARTY)
 
 
 def test_an_identifier_is_refused_unless_sent_in_its_compact_form() -> None:
