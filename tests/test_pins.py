@@ -30,6 +30,7 @@ STORED_TOPICS = {
     "shared.events.envelope:CaseEvent",
     "shared.infra.derived:CaseParked",
     "shared.infra.derived:DeadLettersResolved",
+    "shared.infra.derived:StoreRebuilt",
     "services.deadlines.schedule:ScheduleStep",
     "services.deadlines.schedule:TimerFired",
     "services.deadlines.schedule:ScheduleRecomputed",

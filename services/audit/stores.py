@@ -8,6 +8,7 @@ mapper, same cipher, same rulebook, policy and options), but read-only: a SQLite
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from services.benefits.application import BenefitsApplication, build_benefits
 from services.deadlines.application import DeadlinesApplication, build_deadlines
 from services.intake.application import IntakeApplication, build_intake
 from shared.events.envelope import CaseEvent
-from shared.infra.derived import CaseParked
+from shared.infra.derived import CaseParked, StoreRebuilt
 from shared.infra.settings import Settings
 from shared.infra.store import events_table_exists, missing_store, read_only_env
 
@@ -41,6 +42,25 @@ class Row:
     stored: StoredEvent
     event: Any = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a derived store says of its making: its generation record (:class:`StoreRebuilt`, written first by a
+    rebuild), whether that record is the store's first event, and whether the store is there at all."""
+
+    record: StoreRebuilt | None = None
+    first: bool = False
+    absent: bool = False
+    #: why the record cannot be read
+    error: str | None = None
+    #: the store's first event (originator id, version, sha256 of its bytes; ``None``: an empty store): a store
+    #: dropped or rebuilt since is told apart by it even before (or without) its generation record
+    start: tuple[str, int, str] | None = None
+
+    @property
+    def id(self) -> str | None:
+        return str(self.record.generation) if self.record is not None else None
 
 
 class Stores:
@@ -140,6 +160,26 @@ class Stores:
         if app is None or self._recorder(store) is None:
             return None
         return app.parked(case_id)
+
+    def generation(self, store: str) -> Generation:
+        """The derived store's generation (:class:`Generation`): the latest record of it, and whether that record is
+        the store's first event (a rebuild writes it before anything else)."""
+        app = self.derived(store)
+        if app is None:
+            return Generation(absent=True)
+        first = next(self.notifications(store, 1, batch=1), None)
+        start = ((str(_uuid(first.originator_id)), first.originator_version, hashlib.sha256(first.state).hexdigest())
+                 if first is not None else None)
+        rows = self.rows(store, app.generation_id())
+        if not rows:
+            return Generation(start=start)
+        last = rows[-1]
+        if not isinstance(last.event, StoreRebuilt):
+            return Generation(error=last.error or f"version {last.stored.originator_version} is no generation record",
+                              start=start)
+        is_first = (first is not None and _uuid(first.originator_id) == app.generation_id()
+                    and first.originator_version == last.stored.originator_version)
+        return Generation(record=last.event, first=is_first, start=start)
 
     def derived_events(self, store: str, case_id: UUID) -> list[Any]:
         """The derived aggregate's events (schedule steps and fired timers, or ledger steps) of ``case_id``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +28,17 @@ from shared.rulebook.benefits import LedgerEntry, natural_id
 from shared.rulebook.calendar import belgian_date
 from shared.rulebook.deadlines import OUTCOME_BY_KIND, Deadline
 
-from .chain import AuditStore, ChainStatus, CheckpointCheck, check_chain, check_checkpoints
+from .chain import (
+    AuditStore,
+    ChainStatus,
+    CheckpointCheck,
+    EpochView,
+    check_chain,
+    check_checkpoints,
+    check_epochs,
+    epoch_views,
+    unlabel,
+)
 from .rules import Rules
 from .stores import STORES, AuditError, Stores
 
@@ -61,21 +72,42 @@ class CaseVerdict(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str]
 
 
+class EpochCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """A derived store's sealing epochs (:mod:`.chain`): the one its chains are checked in, its rebuild, and what
+    is wrong with its epochs."""
+
+    store: str
+    #: the epoch the store's chains are checked in
+    epoch: int
+    #: the store was rebuilt after it was first sealed (``pending``: since the last seal, which the next one seals)
+    rebuilt: bool
+    pending: bool
+    rebuilt_at: datetime | None
+    rebuilt_by: str | None
+    #: what to say of it (empty when the store is in its first epoch and nothing is wrong)
+    message: str
+    #: a generation that is no rebuild, epoch records or closed epochs' links altered
+    problems: list[str]
+
+
 class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
     cases: int
     counts: dict[str, int]
     verdicts: list[CaseVerdict]
-    #: chains that belong to no case (premium registers, parking records, orphans)
+    #: chains that belong to no case (premium registers, parking records, generation records, orphans)
     other_chains: list[ChainStatus]
     other_differences: list[Difference]
     checkpoints: CheckpointCheck
+    #: the derived stores' epochs (a rebuild begins one)
+    epochs: list[EpochCheck]
     seconds: float
 
     @property
     def ok(self) -> bool:
         return (self.counts[DIFFERENT] == 0 and self.counts[BROKEN] == 0 and self.counts[PARKED] == 0
                 and not self.other_differences
-                and all(c.broken is None for c in self.other_chains) and self.checkpoints.ok)
+                and all(c.broken is None for c in self.other_chains) and self.checkpoints.ok
+                and not any(e.problems for e in self.epochs))
 
 
 def plain(value: Any) -> Any:
@@ -325,7 +357,11 @@ def _status(chains: Sequence[ChainStatus], diffs: Sequence[Difference], applied:
     return VERIFIED
 
 
-def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) -> CaseVerdict:
+def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID,
+                views: dict[str, EpochView] | None = None) -> CaseVerdict:
+    """One case recomputed and its chains checked (in each derived store's current epoch: ``views``, read when
+    not given)."""
+    views = views if views is not None else epoch_views(stores, audit)
     rows = stores.rows("intake", case_id)
     stored = {"intake": [row.stored for row in rows]}
     history, diffs = check_intake(case_id, rows)
@@ -349,7 +385,9 @@ def verify_case(stores: Stores, audit: AuditStore, rules: Rules, case_id: UUID) 
             parked = True
             notes.append(f"{store} parked the case at version {parking.case_version} on "
                          f"{parking.timestamp.date().isoformat()}: {parking.reason}")
-    chains = case_chains(stores, audit, case_id, stored)
+    chains = case_chains(stores, audit, case_id, stored, views)
+    notes += [epoch_sentence(view) for view in views.values()
+              if (view.rebuilt or view.problem) and stores.derived(view.store) is not None]
     for store, n in applied.items():
         if readable and n < len(history):
             notes.append(f"{store} has applied {n} of {len(history)} events")
@@ -368,9 +406,11 @@ def _derived_rows(stores: Stores, case_id: UUID) -> bool:
                for store in ("deadlines", "benefits") if (app := stores.derived(store)) is not None)
 
 
-def case_chains(stores: Stores, audit: AuditStore, case_id: UUID,
-                stored: dict[str, list[Any]] | None = None) -> list[ChainStatus]:
-    """The case's chains in each store (``stored``: the rows already read, by store)."""
+def case_chains(stores: Stores, audit: AuditStore, case_id: UUID, stored: dict[str, list[Any]] | None = None,
+                views: dict[str, EpochView] | None = None) -> list[ChainStatus]:
+    """The case's chains in each store (``stored``: the rows already read, by store), each derived store's in the
+    epoch ``views`` (or :func:`.chain.epoch_views`) names."""
+    views = views if views is not None else epoch_views(stores, audit)
     out = []
     for store in STORES:
         if store == "intake":
@@ -381,8 +421,26 @@ def case_chains(stores: Stores, audit: AuditStore, case_id: UUID,
             continue
         rows = (stored or {}).get(store)
         out.append(check_chain(audit, store, originator, rows if rows is not None else stores.raw(store, originator),
-                               case_id))
+                               case_id, views[store].number if store in views else 1))
     return out
+
+
+def epoch_sentence(view: EpochView) -> str:
+    """What to say of a derived store's epochs: rebuilt on a day (sealed since, or not yet), or why its generation
+    is not taken as a rebuild."""
+    if view.problem:
+        return f"{view.problem} (its chains are checked in epoch {view.number})"
+    if not view.rebuilt:
+        return ""
+    on = f"{view.rebuilt_at:%Y-%m-%d}" if view.rebuilt_at else "an unknown date"
+    who = f" by {view.rebuilt_by}" if view.rebuilt_by else ""
+    kept = ", ".join(f"epoch {n}" for n in range(1, view.number))
+    if view.pending:
+        return (f"{view.store} rebuilt on {on}{who}, not sealed since: `reintegration audit seal` begins epoch "
+                f"{view.number} ({kept} kept as history)")
+    began = view.epochs[-1]
+    return (f"{view.store} rebuilt on {on}{who}: its chains are sealed in epoch {view.number} since seal "
+            f"#{began.seal_id} ({kept} kept as history)")
 
 
 def verify_all(stores: Stores, audit: AuditStore, rules: Rules, progress: Callable[[int, int], None] | None = None,
@@ -392,26 +450,39 @@ def verify_all(stores: Stores, audit: AuditStore, rules: Rules, progress: Callab
     known = set(cases)
     sealed = audit.chains()
     cases += [o for store, o, _ in sealed if store == "intake" and o not in known]  # deleted from intake entirely
+    views = epoch_views(stores, audit)
     verdicts = []
     for done, case_id in enumerate(cases, start=1):
-        verdicts.append(verify_case(stores, audit, rules, case_id))
+        verdicts.append(verify_case(stores, audit, rules, case_id, views))
         if progress:
             progress(done, len(cases))
     case_ids = set(cases)
     derived = {store: {app.derived_id(c) for c in case_ids}
                for store in ("deadlines", "benefits") if (app := stores.derived(store)) is not None}
-    other_chains = [
-        check_chain(audit, store, originator, stores.raw(store, originator), None)
-        for store, originator, case in sealed
-        if store != "intake" and originator not in derived.get(store, set())
-    ]
-    other_differences = orphans(stores, derived)
+    other_chains = []
+    strays: dict[str, None] = {}
+    for value, originator, _case in sealed:
+        store, epoch = unlabel(value)  # epoch 0: an altered label, named by check_epochs
+        if store not in STORES or (store == "intake" and value != "intake"):
+            strays.setdefault(value, None)
+        # an older epoch's chains are history (checked by check_epochs), not the store's
+        elif (store != "intake" and epoch == views[store].number
+              and originator not in derived.get(store, set())):
+            other_chains.append(check_chain(audit, store, originator, stores.raw(store, originator), None, epoch))
+    other_differences = [Difference(store=unlabel(value)[0], item=f"label {value!r}",
+                                    message="links are recorded under a label that names no store's chains (the "
+                                            "audit store was altered)") for value in strays]
+    other_differences += orphans(stores, derived)
     counts = dict.fromkeys((VERIFIED, BEHIND, PARKED, DIFFERENT, BROKEN), 0)
     for verdict in verdicts:
         counts[verdict.status] += 1
+    epochs = [EpochCheck(store=v.store, epoch=v.number, rebuilt=v.rebuilt, pending=v.pending, rebuilt_at=v.rebuilt_at,
+                         rebuilt_by=v.rebuilt_by, message="" if v.problem else epoch_sentence(v),
+                         problems=([v.problem] if v.problem else []) + check_epochs(audit, v))
+              for v in views.values()]
     return AuditReport(cases=len(cases), counts=counts, verdicts=verdicts, other_chains=other_chains,
                        other_differences=other_differences, checkpoints=check_checkpoints(audit, outside_digest),
-                       seconds=round(time.perf_counter() - started, 3))
+                       epochs=epochs, seconds=round(time.perf_counter() - started, 3))
 
 
 def orphans(stores: Stores, derived: dict[str, set[UUID]]) -> list[Difference]:

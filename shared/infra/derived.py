@@ -35,6 +35,7 @@ from shared.events.envelope import CaseEvent
 from shared.events.ids import uuid5
 
 from .retry import retry_on_conflict
+from .store import check_cipher
 
 #: A derived aggregate's state: an immutable struct with its ``id`` and ``version``.
 S = TypeVar("S", bound=MutableOrImmutableAggregate[UUID])
@@ -125,6 +126,23 @@ def _project_book(state: DeadLetterBook | None, events: Iterable[DeadLettersReso
     return state
 
 
+class StoreRebuilt(msgspec.Struct, frozen=True, kw_only=True):
+    """A derived store's generation: the first event of a store that ``rebuild`` made from the intake store's log.
+
+    The audit's seals read it: a store of another generation than the one they sealed was rebuilt, and its hash
+    chains start a new epoch (the old epoch's links are kept as history). Only a store's first event declares its
+    generation (:meth:`DerivedApplication.mark_rebuilt`)."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    generation: UUID
+    #: who ran the rebuild (the operator's login)
+    rebuilt_by: str
+    #: the intake store position the rebuild started from
+    start: int
+
+
 class DerivedApplication(Application[UUID], Generic[S]):
     """Base of a derived service: ``step`` builds the one event a Case event leads to; ``project`` folds them."""
 
@@ -138,6 +156,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
         # eventsourcing's aggregate cache would keep a second copy of the states :meth:`current` keeps (and of
         # every state a query or a timer read): off, the store answers those
         super().__init__({**(env or {}), "AGGREGATE_CACHE_MAXSIZE": ""})
+        check_cipher(self)
         self._states: OrderedDict[UUID, S | None] = OrderedDict()
         #: derived aggregate id -> its case, for the aggregates whose states are cached
         self._case_of: dict[UUID, UUID] = {}
@@ -424,6 +443,22 @@ class DerivedApplication(Application[UUID], Generic[S]):
         event = DeadLettersResolved(originator_id=self._book_id(), originator_version=book.version + 1,
                                     timestamp=now, sequences=tuple(seq for _key, seq in new), case_id=case_id,
                                     how=how, note=note[:1000], letters=tuple(key for key, _seq in new))
+        self.save(event)
+        return event
+
+    # --- the store's generation ------------------------------------------------------------------------------
+
+    def generation_id(self) -> UUID:
+        """The id of the aggregate that records the store's generation (:class:`StoreRebuilt`)."""
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"reintegration:{self.purpose}:generation")
+
+    def mark_rebuilt(self, rebuilt_by: str, start: int, now: datetime) -> StoreRebuilt | None:
+        """Record, as the first event of an empty store, that a rebuild makes it (a new generation of the store);
+        ``None`` (nothing recorded) when the store holds events already."""
+        if self.recorder.max_notification_id():
+            return None
+        event = StoreRebuilt(originator_id=self.generation_id(), originator_version=1, timestamp=now,
+                             generation=uuid.uuid4(), rebuilt_by=rebuilt_by[:200], start=start)
         self.save(event)
         return event
 
