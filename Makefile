@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo up test lint test-fast bench asyncapi clean
+.PHONY: setup demo up test lint test-fast bench profile-setup asyncapi clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/reintegration bench intake
+
+# py-spy for the benchmarks' profiles (REINTEGRATION_BENCH_PYSPY=deadlines,intake reintegration bench e2e).
+profile-setup: setup
+	$(BIN)/python -m pip install --quiet -e ".[profile]"
 
 asyncapi: setup
 	$(BIN)/reintegration asyncapi

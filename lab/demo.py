@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from reintegration.runtime import Runtime
 from shared.embedded.waiting import WaitTimeoutError, until, wait_until
 from shared.events.replies import Accepted, Rejected
 from shared.events.subjects import TRAJECTORY_STREAM, intake_subject
-from shared.infra.settings import Settings
+from shared.infra.settings import Settings, read_system_file
 from shared.rulebook.calendar import BRUSSELS
 
 console = Console()
@@ -137,6 +139,9 @@ def fresh_demo_folder(data_dir: Path) -> None:
     left is cleared; any other non-empty folder is refused rather than touched."""
     import shutil
 
+    running = read_system_file(data_dir)
+    if running is not None and running.running:
+        raise SystemExit(f"a system runs with data in {data_dir} (pid {running.pid}): stop it before another demo")
     if data_dir.exists() and any(data_dir.iterdir()):
         if not (data_dir / DEMO_MARKER).exists():
             raise SystemExit(f"{data_dir} holds data that no demo wrote: give the demo an empty or new --data-dir")
@@ -149,8 +154,9 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
     fresh_demo_folder(data_dir)
     generator = Generator(seed)
     scripts = [generator.script() for _ in range(cases)]
-    runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port)
+    runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port, started_by="demo")
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a demo like Ctrl-C: every process it started
     try:
         with console.status("starting nats-server, event store and services ..."):
             settings = runtime.start()
@@ -170,13 +176,19 @@ def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: 
         verified = audit_report(settings)
         answered = asyncio.run(auditor_report(settings, runtime))
         if keep_running:
-            console.print("system left running; Ctrl-C stops it.")
+            console.print(f"system left running; Ctrl-C (or kill {os.getpid()}) stops it. Operator commands: "
+                          f"eval \"$(reintegration env --data-dir {data_dir})\", then e.g. `reintegration "
+                          "dead-letters list`, `reintegration audit verify`")
             with contextlib.suppress(KeyboardInterrupt):
                 runtime.supervisor.supervise_until(lambda: False)
         return 1 if tally.surprises or in_stream != events or not caught_up or not verified or not own_feed \
             or not answered else 0
     finally:
         runtime.stop()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def recorded_versions(settings: Settings) -> dict[Any, int]:

@@ -60,7 +60,7 @@ OHS = ["0202239951", "0441257948"]
 EMPLOYERS = ["0403170701", "0299925087"]
 AUDITORS = ["inspectorate", "court-of-audit"]
 #: Every service of :mod:`services.registry`, and the runtime (what ``up`` connects as).
-SERVICES = [*(entry.name for entry in registry.SERVICES), "runtime"]
+SERVICES = [*(entry.name for entry in registry.SERVICES), "runtime", "operator"]
 PARTIES = parse_parties({"dev": True, "health_funds": FUNDS, "occupational_health_services": OHS,
                          "employers": EMPLOYERS, "auditors": AUDITORS, "services": SERVICES})
 OUTSIDERS = [p for p in PARTIES.parties if p.role is not Role.SERVICE]

@@ -1,3 +1,3 @@
-from reintegration.cli import app
+from reintegration.cli import main
 
-app()
+main()

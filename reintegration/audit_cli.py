@@ -137,31 +137,13 @@ def history(case_id: CaseArg, data_dir: DataDir = Path("data"), as_json: AsJson 
     if as_json:
         _json(rows)
         return
-    table = Table("v", "received (UTC)", "effective", "report", "reported by", "regime", title=f"History of {case_id}")
-    for h in rows:
-        table.add_row(str(h.version), h.recorded_at.isoformat(timespec="seconds"),
-                      f"{h.effective_date} ({h.effective_field})", h.type, h.reported_by, h.regime or "-")
-    out.print(table)
+    from .tables import Column, Row, print_table
 
-
-def _print_deadlines(rows: list[dict[str, Any]], title: str) -> None:
-    table = Table("due", "rule", "regime", "party", "state", "id", title=title)
-    for d in rows:
-        state = d["outcome"] or d["state"]
-        if d.get("overdue_then"):
-            state += " (overdue then)"
-        table.add_row(str(d["due_on"]), d["rule"], d["regime"], d["party"], state, str(d["id"])[:8])
-    out.print(table)
-
-
-def _print_entries(rows: list[dict[str, Any]], title: str) -> None:
-    table = Table("period", "kind", "figure", "rule", "regime", "id", title=title)
-    for e in rows:
-        figure = f"{e['amount']} EUR" if e.get("amount") is not None else (
-            f"{e['percentage']} % of {e['base']}" if e.get("percentage") is not None else "")
-        table.add_row(f"{e['period_start']} .. {e.get('period_end') or ''}", e["kind"], figure, e["rule"],
-                      str(e["regime"]), str(e["id"])[:8])
-    out.print(table)
+    columns = [Column("v", right=True), Column("effective", wrap=True), Column("report"),
+               Column("regime", spill=True), Column("reported by", spill=True), Column("received (UTC)", spill=True)]
+    print_table(out, columns, [
+        Row([str(h.version), f"{h.effective_date} ({h.effective_field})", h.type, h.regime or "-", h.reported_by,
+             h.recorded_at.isoformat(timespec="seconds")]) for h in rows], title=f"History of {case_id}")
 
 
 @audit_app.command()
@@ -181,21 +163,25 @@ def asof(
     if as_json:
         _json(view)
         return
-    out.print(f"[bold]{view.question}[/]")
-    out.print(f"case {view.case_id}: version {view.version} of {view.latest_version}")
+    from .operate import print_deadlines, print_ledger
+
+    _say(view.question, style="bold")
+    _say(f"case {view.case_id}: version {view.version} of {view.latest_version}")
     if view.case:
         c = view.case
-        out.print(f"  employer {c['enterprise_number']}, fund {c['health_fund']}, trajectories "
-                  f"{len(c['trajectories'])}, closed {c.get('closed_on') or '-'}")
-    _print_deadlines(view.deadlines, f"Deadlines (open: {len(view.open_deadlines)})")
-    _print_entries(view.ledger, "Ledger in force")
-    agree = "[green]agree[/]" if view.recorded["agree"] else "[red]differ[/]"
-    out.print(f"recorded by the services at that version: deadlines v{view.recorded['deadlines_version']}, "
-              f"ledger v{view.recorded['ledger_version']}: {agree}")
+        _say(f"employer {c['enterprise_number']}, fund {c['health_fund']}, trajectories {len(c['trajectories'])}, "
+             f"closed {c.get('closed_on') or '-'}", indent=2)
+    print_deadlines(view.deadlines, f"Deadlines (open: {len(view.open_deadlines)})", to=out)
+    events = {h.event_id: {"version": h.version, "type": h.type, "effective_date": h.effective_date}
+              for h in view.events}
+    print_ledger(view.ledger, "Ledger in force", events=events, to=out)
+    agree = "agree" if view.recorded["agree"] else "differ"
+    _say(f"recorded by the services at that version: deadlines v{view.recorded['deadlines_version']}, "
+         f"ledger v{view.recorded['ledger_version']}: {agree}", style="green" if view.recorded["agree"] else "red")
     for d in view.recorded["differences"]:
-        out.print(f"  [red]{d['store']} {d.get('item')}: {d['message']}[/]")
+        _say(f"{d['store']} {d.get('item')}: {d['message']}", indent=2, style="red")
     for note in view.notes:
-        out.print(f"  [yellow]{note}[/]")
+        _say(note, indent=2, style="yellow")
 
 
 @audit_app.command()
@@ -218,19 +204,24 @@ def applied(
     if as_json:
         _json(view)
         return
-    out.print(f"[bold]{view.question}[/] (rulebook {view.rulebook})")
+    from .tables import Column, Row, print_table
+
+    _say(f"{view.question} (rulebook {view.rulebook})", style="bold")
     if day:
-        out.print(f"On {day} the regime in force was {view.regime_on or 'none'}.")
-    head = ["v", "report", "reported by", "effective", "regime then", "recorded regime", "received",
-            "regime when received"] + (["happened by D", "known by D"] if day else [])
-    table = Table(*head)
+        _say(f"On {day} the regime in force was {view.regime_on or 'none'}.")
+    columns = [Column("v", right=True), Column("effective"), Column("report"), Column("regime then", wrap=True),
+               Column("recorded regime", wrap=True, spill=True),
+               *([Column("happened by D", wrap=True, spill=True), Column("known by D", wrap=True, spill=True)]
+                 if day else []),
+               Column("regime when received", wrap=True, spill=True), Column("received (UTC)", spill=True),
+               Column("reported by", spill=True)]
+    rows = []
     for e in view.events:
-        row = [str(e.version), e.type, e.reported_by, str(e.effective_date), e.regime or "-", e.recorded_regime or "-",
-               e.recorded_at.isoformat(timespec="seconds"), e.regime_when_received or "-"]
-        if day:
-            row += ["yes" if e.effective_by_then else "no", "yes" if e.known_by_then else "no"]
-        table.add_row(*row)
-    out.print(table)
+        by_then = ["yes" if e.effective_by_then else "no", "yes" if e.known_by_then else "no"] if day else []
+        rows.append(Row([str(e.version), str(e.effective_date), e.type, e.regime or "-", e.recorded_regime or "-",
+                         *by_then, e.regime_when_received or "-", e.recorded_at.isoformat(timespec="seconds"),
+                         e.reported_by]))
+    print_table(out, columns, rows)
 
 
 @audit_app.command()
@@ -241,27 +232,40 @@ def explain(case_id: CaseArg, item_id: Annotated[str, typer.Argument(help="A dea
     if as_json:
         _json(view)
         return
+    if view["item"] == "deadline":  # the state shown and the explanation agree, as in `reintegration deadlines`
+        from services.deadlines.views import agreeing
+
+        fired = view["outcome"]
+        shown = agreeing(view, fired and fired["outcome"],
+                         date.fromisoformat(fired["fired_at"][:10]) if fired else None)
+        view = {**view, "state": shown["shown_state"], "explanation": shown["explanation"]}
     for key, value in view.items():
         if key == "caused_by":
             for c in value:
-                out.print(f"[bold]{c['role']} by[/]: {c['type']} (version {c['version']}, effective "
-                          f"{c['effective_date']}, reported by {c['reported_by']} at {c['recorded_at']}, "
-                          f"regime {c['regime']})")
+                _say(f"{c['role']} by: {c['type']} (version {c['version']}, effective {c['effective_date']}, "
+                     f"reported by {c['reported_by']} at {c['recorded_at']}, regime {c['regime']})", hanging=4)
         elif value not in (None, [], {}):
-            out.print(f"[bold]{key}[/]: {value}")
+            _say(f"{key}: {value}", hanging=4)
+
+
+def _say(text: str, *, indent: int = 0, hanging: int = 0, style: str | None = None) -> None:
+    """One message wrapped to the console's width (never inside an id, a date or an amount)."""
+    from .tables import print_paragraph
+
+    print_paragraph(out, text, indent=indent, hanging=hanging, style=style)
 
 
 def _print_verdict(v: Any) -> None:
     colour = {"verified": "green", "behind": "yellow"}.get(v.status, "red")
-    out.print(f"case {v.case_id}: [{colour}]{v.status}[/] ({v.intake_version} events; deadlines applied "
-              f"{v.deadlines_applied}, benefits applied {v.benefits_applied})")
+    _say(f"case {v.case_id}: {v.status} ({v.intake_version} events; deadlines applied {v.deadlines_applied}, "
+         f"benefits applied {v.benefits_applied})", style=colour)
     for d in v.differences:
-        out.print(f"  [red]{d.store} {d.item or ''}{' ' + d.rule if d.rule else ''}: {d.message}[/]")
+        _say(f"{d.store} {d.item or ''}{' ' + d.rule if d.rule else ''}: {d.message}", indent=2, style="red")
     for c in v.chains:
         if c.broken:
-            out.print(f"  [red]broken chain ({c.store}): {c.broken.message}[/]")
+            _say(f"broken chain ({c.store}): {c.broken.message}", indent=2, style="red")
     for note in v.notes:
-        out.print(f"  [yellow]{note}[/]")
+        _say(note, indent=2, style="yellow")
 
 
 @audit_app.command()
@@ -296,9 +300,14 @@ def verify(
             _print_verdict(v)
     for c in report.other_chains:
         if c.broken:
-            out.print(f"[red]broken chain: {c.broken.message}[/]")
+            _say(f"broken chain: {c.broken.message}", style="red")
     for d in report.other_differences:
-        out.print(f"[red]{d.store} {d.item}: {d.message}[/]")
+        _say(f"{d.store} {d.item}: {d.message}", style="red")
+    for e in report.epochs:  # a rebuilt derived store: its chains sealed anew, the old ones kept as history
+        if e.message:
+            _say(e.message, style="yellow" if e.pending else None)
+        for problem in e.problems:
+            _say(problem, style="red")
     table = Table("verified", "behind", "parked", "different", "broken", "cases", "seconds", title="Verification")
     c = report.counts
     table.add_row(str(c["verified"]), str(c["behind"]), str(c["parked"]), str(c["different"]), str(c["broken"]),
@@ -306,15 +315,14 @@ def verify(
     out.print(table)
     cp = report.checkpoints
     if cp.latest is None:
-        out.print("[yellow]no checkpoint recorded yet: run `reintegration audit checkpoint`[/]")
+        _say("no checkpoint recorded yet: run `reintegration audit checkpoint`", style="yellow")
     else:
-        out.print(f"latest checkpoint #{cp.latest.number} ({cp.latest.created_at:%Y-%m-%d %H:%M} UTC): "
-                  f"{cp.latest.digest}")
+        _say(f"latest checkpoint #{cp.latest.number} ({cp.latest.created_at:%Y-%m-%d %H:%M} UTC): {cp.latest.digest}")
     for message in cp.messages:
-        out.print(f"[red]{message}[/]")
+        _say(message, style="red")
     if report.counts["parked"]:
-        out.print(f"[red]{report.counts['parked']} parked case(s): a service could not apply an accepted report "
-                  "(see `reintegration dead-letters`)[/]")
+        _say(f"{report.counts['parked']} parked case(s): a service could not apply an accepted report (see "
+             "`reintegration dead-letters`)", style="red")
     out.print("[green]everything verifies[/]" if report.ok else "[red]verification found problems: see above[/]")
     raise typer.Exit(0 if report.ok else 1)
 
@@ -323,12 +331,23 @@ def verify(
 def seal(data_dir: DataDir = Path("data"),
          full: Annotated[bool, typer.Option(help="Look at every aggregate again, not only the new events.")] = False
          ) -> None:
-    """Extend every hash chain with the events stored since the last seal (into audit.sqlite)."""
+    """Extend every hash chain with the events stored since the last seal (into audit.sqlite); a derived store
+    rebuilt since begins a new epoch of its chains."""
     report = _run(data_dir, lambda a: a.seal(full=full))
     out.print(f"seal #{report.seal_id}: {report.events} new event(s) sealed in {report.chains} chain(s)")
-    for anomaly in report.anomalies:
-        out.print(f"[yellow]{anomaly}[/]")
+    _print_epochs(report)
+    for anomaly in report.anomalies:  # a store left unsealed among them: named, with why (not markup)
+        _say(anomaly, style="yellow")
     raise typer.Exit(1 if report.anomalies else 0)
+
+
+def _print_epochs(report: Any) -> None:
+    """The epochs a seal began: a derived store rebuilt since the last seal, sealed anew from its start."""
+    for e in report.epochs:
+        rebuilt = f"rebuilt on {e.rebuilt_at:%Y-%m-%d %H:%M} UTC by {e.rebuilt_by}" if e.rebuilt_at else "rebuilt"
+        kept = (f"; epoch {e.number - 1} ({e.closed_chains} chains, {e.closed_events} events) kept as history"
+                if e.number > 1 else "")
+        _say(f"{e.store}: epoch {e.number} begins (the store was {rebuilt}){kept}")
 
 
 @audit_app.command()
@@ -339,6 +358,9 @@ def checkpoint(data_dir: DataDir = Path("data"), as_json: AsJson = False) -> Non
         _json({"seal": report, "checkpoint": cp})
     else:
         out.print(f"seal #{report.seal_id}: {report.events} new event(s) sealed")
+        _print_epochs(report)
+        for anomaly in report.anomalies:
+            _say(anomaly, style="yellow")
         out.print(f"checkpoint #{cp.number} at {cp.created_at.isoformat(timespec='seconds')} over {cp.chains} chains "
                   f"({cp.events} events)")
         out.print(f"digest sha256:{cp.digest}")

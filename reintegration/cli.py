@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shared.infra.settings import Settings
+from shared.infra.settings import SYSTEM_FILE, Settings
 
 from . import logs
 from .audit_cli import audit_app
@@ -37,6 +37,43 @@ app.add_typer(chaos_app, name="chaos")
 console = Console(stderr=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="REINTEGRATION_DATA_DIR", help="Folder for all data.")]
+
+#: ``--debug`` (or ``REINTEGRATION_DEBUG=1``): an expected failure shows its traceback instead of one line.
+_debug = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", envvar="REINTEGRATION_DEBUG",
+                                        help="Show the traceback of an expected failure (a setting, an unreachable "
+                                        "server, a refused permission, a cipher key) instead of one line.")] = False,
+) -> None:
+    _debug["on"] = debug
+
+
+def main() -> None:
+    """The ``reintegration`` command: the app, with expected failures said in one line and a documented exit code
+    (:mod:`reintegration.errors`)."""
+    import sys
+
+    from .errors import DEFECT, describe
+
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:
+        if _debug["on"]:
+            raise
+        cause: BaseException | None = exc
+        while cause is not None:
+            if (said := describe(cause)) is not None:
+                console.print(f"[red]{said[0]}[/]", highlight=False, soft_wrap=True)
+                console.print("(`reintegration --debug ...` shows the traceback)", style="dim")
+                sys.exit(said[1])
+            cause = cause.__cause__ or cause.__context__
+        import traceback
+
+        traceback.print_exc()  # a defect: its traceback, and an exit code of its own (not a negative answer's 1)
+        sys.exit(DEFECT)
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -70,16 +107,54 @@ def up(
         with console.status("starting nats-server, the event stores and the services ..."):
             settings = runtime.start()
             runtime.wait_ready()
-        console.print(f"[green]reintegration is up[/]: NATS at {settings.nats_url}, data in {data_dir.resolve()}")
-        console.print(f"  intake subjects: reintegration.intake.<party_kind>.<party_id>; logs in {runtime.logs_dir}")
+        lines = [f"[green]reintegration is up[/]: NATS at {settings.nats_url}, data in {data_dir.resolve()}"]
+        if settings.postgres_url:
+            lines.append(f"  event store: {settings.postgres_url}")
+        lines.append(f"  intake subjects: reintegration.intake.<party_kind>.<party_id>; logs in {runtime.logs_dir}")
         if runtime.credentials:
-            console.print(f"  parties: {runtime.parties_file}; credentials in {data_dir / 'parties'} (docs/parties.md)")
-        console.print("  Ctrl-C stops everything.")
+            lines.append(f"  parties: {runtime.parties_file}; credentials in {data_dir / 'parties'} (docs/parties.md)")
+        lines.append(f"  operator commands read {data_dir / SYSTEM_FILE}; in another shell: "
+                     f"eval \"$(reintegration env --data-dir {data_dir})\"")
+        lines.append("  Ctrl-C stops everything.")
+        for line in lines:  # URLs and paths whole, however narrow the terminal
+            console.print(line, soft_wrap=True, highlight=False)
         runtime.supervisor.supervise_until(lambda: stopping)
     finally:
         console.print("stopping ...")
         runtime.stop()
         console.print("stopped.")
+
+
+@app.command()
+def env(
+    data_dir: DataDir = Path("data"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of shell exports.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a system that is starting there.", min=0)] = 0,
+) -> None:
+    """Print the settings of the system running with data in DATA_DIR (written there by `up` or `demo`) as shell
+    exports: `eval "$(reintegration env --data-dir data/demo)"`. Exit code 2 when none runs there."""
+    import json
+    import shlex
+    import time
+
+    from shared.infra.settings import read_system_file
+
+    until = time.monotonic() + wait
+    while ((system := read_system_file(data_dir)) is None or not system.running) and time.monotonic() < until:
+        time.sleep(0.2)
+    if system is None or not system.running:
+        why = "no system runs" if system is None else f"the system that wrote {system.path} (pid {system.pid}) stopped"
+        console.print(f"[red]{why} with data in {data_dir}[/]: start one with `reintegration up --data-dir "
+                      f"{data_dir}` (or `reintegration demo --keep-running`, data in data/demo)", soft_wrap=True)
+        raise typer.Exit(2)
+    if "REINTEGRATION_NATS_CREDENTIALS" not in system.values:
+        console.print("[yellow]no operator credentials: the parties file lists no `operator` service (or the server "
+                      "runs open)[/]")
+    if as_json:
+        print(json.dumps(dict(system.values), indent=2))
+        return
+    for key, value in system.values.items():
+        print(f"export {key}={shlex.quote(value)}")
 
 
 @app.command()
@@ -104,7 +179,7 @@ def _serve(name: str) -> None:
 
     logs.configure()
     build_app = service(name).load()
-    asyncio.run(build_app(Settings.from_env(), clock=clock_from_env()).run())
+    asyncio.run(build_app(Settings.from_env(system_file=False), clock=clock_from_env()).run())
 
 
 def _serve_command(name: str) -> Callable[[], None]:
@@ -162,11 +237,12 @@ def disclosures(
     import uuid
 
     import msgspec
-    from rich.table import Table
 
     from services.disclosures.log import build_disclosures
 
+    from .operate import console as out
     from .operate import reader_env
+    from .tables import Column, Row, print_table
 
     settings = Settings.from_env(data_dir=data_dir)
     if (env := reader_env(settings, "disclosures")) is None:
@@ -180,11 +256,12 @@ def disclosures(
         for record in records:
             sys.stdout.write(json.dumps(msgspec.to_builtins(record), default=str) + "\n")
         return
-    table = Table("when", "kind", "who", "what", "case", "legal basis", title=f"{len(records)} disclosures")
-    for record in records:
-        table.add_row(record.disclosed_at.isoformat(timespec="seconds"), record.kind, record.who, record.what,
-                      str(record.case_id or ""), record.legal_basis)
-    console.print(table)
+    # the full case id (what the audit commands take) always; who, when the width allows, else below with the rest
+    columns = [Column("when"), Column("kind"), Column("case"), Column("who", spill=True)]
+    print_table(out, columns, [
+        Row([record.disclosed_at.isoformat(timespec="seconds"), record.kind, str(record.case_id or "-"), record.who],
+            below=[f"what: {record.what}", f"legal basis: {record.legal_basis}"]) for record in records],
+        title=f"{len(records)} disclosures")
 
 
 Fresh = Annotated[bool, typer.Option(help="With rebuild: delete the service's store first.")]
@@ -383,8 +460,12 @@ def simulate(
     roll_forward: Annotated[bool | None, typer.Option(
         "--roll-forward/--no-roll-forward", help="Override the deployment's REINTEGRATION_ROLL_FORWARD.",
         show_default=False)] = None,
+    prior_premium: Annotated[bool, typer.Option(
+        "--prior-premium", help="The employer already received the return-to-work premium for this worker in a "
+        "case outside the file (one premium per worker and employer).")] = False,
 ) -> None:
-    """What if: the deadlines and ledger a case's reports produce, computed in memory without any server, under
+    """What if: the deadlines and ledger the reports of one or more cases produce (each `incapacity_reported.v1`
+    line opens a case; the lines after it belong to it), computed in memory without any server, under
     the deployment's settings (roll-forward, employer policies, enabled announced sanctions: the REINTEGRATION_*
     variables the services read), so that it agrees with what a deployed service records."""
     from .operate import announced_rule_ids
@@ -403,7 +484,7 @@ def simulate(
         raise typer.Exit(2) from None
     logs.configure("WARNING")
     raise typer.Exit(run(file, as_json, today, settings, enable_announced=tuple(enable_announced or ()),
-                         roll_forward=roll_forward))
+                         roll_forward=roll_forward, prior_premium=prior_premium))
 
 
 @app.command()
@@ -412,6 +493,7 @@ def relay(
         int | None, typer.Option("--from", help="Replay from this store position once, then exit.")
     ] = None,
     to_position: Annotated[int | None, typer.Option("--to", help="Last position of the replay.")] = None,
+    data_dir: DataDir = Path("data"),
 ) -> None:
     """Relay recorded Case events into the TRAJECTORY stream, exactly once and in order.
 
@@ -428,7 +510,7 @@ def relay(
     if from_position is not None and to_position is not None and to_position < from_position:
         raise typer.BadParameter(f"--to {to_position} is before --from {from_position}", param_hint="--to")
     logs.configure()
-    settings = Settings.from_env()
+    settings = Settings.from_env(data_dir=data_dir)
 
     if from_position is None:
         async def follow() -> None:
@@ -460,7 +542,10 @@ def _replay(settings: Settings, from_position: int, to_position: int | None) -> 
     reached = from_position - 1
 
     async def main() -> tuple[int, bool]:
+        from .connect import connect_once
+
         nonlocal reached
+        nc = await connect_once(settings, name="reintegration-relay-replay")
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -473,7 +558,7 @@ def _replay(settings: Settings, from_position: int, to_position: int | None) -> 
                 progress.update(task, completed=position - from_position + 1)
 
             published = await run_relay(settings, stop, from_position=from_position, to_position=end,
-                                        on_replay_progress=advance)
+                                        on_replay_progress=advance, nc=nc)
             return published, stop.is_set()
 
     messages, stopped = asyncio.run(main())

@@ -31,8 +31,8 @@ What "replayable after a fix" means for an operator:
 
 The replay is idempotent and safe while the services run: each step is written with optimistic concurrency on the
 case's version, so the replay and the live consumer can never apply one event twice. Listing and replaying need
-read access to the ``DEAD_LETTERS`` stream (stream info and message get: the ``runtime`` credentials of the
-embedded runtime) and the stores (``REINTEGRATION_DATA_DIR`` or ``REINTEGRATION_POSTGRES_URL``).
+read access to the ``DEAD_LETTERS`` stream (stream info and message get: the ``operator`` credentials, which
+``reintegration env`` names) and the stores (``REINTEGRATION_DATA_DIR`` or ``REINTEGRATION_POSTGRES_URL``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from typing import Annotated, Any
 import msgspec
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from services.registry import BY_NAME, DERIVED
 from shared.events.dead_letters import DeadLetterRecord
@@ -59,7 +58,8 @@ from shared.events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, POSIT
 from shared.infra.derived import DeadLettersResolved, DerivedApplication, Outcome, letter_key
 from shared.infra.settings import Settings
 
-from .connect import connect_once
+from .connect import connect_once, refusal
+from .errors import FIND_SETTINGS
 
 dead_letters_app = typer.Typer(help="Dead-lettered trajectory events: list them, replay them after a fix.")
 console = Console()
@@ -139,11 +139,7 @@ async def read_stream(settings: Settings, service: str | None = None) -> list[De
     import nats.errors
     import nats.js.errors
 
-    try:
-        nc = await connect_once(settings)
-    except Exception as exc:
-        raise DeadLetterError(f"cannot reach NATS at {settings.nats_url} ({exc!r}); set REINTEGRATION_NATS_URL "
-                              "(and REINTEGRATION_NATS_CREDENTIALS with accounts)") from exc
+    nc = await connect_once(settings)  # a failure is said by the command line (reintegration.errors)
     try:
         js = nc.jetstream()
         try:
@@ -151,8 +147,10 @@ async def read_stream(settings: Settings, service: str | None = None) -> list[De
         except nats.js.errors.NotFoundError:
             return []  # no service has started yet: nothing was ever dead-lettered
         except nats.errors.Error as exc:
-            raise DeadLetterError(f"cannot read stream {DEAD_LETTER_STREAM} ({exc!r}): these credentials may not "
-                                  "read it (the embedded runtime's `runtime` credentials can)") from exc
+            if refusal() is not None:
+                raise  # said by the command line as a refused permission (reintegration.errors)
+            raise DeadLetterError(f"cannot read stream {DEAD_LETTER_STREAM} ({type(exc).__name__}): these "
+                                  f"credentials may not read it; the operator's can. {FIND_SETTINGS}") from exc
         out: list[DeadLetter] = []
         subject = f"{DEAD_LETTER_PREFIX}.{service}" if service else f"{DEAD_LETTER_PREFIX}.>"
         seq = info.state.first_seq
@@ -434,16 +432,20 @@ def list_command(
     if not letters:
         console.print("no dead letters" + ("" if all_ else " to resolve"))
         return
+    from .tables import Column, Row, print_table
+
+    # the sequence (what `replay --seq` and `discard` take) and the full case id (`replay --case`) as columns; the
+    # subject, the error and how it was resolved below each row
+    columns = [Column("seq", right=True), Column("case"), Column("version", right=True), Column("kind"),
+               Column("deliveries", right=True, spill=True), Column("when", spill=True)]
     for name in dict.fromkeys(letter.service for letter in letters):
         mine = [letter for letter in letters if letter.service == name]
-        table = Table("seq", "case", "version", "original subject", "kind", "error", "deliveries", "when",
-                      *(("resolved",) if all_ else ()), title=f"{name}: {len(mine)} dead letter(s)")
-        for letter in mine:
-            table.add_row(str(letter.seq), letter.case_id or "-", str(letter.version or "?"),
-                          letter.original_subject, letter.kind, letter.error, str(letter.deliveries or "?"),
-                          letter.dead_at.isoformat(timespec="seconds") if letter.dead_at else "?",
-                          *((letter.resolved or "-",) if all_ else ()))
-        console.print(table)
+        rows = [Row([str(letter.seq), letter.case_id or "-", str(letter.version or "?"), letter.kind,
+                     str(letter.deliveries or "?"), letter.dead_at.isoformat(timespec="seconds") if letter.dead_at
+                     else "?"],
+                    below=[f"subject: {letter.original_subject}", f"error: {letter.error}",
+                           *([f"resolved: {letter.resolved or '-'}"] if all_ else [])]) for letter in mine]
+        print_table(console, columns, rows, title=f"{name}: {len(mine)} dead letter(s)")
     console.print("after fixing the cause: `reintegration dead-letters replay` (see `--help`)")
 
 

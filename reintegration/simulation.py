@@ -1,14 +1,17 @@
-"""``reintegration simulate``: a case's reports through the real Case rules in memory, no server, no files.
+"""``reintegration simulate``: reports through the real Case rules in memory, no server, no files.
 
-Each line is a report (an intake contract, JSON) or ``{"party": "employer:0403170701", "report": {...}}``. A report
-without ``case_id`` belongs to the case the first line opened. Without ``party`` the report is taken as sent by
-the case's own health fund, employer or occupational health service, whichever may send it.
+Each line is a report (an intake contract, JSON) or ``{"party": "employer:0403170701", "report": {...}}``. Every
+``incapacity_reported.v1`` line opens a case (a file may hold several, e.g. two incapacities of one worker at one
+employer); a report without ``case_id`` belongs to the case the last opening line before it opened. Without
+``party`` the report is taken as sent by its case's own health fund, employer or occupational health service,
+whichever may send it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from eventsourcing.utils import get_topic
@@ -57,9 +60,10 @@ def _refusal(line: int, code: str, message: str, field: str | None = None, rule:
     return {"line": line, "code": code, "field": field, "rule": rule, "regime": regime, "message": message}
 
 
-def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[CaseEvent], list[dict[str, Any]]]:
-    """The recorded events of the simulated case and the rejected lines (:func:`_refusal`: line number, code,
-    field, rule, regime and message)."""
+def run_simulation(lines: list[str], today: str | None = None
+                   ) -> tuple[list[tuple[UUID, list[CaseEvent]]], list[dict[str, Any]]]:
+    """The simulated cases in the order the file opened them, each with its recorded events, and the rejected
+    lines (:func:`_refusal`: line number, code, field, rule, regime and message)."""
     now = datetime.combine(date.fromisoformat(today), time(12), tzinfo=UTC) if today else datetime.now(UTC)
     app = IntakeApplication(
         env={
@@ -68,8 +72,9 @@ def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[Cas
             "TRANSCODER_TOPIC": get_topic(NullTranscoder),
         }
     )
-    case_id = None
+    case_id: UUID | None = None  # the case the last opening line opened
     opening: r.IncapacityReported | None = None
+    openings: dict[UUID, r.IncapacityReported] = {}  # every case opened, in order
     refused_opening: dict[str, Any] | None = None
     rejected: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -90,6 +95,8 @@ def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[Cas
                 continue
             data = data["report"]
         opens = isinstance(data, dict) and data.get("type") == "incapacity_reported.v1"
+        if opens:
+            case_id, opening = None, None  # the lines after it belong to the case it opens
         if isinstance(data, dict) and not opens and "case_id" not in data:
             if case_id is None and refused_opening is not None:
                 rejected.append(_refusal(number, CASE_NOT_OPENED, f"the case was not opened: line "
@@ -99,14 +106,15 @@ def run_simulation(lines: list[str], today: str | None = None) -> tuple[list[Cas
                 data["case_id"] = str(case_id)
         try:
             report = decode_report(msgspec.json.encode(data))
-            accepted = app.submit(party or _default_party(report, opening), report, now)
+            own = openings.get(report.case_id, opening) if isinstance(report, r.CaseReport) else opening
+            accepted = app.submit(party or _default_party(report, own), report, now)
         except (Rejection, ContractError) as exc:
             rule, regime = (exc.rule, exc.regime) if isinstance(exc, Rejection) else (None, None)
             rejected.append(_refusal(number, exc.code.value, exc.message, exc.field, rule, regime))
             if opens and case_id is None:
                 refused_opening = rejected[-1]
             continue
-        if isinstance(report, r.IncapacityReported) and case_id is None:
-            case_id, opening = accepted.case_id, report
-    events = app.case_events(case_id) if case_id else []
-    return events, rejected
+        if isinstance(report, r.IncapacityReported):
+            case_id, opening, refused_opening = accepted.case_id, report, None
+            openings.setdefault(case_id, report)
+    return [(case, app.case_events(case)) for case in openings], rejected

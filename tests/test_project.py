@@ -91,7 +91,7 @@ def test_compose_runs_nats_with_the_parties_accounts_and_each_service_as_itself(
     images = {name: s for name, s in compose.items() if s.get("image") == "reintegration:latest" and name != "parties"}
     assert {commands[" ".join(s["command"])] for s in images.values()} == set(SERVICES)
     parties = load_parties(ROOT / "deploy" / "parties.toml")
-    assert not parties.dev and {p.id for p in parties.of(Role.SERVICE)} == set(SERVICES)
+    assert not parties.dev and {p.id for p in parties.of(Role.SERVICE)} == {*SERVICES, "operator"}
     for name, service in images.items():
         own = commands[" ".join(service["command"])]
         assert service["depends_on"]["parties"] == {"condition": "service_completed_successfully"}, name

@@ -37,7 +37,7 @@ each derived store holds one step per intake event (before and after the rebuild
 
 Profiling: ``REINTEGRATION_BENCH_PYSPY=intake,deadlines`` attaches ``py-spy record`` (all threads, ``--idle`` off)
 to those service processes for the whole run; the flame data (collapsed stacks) lands in ``<data dir>/profiles``.
-py-spy is not a dependency: ``pip install py-spy`` into the environment first.
+py-spy is an optional dependency: ``make profile-setup`` (``pip install -e '.[profile]'``) installs it.
 
 ``REINTEGRATION_BENCH_JSON=<file>`` also writes the figures (the dict :func:`measure_e2e` returns) as JSON.
 
@@ -201,7 +201,7 @@ class BenchRuntime(Runtime):
     def _attach_pyspy(self, child: Child) -> None:
         binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(binary).exists():
-            raise typer.BadParameter(f"{PYSPY_ENV}: py-spy not found (pip install py-spy into this environment)")
+            raise typer.BadParameter(f"{PYSPY_ENV}: py-spy not found: `make profile-setup` installs it")
         assert child.pid is not None
         self.profiles_dir.mkdir(parents=True, exist_ok=True)
         out = self.profiles_dir / f"{child.name}.txt"

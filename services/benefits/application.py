@@ -19,11 +19,11 @@ from shared.infra.settings import Settings
 from shared.infra.store import prepare_store, setup_lock
 from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.benefits import (
-    EntryKind,
     LedgerEntry,
     Options,
-    effective,
     fold_facts,
+    holds_premium,
+    is_premium,
     ledger_of,
     premium_rule_ids,
     reconcile,
@@ -112,15 +112,14 @@ class BenefitsApplication(DerivedApplication[BenefitLedger]):
             return PremiumGranted(originator_id=register_id, originator_version=version, timestamp=now,
                                   case_id=case_id, entry_id=granted.id)
         held = register is not None and not register.withdrawn and register.case_id == case_id
-        if held and not any(self._is_premium(e) for e in effective(recorded)):
+        if held and not holds_premium(recorded, self.premium_rules):
             assert register is not None
             return PremiumGranted(originator_id=register_id, originator_version=version, timestamp=now,
                                   case_id=case_id, entry_id=register.entry_id, withdrawn=True)
         return None
 
     def _is_premium(self, entry: LedgerEntry) -> bool:
-        """The employer's return-to-work premium itself (not a notice about it, not a rehabilitation premium)."""
-        return entry.rule in self.premium_rules and entry.kind is EntryKind.PREMIUM and entry.reverses is None
+        return is_premium(entry, self.premium_rules)
 
     def ledger(self, case_id: UUID, version: int | None = None) -> BenefitLedger | None:
         return self.load(case_id, version)

@@ -22,7 +22,7 @@ from shared.infra.clock import Clock, system_clock
 from shared.infra.parties import load_identity
 from shared.infra.service import QueryDisclosure
 from shared.infra.settings import Settings
-from shared.infra.store import prepare_store, setup_lock
+from shared.infra.store import check_cipher, prepare_store, setup_lock
 
 NAMESPACE = uuid.UUID("b0f1d1c5-6c36-4a7e-9a55-38f0c2a9e6d4")
 
@@ -94,7 +94,9 @@ class DisclosureLog(Application[UUID]):
 
 def build_disclosures(settings: Settings, **env: str) -> DisclosureLog:
     with setup_lock(settings, DisclosureLog.name):
-        return DisclosureLog(env={**prepare_store(settings, DisclosureLog.name), **env})
+        log = DisclosureLog(env={**prepare_store(settings, DisclosureLog.name), **env})
+    check_cipher(log)
+    return log
 
 
 def auditor_queries(settings: Settings, *, clock: Clock = system_clock,

@@ -10,6 +10,7 @@ from typing import overload
 import msgspec
 import nats
 import structlog
+from nats.aio.client import Client as NATS
 
 from shared.events.envelope import CaseEvent, seal_payload
 from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, TRAJECTORY_TRANSFORM, trajectory_subject
@@ -57,6 +58,7 @@ async def run_relay(
     to_position: None = None,
     on_batch: Callable[[RelayStats], None] | None = None,
     on_replay_progress: Callable[[int, int], None] | None = None,
+    nc: NATS | None = None,
 ) -> RelayStats: ...
 
 
@@ -69,6 +71,7 @@ async def run_relay(
     to_position: int | None = None,
     on_batch: Callable[[RelayStats], None] | None = None,
     on_replay_progress: Callable[[int, int], None] | None = None,
+    nc: NATS | None = None,
 ) -> int: ...
 
 
@@ -80,12 +83,15 @@ async def run_relay(
     to_position: int | None = None,
     on_batch: Callable[[RelayStats], None] | None = None,
     on_replay_progress: Callable[[int, int], None] | None = None,
+    nc: NATS | None = None,
 ) -> RelayStats | int:
     """Run the relay until ``stop``; with ``from_position``, replay that range once (or until ``stop``) and return
-    the count of messages published."""
+    the count of messages published. ``nc``: a connection to use (an operator's replay connects once, and fails
+    rather than reconnecting forever); it is drained at the end like the relay's own."""
     app = build_intake(settings)
-    nc = await nats.connect(settings.nats_servers, name="reintegration-relay", max_reconnect_attempts=-1,
-                            **settings.nats_options())
+    if nc is None:
+        nc = await nats.connect(settings.nats_servers, name="reintegration-relay", max_reconnect_attempts=-1,
+                                **settings.nats_options())
     try:
         js = nc.jetstream()
         await ensure_trajectory_stream(js, replicas=settings.stream_replicas)

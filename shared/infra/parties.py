@@ -352,6 +352,13 @@ def _service_permissions() -> dict[str, tuple[list[str], list[str], bool]]:
     for stream in streams:
         runtime += [*_stream_admin(stream), *_stream_read(stream), f"{JS_API}.STREAM.PURGE.{stream}",
                     f"{JS_API}.CONSUMER.INFO.{stream}.*"]
+    # The operator's commands: replay a range into TRAJECTORY (`relay --from`), purge a rebuilt service's streams
+    # (`rebuild --fresh`), read dead letters and every stream's and consumer's state. No intake, no queries, no feed:
+    # an operator reads cases from the stores, where nothing is disclosed to a party.
+    operator = [f"{PREFIX}.trajectory.>", *_stream_admin(TRAJECTORY_STREAM), f"{JS_API}.INFO"]
+    for stream in streams:
+        operator += [*_stream_read(stream), f"{JS_API}.CONSUMER.INFO.{stream}.*"]
+    operator += [f"{JS_API}.STREAM.PURGE.{stream}" for stream in (DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM)]
     return {
         # (publish, subscribe, allow_responses)
         "intake": ([], [INTAKE_WILDCARD], True),
@@ -365,6 +372,8 @@ def _service_permissions() -> dict[str, tuple[list[str], list[str], bool]]:
         # The embedded runtime (dev only): prepares and reads streams, probes intake; the demo feeds every party
         # through it; the operator commands (rebuild --fresh) purge with it. It holds every credentials file anyway.
         "runtime": (runtime, [], False),
+        # Not a process: the identity every operator command connects with (`reintegration env` names its file).
+        "operator": (operator, [], False),
     }
 
 

@@ -14,6 +14,18 @@ from typing import Any
 ENV_PREFIX = "REINTEGRATION_"
 
 
+class SettingsError(ValueError):
+    """A ``REINTEGRATION_*`` variable that cannot be used; the message names it and what it takes."""
+
+
+def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{ENV_PREFIX}{name} must be {what}, not {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     #: Folder holding the SQLite files and the embedded nats-server's JetStream store.
@@ -50,8 +62,18 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        env = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, system_file: bool | None = None,
+                 **overrides: object) -> Settings:
+        """The settings of ``environ`` (this process's environment by default). For an operator's command
+        (``system_file``; by default when reading this process's environment) what the environment leaves unset
+        comes from the :data:`SYSTEM_FILE` of a system running with data in the data folder. A service never reads
+        it (``reintegration serve`` passes ``system_file=False``): its settings are its environment's alone."""
+        env = dict(os.environ if environ is None else environ)
+        if system_file is None:
+            system_file = environ is None
+        data_dir = overrides.get("data_dir") or env.get(ENV_PREFIX + "DATA_DIR") or cls.data_dir
+        if system_file and (system := read_system_file(Path(str(data_dir)))) is not None and system.running:
+            env = {**system.values, **env}
 
         def get(name: str) -> str | None:
             return env.get(ENV_PREFIX + name)
@@ -71,9 +93,9 @@ class Settings:
         if (v := get("CIPHER_KEY")) is not None:
             values["cipher_key"] = v
         if (v := get("REQUEST_TIMEOUT")) is not None:
-            values["request_timeout"] = float(v)
+            values["request_timeout"] = _number("REQUEST_TIMEOUT", v, float)
         if (v := get("CASE_CACHE_SIZE")) is not None:
-            values["case_cache_size"] = int(v)
+            values["case_cache_size"] = _number("CASE_CACHE_SIZE", v, int)
         if (v := get("ROLL_FORWARD")) is not None:
             values["roll_forward"] = v.lower() in {"1", "true", "yes", "on"}
         if (v := get("EMPLOYER_POLICIES")) is not None:
@@ -81,17 +103,17 @@ class Settings:
         if (v := get("ENABLED_ANNOUNCED")) is not None:
             values["enabled_announced"] = tuple(p for p in v.split(",") if p)
         if (v := get("STREAM_REPLICAS")) is not None:
-            values["stream_replicas"] = int(v)
+            values["stream_replicas"] = _number("STREAM_REPLICAS", v, int)
         if (v := get("PARTITION")) is not None:
             values["partition"] = parse_partition(v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.stream_replicas not in {1, 3, 5}:
-            raise ValueError(f"{ENV_PREFIX}STREAM_REPLICAS must be 1, 3 or 5, not {settings.stream_replicas}")
+            raise SettingsError(f"{ENV_PREFIX}STREAM_REPLICAS must be 1, 3 or 5, not {settings.stream_replicas}")
         if settings.store not in {"sqlite", "postgres"}:
-            raise ValueError(f"{ENV_PREFIX}STORE must be 'sqlite' or 'postgres', not {settings.store!r}")
+            raise SettingsError(f"{ENV_PREFIX}STORE must be 'sqlite' or 'postgres', not {settings.store!r}")
         if settings.store == "postgres" and not settings.postgres_url:
-            raise ValueError(f"{ENV_PREFIX}STORE=postgres needs {ENV_PREFIX}POSTGRES_URL")
+            raise SettingsError(f"{ENV_PREFIX}STORE=postgres needs {ENV_PREFIX}POSTGRES_URL")
         return settings
 
     def to_env(self) -> dict[str, str]:
@@ -154,7 +176,112 @@ def parse_partition(value: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in value.split("/"))
     except ValueError:
-        raise ValueError(f"{ENV_PREFIX}PARTITION must be '<index>/<count>', e.g. '0/2', not {value!r}") from None
+        raise SettingsError(f"{ENV_PREFIX}PARTITION must be '<index>/<count>', e.g. '0/2', not {value!r}") from None
     if not 0 <= index < count:
-        raise ValueError(f"{ENV_PREFIX}PARTITION {value!r}: the index must be from 0 to count - 1")
+        raise SettingsError(f"{ENV_PREFIX}PARTITION {value!r}: the index must be from 0 to count - 1")
     return index, count
+
+
+#: The file ``up`` and ``demo`` write into their data folder while they run, and remove when they stop: the settings
+#: an operator's command needs to reach that system (its NATS URL, the operator's credentials, the store). Every
+#: command reads it for what its environment leaves unset; ``reintegration env`` prints it as shell exports.
+SYSTEM_FILE = "reintegration.env"
+
+
+@dataclass(frozen=True)
+class SystemFile:
+    path: Path
+    #: ``REINTEGRATION_*`` name -> value.
+    values: Mapping[str, str]
+    #: The process that runs the system (``up``'s or ``demo``'s).
+    pid: int | None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process that wrote the file still runs it: that process holds a lock on the file for as long
+        as it runs (a killed one, a rebooted machine or a stopped container leaves the file, never the lock; a pid
+        could belong to another process by then)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:  # a file system without locks: the writer cannot have one either
+            return False
+        finally:
+            os.close(fd)  # closing releases a lock this check took
+        return False
+
+
+def write_system_file(settings: Settings, *, credentials: Path | None, started_by: str) -> int:
+    """Write ``settings``' :data:`SYSTEM_FILE` (a shell-sourceable ``KEY=value`` file, readable by its owner only)
+    with ``credentials`` as the operator's, for the system this process runs; return the descriptor that holds its
+    lock while the system runs (:func:`remove_system_file` releases it)."""
+    import fcntl
+    import shlex
+    from datetime import UTC, datetime
+
+    values = {
+        "DATA_DIR": str(settings.data_dir.resolve()),
+        "NATS_URL": settings.nats_url,
+        "STORE": settings.store,
+    }
+    if settings.postgres_url:
+        values["POSTGRES_URL"] = settings.postgres_url
+    if credentials is not None:
+        values["NATS_CREDENTIALS"] = str(credentials.resolve())
+    lines = [
+        f"# written by `reintegration {started_by}` (pid {os.getpid()}) at "
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}; removed when it stops.",
+        "# Every reintegration command reads it for the settings its environment leaves unset;",
+        f"# `reintegration env --data-dir {shlex.quote(str(settings.data_dir))}` prints it as exports.",
+        f"# pid: {os.getpid()}",
+    ]
+    if settings.cipher_key:
+        lines.append("# The stores are encrypted: their readers need REINTEGRATION_CIPHER_KEY (not kept here).")
+    lines += [f"{ENV_PREFIX}{key}={shlex.quote(value)}" for key, value in values.items()]
+    path = settings.data_dir / SYSTEM_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not for a moment
+    try:
+        os.write(fd, ("\n".join(lines) + "\n").encode())
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held, on this file, until the system stops
+        tmp.replace(path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_system_file(data_dir: Path) -> SystemFile | None:
+    """The :data:`SYSTEM_FILE` in ``data_dir``, or ``None`` when there is none (or it cannot be read)."""
+    import shlex
+
+    path = data_dir / SYSTEM_FILE
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    values: dict[str, str] = {}
+    pid = None
+    for line in text.splitlines():
+        if line.startswith("# pid: ") and line.removeprefix("# pid: ").strip().isdigit():
+            pid = int(line.removeprefix("# pid: ").strip())
+        elif line.startswith(ENV_PREFIX) and "=" in line:
+            key, _, raw = line.partition("=")
+            parts = shlex.split(raw)
+            values[key] = parts[0] if parts else ""
+    return SystemFile(path=path, values=values, pid=pid)
+
+
+def remove_system_file(data_dir: Path, lock: int) -> None:
+    """Remove the :data:`SYSTEM_FILE` this process wrote in ``data_dir`` and release its lock (``lock``, from
+    :func:`write_system_file`)."""
+    (data_dir / SYSTEM_FILE).unlink(missing_ok=True)
+    os.close(lock)

@@ -16,7 +16,7 @@ edits) and ``effective`` reads the ledger in force. Importing this module regist
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import localcontext
 
 from shared.events.envelope import CaseEvent
@@ -100,6 +100,17 @@ def premium_rule_ids(rulebook: Rulebook) -> frozenset[str]:
     return frozenset(rule.id for rule in rulebook.rules(ReturnToWorkPremium))
 
 
+def is_premium(entry: LedgerEntry, premium_rules: frozenset[str]) -> bool:
+    """The employer's return-to-work premium itself (not a notice about it, not a rehabilitation premium)."""
+    return entry.rule in premium_rules and entry.kind is EntryKind.PREMIUM and entry.reverses is None
+
+
+def holds_premium(ledger: Iterable[LedgerEntry], premium_rules: frozenset[str]) -> bool:
+    """Whether a case's ledger has the return-to-work premium in force (granted and not reversed): the case holds
+    the worker's and employer's one premium."""
+    return any(is_premium(entry, premium_rules) for entry in effective(ledger))
+
+
 __all__ = [
     "CENT",
     "DECIMAL_CONTEXT",
@@ -133,6 +144,8 @@ __all__ = [
     "effective",
     "find_rule",
     "fold_facts",
+    "holds_premium",
+    "is_premium",
     "ledger_of",
     "natural_id",
     "premium_rule_ids",

@@ -125,8 +125,8 @@ def jsonable(value: Any) -> Any:
     return json.loads(msgspec.json.encode(value))
 
 
-def cli(*args: str, data_dir: Path) -> Any:
-    result = CliRunner().invoke(audit_app, [*args, "--data-dir", str(data_dir)], env={"COLUMNS": "250"})
+def cli(*args: str, data_dir: Path, **env: str) -> Any:
+    result = CliRunner().invoke(audit_app, [*args, "--data-dir", str(data_dir)], env={"COLUMNS": "250", **env})
     return result
 
 

@@ -184,11 +184,12 @@ def test_simulate_shows_the_same_entries_as_json_and_as_a_table(tmp_path: Path) 
     result = run("simulate", str(file), "--json", "--today", TODAY)
     assert result.returncode == 0, result.stdout + result.stderr
     out = json.loads(result.stdout)
-    assert out["rejected"] == [] and len(out["events"]) == 7
-    events = {e["event_id"]: {"type": e["report"]["type"]} for e in out["events"]}
-    check_entries(out["ledger"], events)
-    assert out["options"] == {"policy": "no-roll-forward", "roll_forward": False, "employer_policies": [],
-                              "enabled_announced": []}
+    [case] = out["cases"]
+    assert out["rejected"] == [] and len(case["events"]) == 7
+    events = {e["event_id"]: {"type": e["report"]["type"]} for e in case["events"]}
+    check_entries(case["ledger"], events)
+    assert case["options"] == {"policy": "no-roll-forward", "roll_forward": False, "employer_policies": [],
+                               "enabled_announced": [], "prior_premium": False}
     table = run("simulate", str(file), "--today", TODAY, env=WIDE)
     assert table.returncode == 0, table.stderr
     check_table(table.stdout)
@@ -202,13 +203,13 @@ def missed_twice() -> list[dict[str, Any]]:
 
 def test_simulate_applies_the_deployments_settings_and_its_own_switches(tmp_path: Path) -> None:
     file = simulate_file(tmp_path, missed_twice())
-    plain = json.loads(run("simulate", str(file), "--json", "--today", TODAY).stdout)
+    [plain] = json.loads(run("simulate", str(file), "--json", "--today", TODAY).stdout)["cases"]
     assert not [e for e in plain["ledger"] if e["rule"] == "sanction.worker.invitation"]
 
     deployed = {"REINTEGRATION_ENABLED_ANNOUNCED": "sanction.worker.invitation", "REINTEGRATION_ROLL_FORWARD": "yes"}
     result = run("simulate", str(file), "--json", "--today", TODAY, env=deployed)
     assert result.returncode == 0, result.stdout + result.stderr
-    out = json.loads(result.stdout)
+    [out] = json.loads(result.stdout)["cases"]
     assert out["options"]["enabled_announced"] == ["sanction.worker.invitation"]
     assert out["options"]["policy"] == "roll-forward"
     assert {d["policy"] for d in out["deadlines"]} == {"roll-forward"}
@@ -217,7 +218,7 @@ def test_simulate_applies_the_deployments_settings_and_its_own_switches(tmp_path
 
     switched = run("simulate", str(file), "--json", "--today", TODAY, "--enable-announced",
                    "sanction.worker.invitation", "--no-roll-forward")
-    out = json.loads(switched.stdout)
+    [out] = json.loads(switched.stdout)["cases"]
     assert out["options"]["policy"] == "no-roll-forward"
     assert len([e for e in out["ledger"] if e["rule"] == "sanction.worker.invitation"]) == 2
 
@@ -250,7 +251,7 @@ def test_simulate_agrees_with_a_deployed_service(tmp_path: Path) -> None:
     ledger = json.loads(run("benefits", str(case_id), "--json", "--data-dir", str(settings.data_dir), env=env).stdout)
     deadlines = json.loads(run("deadlines", str(case_id), "--json", "--data-dir", str(settings.data_dir),
                                env=env).stdout)
-    simulated = json.loads(run("simulate", str(file), "--json", "--today", TODAY, env=env).stdout)
+    [simulated] = json.loads(run("simulate", str(file), "--json", "--today", TODAY, env=env).stdout)["cases"]
     assert sorted(ledger["effective"]) == sorted(e["id"] for e in simulated["ledger"])
     assert any(e["rule"] == "sanction.worker.invitation" for e in simulated["ledger"])
     assert {d["id"]: (d["due_on"], d["policy"]) for d in deadlines["deadlines"]} == {

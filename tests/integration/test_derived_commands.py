@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -46,12 +47,13 @@ def test_simulate_prints_deadlines_and_ledger_without_a_server(tmp_path: Path) -
     result = run("simulate", str(file), "--json", "--today", "2024-07-10")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    by_rule = {d["rule"]: d for d in out["deadlines"]}
+    [case] = out["cases"]
+    by_rule = {d["rule"]: d for d in case["deadlines"]}
     assert by_rule["trajectory.assessment"]["state"] == "met"
     assert by_rule["trajectory.assessment"]["due_on"] == "2024-05-29"  # 49 days from the day after 10 Apr
     assert by_rule["trajectory.plan.temporary"]["late"] is True  # 63 days from 2 May: 4 Jul; submitted 5 Jul
     assert by_rule["trajectory.plan.answer"]["due_on"] == "2024-07-19"  # 14 days after 5 Jul
-    assert len(out["events"]) == 4 and out["rejected"] == []
+    assert len(case["events"]) == 4 and out["rejected"] == []
     table = run("simulate", str(file), "--today", "2024-07-10")
     assert table.returncode == 0 and "trajectory.plan.answer" in table.stdout
 
@@ -85,6 +87,41 @@ def test_simulate_says_why_when_the_first_line_is_refused_rather_than_a_missing_
     assert (second["line"], second["code"]) == (2, "case_not_opened")
     assert "line 1 was rejected" in second["message"] and "case_id" not in second["message"]
     assert (third["line"], third["code"]) == (3, "malformed")
+
+
+def test_simulate_runs_every_case_of_a_file_so_the_once_per_employer_premium_goes_to_the_first(
+        tmp_path: Path) -> None:
+    """Two incapacities of one worker at one employer, each with a qualifying resumption: the second case's lines
+    follow its own opening line and belong to it; the premium is the first case's, the second is told why not; a
+    premium known from outside the file (--prior-premium) leaves none to either."""
+    from tests.integration.test_benefits_premium import FIRST, SECOND, WORKER, reports
+
+    lines = []
+    for q in (FIRST, SECOND):
+        lines.append(msgspec.json.encode(incapacity(q.start, insz=WORKER)).decode())
+        for report in reports(uuid.uuid4(), q):  # the case id is left out: the line belongs to the case above
+            data = msgspec.to_builtins(report)
+            del data["case_id"]
+            lines.append(json.dumps(data))
+    file = tmp_path / "two-cases.jsonl"
+    file.write_text("\n".join(lines) + "\n")
+
+    def premiums(*options: str) -> list[list[tuple[str, str]]]:
+        result = run("simulate", str(file), "--json", "--today", "2025-02-03", *options)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert [len(c["events"]) for c in out["cases"]] == [4, 3] and out["rejected"] == []
+        return [[(e["kind"], e["rule"]) for e in c["ledger"] if e["rule"].startswith("return_to_work_premium")]
+                for c in out["cases"]]
+
+    first, second = premiums()
+    assert first == [("premium", "return_to_work_premium.2023")]
+    assert second == [("notice", "return_to_work_premium.2024")]
+    assert premiums("--prior-premium") == [[("notice", "return_to_work_premium.2023")],
+                                           [("notice", "return_to_work_premium.2024")]]
+    table = run("simulate", str(file), "--today", "2025-02-03")
+    assert table.returncode == 0 and "2 case(s), 7 reports recorded" in table.stdout
+    assert "the premium was already received in another case" in " ".join(table.stdout.split())
 
 
 def _record_cases(settings: Settings) -> list:

@@ -455,6 +455,19 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
         await js.purge_stream(BENEFITS_STREAM)
         assert await runtime.publish("reintegration.intake.health_fund.100")
 
+        # operator: replays into TRAJECTORY (relay --from), purges a rebuilt service's streams, reads every stream
+        # (dead letters) and consumer.
+        operator = clients["operator"]
+        js = operator.nc.jetstream()
+        await ensure_trajectory_stream(js)
+        await js.publish(trajectory_subject(CASE, "incapacity_reported.v1"), b"{}",
+                         headers={POSITION_HEADER: "1", "Nats-Msg-Id": "e1"})
+        await js.purge_stream(DEADLINES_STREAM)
+        await js.purge_stream(TIMERS_STREAM)
+        await js.get_msg(TRAJECTORY_STREAM, seq=1, direct=True)
+        assert (await js.stream_info(DEAD_LETTER_STREAM)).state.messages >= 2
+        assert (await js.consumer_info(TRAJECTORY_STREAM, "deadlines")).name == "deadlines"
+
         # intake: answers (allow_responses) and publishes nothing else.
         intake = clients["intake"]
         assert await intake.subscribe("reintegration.intake.*.*")
@@ -491,6 +504,14 @@ async def test_each_service_can_do_what_its_code_does_and_nothing_of_another_ser
                       "publish $JS.API.CONSUMER.CREATE.TRAJECTORY", "publish reintegration.intake.health_fund.100"],
             "runtime": ["publish " + trajectory_subject(CASE, "x.v1"), "publish $JS.API.STREAM.DELETE.TRAJECTORY",
                         "subscribe reintegration.>"],
+            # no report, no query, no feed, no consumer of its own, nothing deleted; TRAJECTORY is never purged
+            "operator": ["publish reintegration.intake.health_fund.100", "publish reintegration.query.deadlines",
+                         "publish reintegration.feed.0403170701", "publish $JS.API.STREAM.PURGE.TRAJECTORY",
+                         "publish $JS.API.STREAM.DELETE.DEADLINES",
+                         "publish $JS.API.CONSUMER.CREATE.TRAJECTORY.x.reintegration.trajectory.>",
+                         "publish $JS.API.CONSUMER.DELETE.TRAJECTORY.deadlines",
+                         f"publish reintegration.deadlines.{CASE}.x", f"publish {TIMER_SCHEDULE_PREFIX}.d9",
+                         "subscribe reintegration.>", "subscribe reintegration.audit.>"],
         }
         wrong = []
         for name, probes_ in refusals.items():
