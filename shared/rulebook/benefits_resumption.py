@@ -152,6 +152,17 @@ def _exemption(ctx: Ctx, p: Resumption, failed_on: date) -> Iterator[LedgerEntry
     assert isinstance(rule, GuaranteedWageExemption)
     authorised_on, authorised = first
     days = (failed_on - authorised_on).days
+    if rule.whole_resumption and days >= 0:
+        yield entry(
+            ctx, found, kind=EntryKind.GUARANTEED_WAGE_EXEMPTION, period_start=failed_on, period_end=None,
+            base=rule.base, causing=(authorised, p.failed), concerns_employer=True,
+            explanation=(
+                f"The relapse of {failed_on.isoformat()} falls during the partial resumption authorised from "
+                f"{authorised_on.isoformat()}, and from {found.rule.applies_from or failed_on} no guaranteed wage is "
+                f"owed on a relapse during the whole resumption: the employer owes no {rule.base}"
+            ),
+        )
+        return
     if rule.weeks <= 0 or days < 0 or days > 7 * rule.weeks:
         return
     week = max(1, -(-days // 7))

@@ -79,9 +79,11 @@ class BenefitRestoration(BenefitRule, frozen=True, kw_only=True, tag="benefit_re
 
 @rule_kind
 class GuaranteedWageExemption(BenefitRule, frozen=True, kw_only=True, tag="guaranteed_wage_exemption"):
-    """No guaranteed wage on a relapse within ``weeks`` after the first authorisation (0: never exempt)."""
+    """No guaranteed wage on a relapse within ``weeks`` after the first authorisation (0: never exempt), or, with
+    ``whole_resumption``, on any relapse during the authorised partial resumption (no week limit)."""
 
-    weeks: int
+    weeks: int = 0
+    whole_resumption: bool = False
     base: str
 
 

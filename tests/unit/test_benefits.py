@@ -150,6 +150,23 @@ def test_relapse_within_20_weeks_of_the_first_authorisation(days_after: int, wee
         assert e.causing_events == (first.event_id, failed.event_id) and f"week {week} " in e.explanation
 
 
+@pytest.mark.parametrize(("failed_on", "exempt"), [(date(2025, 12, 31), False), (date(2026, 1, 1), True)])
+def test_from_2026_no_guaranteed_wage_on_a_relapse_during_the_whole_resumption(failed_on: date, exempt: bool) -> None:
+    """BE-2026 (relapse date): the 20-week limit is gone. A relapse in week 30 of the resumption: the day before
+    1 Jan 2026 the guaranteed wage is owed, from that day it is not."""
+    h = History(start=date(2024, 11, 4))
+    h.declare(date(2025, 6, 2), 19)
+    first = h.authorise(date(2025, 6, 2))
+    failed = h.fail(failed_on)
+    exemptions = of(ledger(h), "partial_resumption.guaranteed_wage_exemption")
+    assert len(exemptions) == int(exempt)
+    if exempt:
+        [e] = exemptions
+        assert (e.kind, e.regime, e.concerns_employer) == (EntryKind.GUARANTEED_WAGE_EXEMPTION, "BE-2026", True)
+        assert e.causing_events == (first.event_id, failed.event_id)
+        assert "during the whole resumption" in e.explanation
+
+
 @pytest.mark.parametrize(("failed_on", "exempt"), [(date(2022, 11, 27), False), (date(2022, 11, 28), True)])
 def test_guaranteed_wage_exemption_only_from_28_november_2022(failed_on: date, exempt: bool) -> None:
     h = History(start=date(2022, 5, 1))
@@ -218,10 +235,16 @@ def test_premium_amount_by_the_start_of_the_resumption(
         Payee.EMPLOYER, Payee.HEALTH_FUND, True, Status.CONFIRMED)
 
 
-def test_premium_for_resumptions_after_31_march_2025_is_an_uncertain_notice() -> None:
-    [entry] = of(ledger(premium_case(date(2023, 1, 3), date(2025, 4, 1))), "return_to_work_premium")
-    assert (entry.kind, entry.amount, entry.status) == (EntryKind.NOTICE, None, Status.UNCERTAIN)
-    assert "2025-03-31" in entry.explanation and "1,725.00 EUR" in entry.explanation
+@pytest.mark.parametrize(("resumed_on", "rule", "status"), [
+    (date(2025, 3, 31), "return_to_work_premium.2024", Status.CONFIRMED),  # the day before
+    (date(2025, 4, 1), "return_to_work_premium.2025", Status.CONFIRMED),  # the day it starts (RULEBOOK section 10)
+    # under BE-2026, which keeps it; the regime itself is only partly known (U), and so is what is computed in it
+    (date(2026, 3, 2), "return_to_work_premium.2025", Status.UNCERTAIN),
+])
+def test_the_premium_continues_without_end_date_for_resumptions_from_1_april_2025(resumed_on: date, rule: str,
+                                                                                  status: Status) -> None:
+    [entry] = of(ledger(premium_case(date(2023, 1, 3), resumed_on)), "return_to_work_premium")
+    assert (entry.kind, entry.amount, entry.rule, entry.status) == (EntryKind.PREMIUM, D("1725.00"), rule, status)
 
 
 @pytest.mark.parametrize(

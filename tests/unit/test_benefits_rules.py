@@ -74,7 +74,7 @@ def test_responsibility_contribution_amount(year: int, quarter: int, wages: Deci
 
 def test_benefit_rules_are_complete_data() -> None:
     rules = [rule for rule in RB.rules() if isinstance(rule, BenefitRule)]
-    assert len(rules) == 27
+    assert len(rules) == 29
     for rule in rules:
         assert rule.legal_basis and rule.note, rule.id
         assert type(rule).__struct_config__.tag in RULE_KINDS
@@ -104,8 +104,8 @@ def test_amounts_and_percentages_are_written_as_strings_never_floats() -> None:
         (date(2023, 4, 1), "return_to_work_premium.2023", "BE-2022", False),
         (date(2024, 1, 1), "return_to_work_premium.2024", "BE-2022", False),
         (date(2025, 3, 31), "return_to_work_premium.2024", "BE-2022", False),
-        (date(2025, 4, 1), "return_to_work_premium.2024", "BE-2022", True),
-        (date(2026, 1, 1), "return_to_work_premium.2024", "BE-2026", True),  # inherited from BE-2022
+        (date(2025, 4, 1), "return_to_work_premium.2025", "BE-2022", False),  # no end date (RULEBOOK section 10)
+        (date(2026, 1, 1), "return_to_work_premium.2025", "BE-2026", False),  # inherited from BE-2022
     ],
 )
 def test_premium_versions_by_date(day: date, rule: str | None, regime: str | None, expired: bool) -> None:
@@ -118,7 +118,7 @@ def test_a_figure_changed_in_the_data_changes_the_ledger() -> None:
     """Rules are data: a draft rulebook with another premium amount pays that amount, no code involved."""
     main = resources.files("shared.rulebook").joinpath("be.toml").read_bytes()
     text = BENEFIT_TOML.read_text()
-    assert text.count('amount = "1725.00"') == 1
+    assert text.count('amount = "1725.00"') == 2  # the 2024 version and the one without end date
     draft = Rulebook.from_toml(main, text.replace('amount = "1725.00"', 'amount = "2000.00"'), source="draft")
     h = History(start=date(2022, 1, 3))
     h.declare(date(2024, 1, 1), 19)

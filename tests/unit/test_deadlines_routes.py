@@ -31,6 +31,10 @@ NL = default_rulebook("nl")
         (date(2022, 3, 1), date(2022, 12, 1), "BE-2022"),  # began under BE-2016; the procedure reaches back
         (date(2022, 10, 15), date(2023, 7, 15), "BE-2022"),  # began before 28 Nov 2022
         (date(2022, 2, 1), None, None),  # 1 Nov 2022: over before the procedure existed
+        (date(2026, 3, 15), date(2026, 9, 15), "BE-2026"),  # 6 months from 1 Jan 2026 (RULEBOOK section 10)
+        # running on 1 Jan 2026: the 9-month count (10 Jun 2026) is recomputed under the 6 months that day
+        (date(2025, 9, 10), date(2026, 3, 10), "BE-2026"),
+        (date(2025, 3, 1), date(2025, 12, 1), "BE-2022"),  # reached before 2026: left as it was
     ],
 )
 def test_force_majeure_earliest_letter(start: date, earliest: date | None, regime: str | None) -> None:
@@ -40,7 +44,8 @@ def test_force_majeure_earliest_letter(start: date, earliest: date | None, regim
 
 
 @pytest.mark.parametrize("start", [date(2023, 5, 31), date(2023, 11, 30), date(2023, 1, 31), date(2023, 3, 15),
-                                   date(2023, 12, 31), date(2024, 2, 29)])
+                                   date(2023, 12, 31), date(2024, 2, 29), date(2026, 3, 15), date(2026, 8, 31),
+                                   date(2025, 9, 10)])
 def test_the_earliest_letter_is_the_day_intake_accepts_it(start: date) -> None:
     """The deadline's earliest date and intake's eligibility check are one rule counted one way, month ends too."""
     from datetime import timedelta
@@ -53,6 +58,22 @@ def test_the_earliest_letter_is_the_day_intake_accepts_it(start: date) -> None:
     with pytest.raises(Ineligible):
         check_force_majeure_start(default_rulebook(), letter_sent_on=earliest - timedelta(days=1), timeline=timeline,
                                   trajectory_running=False)
+
+
+def test_force_majeure_opens_after_6_months_for_letters_from_2026_also_for_a_running_incapacity() -> None:
+    """BE-2026 (letter date): 6 months instead of 9. An incapacity of 31 May 2025 has its 6 months by December
+    2025, but a letter of 31 Dec 2025 is still judged under BE-2022 (9 months: March 2026); from 1 Jan 2026 the
+    6 months apply to it too."""
+    from shared.rulebook.eligibility import IncapacityTimeline, Ineligible, check_force_majeure_start
+
+    timeline = IncapacityTimeline(start=date(2025, 5, 31))
+    with pytest.raises(Ineligible) as refused:
+        check_force_majeure_start(default_rulebook(), letter_sent_on=date(2025, 12, 31), timeline=timeline,
+                                  trajectory_running=False)
+    assert "9 months" in str(refused.value)
+    in_force = check_force_majeure_start(default_rulebook(), letter_sent_on=date(2026, 1, 1), timeline=timeline,
+                                         trajectory_running=False)
+    assert (in_force.rule.regime, in_force.rule.min_months) == ("BE-2026", 6)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("letter", "early"), [(date(2023, 10, 31), False), (date(2023, 10, 30), True)])
