@@ -56,6 +56,8 @@ def main() -> None:
     (:mod:`reintegration.errors`)."""
     import sys
 
+    from rich.markup import escape
+
     from .errors import DEFECT, describe
 
     try:
@@ -66,7 +68,7 @@ def main() -> None:
         cause: BaseException | None = exc
         while cause is not None:
             if (said := describe(cause)) is not None:
-                console.print(f"[red]{said[0]}[/]", highlight=False, soft_wrap=True)
+                console.print(f"[red]{escape(said[0])}[/]", highlight=False, soft_wrap=True)
                 console.print("(`reintegration --debug ...` shows the traceback)", style="dim")
                 sys.exit(said[1])
             cause = cause.__cause__ or cause.__context__
