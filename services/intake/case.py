@@ -101,6 +101,8 @@ class Case(msgspec.Struct, frozen=True, kw_only=True):
     questionnaire_sent_on: date | None = None
     questionnaire_returned_on: date | None = None
     examinations_missed: int = 0
+    #: The day of the latest unjustified missed examination or appointment (a contact must follow it).
+    last_missed_on: date | None = None
     rehabilitation: Rehabilitation | None = None
     force_majeure: ForceMajeure | None = None
     terminated_on: date | None = None
@@ -281,7 +283,10 @@ def _(report: r.ReturnToWorkQuestionnaireReturned, case: Case, event: CaseEvent)
 
 @_apply.register
 def _(report: r.ReturnToWorkExaminationMissed, case: Case, event: CaseEvent) -> dict[str, Any]:
-    return {"examinations_missed": case.examinations_missed + (0 if report.justified else 1)}
+    if report.justified:
+        return {}
+    return {"examinations_missed": case.examinations_missed + 1,
+            "last_missed_on": max(report.missed_on, case.last_missed_on or report.missed_on)}
 
 
 @_apply.register

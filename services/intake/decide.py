@@ -170,6 +170,9 @@ def _check_new_case(report: r.IncapacityReported) -> None:
         if getattr(report, field) != value:
             raise Rejection(Code.INVALID_IDENTIFIER, f"{field} must be sent in its compact form, digits only: "
                             f"{value}", field=f"$.{field}")
+    if report.employed_since is not None and report.employed_since > report.start_date:
+        raise Rejection(Code.INVALID_DATE, f"employed_since {report.employed_since.isoformat()} is after the first "
+                        f"day of incapacity ({report.start_date.isoformat()})", field="$.employed_since")
 
 
 def _check_case_report(case: Case, report: r.Report) -> None:
@@ -294,6 +297,25 @@ def _(case: Case, report: r.TrajectoryRequested, party: Party, rulebook: Ruleboo
         )
     except Ineligible as exc:
         raise _ineligible(exc, "$.received_on") from None
+
+
+@check(r.WorkPotentialEstimated)
+def _(case: Case, report: r.WorkPotentialEstimated, party: Party, rulebook: Rulebook) -> None:
+    regime = rulebook.regime_on(report.estimated_on)
+    if not any(rule.id == WORK_POTENTIAL_RULE for rule in rulebook.rules() if regime and rule.regime in _lineage(
+            rulebook, regime.id)):
+        raise Rejection(
+            Code.NO_REGIME,
+            f"the work-potential estimate is part of the law from 2026; {regime.id if regime else 'no regime'} in "
+            f"force on {report.estimated_on.isoformat()} has no rule {WORK_POTENTIAL_RULE}",
+            field="$.estimated_on", rule=WORK_POTENTIAL_RULE, regime=regime.id if regime else None,
+        )
+    if case.timeline.ended_on is not None and report.estimated_on > case.timeline.ended_on:
+        raise _state(f"the incapacity ended on {case.timeline.ended_on.isoformat()}", "$.estimated_on")
+
+
+#: The rule that asks for the work-potential estimate (be-deadlines.toml): where the rulebook has it, it may be sent.
+WORK_POTENTIAL_RULE = "employer.work_potential"
 
 
 def _running(case: Case) -> Trajectory:
@@ -622,6 +644,22 @@ def _(case: Case, report: r.MedicalForceMajeureDecided, party: Party, rulebook: 
             rule=in_force.rule.id,
             regime=in_force.regime.id,
         )
+
+
+@check(r.DailyBenefitReported)
+def _(case: Case, report: r.DailyBenefitReported, party: Party, rulebook: Rulebook) -> None:
+    amount = report.daily_benefit
+    if not amount.is_finite() or amount <= 0 or amount > 1000 or amount != amount.quantize(Decimal("0.01")):
+        raise Rejection(Code.INVALID_FIELD, "daily_benefit must be a positive euro amount in cents, at most 1000",
+                        field="$.daily_benefit")
+
+
+@check(r.AdvisingPhysicianContacted)
+def _(case: Case, report: r.AdvisingPhysicianContacted, party: Party, rulebook: Rulebook) -> None:
+    if case.last_missed_on is None:
+        raise _state("no unjustified missed examination or appointment is recorded: there is nothing to contact "
+                     "after", "$.contacted_on")
+    _after(report.contacted_on, case.last_missed_on, "contacted_on", "the latest missed examination")
 
 
 @check(r.ContractTerminated)

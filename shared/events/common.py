@@ -45,6 +45,9 @@ Hours = Annotated[Decimal, msgspec.Meta(description="hours a week, 0 to 168, at 
 FullTimeHours = Annotated[Decimal, msgspec.Meta(
     description="hours of a full-time week at the employer, above 0 to 60, at most 2 decimals (e.g. 37.5)")]
 StaffCount = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+#: Euro a day, cents (e.g. 72.35); bounds are checked by the Case (0 < amount <= 1000).
+DailyAmount = Annotated[Decimal, msgspec.Meta(
+    description="euro a day, more than 0 and at most 1000, at most 2 decimals (e.g. 72.35)")]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 #: The Belgian health funds' national unions (landsbonden / unions nationales), by their RIZIV code.

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from .common import FreeText, FullTimeHours, Hours, Medical, PartyKind, ShortCode, StaffCount, Struct
+from .common import DailyAmount, FreeText, FullTimeHours, Hours, Medical, PartyKind, ShortCode, StaffCount, Struct
 
 H = PartyKind.HEALTH_FUND
 O = PartyKind.OCCUPATIONAL_HEALTH_SERVICE  # noqa: E741
@@ -53,6 +53,18 @@ class CostKind(enum.StrEnum):
     REGISTRATION = "registration"
     TRANSPORT = "transport"
     MATERIAL = "material"
+
+
+class ContractKind(enum.StrEnum):
+    """The worker's kind of contract: the 2026 solidarity contribution leaves out the last five."""
+
+    OPEN_ENDED = "open_ended"
+    FIXED_TERM = "fixed_term"
+    TEMPORARY_AGENCY = "temporary_agency"
+    FLEXI_JOB = "flexi_job"
+    STUDENT = "student"
+    APPRENTICE = "apprentice"
+    SHELTERED_WORKSHOP = "sheltered_workshop"
 
 
 class ReviewOutcome(enum.StrEnum):
@@ -102,6 +114,9 @@ class IncapacityReported(Report, frozen=True, tag="incapacity_reported.v1"):
     start_date: date
     cause: Cause
     diagnosis: Medical | None = None
+    #: The first day of the worker's employment with this employer (seniority), where the reporter knows it.
+    employed_since: date | None = None
+    contract_kind: ContractKind | None = None
 
 
 class IncapacityInterrupted(CaseReport, frozen=True, tag="incapacity_interrupted.v1"):
@@ -148,6 +163,16 @@ class TrajectoryRequested(CaseReport, frozen=True, tag="trajectory_requested.v1"
     initiator: Initiator
     received_on: date
     worker_consent: bool = False
+
+
+class WorkPotentialEstimated(CaseReport, frozen=True, tag="work_potential_estimated.v1"):
+    """The occupational physician (or nursing staff) estimated the worker's work potential (from 2026): whether the
+    worker can still do adapted or other work, the outcome the employer is told, never a finding."""
+
+    reporters: ClassVar = frozenset({O})
+    effective_field: ClassVar = "estimated_on"
+    estimated_on: date
+    work_potential: bool
 
 
 class ExaminationRefused(CaseReport, frozen=True, tag="examination_refused.v1"):
@@ -300,6 +325,26 @@ class ReturnToWorkExaminationMissed(CaseReport, frozen=True, tag="return_to_work
     effective_field: ClassVar = "missed_on"
     missed_on: date
     justified: bool
+    #: An appointment in person with the advising physician (from 2026 a no-show suspends the benefit).
+    physical_appointment: bool = False
+
+
+class AdvisingPhysicianContacted(CaseReport, frozen=True, tag="advising_physician_contacted.v1"):
+    """The worker contacted the advising physician after a missed examination or appointment."""
+
+    reporters: ClassVar = frozenset({H})
+    effective_field: ClassVar = "contacted_on"
+    contacted_on: date
+
+
+class DailyBenefitReported(CaseReport, frozen=True, tag="daily_benefit_reported.v1"):
+    """The health fund's daily incapacity benefit from ``applies_from`` (until a later report changes it): the
+    base of the amounts computed as a percentage of it."""
+
+    reporters: ClassVar = frozenset({H})
+    effective_field: ClassVar = "applies_from"
+    applies_from: date
+    daily_benefit: DailyAmount
 
 
 # --- socio-professional rehabilitation ---------------------------------------------------------------------
@@ -412,6 +457,7 @@ AnyReport = Union[  # noqa: UP007 - msgspec needs a real Union of tagged structs
     IncapacityEnded,
     DefinitiveUnfitnessCertified,
     TrajectoryRequested,
+    WorkPotentialEstimated,
     ExaminationRefused,
     AssessmentIssued,
     AppealLodged,
@@ -428,6 +474,8 @@ AnyReport = Union[  # noqa: UP007 - msgspec needs a real Union of tagged structs
     ReturnToWorkQuestionnaireSent,
     ReturnToWorkQuestionnaireReturned,
     ReturnToWorkExaminationMissed,
+    AdvisingPhysicianContacted,
+    DailyBenefitReported,
     VocationalRehabilitationProposed,
     VocationalRehabilitationApproved,
     VocationalRehabilitationRefused,

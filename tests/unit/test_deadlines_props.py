@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -33,6 +34,8 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     "justified": st.booleans(),
     "successful": st.booleans(),
     "measures": st.just([r.PlanMeasure(kind="adapted_hours")]),
+    "work_potential": st.booleans(),
+    "daily_benefit": st.just(Decimal("62.50")),
 }
 
 
