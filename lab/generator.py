@@ -127,6 +127,7 @@ class Generator:
             (self.rehabilitation, 6),
             (self.force_majeure, 6),
             (self.short_return_boundary, 4),
+            (self.law_2026, 10),
             (self.invalid, 24),
         ]
         make = self.rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
@@ -329,6 +330,51 @@ class Generator:
         s.steps.append(Step(employer, lambda c: r.ContractTerminated(
             report_id=self.uid(), case_id=c, terminated_on=decided + timedelta(days=1),
             reason="medical_force_majeure")))
+        return s
+
+    def law_2026(self) -> Script:
+        """An incapacity under the 2026 law: the worker's seniority and contract on the opening, the daily benefit
+        from day 31, the work-potential estimate at about 8 weeks, and then a trajectory request (a duty within 6
+        months for an employer of 20 or more where the estimate found work potential), a missed appointment in
+        person and the contact that ends its suspension, or a termination by mutual agreement on medical grounds."""
+        start = self.day(date(2026, 1, 1), date(2026, 5, 1))
+        o, opener = self.opening(start)
+        o = msgspec.structs.replace(
+            o, employed_since=start - timedelta(days=self.rng.choice([10, 200, 3000])),
+            contract_kind=self.rng.choices(list(r.ContractKind), weights=[70, 15, 5, 3, 3, 2, 2])[0])
+        fund, ohs, employer = self.parties(o)
+        s = Script("2026 law", o, opener)
+        day31 = start + timedelta(days=30)
+        benefit = Decimal(self.rng.randint(4500, 9800)) / 100
+        s.steps.append(Step(fund, lambda c: r.DailyBenefitReported(
+            report_id=self.uid(), case_id=c, applies_from=day31, daily_benefit=benefit), label="daily benefit"))
+        estimated = start + timedelta(weeks=8, days=self.rng.randint(0, 10))
+        potential = self.rng.random() < 0.7
+        s.steps.append(Step(ohs, lambda c: r.WorkPotentialEstimated(
+            report_id=self.uid(), case_id=c, estimated_on=estimated, work_potential=potential),
+            label="work-potential estimate"))
+        what = self.rng.randrange(3)
+        if what == 0 and potential:
+            s.kind = "2026 law, trajectory requested"
+            asked = estimated + timedelta(days=self.rng.randint(5, 100))
+            s.steps.append(Step(employer, lambda c: r.TrajectoryRequested(
+                report_id=self.uid(), case_id=c, initiator=r.Initiator.EMPLOYER, received_on=asked,
+                worker_consent=True), label="request with consent"))
+        elif what == 1:
+            s.kind = "2026 law, missed appointment"
+            missed = estimated + timedelta(days=self.rng.randint(3, 30))
+            s.steps.append(Step(fund, lambda c: r.ReturnToWorkExaminationMissed(
+                report_id=self.uid(), case_id=c, missed_on=missed, justified=False, physical_appointment=True),
+                label="missed appointment in person"))
+            if self.rng.random() < 0.7:
+                s.steps.append(Step(fund, lambda c: r.AdvisingPhysicianContacted(
+                    report_id=self.uid(), case_id=c, contacted_on=missed + timedelta(days=self.rng.randint(2, 20))),
+                    label="contact"))
+        elif not potential:
+            s.kind = "2026 law, mutual agreement"
+            s.steps.append(Step(employer, lambda c: r.ContractTerminated(
+                report_id=self.uid(), case_id=c, terminated_on=estimated + timedelta(days=self.rng.randint(20, 60)),
+                reason="mutual_agreement_medical"), label="mutual agreement"))
         return s
 
     def short_return_boundary(self) -> Script:
