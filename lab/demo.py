@@ -153,7 +153,7 @@ def fresh_demo_folder(data_dir: Path) -> None:
 def run_demo(*, data_dir: Path, cases: int, seed: int, port: int, keep_running: bool) -> int:
     fresh_demo_folder(data_dir)
     generator = Generator(seed)
-    scripts = [generator.script() for _ in range(cases)]
+    scripts = generator.scripts(cases, tour_first=True)
     runtime = Runtime(Settings.from_env(data_dir=data_dir), nats_port=port, started_by="demo")
     started = time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a demo like Ctrl-C: every process it started

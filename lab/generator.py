@@ -118,7 +118,24 @@ class Generator:
     # --- scripts -------------------------------------------------------------------------------------------
 
     def script(self) -> Script:
-        kinds: list[tuple[Callable[[], Script], int]] = [
+        """One case's story, of a kind drawn by weight."""
+        kinds = self.kinds()
+        make = self.rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
+        return make()
+
+    def tour(self) -> list[Script]:
+        """One story of every kind, the Terug Naar Werk one missed twice after 2022: the first cases of a small demo
+        show every kind of story and every kind of ledger entry, whatever the draw."""
+        return [self.return_to_work(twice=True) if make == self.return_to_work else make()
+                for make, _ in self.kinds()]
+
+    def scripts(self, cases: int, *, tour_first: bool = False) -> list[Script]:
+        """`cases` stories drawn by weight; with `tour_first`, a tour of every kind comes first."""
+        first = self.tour()[:cases] if tour_first else []
+        return first + [self.script() for _ in range(cases - len(first))]
+
+    def kinds(self) -> list[tuple[Callable[[], Script], int]]:
+        return [
             (self.company_trajectory, 30),
             (self.definitive_with_appeal, 8),
             (self.partial_resumption, 12),
@@ -130,8 +147,6 @@ class Generator:
             (self.law_2026, 10),
             (self.invalid, 24),
         ]
-        make = self.rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
-        return make()
 
     def company_trajectory(self) -> Script:
         start = self.day(date(2017, 1, 2), date(2025, 10, 1))
@@ -260,15 +275,17 @@ class Generator:
                 report_id=self.uid(), case_id=c, ended_on=ended), label="ended"))
         return s
 
-    def return_to_work(self) -> Script:
-        start = self.day(date(2022, 1, 3), date(2026, 6, 1))
+    def return_to_work(self, *, twice: bool = False) -> Script:
+        """The health fund's questionnaire, returned or not; a missed examination, sometimes two (`twice` always,
+        with an incapacity from 2023 to mid-2025, so the -2.5 % reduction applies)."""
+        start = self.day(date(2023, 1, 2), date(2025, 6, 1)) if twice else self.day(date(2022, 1, 3), date(2026, 6, 1))
         o, opener = self.opening(start, by_fund=True)
         fund, _, _ = self.parties(o)
         s = Script("Terug Naar Werk", o, opener)
         sent = start + timedelta(weeks=9, days=self.rng.randint(0, 6))
         s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireSent(
             report_id=self.uid(), case_id=c, sent_on=sent)))
-        if self.rng.random() < 0.4:
+        if not twice and self.rng.random() < 0.4:
             s.steps.append(Step(fund, lambda c: r.ReturnToWorkQuestionnaireReturned(
                 report_id=self.uid(), case_id=c, returned_on=sent + timedelta(days=self.rng.randint(2, 20)))))
             return s
@@ -276,7 +293,7 @@ class Generator:
         s.steps.append(Step(fund, lambda c: r.ReturnToWorkExaminationMissed(
             report_id=self.uid(), case_id=c, missed_on=missed, justified=False), label="missed examination"))
         again = missed + timedelta(days=self.rng.randint(14, 45))
-        if self.rng.random() < 0.6 and again <= LATEST:
+        if (twice or self.rng.random() < 0.6) and again <= LATEST:
             # A second unjustified miss: -2.5 % for one month when the incapacity started from 1 Jan 2023.
             s.kind = "Terug Naar Werk, missed twice"
             s.steps.append(Step(fund, lambda c: r.ReturnToWorkExaminationMissed(
