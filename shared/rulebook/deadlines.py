@@ -1,11 +1,13 @@
 """The legal deadlines of a case: rules as data (:class:`DeadlineRule`) and one pure function,
 :func:`compute_deadlines`.
 
-A deadline rule says which report starts a clock (``starts_on``, with optional conditions on the report's fields or
-on the regime's decision-code tables), from which date of that report it counts (``anchor``, default its effective
-date), how long the period is (``period``: amount, unit, and whether the trigger day itself counts), and which
-reports meet it, cancel it, or suspend it until a later report restarts it. Every rule lives in a rulebook file
-(``be-deadlines.toml``, ``nl-deadlines.toml``); no figure and no country is written in this module.
+A deadline rule says which report starts a clock (``starts_on``, with optional conditions on the report's fields:
+accepted values ``where``, integer lower bounds ``at_least`` such as ``{ staff_count = 20 }``, or the regime's
+decision-code tables ``decision_in``), from which date of that report it counts (``anchor``, default its effective
+date, or the case's incapacity period, below), how long the period is (``period``: amount, unit, and whether the
+trigger day itself counts), and which reports meet it, cancel it, or suspend it until a later report restarts it.
+Every rule lives in a rulebook file (``be-deadlines.toml``, ``nl-deadlines.toml``); no figure and no country is
+written in this module.
 
 Counting. ``next_day`` periods start on the day after the trigger, as the Belgian Judicial Code (art. 52) counts:
 *n* calendar days end on trigger + *n*, *n* working days on the *n*-th working day after the trigger, *n* months
@@ -30,7 +32,9 @@ had already expired before *b* is left alone: the new law cannot revive a period
 has no such rule, the deadline is cancelled on *b* with no closing event (``closed_by=None``, ``closed_on=b``). If
 the new regime merely inherits the same version, nothing is recomputed. The recomputed date may lie before *b*
 (49 calendar days are shorter than 40 working days): the deadline is then overdue at once, which is what applying
-the new rule "from the same starting date" means.
+the new rule "from the same starting date" means; an earliest date (``not_before``) recomputed to a day before *b*
+is *b* itself (``counted_due_on`` keeps the counted day), since the act it allows is possible from then on (a
+force-majeure letter for an incapacity that had 6 months but not 9 on 1 Jan 2026 may go on that day).
 A rule that a new regime introduces does not reach triggers before it, unless it says ``reaches_back``: then it
 also applies to an earlier trigger whose deadline falls on or after the day the rule took effect (the 2022 contact
 after 4 weeks for an absence that began in September 2022, the 2026 work-potential request).
@@ -39,6 +43,21 @@ Suspension. A rule may name reports that suspend it (an appeal against a definit
 trajectory): the running deadline is cancelled by that report, and a later report in ``restarted_by`` (the panel
 upholding the assessment) starts a fresh full period, under the regime in force on that report's date; a report in
 ``cancelled_by`` in between (the trajectory ended) disarms the restart.
+
+Incapacity periods. ``anchor = "incapacity_period"`` counts from the first day of the case's current uninterrupted
+incapacity: its start (``incapacity_reported.v1``), or the resumption (``incapacity_resumed.v1``) after a return to
+work (``incapacity_interrupted.v1``) of at least ``return_tolerance_days`` days, read from the rule that
+``return_tolerance_of`` names in the same regime (the eligibility rule that judges the same period, so that both
+count one period); a shorter return does not interrupt it. The walk follows the case's incapacity beside the rules
+(the fold keeps it too): each period's first day and the short returns since then. Such a rule's version is chosen
+by the period's first day (then recomputed at each later switch, as above). A resumption that opens a new period
+starts it again, if ``starts_on`` lists the resumption (the running deadline is cancelled, a new one counts from
+the resumption, with that event's id), or else cancels it; a resumption after a short return starts nothing, so
+the id stays. An earliest date that falls in a short return moves to the resumption, the first day of incapacity
+after it (its id kept, ``counted_due_on`` the counted day); a return still open is not known to be short, so it
+moves nothing yet. A suspended rule anchored on the period stays suspended through a new period, and its restart
+counts from the then current period's first day, not from the restarting report (the earliest force-majeure
+letter: none while a trajectory runs, back when it ends with the date it had).
 
 Identity. One open deadline per rule and case: a new trigger of the same rule cancels the open one ("started
 again"). A deadline's id is ``uuid5(case_id, "deadline:<rule id>:<starting event id>")``: stable across policies,
@@ -55,13 +74,22 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import msgspec
+import msgspec.inspect
 
 from shared.events.envelope import CaseEvent
 from shared.events.ids import uuid5
-from shared.events.reports import REPORTS_BY_TAG, Report, tag_of
+from shared.events.reports import (
+    REPORTS_BY_TAG,
+    IncapacityInterrupted,
+    IncapacityReported,
+    IncapacityResumed,
+    Report,
+    tag_of,
+)
 
 from .calendar import WorkingCalendar, calendar_for, last_day_of_months, months_after
 from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
@@ -93,6 +121,8 @@ class DeadlineState(enum.StrEnum):
 
 
 _CODE_TABLES = ("decision_codes", "definitive_codes", "plan_codes")
+#: the ``anchor`` of a rule that counts from the first day of the case's current uninterrupted incapacity
+INCAPACITY_PERIOD = "incapacity_period"
 
 
 class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -101,6 +131,8 @@ class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     report: str
     #: field -> accepted values, e.g. ``{ decision = ["E"] }`` or ``{ assessment_upheld = [true] }``
     where: dict[str, list[str | bool | int]] = {}
+    #: integer field -> its lowest accepted value, e.g. ``{ staff_count = 20 }`` (an employer of at least 20)
+    at_least: dict[str, int] = {}
     #: the report's ``decision`` must be in this table of the regime in force: ``definitive_codes``,
     #: ``plan_codes`` (any plan) or ``plan_codes.<unfitness>``
     decision_in: str | None = None
@@ -110,8 +142,14 @@ class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         if cls is None:
             raise ValueError(f"unknown report {self.report!r}")
         fields = set(cls.__struct_fields__)
-        if unknown := set(self.where) - fields:
+        if unknown := (set(self.where) | set(self.at_least)) - fields:
             raise ValueError(f"{self.report} has no field {', '.join(sorted(unknown))}")
+        types = {field.name: field.type for field in msgspec.structs.fields(cls)}
+        for name, bound in self.at_least.items():
+            if not isinstance(msgspec.inspect.type_info(types[name]), msgspec.inspect.IntType):
+                raise ValueError(f"at_least: {self.report}'s {name} is not an integer")
+            if isinstance(bound, bool):
+                raise ValueError(f"at_least: the bound of {name} is not an integer")
         if self.decision_in is not None:
             if "decision" not in fields:
                 raise ValueError(f"{self.report} has no decision for decision_in")
@@ -126,6 +164,9 @@ class EventMatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         for name, accepted in self.where.items():
             value = getattr(report, name)
             if (value.value if isinstance(value, enum.Enum) else value) not in accepted:
+                return False
+        for name, bound in self.at_least.items():
+            if getattr(report, name) < bound:
                 return False
         if self.decision_in is not None:
             # validated above: the report has a decision
@@ -161,8 +202,12 @@ class DeadlineRule(RuleBase, frozen=True, kw_only=True, tag="deadline"):
     #: the employer is told (its plan, the worker's answer, its own requests)
     concerns_employer: bool = False
     starts_on: list[EventMatch]
-    #: the starting report's date field the period counts from (default: the report's effective date)
+    #: the starting report's date field the period counts from (default: the report's effective date), or
+    #: ``incapacity_period``: the first day of the case's current uninterrupted incapacity (module docstring)
     anchor: str | None = None
+    #: with ``anchor = "incapacity_period"``: the rule whose ``return_tolerance_days`` (in the same regime) says
+    #: how short a return to work leaves the incapacity uninterrupted, e.g. ``force_majeure.start``
+    return_tolerance_of: str | None = None
     period: Period
     met_by: list[EventMatch] = msgspec.field(default_factory=list)
     #: the starting report itself fulfils the obligation (it is checked, not awaited)
@@ -179,7 +224,9 @@ class DeadlineRule(RuleBase, frozen=True, kw_only=True, tag="deadline"):
     def __post_init__(self) -> None:
         if not self.starts_on:
             raise ValueError(f"{self.id}: starts_on is empty")
-        if self.anchor is not None:
+        if (self.anchor == INCAPACITY_PERIOD) != (self.return_tolerance_of is not None):
+            raise ValueError(f"{self.id}: anchor = {INCAPACITY_PERIOD!r} goes with return_tolerance_of, and only it")
+        if self.anchor is not None and self.anchor != INCAPACITY_PERIOD:
             for match in self.starts_on:
                 if self.anchor not in REPORTS_BY_TAG[match.report].__struct_fields__:
                     raise ValueError(f"{self.id}: {match.report} has no date {self.anchor}")
@@ -291,9 +338,12 @@ class _Version:
     head: str
     #: the counting in words, around the anchor date: ("40 working days counted from the day after ", "")
     counting: tuple[str, str]
+    #: anchored on the incapacity period: a return to work shorter than this many days does not interrupt it
+    tolerance: int | None = None
 
     @classmethod
-    def of(cls, rule: DeadlineRule, regime: Regime, inherited_from: str | None) -> _Version:
+    def of(cls, rule: DeadlineRule, regime: Regime, inherited_from: str | None, tolerance: int | None = None
+           ) -> _Version:
         status = inherited_status(rule.status, regime, inherited_from)
         where = regime.id + (f" (rule inherited from {inherited_from})" if inherited_from else "")
         p = rule.period
@@ -305,8 +355,15 @@ class _Version:
             counting = (f"{period} counted from ", " included")
         else:
             counting = (f"{period} counted from the day after ", "")
+        if tolerance is not None:
+            first_day = (f" (the current period's first day; a return to work of less than {tolerance} days does "
+                         f"not interrupt it)")
+            if _opens_after_whole_months(rule):
+                counting = (f"{period} of uninterrupted incapacity from ", first_day)
+            else:
+                counting = (counting[0], counting[1] + first_day)
         return cls(
-            rule=rule, regime=regime, inherited_from=inherited_from, status=status,
+            rule=rule, regime=regime, inherited_from=inherited_from, status=status, tolerance=tolerance,
             closers=frozenset(m.report for m in (*rule.met_by, *rule.cancelled_by, *rule.suspended_by)),
             starters=_unconditional(rule.starts_on), meeters=_unconditional(rule.met_by),
             cancellers=_unconditional(rule.cancelled_by),
@@ -317,7 +374,7 @@ class _Version:
 
 def _unconditional(matches: list[EventMatch]) -> frozenset[str]:
     """The tags of the matches with no condition: every report of such a tag matches."""
-    return frozenset(m.report for m in matches if not m.where and m.decision_in is None)
+    return frozenset(m.report for m in matches if not m.where and not m.at_least and m.decision_in is None)
 
 
 class _Index:
@@ -329,12 +386,26 @@ class _Index:
         rules = [r for r in rulebook.rules(DeadlineRule) if isinstance(r, DeadlineRule)]
         self.rule_ids = list(dict.fromkeys(r.id for r in rules))
         own = {(r.regime, r.id): r for r in rules}
+        every = {(r.regime, r.id): r for r in rulebook.rules()}
         #: (regime id, rule id) -> the version that regime applies (its own or inherited), if any
         self.versions = {
-            (regime.id, rule_id): _inherited_version(rulebook, own, rule_id, regime)
+            (regime.id, rule_id): _inherited_version(rulebook, own, every, rule_id, regime)
             for regime in rulebook.regimes
             for rule_id in self.rule_ids
         }
+        tolerance_of: dict[str, int] = {}
+        for rule_id in self.rule_ids:
+            found = [v for v in self.versions.values() if v is not None and v.rule.id == rule_id]
+            kinds = {v.tolerance for v in found}
+            if len(kinds) > 1:  # one period for every version: a recomputation keeps the day it counts from
+                raise ValueError(f"{rule_id}: all its versions or none count from the {INCAPACITY_PERIOD}, with one "
+                                 f"return tolerance (not {', '.join(sorted(map(str, kinds)))})")
+            if kinds and (tolerance := kinds.pop()) is not None:
+                tolerance_of[rule_id] = tolerance
+        #: the return tolerances (days) of the rules anchored on the incapacity period, each followed once
+        self.tolerances = tuple(sorted(set(tolerance_of.values())))
+        #: the rules anchored on the incapacity period -> the position of their tolerance in ``tolerances``
+        self.period_rules = {rule_id: self.tolerances.index(t) for rule_id, t in tolerance_of.items()}
         regime_days = {regime.valid_from for regime in rulebook.regimes}
         #: the days on which a version of each rule may begin to apply: regime starts and its applies_from dates
         self.start_days = {
@@ -390,14 +461,34 @@ class _Index:
 
 
 def _inherited_version(
-    rulebook: Rulebook, own: dict[tuple[str, str], DeadlineRule], rule_id: str, regime: Regime
+    rulebook: Rulebook, own: dict[tuple[str, str], DeadlineRule], every: dict[tuple[str, str], RuleBase],
+    rule_id: str, regime: Regime,
 ) -> _Version | None:
     """The version of ``rule_id`` that ``regime`` defines or inherits."""
+    rule = _inherited(rulebook, own, rule_id, regime)
+    if rule is None:
+        return None
+    inherited_from = rule.regime if rule.regime != regime.id else None
+    tolerance = None
+    if rule.return_tolerance_of is not None:
+        other = _inherited(rulebook, every, rule.return_tolerance_of, regime)
+        tolerance = getattr(other, "return_tolerance_days", None)
+        if not isinstance(tolerance, int):
+            raise ValueError(f"{rule_id}: {regime.id} has no rule {rule.return_tolerance_of} with "
+                             f"return_tolerance_days (its return_tolerance_of)")
+    return _Version.of(rule, regime, inherited_from, tolerance)
+
+
+R = TypeVar("R", bound=RuleBase)
+
+
+def _inherited(rulebook: Rulebook, rules: dict[tuple[str, str], R], rule_id: str, regime: Regime) -> R | None:
+    """The rule ``rule_id`` that ``regime`` defines or inherits, among ``rules`` ((regime id, rule id) -> rule)."""
     current: Regime | None = regime
     while current is not None:
-        rule = own.get((current.id, rule_id))
+        rule = rules.get((current.id, rule_id))
         if rule is not None:
-            return _Version.of(rule, regime, current.id if current is not regime else None)
+            return rule
         current = rulebook.regime(current.inherits) if current.inherits else None
     return None
 
@@ -410,6 +501,13 @@ def _applies(rule: DeadlineRule, policies: frozenset[str], trigger_day: date, on
     return rule.reaches_back and on_day >= rule.applies_from
 
 
+def _opens_after_whole_months(rule: DeadlineRule) -> bool:
+    """An earliest date "at the earliest n months after": the day after n whole months from the anchor."""
+    p = rule.period
+    return (rule.deadline_kind is DeadlineKind.NOT_BEFORE and p.unit is Unit.MONTHS
+            and p.count_from is CountFrom.NEXT_DAY and p.amount > 0)
+
+
 def _counted(calendar: WorkingCalendar, rule: DeadlineRule, anchor: date) -> date:
     """The last day of the rule's period counted from ``anchor``, before any roll forward."""
     p = rule.period
@@ -417,7 +515,7 @@ def _counted(calendar: WorkingCalendar, rule: DeadlineRule, anchor: date) -> dat
     if p.unit is Unit.WORKING_DAYS:
         return calendar.add_working_days(start, p.amount)
     if p.unit is Unit.MONTHS:
-        if rule.deadline_kind is DeadlineKind.NOT_BEFORE and p.count_from is CountFrom.NEXT_DAY and p.amount > 0:
+        if _opens_after_whole_months(rule):
             # "at the earliest n months after": the first day after n whole months counted from the anchor (as
             # "at the earliest 10 days after" is the anchor + 10): 31 May + 9 months gives 1 Mar, the day the
             # intake's eligibility check opens the same right
@@ -430,6 +528,43 @@ def _counted(calendar: WorkingCalendar, rule: DeadlineRule, anchor: date) -> dat
 def _matching(matches: list[EventMatch], report: Report, tag: str, regime: Regime | None) -> bool:
     """Whether one of ``matches`` matches ``report``, whose tag is ``tag``."""
     return any(match.report == tag and match.fits(report, regime) for match in matches)
+
+
+#: A return to work: (returned_on, resumed_on), the first day back at work and the first day of incapacity again.
+_Return = tuple[date, date]
+
+
+@dataclass(frozen=True, slots=True)
+class _Incapacity:
+    """The case's incapacity after an event, as the rules anchored on its current period read it (never changed in
+    place: the folds copied from one another share it). For each return tolerance of the rulebook's rules
+    (``_Index.tolerances``): the current period's first day, and the returns to work since then too short to
+    interrupt it."""
+
+    periods: tuple[tuple[date, tuple[_Return, ...]], ...] = ()
+    #: the first day back at work of a return not over yet
+    returned_on: date | None = None
+    #: the return to work that the event just folded ended (None after any other event)
+    ended: _Return | None = None
+
+    def after(self, report: Report, tolerances: tuple[int, ...]) -> _Incapacity:
+        """The incapacity after ``report``: only the opening report, a return to work and a resumption change it
+        (a second return before the resumption, or a resumption with no return open, changes nothing)."""
+        if isinstance(report, IncapacityReported):
+            return _Incapacity(tuple((report.start_date, ()) for _ in tolerances))
+        if isinstance(report, IncapacityInterrupted) and self.periods and self.returned_on is None:
+            return _Incapacity(self.periods, report.returned_on)
+        if isinstance(report, IncapacityResumed) and self.returned_on is not None:
+            back: _Return = (self.returned_on, report.resumed_on)
+            days = (report.resumed_on - self.returned_on).days
+            return _Incapacity(
+                tuple((report.resumed_on, ()) if days >= tolerance else (first, (*short, back))
+                      for tolerance, (first, short) in zip(tolerances, self.periods, strict=True)),
+                None, back)
+        return self if self.ended is None else _Incapacity(self.periods, self.returned_on)
+
+
+_NO_INCAPACITY = _Incapacity()
 
 
 @dataclass(slots=True)
@@ -448,11 +583,13 @@ class _Run:
     recomputed_from: str | None = None
     recomputed_on: date | None = None
     superseded: tuple[Deadline, ...] = ()
+    #: anchored on the incapacity period: the returns to work since its first day too short to interrupt it
+    returns: tuple[_Return, ...] = ()
 
     def clone(self) -> _Run:
         """An independent copy (:meth:`_Computation.advance` changes a run in place)."""
         return _Run(self.id, self.version, self.event, self.trigger_day, self.anchor, self.governs_from, self.switch,
-                    self.recomputed_from, self.recomputed_on, self.superseded)
+                    self.recomputed_from, self.recomputed_on, self.superseded, self.returns)
 
 
 @dataclass(slots=True)
@@ -469,8 +606,9 @@ class _Track:
         return _Track(self.rule_id, self.starters, self.run.clone() if self.run else None, self.armed)
 
 
-#: One event as every rule reads it: the event, its report's tag and effective date, the regime in force then.
-_Step = tuple[CaseEvent, str, date, Regime | None]
+#: One event as every rule reads it: the event, its report's tag and effective date, the regime in force then, and
+#: the case's incapacity after it.
+_Step = tuple[CaseEvent, str, date, Regime | None, _Incapacity]
 
 
 class _Computation:
@@ -481,14 +619,38 @@ class _Computation:
         self.policy_id = policy.id
         self.calendar = self.index.calendar
         regime_on = rulebook.regime_on
+        tolerances = self.index.tolerances
+        incapacity = _NO_INCAPACITY
         self.steps: list[_Step] = []
         for event in sorted(events, key=lambda e: e.version):
             report = event.report
             day = report.effective_date
-            self.steps.append((event, _tag(report), day, regime_on(day)))
+            if tolerances:
+                incapacity = incapacity.after(report, tolerances)
+            self.steps.append((event, _tag(report), day, regime_on(day), incapacity))
 
     def due_of(self, run: _Run) -> date:
-        return self.index.dates(run.version, run.anchor, self.policy.roll_forward)[1]
+        return self.dates_of(run)[1]
+
+    def dates_of(self, run: _Run) -> tuple[date, date, str]:
+        """The counted last day of ``run``'s period, its due date, and why the two differ beyond a roll forward.
+
+        An earliest date (``not_before``) is a day the act is possible on: one that a later regime recomputed to a
+        day before it took effect is that day, and one that falls in a return to work too short to interrupt the
+        incapacity period it counts from is the resumption, the first day of incapacity after it."""
+        counted, due = self.index.dates(run.version, run.anchor, self.policy.roll_forward)
+        if run.version.rule.deadline_kind is not DeadlineKind.NOT_BEFORE or not (run.recomputed_on or run.returns):
+            return counted, due, ""
+        why = []
+        if run.recomputed_on is not None and due < run.recomputed_on:
+            why.append(f"the recomputed {counted} lies before {run.version.regime.id} took effect on "
+                       f"{run.recomputed_on}, the earliest day under it")
+            due = run.recomputed_on
+        for returned, resumed in run.returns:
+            if returned <= due < resumed:
+                why.append(f"{due} lies in the return to work from {returned}: the incapacity resumed on {resumed}")
+                due = resumed
+        return counted, due, "; ".join(why)
 
     # the walk
 
@@ -496,7 +658,7 @@ class _Computation:
         out: list[Deadline] = []
         started_by = self.index.started_by
         # only the rules that a report of the case can start: no other rule gives a deadline
-        for rule_id in dict.fromkeys(r for _, tag, _, _ in self.steps for r in started_by.get(tag, ())):
+        for rule_id in dict.fromkeys(r for _, tag, *_ in self.steps for r in started_by.get(tag, ())):
             self.follow(rule_id, out)
         # a deadline's id is unique, so the order is total (UUIDs compare as their text does)
         return sorted(out, key=_order)
@@ -514,8 +676,9 @@ class _Computation:
         return out
 
     def step(self, track: _Track, step: _Step, out: list[Deadline]) -> bool:
-        """Walk ``track`` over one event: the deadlines it closes go to ``out``; whether it started a new run."""
-        event, tag, day, regime = step
+        """Walk ``track`` over one event: the deadlines it closes go to ``out``; whether it started a new run or
+        moved the running one's date."""
+        event, tag, day, regime, incapacity = step
         run, armed = track.run, track.armed
         if run is None and armed is None and tag not in track.starters:
             return False  # nothing runs, nothing is armed, and this report starts nothing
@@ -526,22 +689,35 @@ class _Computation:
         if run is not None:
             closing = _closing(run.version, report, tag, regime) if tag in run.version.closers else None
             if closing is not None:
+                reason = None
                 if closing[1]:
                     armed = run.version.rule
-                out.append(self.close(run, closing[0], event))
+                    reason = "suspended" + "".join(f": {m.report} restarts it" for m in armed.restarted_by[:1])
+                out.append(self.close(run, closing[0], event, reason=reason))
                 run = None
         elif armed is not None and _matching(armed.cancelled_by, report, tag, regime):
             armed = None
-        started = self.start(track.rule_id, event, tag, day, armed) if tag in track.starters else None
+        started = self.start(track.rule_id, event, tag, day, armed, incapacity) if tag in track.starters else None
+        moved = False
         if started is not None:
             if run is not None:
-                out.append(self.close(run, DeadlineState.CANCELLED, event, reason="started again"))
+                reason = _new_period(incapacity, run) or "started again"
+                out.append(self.close(run, DeadlineState.CANCELLED, event, reason=reason))
             run, armed = started, None
             if run.version.rule.met_on_start:
                 out.append(self.close(run, DeadlineState.MET, event))
                 run = None
+        elif run is not None and incapacity.ended is not None and run.version.tolerance is not None:
+            first, returns = incapacity.periods[self.index.period_rules[track.rule_id]]
+            if first == run.anchor:  # a return too short to interrupt the period: it may move an earliest date
+                due = self.due_of(run)
+                run.returns = returns
+                moved = self.due_of(run) != due
+            else:  # a new period the rule does not start in: the count from the period before is over
+                out.append(self.close(run, DeadlineState.CANCELLED, event, reason=_new_period(incapacity, run)))
+                run = None
         track.run, track.armed = run, armed
-        return started is not None and run is not None
+        return (started is not None or moved) and run is not None
 
     def view(self, run: _Run) -> Deadline:
         """The deadline of a run still open after the last event: every later regime it runs into applied."""
@@ -549,20 +725,32 @@ class _Computation:
         return self.advance(run, None) or self.close(run, DeadlineState.OPEN, None)
 
     def start(
-        self, rule_id: str, event: CaseEvent, tag: str, trigger_day: date, armed: DeadlineRule | None
+        self, rule_id: str, event: CaseEvent, tag: str, trigger_day: date, armed: DeadlineRule | None,
+        incapacity: _Incapacity,
     ) -> _Run | None:
+        report = event.report
+        position = self.index.period_rules.get(rule_id)
+        returns: tuple[_Return, ...] = ()
+        opens = True  # whether the report may start the rule (not only restart it)
+        if position is not None and incapacity.periods:
+            # counted from the current period's first day, which also selects the version; a resumption starts it
+            # only when it opens a new period, and a suspended rule only comes back when its restart says so
+            first, returns = incapacity.periods[position]
+            trigger_day = first
+            opens = armed is None and (not isinstance(report, IncapacityResumed)
+                                       or (incapacity.ended is not None and incapacity.ended[1] == first))
         found = self.index.in_force(rule_id, trigger_day, self.policy.employer_policies)
         if found is None:
             return None
         version, governs_from, switch = found
-        rule, report = version.rule, event.report
-        starts = tag in version.starters or _matching(rule.starts_on, report, tag, version.regime)
+        rule = version.rule
+        starts = opens and (tag in version.starters or _matching(rule.starts_on, report, tag, version.regime))
         restarts = armed is not None and _matching(rule.restarted_by, report, tag, version.regime)
         if not (starts or restarts):
             return None
-        anchor = getattr(report, rule.anchor) if starts and rule.anchor else trigger_day
+        anchor = getattr(report, rule.anchor) if starts and rule.anchor and position is None else trigger_day
         run = _Run(uuid5(event.case_id, f"deadline:{rule_id}:{event.event_id}"), version, event, trigger_day, anchor,
-                   governs_from, switch)
+                   governs_from, switch, returns=returns)
         if governs_from > trigger_day and self.due_of(run) < governs_from:
             return None  # reaches back, but the period was over before the rule took effect
         return run
@@ -594,7 +782,7 @@ class _Computation:
     ) -> Deadline:
         version = run.version
         rule = version.rule
-        counted, due = self.index.dates(version, run.anchor, self.policy.roll_forward)
+        counted, due, why = self.dates_of(run)
         if event is not None:
             closed_on = event.report.effective_date
         met = state is DeadlineState.MET
@@ -628,7 +816,7 @@ class _Computation:
             recomputed_from=run.recomputed_from,
             recomputed_on=run.recomputed_on,
             superseded=run.superseded,
-            explanation=_explain(self, run, counted, due, state, event, closed_on, reason),
+            explanation=_explain(self, run, counted, due, why, state, event, closed_on, reason),
         )
 
 
@@ -643,15 +831,28 @@ def _closing(version: _Version, report: Report, tag: str, regime: Regime | None)
     return None
 
 
+def _new_period(incapacity: _Incapacity, run: _Run) -> str | None:
+    """Why a run anchored on the incapacity period ends at a resumption that opened a new period (None: it did not)."""
+    if incapacity.ended is None or run.version.tolerance is None or run.anchor == incapacity.ended[1]:
+        return None
+    (returned, resumed), tolerance = incapacity.ended, run.version.tolerance
+    if (resumed - returned).days < tolerance:
+        return None
+    return (f"the return to work from {returned} to {resumed}, {(resumed - returned).days} days (at least "
+            f"{tolerance}), ended the incapacity period of {run.anchor}: a new one began on {resumed}")
+
+
 def _explain(
-    c: _Computation, run: _Run, counted: date, due: date, state: DeadlineState, event: CaseEvent | None,
+    c: _Computation, run: _Run, counted: date, due: date, why: str, state: DeadlineState, event: CaseEvent | None,
     closed_on: date | None, reason: str | None,
 ) -> str:
     """One sentence: the rule, the figure, from which date, under which regime, calendar and policy, and the state."""
     version = run.version
     rule, (before, after) = version.rule, version.counting
     text = f"{version.head}: {before}{run.anchor}{after}, so {_KIND_WORDS[rule.deadline_kind]} {due}"
-    if due != counted:
+    if why:
+        text += f" ({why})"
+    elif due != counted:
         text += f" (the counted {counted} is not a working day: moved to the next one)"
     text += f", calendar {c.calendar.id}, policy {c.policy_id}"
     if run.recomputed_from:
@@ -680,16 +881,18 @@ class DeadlineFold:
     """:func:`compute_deadlines`, one event at a time, in time that does not grow with the case's history.
 
     The state is each rule's running deadline and armed restart (what :meth:`_Computation.follow` carries from one
-    event to the next); a deadline, once closed, never changes again, and a running one changes only when an event
-    closes it or starts another run of its rule. So :meth:`apply` returns only the deadlines the event closed,
-    started or restarted; those of every other rule are as they were. Folding a whole history and keeping the
+    event to the next) and the case's incapacity (its current period under each return tolerance, for the rules
+    anchored on it); a deadline, once closed, never changes again, and a running one changes only when an event
+    closes it, starts another run of its rule, or (an earliest date in a short return to work) moves it. So
+    :meth:`apply` returns only the deadlines the event closed, started, restarted or moved; those of every other
+    rule are as they were. Folding a whole history and keeping the
     latest version of each deadline returned gives exactly ``compute_deadlines`` of that history (a property test
     checks it, and that the changes a schedule records are the same either way).
 
     ``apply(event, build=False)`` walks the event without building any deadline: how a schedule read back from its
     store catches up its fold (the deadlines themselves are in the recorded changes)."""
 
-    __slots__ = ("_computation", "_owned", "tracks", "version")
+    __slots__ = ("_computation", "_owned", "incapacity", "tracks", "version")
 
     def __init__(self, rulebook: Rulebook, policy: Policy = Policy()) -> None:
         self._computation = _Computation((), rulebook, policy)
@@ -699,6 +902,8 @@ class DeadlineFold:
         self._owned: set[str] = set()
         #: the version of the last event folded (0: none)
         self.version = 0
+        #: the case's incapacity after the last event (never changed in place: copies share it)
+        self.incapacity = _NO_INCAPACITY
 
     @property
     def policy(self) -> Policy:
@@ -711,16 +916,18 @@ class DeadlineFold:
         other.tracks = dict(self.tracks)  # shared until one of the two changes a track (copied then)
         other._owned = set()
         other.version = self.version
+        other.incapacity = self.incapacity
         self._owned = set()
         return other
 
     def __eq__(self, other: object) -> bool:
-        """Equal folds: same rulebook and policy, same events folded, same running deadlines and armed restarts."""
+        """Equal folds: same rulebook and policy, same events folded, same running deadlines and armed restarts, same
+        incapacity."""
         if not isinstance(other, DeadlineFold):
             return NotImplemented
         mine, theirs = self._computation, other._computation
         return (self.version == other.version and mine.rulebook is theirs.rulebook and mine.policy == theirs.policy
-                and self.tracks == other.tracks)
+                and self.incapacity == other.incapacity and self.tracks == other.tracks)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -733,7 +940,9 @@ class DeadlineFold:
         report = event.report
         day = report.effective_date
         tag = _tag(report)
-        step: _Step = (event, tag, day, c.rulebook.regime_on(day))
+        if c.index.tolerances:
+            self.incapacity = self.incapacity.after(report, c.index.tolerances)
+        step: _Step = (event, tag, day, c.rulebook.regime_on(day), self.incapacity)
         for rule_id in c.index.started_by.get(tag, ()):
             if rule_id not in self.tracks:
                 self.tracks[rule_id] = _Track(rule_id, c.index.start_tags[rule_id])
@@ -746,7 +955,7 @@ class DeadlineFold:
                 track = self.tracks[rule_id] = track.copy()
                 self._owned.add(rule_id)
             if c.step(track, step, out) and build and track.run is not None:
-                out.append(c.view(track.run))  # a run this event started
+                out.append(c.view(track.run))  # a run this event started or moved
         self.version = event.version
         if not build:
             return []
