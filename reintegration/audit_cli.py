@@ -394,8 +394,8 @@ def impact(
     from shared.rulebook.model import Rulebook, load_rule_kinds
 
     load_rule_kinds()
-    try:
-        rulebook = Rulebook.from_path(draft)
+    try:  # with the rule starts the deployment moved, as the current rulebook has them
+        rulebook = Rulebook.from_path(draft).with_rule_starts(dict(Settings.from_env(data_dir=data_dir).rule_starts))
     except (OSError, ValueError) as exc:
         err.print(f"[red]{draft}: {exc}[/]")
         raise typer.Exit(2) from None

@@ -14,6 +14,7 @@ from typing import Final
 from shared.infra.parties import PartiesError
 from shared.infra.settings import SettingsError
 from shared.infra.store import StoreKeyError
+from shared.rulebook.model import RuleStartError
 
 from . import connect
 
@@ -42,6 +43,8 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), CIPHER
     if isinstance(exc, SettingsError):
         return f"{exc}" + (" (README, Settings)" if str(exc).startswith("REINTEGRATION_") else ""), USAGE
+    if isinstance(exc, RuleStartError):
+        return f"REINTEGRATION_RULE_STARTS: {exc} (README, Settings)", USAGE
     if isinstance(exc, PartiesError):
         return str(exc), USAGE
     if isinstance(exc, FileNotFoundError) and str(exc.filename or "").endswith(".creds"):

@@ -396,7 +396,7 @@ def simulate(path: Path, as_json: bool, today: str | None, settings: Settings | 
     except ContractError as exc:
         console.print(f"[red]{path}: {exc.message}[/] (field {exc.field})")
         return 2
-    rulebook = default_rulebook()
+    rulebook = default_rulebook(starts=settings.rule_starts)
     premiums = premium_rule_ids(rulebook)
     holders: set[tuple[str, str]] = set()  # (worker, employer) whose premium a case of the file received
     computed = []

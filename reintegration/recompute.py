@@ -47,9 +47,9 @@ def recompute(settings: Settings, service: str, *, cases: list[uuid.UUID] | None
     differ from the rules now in force; prints a summary and returns how many cases changed (or would).
 
     The policy and options are this process's settings (``REINTEGRATION_ROLL_FORWARD``,
-    ``REINTEGRATION_EMPLOYER_POLICIES``, ``REINTEGRATION_ENABLED_ANNOUNCED``): run it with the deployment's, or
-    every case flips to other settings and back at its next report. So a dry run is the default and says which
-    settings it used; recording needs the caller's explicit ``dry_run=False``."""
+    ``REINTEGRATION_EMPLOYER_POLICIES``, ``REINTEGRATION_ENABLED_ANNOUNCED``, ``REINTEGRATION_RULE_STARTS``): run it
+    with the deployment's, or every case flips to other settings and back at its next report. So a dry run is the
+    default and says which settings it used; recording needs the caller's explicit ``dry_run=False``."""
     app = _open(settings, service)
     changed_cases = 0
     changes: Counter[str] = Counter()
@@ -76,6 +76,8 @@ def recompute(settings: Settings, service: str, *, cases: list[uuid.UUID] | None
                  f"REINTEGRATION_EMPLOYER_POLICIES={'; '.join(settings.employer_policies) or 'none'}"
                  if service == "deadlines" else
                  f"REINTEGRATION_ENABLED_ANNOUNCED={','.join(settings.enabled_announced) or 'none'}")
+        starts = ",".join(f"{rule_id}={day.isoformat()}" for rule_id, day in settings.rule_starts) or "none"
+        shell += f", REINTEGRATION_RULE_STARTS={starts}"
         console.print(f"nothing recorded (a dry run). The settings come from this shell: {shell}; when they are "
                       "the deployment's, run again with --yes to record the changes")
     elif changed_cases:

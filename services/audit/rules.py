@@ -29,7 +29,7 @@ class Rules:
     @classmethod
     def from_settings(cls, settings: Settings, rulebook: Rulebook | None = None) -> Rules:
         """What ``build_deadlines`` and ``build_benefits`` configure from the same settings."""
-        rulebook = rulebook or default_rulebook()
+        rulebook = rulebook or default_rulebook(starts=settings.rule_starts)
         return cls(
             rulebook=rulebook,
             policy=Policy(roll_forward=settings.roll_forward),

@@ -185,6 +185,6 @@ def build_benefits(settings: Settings, rulebook: Rulebook | None = None, **env: 
     with setup_lock(settings, BenefitsApplication.name):
         return BenefitsApplication(
             env={**prepare_store(settings, BenefitsApplication.name), **env},
-            rulebook=rulebook,
+            rulebook=rulebook or default_rulebook(starts=settings.rule_starts),
             options=Options(enabled_announced=frozenset(settings.enabled_announced)),
         )

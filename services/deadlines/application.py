@@ -238,7 +238,7 @@ class FiredTimer:
 
 def build_deadlines(settings: Settings, rulebook: Rulebook | None = None, **env: str) -> DeadlinesApplication:
     """Composition root of the deadlines application."""
-    rulebook = rulebook or default_rulebook()
+    rulebook = rulebook or default_rulebook(starts=settings.rule_starts)
     policies = parse_employer_policies(settings.employer_policies, rulebook)
     with setup_lock(settings, DeadlinesApplication.name):
         return DeadlinesApplication(

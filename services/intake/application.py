@@ -303,5 +303,6 @@ def _case_event(event: object) -> CaseEvent:
 def build_intake(settings: Settings, rulebook: Rulebook | None = None, **env: Any) -> IntakeApplication:
     """Composition root of the intake application."""
     with setup_lock(settings, IntakeApplication.name):
-        return IntakeApplication(env={**prepare_store(settings, IntakeApplication.name), **env}, rulebook=rulebook)
+        return IntakeApplication(env={**prepare_store(settings, IntakeApplication.name), **env},
+                                 rulebook=rulebook or default_rulebook(starts=settings.rule_starts))
 

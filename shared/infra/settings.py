@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ class Settings:
     employer_policies: tuple[str, ...] = ()
     #: Rule ids of announced, never-enacted sanctions a deployment switches on.
     enabled_announced: tuple[str, ...] = ()
+    #: Rule starts this deployment moves, ``(rule id, day)`` pairs (``REINTEGRATION_RULE_STARTS``, e.g.
+    #: ``return_to_work.missed_examination_reduction.2026=2026-01-01``): only a rule whose start the rulebook marks
+    #: uncertain may move, and every service and command of one deployment must use the same.
+    rule_starts: tuple[tuple[str, date], ...] = ()
     #: Replicas of each JetStream stream this deployment creates (3 on a 3-node cluster); an existing stream keeps
     #: the replica count it has.
     stream_replicas: int = 1
@@ -102,6 +107,8 @@ class Settings:
             values["employer_policies"] = tuple(p.strip() for p in v.split(";") if p.strip())
         if (v := get("ENABLED_ANNOUNCED")) is not None:
             values["enabled_announced"] = tuple(p for p in v.split(",") if p)
+        if (v := get("RULE_STARTS")) is not None:
+            values["rule_starts"] = tuple(parse_rule_starts(v).items())
         if (v := get("STREAM_REPLICAS")) is not None:
             values["stream_replicas"] = _number("STREAM_REPLICAS", v, int)
         if (v := get("PARTITION")) is not None:
@@ -132,6 +139,7 @@ class Settings:
         env[ENV_PREFIX + "ROLL_FORWARD"] = "yes" if self.roll_forward else "no"
         env[ENV_PREFIX + "EMPLOYER_POLICIES"] = ";".join(self.employer_policies)
         env[ENV_PREFIX + "ENABLED_ANNOUNCED"] = ",".join(self.enabled_announced)
+        env[ENV_PREFIX + "RULE_STARTS"] = ",".join(f"{rule_id}={day.isoformat()}" for rule_id, day in self.rule_starts)
         if self.cipher_key:
             env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key
         if self.nats_credentials:
@@ -169,6 +177,27 @@ class Settings:
         from .parties import load_credentials
 
         return load_credentials(self.nats_credentials).pull_inbox_prefix
+
+
+def parse_rule_starts(text: str) -> dict[str, date]:
+    """``<rule id>=<YYYY-MM-DD>`` pairs separated by commas (``REINTEGRATION_RULE_STARTS``); empty text gives none.
+    :class:`SettingsError` on a pair that does not parse or an id given twice. Whether each rule exists and may
+    move is the rulebook's to say (``Rulebook.with_rule_starts``)."""
+    starts: dict[str, date] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        rule_id, sep, day = (x.strip() for x in part.partition("="))
+        if not sep or not rule_id:
+            raise SettingsError(f"{ENV_PREFIX}RULE_STARTS: {part!r} is not <rule id>=<YYYY-MM-DD>")
+        try:
+            parsed = date.fromisoformat(day)
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}RULE_STARTS: {day!r} (rule {rule_id}) is not a date YYYY-MM-DD") from None
+        if rule_id in starts:
+            raise SettingsError(f"{ENV_PREFIX}RULE_STARTS: rule {rule_id} is given twice")
+        starts[rule_id] = parsed
+    return starts
 
 
 def parse_partition(value: str) -> tuple[int, int]:

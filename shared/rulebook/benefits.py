@@ -1,10 +1,11 @@
 """Every benefit adjustment and premium of a case, as data (``be-benefits.toml``) plus pure functions.
 
 ``compute_ledger(events, rulebook)`` reads a case's history and returns the entries it calls for: reductions of
-the worker's benefit (partial resumption, late declaration, Terug Naar Werk), the full benefit restored after a
-failed resumption, the employer's guaranteed-wage exemption, the employer's return-to-work premium, rehabilitation
-premiums and reimbursements, the employer's force-majeure contribution, the announced sanctions where a deployment
-switches them on, and notices where a rule gives nothing for a reason the case worker should see.
+the worker's benefit (partial resumption, late declaration, Terug Naar Werk, from 2026 the suspension after a
+no-show at an appointment in person), the full benefit restored after a failed resumption, the employer's
+guaranteed-wage exemption, the employer's return-to-work premium, rehabilitation premiums and reimbursements, the
+employer's force-majeure contribution and (from 2026) solidarity contribution, the announced sanctions where a
+deployment switches them on, and notices where a rule gives nothing for a reason the case worker should see.
 
 No clock and no I/O: time-dependent conditions (three months of authorised work, a questionnaire not back in time)
 are judged as of the Belgian date (Europe/Brussels) of the latest ``recorded_at`` among the events, so the result
@@ -55,14 +56,17 @@ from .benefits_rules import (
     GuaranteedWageExemption,
     LateDeclarationReduction,
     MissedExaminationReduction,
+    NoShowSuspension,
     Payee,
     RehabilitationCompletionPremium,
     RehabilitationCosts,
     RehabilitationExclusion,
     RehabilitationHourlyPremium,
+    RelapseWindow,
     ResponsibilityContributionRule,
     ResumptionReduction,
     ReturnToWorkPremium,
+    SolidarityContribution,
     WorkerTrigger,
     find_rule,
 )
@@ -126,17 +130,20 @@ __all__ = [
     "LateDeclarationReduction",
     "LedgerEntry",
     "MissedExaminationReduction",
+    "NoShowSuspension",
     "Options",
     "Payee",
     "RehabilitationCompletionPremium",
     "RehabilitationCosts",
     "RehabilitationExclusion",
     "RehabilitationHourlyPremium",
+    "RelapseWindow",
     "ResponsibilityContribution",
     "ResponsibilityContributionRule",
     "ResponsibilityInput",
     "ResumptionReduction",
     "ReturnToWorkPremium",
+    "SolidarityContribution",
     "WorkerTrigger",
     "amount_of",
     "cents",

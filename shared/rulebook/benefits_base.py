@@ -1,10 +1,11 @@
-"""What every benefit calculator shares: its inputs (:class:`Ctx`) and the builders of entries and notices."""
+"""What every benefit calculator shares: its inputs (:class:`Ctx`), the builders of entries and notices, and the
+case's primary incapacities under the relapse window (:func:`primary_incapacities`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TypeVar
 from uuid import UUID
@@ -13,7 +14,7 @@ from shared.events.envelope import CaseEvent
 
 from .benefits_facts import CaseFacts
 from .benefits_ledger import EntryKind, LedgerEntry, Options, with_natural_id
-from .benefits_rules import BenefitRule, Found, Payee, enabled, find_rule, not_carried
+from .benefits_rules import BenefitRule, Found, Payee, RelapseWindow, enabled, find_rule, not_carried
 from .model import Rulebook, Status
 
 _NIL = UUID(int=0)
@@ -60,8 +61,13 @@ def entry(
     status: Status | None = None,
     concerns_employer: bool = False,
 ) -> LedgerEntry:
-    """An entry under ``found``'s rule; the explanation gets the rule id and regime appended."""
+    """An entry under ``found``'s rule; the explanation gets the rule id and regime appended, and says so when the
+    day the rule starts is uncertain (every entry of such a rule is U, see ``Found.status``)."""
     rule = found.rule
+    if rule.start_uncertain:
+        # Not the day itself: the explanation is not part of an entry's id, and an entry that a moved start leaves
+        # as it is must keep the same words (the rulebook's label names the starts a deployment moved).
+        explanation += "; the day this rule starts is uncertain (a deployment setting may move it)"
     return with_natural_id(
         LedgerEntry(
             id=_NIL,
@@ -142,4 +148,114 @@ def not_carried_notice(
     )
 
 
-__all__ = ["Ctx", "EntryKind", "Payee", "causes", "entry", "not_carried_notice", "notice"]
+# --- primary incapacities ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Relapse:
+    """How a return to work was judged: ``bridged`` (the resumed incapacity continues the primary one) or not."""
+
+    returned_on: date
+    resumed_on: date
+    bridged: bool
+    #: The relapse window applied (chosen by ``resumed_on``), ``None`` when no version is in force then.
+    found: Found | None
+    #: The judgement rests on an uncertain reading of the window: every bridge under a window whose counting is
+    #: uncertain, and a return at the window's boundary (one day either way would decide otherwise).
+    uncertain: bool
+
+    @property
+    def days_back(self) -> int:
+        return (self.resumed_on - self.returned_on).days
+
+    def describe(self) -> str:
+        window = self.found.rule if self.found is not None else None
+        back = (f"the return to work from {self.returned_on.isoformat()} to "
+                f"{(self.resumed_on - timedelta(days=1)).isoformat()} ({self.days_back} days)")
+        if window is None:
+            return f"{back} ended the earlier incapacity (no relapse window is in force on {self.resumed_on})"
+        assert isinstance(window, RelapseWindow) and self.found is not None
+        rule = f"relapse window of {window.days} days (rule {window.id}, {self.found.label})"
+        told = (f"{back} was shorter than the {rule}, so the incapacity from {self.resumed_on.isoformat()} continued "
+                f"the primary incapacity" if self.bridged else
+                f"{back} was not shorter than the {rule}, so the incapacity from {self.resumed_on.isoformat()} is a "
+                f"new primary incapacity")
+        return told + (" (how that window is counted is uncertain)" if self.uncertain else "")
+
+
+@dataclass(frozen=True)
+class Primary:
+    """One primary incapacity of a case: its days of incapacity (first and last day of each spell, the last one
+    ``None`` while open) and the returns to work it bridged (or, for ``started_by``, ended the one before)."""
+
+    start: date
+    spells: tuple[tuple[date, date | None], ...]
+    bridged: tuple[Relapse, ...] = ()
+    started_by: Relapse | None = None
+
+    @property
+    def last_day(self) -> date | None:
+        """The last day of incapacity known (``None``: still running)."""
+        return self.spells[-1][1]
+
+    def day(self, n: int) -> date | None:
+        """The ``n``-th day of incapacity (1: the start), days back at work not counted; ``None`` if the known
+        incapacity ends before it."""
+        remaining = n
+        for first, last in self.spells:
+            length = None if last is None else (last - first).days + 1
+            if length is None or remaining <= length:
+                return first + timedelta(days=remaining - 1)
+            remaining -= length
+        return None
+
+    def relapses_until(self, day: date) -> list[Relapse]:
+        """The judgements of returns that shape this primary incapacity up to ``day``."""
+        before = [self.started_by] if self.started_by is not None else []
+        return before + [b for b in self.bridged if b.resumed_on <= day]
+
+
+def primary_incapacities(ctx: Ctx) -> list[Primary]:
+    """The case's primary incapacities: a return to work followed by a resumption of incapacity within the relapse
+    window in force on the resumption day (a return shorter than its ``days``) continues the primary incapacity;
+    a longer one, or one with no window in force, starts a new one from the resumption. The case's reports do not
+    give a resumption's cause: a resumption reported on the same case is taken as the same cause."""
+    timeline = ctx.facts.timeline
+    if timeline is None:
+        return []
+    end = timeline.ended_on
+    spells: list[tuple[date, date | None, Relapse | None]] = []
+    first, before = timeline.start, None
+    for gap in timeline.interruptions:
+        spells.append((first, gap.returned_on - timedelta(days=1), before))
+        if gap.resumed_on is None:
+            first = date.max
+            break
+        found = ctx.rule(RelapseWindow, gap.resumed_on)
+        window = found.rule if found is not None else None
+        back = (gap.resumed_on - gap.returned_on).days
+        bridged = isinstance(window, RelapseWindow) and back < window.days
+        boundary = isinstance(window, RelapseWindow) and back in (window.days - 1, window.days)
+        uncertain = found is not None and found.status("counting") is not Status.CONFIRMED and (bridged or boundary)
+        before = Relapse(returned_on=gap.returned_on, resumed_on=gap.resumed_on, bridged=bridged, found=found,
+                         uncertain=uncertain)
+        first = gap.resumed_on
+    if first != date.max:
+        spells.append((first, end, before))
+    primaries: list[Primary] = []
+    for begin, last, relapse in spells:
+        if end is not None:
+            last = end if last is None else min(last, end)
+        if last is not None and last < begin:
+            continue
+        if primaries and relapse is not None and relapse.bridged:
+            p = primaries[-1]
+            primaries[-1] = Primary(start=p.start, spells=(*p.spells, (begin, last)), bridged=(*p.bridged, relapse),
+                                    started_by=p.started_by)
+        else:
+            primaries.append(Primary(start=begin, spells=((begin, last),), started_by=relapse))
+    return primaries
+
+
+__all__ = ["Ctx", "EntryKind", "Payee", "Primary", "Relapse", "causes", "entry", "not_carried_notice", "notice",
+           "primary_incapacities"]

@@ -102,6 +102,10 @@ class CaseFacts(msgspec.Struct, frozen=True, kw_only=True):
     trajectory_ends: tuple[CaseEvent, ...] = ()
     force_majeure_decisions: tuple[CaseEvent, ...] = ()
     terminations: tuple[CaseEvent, ...] = ()
+    #: The health fund's daily benefit, each from its ``applies_from`` until a later one (2026 reports).
+    daily_benefits: tuple[CaseEvent, ...] = ()
+    #: The worker's contacts with the advising physician after a missed examination or appointment.
+    contacts: tuple[CaseEvent, ...] = ()
 
     @property
     def incapacity(self) -> r.IncapacityReported | None:
@@ -117,6 +121,28 @@ class CaseFacts(msgspec.Struct, frozen=True, kw_only=True):
         ]
         return min(found, key=lambda pair: (pair[0], pair[1].version)) if found else None
 
+    def contact_from(self, day: date) -> CaseEvent | None:
+        """The worker's first contact with the advising physician on or after ``day`` (by date, then version)."""
+        after = [e for e in self.contacts if e.report.effective_date >= day]
+        return min(after, key=lambda e: (e.report.effective_date, e.version)) if after else None
+
+    def daily_benefits_by_date(self) -> list[tuple[date, Decimal, CaseEvent]]:
+        """The daily benefit from each date a report gives (a later report for the same date corrects it), in date
+        order: each applies until the next one's date."""
+        latest: dict[date, CaseEvent] = {}
+        for event in self.daily_benefits:
+            report = event.report
+            assert isinstance(report, r.DailyBenefitReported)
+            known = latest.get(report.applies_from)
+            if known is None or known.version < event.version:
+                latest[report.applies_from] = event
+        out = []
+        for day in sorted(latest):
+            report = latest[day].report
+            assert isinstance(report, r.DailyBenefitReported)
+            out.append((day, report.daily_benefit, latest[day]))
+        return out
+
 
 _LISTS = {
     r.ReturnToWorkExaminationMissed: "misses",
@@ -126,6 +152,8 @@ _LISTS = {
     r.TrajectoryEnded: "trajectory_ends",
     r.MedicalForceMajeureDecided: "force_majeure_decisions",
     r.ContractTerminated: "terminations",
+    r.DailyBenefitReported: "daily_benefits",
+    r.AdvisingPhysicianContacted: "contacts",
 }
 
 

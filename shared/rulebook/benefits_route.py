@@ -1,14 +1,20 @@
-"""The health fund's side: Terug Naar Werk reductions, the announced worker reductions (status A) and the
-socio-professional rehabilitation premiums and cost reimbursements.
+"""The health fund's side: Terug Naar Werk reductions, the 2026 suspension for a no-show at an appointment in
+person, the announced worker reductions (status A) and the socio-professional rehabilitation premiums and cost
+reimbursements.
 
 Unjustified missed examinations are counted in the order of their dates (then versions); the rule is chosen by the
-date of the miss that triggers it. Rehabilitation reports are each judged on their own effective date.
+date of the miss that triggers it. A reduction or suspension that lasts "until the worker contacts the advising
+physician" ends the day before the first contact reported on or after the miss, and is open-ended until one is.
+A no-show at an appointment in person that suspends the benefit in full (from 2026) still counts among the
+unjustified misses, but gets no Terug Naar Werk reduction besides: both would run from the appointment until the
+contact, where a 100% suspension leaves nothing to reduce (together they would take more than the whole benefit).
+Rehabilitation reports are each judged on their own effective date.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from shared.events import reports as r
@@ -21,6 +27,7 @@ from .benefits_rules import (
     BenefitRule,
     Found,
     MissedExaminationReduction,
+    NoShowSuspension,
     RehabilitationCompletionPremium,
     RehabilitationCosts,
     RehabilitationExclusion,
@@ -32,6 +39,7 @@ from .calendar import add_calendar_days, last_day_of_months
 
 def route_entries(ctx: Ctx) -> Iterator[LedgerEntry]:
     yield from _missed_examinations(ctx)
+    yield from _no_shows(ctx)
     yield from _announced_invitation(ctx)
     yield from _announced_questionnaire(ctx)
     yield from _rehabilitation(ctx)
@@ -45,6 +53,23 @@ def _unjustified(ctx: Ctx) -> list[CaseEvent]:
         if isinstance(report, r.ReturnToWorkExaminationMissed) and not report.justified:
             misses.append((report.missed_on, event.version, event))
     return [event for _, _, event in sorted(misses, key=lambda m: (m[0], m[1]))]
+
+
+def _suspension(ctx: Ctx, event: CaseEvent) -> Found | None:
+    """The no-show suspension an unjustified miss calls for: an appointment in person, on a day the rule is in force."""
+    report = event.report
+    if not isinstance(report, r.ReturnToWorkExaminationMissed) or not report.physical_appointment:
+        return None
+    return ctx.rule(NoShowSuspension, report.missed_on)
+
+
+def _until_contact(ctx: Ctx, day: date) -> tuple[date | None, CaseEvent | None]:
+    """The last day of a sanction that runs from ``day`` until the worker contacts the advising physician (``None``:
+    open-ended, no contact reported yet), and the contact."""
+    contact = ctx.facts.contact_from(day)
+    if contact is None:
+        return None, None
+    return contact.report.effective_date - timedelta(days=1), contact
 
 
 def _missed_examinations(ctx: Ctx) -> Iterator[LedgerEntry]:
@@ -62,15 +87,67 @@ def _missed_examinations(ctx: Ctx) -> Iterator[LedgerEntry]:
             continue
         if rule.incapacity_from is not None and incapacity.start_date < rule.incapacity_from:
             continue
-        end = last_day_of_months(day, rule.duration_months)
+        if _suspension(ctx, event) is not None:
+            continue  # the benefit is suspended in full over the same days (module docstring)
+        what = (f"Unjustified missed examination no. {n} on {day.isoformat()} (incapacity since "
+                f"{incapacity.start_date.isoformat()})")
+        if rule.duration_months is not None:
+            end: date | None = last_day_of_months(day, rule.duration_months)
+            assert end is not None
+            yield entry(
+                ctx, found, kind=EntryKind.REDUCTION, period_start=day, period_end=end, percentage=rule.percentage,
+                base=rule.base, causing=(ctx.facts.opening, *misses[:n]), status=found.status("duration_months"),
+                explanation=(
+                    f"{what}: the {rule.base} is reduced by {show_percent(rule.percentage)} for "
+                    f"{rule.duration_months} month(s), to {end.isoformat()}"
+                ),
+            )
+            continue
+        end, contact = _until_contact(ctx, day)
+        if end is not None and end < day:
+            yield notice(
+                ctx, found, day=day, causing=(ctx.facts.opening, *misses[:n], contact),
+                explanation=(
+                    f"{what}: the worker contacted the advising physician the same day, so no day of the {rule.base} "
+                    f"is reduced by the {show_percent(rule.percentage)} that runs until the contact"
+                ),
+            )
+            continue
+        until = (f"until {end.isoformat()}, the day before the worker contacted the advising physician"
+                 if end is not None else "until the worker contacts the advising physician (no contact reported yet)")
         yield entry(
             ctx, found, kind=EntryKind.REDUCTION, period_start=day, period_end=end, percentage=rule.percentage,
-            base=rule.base, causing=(ctx.facts.opening, *misses[:n]), status=found.status("duration_months"),
-            explanation=(
-                f"Unjustified missed examination no. {n} on {day.isoformat()} (incapacity since "
-                f"{incapacity.start_date.isoformat()}): the {rule.base} is reduced by {show_percent(rule.percentage)} "
-                f"for {rule.duration_months} month(s), to {end.isoformat()}"
-            ),
+            base=rule.base, causing=(ctx.facts.opening, *misses[:n], contact),
+            explanation=f"{what}: the {rule.base} is reduced by {show_percent(rule.percentage)} from that day {until}",
+        )
+
+
+def _no_shows(ctx: Ctx) -> Iterator[LedgerEntry]:
+    """From 2026: an unjustified no-show at an appointment in person suspends the benefit until the next contact."""
+    for event in _unjustified(ctx):
+        found = _suspension(ctx, event)
+        if found is None:
+            continue
+        rule = found.rule
+        assert isinstance(rule, NoShowSuspension)
+        day = event.report.effective_date
+        end, contact = _until_contact(ctx, day)
+        what = f"The worker did not attend the appointment in person with the advising physician on {day.isoformat()}"
+        if end is not None and end < day:
+            yield notice(
+                ctx, found, day=day, causing=(event, contact),
+                explanation=f"{what}, without justification, but contacted the advising physician the same day: no "
+                f"day of the {rule.base} is suspended",
+            )
+            continue
+        until = (f"until {end.isoformat()}, the day before the worker contacted the advising physician again"
+                 if end is not None else "until the worker contacts the advising physician again (no contact "
+                 "reported yet)")
+        yield entry(
+            ctx, found, kind=EntryKind.REDUCTION, period_start=day, period_end=end, percentage=rule.percentage,
+            base=rule.base, causing=(event, contact),
+            explanation=f"{what}, without justification: {show_percent(rule.percentage)} of the {rule.base} is "
+            f"suspended from that day {until}",
         )
 
 

@@ -8,7 +8,10 @@ Several versions of one rule may live in one regime under different ids (the ret
 from 1 Apr 2023 and 1,725 EUR from 1 Jan 2024, both in BE-2022), so a version is found by *kind*:
 :func:`find_rule` takes the regime in force on the day (falling back to the regime it inherits, as
 ``Rulebook.rule_on`` does), and among that regime's rules of the kind the one with the latest ``applies_from`` not
-after the day. A rule of status A (announced, never enacted) is applied only where the deployment lists its id.
+after the day. When none of the regime's own rules of the kind has started yet on the day, the inherited regime's
+version still applies (BE-2026 keeps the 2022 figures until its own version starts: the 10% Terug Naar Werk
+reduction from 1 Mar 2026 leaves the 2.5% in force for January and February). A rule of status A (announced, never
+enacted) is applied only where the deployment lists its id.
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ class BenefitRule(RuleBase, frozen=True, kw_only=True):
     beneficiary: Payee
     #: Last day (inclusive) of the step that the rule still covers; ``None``: open-ended.
     until: date | None = None
-    #: Parameters whose value is uncertain (U) although the rule is stated (C): an entry that depends on one is U.
-    uncertain: tuple[str, ...] = ()
     #: Set on a kind's earliest version: facts before it were governed by a rule this rulebook does not carry,
     #: so they get a notice instead of silence.
     earlier_law_not_carried: bool = False
@@ -89,16 +90,66 @@ class GuaranteedWageExemption(BenefitRule, frozen=True, kw_only=True, tag="guara
 
 @rule_kind
 class MissedExaminationReduction(BenefitRule, frozen=True, kw_only=True, tag="missed_examination_reduction"):
-    """Terug Naar Werk: reduction for the ``nth`` unjustified missed examination or invitation."""
+    """Terug Naar Werk: reduction for the ``nth`` unjustified missed examination or invitation, for
+    ``duration_months`` or, with ``until_contact``, until the day before the worker contacts the advising physician
+    (open-ended until then)."""
 
     percentage: Decimal
     base: str
     nth: int
     #: Whether every further unjustified miss after the ``nth`` is reduced again.
     repeat: bool = False
-    duration_months: int
+    duration_months: int | None = None
+    until_contact: bool = False
     #: Only for incapacities that started on or after this day.
     incapacity_from: date | None = None
+
+    def __post_init__(self) -> None:
+        if (self.duration_months is None) == (not self.until_contact):
+            raise ValueError(f"{self.id}: give either duration_months or until_contact = true")
+
+
+@rule_kind
+class NoShowSuspension(BenefitRule, frozen=True, kw_only=True, tag="no_show_suspension"):
+    """An unjustified no-show at an appointment in person with the advising physician suspends ``percentage`` of
+    the benefit from the appointment until the day before the worker's next contact (open-ended until then). Such a
+    miss gets no :class:`MissedExaminationReduction` besides (it still counts among the unjustified misses)."""
+
+    percentage: Decimal
+    base: str
+
+
+@rule_kind
+class RelapseWindow(BenefitRule, frozen=True, kw_only=True, tag="relapse_window"):
+    """A new incapacity that starts within ``days`` days after the last day of the previous one (so: a return to
+    work of fewer than ``days`` days) continues it: the same primary incapacity (chosen by the new start)."""
+
+    days: int
+    #: How the window is read (documentation; listed in ``uncertain`` where the counting is not known).
+    counting: str
+
+
+@rule_kind
+class SolidarityContribution(BenefitRule, frozen=True, kw_only=True, tag="solidarity_contribution"):
+    """The employer's contribution of ``percentage`` of the sickness benefit of each indemnified day from day
+    ``from_day`` of the primary incapacity for ``window_months`` calendar months (chosen by the incapacity's start)."""
+
+    percentage: Decimal
+    base: str
+    min_staff: int
+    #: Age in whole years on the first day of the incapacity, both bounds included.
+    min_age: int
+    max_age: int
+    #: Months of employment with the employer complete on the first day of the incapacity.
+    min_employment_months: int
+    #: ``IncapacityReported.contract_kind`` values left out.
+    excluded_contracts: tuple[str, ...]
+    #: Days of authorised partial resumption in the window are not counted.
+    excludes_partial_resumption: bool = True
+    from_day: int
+    window_months: int
+    #: ISO weekdays (1 Monday ... 7 Sunday) the benefit is paid for (the six-day week: 1-6).
+    indemnified_weekdays: tuple[int, ...]
 
 
 @rule_kind
@@ -146,6 +197,11 @@ class ForceMajeureContribution(BenefitRule, frozen=True, kw_only=True, tag="forc
     termination_reasons: tuple[str, ...]
     #: Whether a decision of definitive unfitness (force-majeure procedure) must be on the case.
     requires_definitive_decision: bool = True
+    #: ``ContractTerminated.reason`` codes of a termination by mutual agreement on medical grounds: the contribution
+    #: is due on them too.
+    mutual_agreement_reasons: tuple[str, ...] = ()
+    #: Whether such a mutual agreement needs the decision of definitive unfitness as well.
+    mutual_agreement_needs_decision: bool = False
 
 
 @rule_kind
@@ -157,6 +213,9 @@ class ResponsibilityContributionRule(BenefitRule, frozen=True, kw_only=True, tag
     min_invalidity_entries: int
     sector_factor: Decimal
     private_sector_factor: Decimal
+    #: Only workers whose incapacity started on or before this day count: later incapacities fall under the
+    #: solidarity contribution instead (the invalidity entries and inflow must be counted so).
+    incapacity_until: date | None = None
 
 
 @rule_kind
@@ -212,11 +271,13 @@ class Found:
         return self.regime.id
 
     def status(self, *used: str) -> Status:
-        """The rule's status, lowered to U when an uncertain parameter among ``used`` decided the entry, or when an
-        uncertain regime merely inherits the rule (BE-2026: "as 2022")."""
+        """The rule's status, lowered to U when an uncertain parameter among ``used`` decided the entry, when the
+        rule's start is uncertain (every entry of the rule rests on it being in force), or when an uncertain
+        regime merely inherits the rule (BE-2026: "as 2022")."""
         inherited = self.defined_in if self.defined_in != self.regime.id else None
         status = inherited_status(self.rule.status, self.regime, inherited)
-        if status is Status.CONFIRMED and any(name in self.rule.uncertain for name in used):
+        if status is Status.CONFIRMED and (
+                self.rule.start_uncertain or any(name in self.rule.uncertain for name in used)):
             return Status.UNCERTAIN
         return status
 
@@ -247,10 +308,8 @@ def _find_rule(rulebook: Rulebook, kind: type[R], day: date, where: Callable[[R]
     current: Regime | None = regime
     while current is not None and regime is not None:
         own = [r for r in _of_kind(rulebook, kind, where) if r.regime == current.id]
-        if own:
-            started = [r for r in own if r.applies_from is None or r.applies_from <= day]
-            if not started:
-                return None
+        started = [r for r in own if r.applies_from is None or r.applies_from <= day]
+        if started:
             latest = max(r.applies_from or date.min for r in started)
             chosen = [r for r in started if (r.applies_from or date.min) == latest]
             if len(chosen) > 1:

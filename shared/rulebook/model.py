@@ -4,6 +4,10 @@ A second country's regime (or a draft version of this one) is new TOML, not new 
 only place that knows how a rule's version is chosen. A rulebook is one main file (version, country, calendar,
 regimes, rules) plus any number of rule files beside it (``<main>-*.toml``, rules only). Each kind of rule is a
 ``RuleBase`` subclass with its own tag, registered with :func:`rule_kind` by the module that computes with it.
+
+A rule whose start date is uncertain lists ``applies_from`` among its ``uncertain`` parameters; a deployment may
+move such a start (and only such a start) with :meth:`Rulebook.with_rule_starts` (the setting
+``REINTEGRATION_RULE_STARTS``, ``<rule id>=<date>,...``, read by ``shared.infra.settings.parse_rule_starts``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import bisect
 import enum
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -57,6 +61,15 @@ class RuleBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     note: str = ""
     #: A rule may start later than its regime (e.g. BE-2016's worker requests from 1 Jan 2017).
     applies_from: date | None = None
+    #: Parameters whose value is uncertain (U) although the rule is stated (C): what depends on one is U.
+    #: ``applies_from`` here: the day the rule starts is uncertain, and a deployment may move it
+    #: (:meth:`Rulebook.with_rule_starts`).
+    uncertain: tuple[str, ...] = ()
+
+    @property
+    def start_uncertain(self) -> bool:
+        """Whether the day this rule starts is uncertain (``applies_from`` listed in ``uncertain``)."""
+        return "applies_from" in self.uncertain
 
 
 class RequestRight(RuleBase, frozen=True, tag="request_right"):
@@ -142,6 +155,11 @@ class RuleInForce:
         return inherited_status(self.rule.status, self.regime, self.inherited_from)
 
 
+class RuleStartError(ValueError):
+    """A rule start a deployment moves (:meth:`Rulebook.with_rule_starts`) that this rulebook cannot move: an unknown
+    rule, a start that is stated, a day before the rule's regime."""
+
+
 class RulebookError(LookupError):
     """No regime or no rule applies: carries the rule id and regime for the rejection. ``not_yet``: the regime
     has the rule, but it applies only from a later date (``applies_from``)."""
@@ -162,11 +180,19 @@ class Rulebook:
     """Regimes and rules of one country, chosen by date. Never changed once built: the lookups below and the
     indexes that the rule modules arrange once per rulebook (:meth:`derived`) rely on it."""
 
-    def __init__(self, head: RulebookHead, rules: list[RuleBase]) -> None:
+    def __init__(self, head: RulebookHead, rules: list[RuleBase], *, moved: Mapping[str, date] | None = None
+                 ) -> None:
+        self._head = head
+        #: Rule starts a deployment moved (:meth:`with_rule_starts`), by rule id.
+        self.moved_starts: dict[str, date] = dict(sorted((moved or {}).items()))
         self.version = head.version
         self.country = head.country
-        #: How records name the rulebook they were computed under: ``<country> <version>``.
+        #: How records name the rulebook they were computed under: ``<country> <version>``, plus the rule starts
+        #: a deployment moved (``BE 2026.11-1 (starts: <rule id>=2026-01-01)``).
         self.label = f"{head.country} {head.version}"
+        if self.moved_starts:
+            moved_text = ", ".join(f"{rule_id}={day.isoformat()}" for rule_id, day in self.moved_starts.items())
+            self.label += f" (starts: {moved_text})"
         self.calendar = head.calendar
         self.regimes = sorted(head.regimes, key=lambda r: r.valid_from)
         self._starts = [r.valid_from for r in self.regimes]
@@ -207,6 +233,36 @@ class Rulebook:
         load_rule_kinds()
         extra = sorted(path.parent.glob(f"{path.stem}-*.toml"))
         return cls.from_toml(path.read_bytes(), *(p.read_bytes() for p in extra), source=str(path))
+
+    def with_rule_starts(self, starts: Mapping[str, date]) -> Rulebook:
+        """This rulebook with the start (``applies_from``) of the named rules moved: a new rulebook, with its own
+        indexes and remembered lookups, named by its label (``self`` when nothing moves).
+
+        Only a rule whose start is marked uncertain (``applies_from`` in its ``uncertain``) may move, to a day not
+        before its regime's start; an unknown id, a rule whose start is stated, or an id that several regimes
+        mark uncertain is refused with :class:`RuleStartError`."""
+        if not starts:
+            return self
+        rules = dict(self._rules)
+        for rule_id, day in starts.items():
+            versions = [key for key, rule in self._rules.items() if rule.id == rule_id]
+            if not versions:
+                raise RuleStartError(f"{self.label} has no rule {rule_id}")
+            movable = [key for key in versions if self._rules[key].start_uncertain]
+            if not movable:
+                raise RuleStartError(f"the start of rule {rule_id} is not marked uncertain (applies_from "
+                                 "in its uncertain parameters), so it cannot be moved")
+            if len(movable) > 1:
+                raise RuleStartError(f"rule {rule_id} has an uncertain start in several regimes "
+                                 f"({', '.join(k[0] for k in movable)})")
+            key = movable[0]
+            regime = self._by_id[key[0]]
+            if day < regime.valid_from:
+                raise RuleStartError(f"rule {rule_id} belongs to {regime.id}, which starts "
+                                 f"{regime.valid_from.isoformat()}; it cannot start on {day.isoformat()}")
+            rules[key] = msgspec.structs.replace(self._rules[key], applies_from=day)
+        moved = {**self.moved_starts, **starts}
+        return Rulebook(self._head, list(rules.values()), moved=moved)
 
     def rules(self, kind: type[RuleBase] | None = None) -> list[RuleBase]:
         """All rules (of one kind), in file order."""
@@ -270,8 +326,12 @@ def load_rule_kinds() -> None:
 
 
 @functools.cache
-def default_rulebook(country: str = "be") -> Rulebook:
-    """The rulebook shipped with the project for ``country`` (``be``; ``nl`` for the Dutch comparison)."""
+def default_rulebook(country: str = "be", starts: tuple[tuple[str, date], ...] = ()) -> Rulebook:
+    """The rulebook shipped with the project for ``country`` (``be``; ``nl`` for the Dutch comparison), with the
+    rule starts a deployment moved (``starts``: ``(rule id, day)`` pairs, see :meth:`Rulebook.with_rule_starts`),
+    built once per process for each."""
+    if starts:
+        return default_rulebook(country).with_rule_starts(dict(starts))
     load_rule_kinds()
     folder = resources.files("shared.rulebook")
     main = folder.joinpath(f"{country}.toml")

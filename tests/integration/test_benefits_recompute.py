@@ -93,3 +93,43 @@ def test_the_command_is_a_dry_run_unless_told(tmp_path: Path) -> None:
                                     "--data-dir", str(settings.data_dir)], env=env, capture_output=True, text=True,
                                    timeout=120)
     assert case_with_yes.returncode == 2
+
+
+TNW_2026 = "return_to_work.missed_examination_reduction.2026"
+
+
+def test_a_moved_rule_start_reaches_the_service_and_a_recomputation(tmp_path: Path) -> None:
+    """REINTEGRATION_RULE_STARTS moves the 10 % Terug Naar Werk sanction to 1 Jan 2026: the benefits service built from
+    the environment applies it to a second miss in January, and a recomputation after the move reverses the 2.5 %
+    it had recorded under the default start. Real SQLite store."""
+    settings = Settings.from_env({"REINTEGRATION_DATA_DIR": str(tmp_path / "data")})
+    h = History(start=date(2025, 9, 1))
+    h.miss(date(2025, 11, 3))
+    h.miss(date(2026, 1, 20))
+    app = build_benefits(settings)
+    for position, event in enumerate(h.events, start=1):
+        assert app.process(event, position, NOW) is Outcome.APPLIED
+    [before] = [e for e in app.ledger(h.case_id).effective if e.kind is EntryKind.REDUCTION]
+    assert (before.rule, before.percentage) == ("return_to_work.missed_examination_reduction", Decimal("2.5"))
+    app.close()
+
+    moved = Settings.from_env({**settings.to_env(), "REINTEGRATION_RULE_STARTS": f"{TNW_2026}=2026-01-01"})
+    app = build_benefits(moved)
+    assert app.rulebook.label.endswith(f"(starts: {TNW_2026}=2026-01-01)")
+    made = app.recompute(h.case_id, NOW)
+    assert {(e.kind, e.reverses) for e in made} == {(EntryKind.REVERSAL, before.id), (EntryKind.REDUCTION, None)}
+    [after] = [e for e in app.ledger(h.case_id).effective if e.kind is EntryKind.REDUCTION]
+    assert (after.rule, after.percentage, after.period_start) == (TNW_2026, Decimal("10"), date(2026, 1, 20))
+    [(_, recorded)] = [(p, e) for p, e in logged_events(app) if isinstance(e, LedgerRecomputed)]
+    assert recorded.rulebook == app.rulebook.label  # the record names the moved start
+    app.close()
+
+    env = {**os.environ, **moved.to_env(), "COLUMNS": "200"}
+    dry = subprocess.run([sys.executable, "-m", "reintegration", "benefits", "recompute", "--data-dir",
+                          str(settings.data_dir)], env=env, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert f"REINTEGRATION_RULE_STARTS={TNW_2026}=2026-01-01" in " ".join(dry.stderr.split())
+    wrong = subprocess.run([sys.executable, "-m", "reintegration", "benefits", "recompute", "--data-dir",
+                            str(settings.data_dir)], env={**env, "REINTEGRATION_RULE_STARTS": "force_majeure.contribution=2026-02-01"},
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode != 0 and "is not marked uncertain" in wrong.stderr

@@ -412,13 +412,15 @@ def test_force_majeure_contribution_from_1_april_2024(terminated_on: date, reaso
     assert entry.causing_events[-1] == termination.event_id and len(entry.causing_events) == 2
 
 
-def test_a_contribution_under_the_uncertain_2026_regime_is_uncertain() -> None:
-    """BE-2026 inherits the 2022 figures "unless a rule says otherwise" (RULEBOOK: as 2022, U): so does the entry."""
+def test_a_contribution_under_the_2026_regime_follows_its_own_confirmed_rule() -> None:
+    """BE-2026 has its own version of the contribution (RULEBOOK section 10: 1,800 EUR, C+), so a termination for
+    medical force majeure after a decision of definitive unfitness is C there (it used to inherit the 2022 rule, U)."""
     h = History(start=date(2025, 1, 10))
     h.force_majeure(date(2025, 11, 3), date(2025, 12, 15))
     h.terminate(date(2026, 1, 5), "medical_force_majeure")
     [entry] = of(ledger(h), "force_majeure.contribution")
-    assert (entry.regime, entry.amount, entry.status) == ("BE-2026", D("1800.00"), Status.UNCERTAIN)
+    assert (entry.regime, entry.amount, entry.status) == ("BE-2026", D("1800.00"), Status.CONFIRMED)
+    assert entry.explanation.endswith("(rule force_majeure.contribution, BE-2026).")
 
 
 # --- announced sanctions (status A) ------------------------------------------------------------------------
@@ -498,11 +500,12 @@ def test_employer_is_told_of_its_own_money_only() -> None:
 
 
 def test_explanations_name_rule_figure_and_regime() -> None:
+    # January and February 2026: BE-2026 keeps the 2022 rule until its own 10% version starts (1 Mar 2026 here)
     h = History(start=date(2025, 11, 3))
-    h.miss(date(2026, 3, 2))
-    h.miss(date(2026, 4, 1))
+    h.miss(date(2026, 1, 5))
+    h.miss(date(2026, 2, 2))
     [tnw] = of(ledger(h), "return_to_work.missed_examination_reduction")
     assert tnw.regime == "BE-2026"
     assert tnw.explanation.endswith(
         "(rule return_to_work.missed_examination_reduction, BE-2026 (rule of BE-2022)).")
-    assert "2.5%" in tnw.explanation and "2026-04-01" in tnw.explanation
+    assert "2.5%" in tnw.explanation and "2026-02-02" in tnw.explanation

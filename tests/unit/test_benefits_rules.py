@@ -74,7 +74,7 @@ def test_responsibility_contribution_amount(year: int, quarter: int, wages: Deci
 
 def test_benefit_rules_are_complete_data() -> None:
     rules = [rule for rule in RB.rules() if isinstance(rule, BenefitRule)]
-    assert len(rules) == 29
+    assert len(rules) == 36  # 29 before the 2026 rules (TNW 10%, no-show, relapse x3, force majeure, solidarity)
     for rule in rules:
         assert rule.legal_basis and rule.note, rule.id
         assert type(rule).__struct_config__.tag in RULE_KINDS
