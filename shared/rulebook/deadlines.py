@@ -74,6 +74,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import TypeVar
 from uuid import UUID
 
@@ -92,7 +93,7 @@ from shared.events.reports import (
 )
 
 from .calendar import WorkingCalendar, calendar_for, last_day_of_months, months_after
-from .model import Regime, RuleBase, Rulebook, Status, inherited_status, rule_kind
+from .model import Regime, RuleBase, Rulebook, RulebookError, Status, inherited_status, rule_kind
 
 
 class DeadlineKind(enum.StrEnum):
@@ -191,6 +192,38 @@ class Period(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ValueError("a period is not 0, and a backward period counts from the next day")
 
 
+class PenaltyRange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The fines of one level for offences from a day: (lowest, highest) in euro, administrative and criminal."""
+
+    offences_from: date
+    administrative: tuple[Decimal, Decimal]
+    criminal: tuple[Decimal, Decimal]
+
+
+@rule_kind
+class PenaltyScale(RuleBase, frozen=True, kw_only=True, tag="penalty_scale"):
+    """A level of the Social Penal Code: the fines for an offence, by offence date. Data that the explanation of a
+    deadline whose breach it sanctions (``DeadlineRule.sanction``) cites; never computed or booked: the
+    inspectorate establishes an offence, and the administration or the court sets the amount within the range."""
+
+    #: the code that sets the levels, e.g. "Social Penal Code"
+    code: str
+    level: int
+    #: what the fine is counted per, e.g. "worker concerned"
+    per: str
+    ranges: list[PenaltyRange]
+
+    def __post_init__(self) -> None:
+        days = [r.offences_from for r in self.ranges]
+        if not days or days != sorted(set(days)):
+            raise ValueError(f"{self.id}: ranges must be given in order of offences_from, each day once")
+
+    def range_on(self, day: date) -> PenaltyRange | None:
+        """The range for an offence on ``day`` (the latest ``offences_from`` not after it), ``None`` before any."""
+        found = [r for r in self.ranges if r.offences_from <= day]
+        return found[-1] if found else None
+
+
 @rule_kind
 class DeadlineRule(RuleBase, frozen=True, kw_only=True, tag="deadline"):
     """A legal deadline: what starts it, how long it runs, who must act, and what meets or cancels it."""
@@ -220,6 +253,9 @@ class DeadlineRule(RuleBase, frozen=True, kw_only=True, tag="deadline"):
     applies_when: str | None = None
     #: also applies to triggers before the rule took effect, when the deadline falls on or after that day
     reaches_back: bool = False
+    #: the ``penalty_scale`` rule that sanctions missing it: its range on the day after the due date (the offence
+    #: day) is cited in the explanation, never computed
+    sanction: str | None = None
 
     def __post_init__(self) -> None:
         if not self.starts_on:
@@ -861,15 +897,41 @@ def _explain(
     if run.governs_from > run.trigger_day and not run.recomputed_from:
         text += f"; the rule took effect on {run.governs_from} and reaches back to this earlier start"
     if state is DeadlineState.OPEN:
-        return text + "; open."
+        return text + _sanction(c.rulebook, rule, due) + "; open."
     by = f" by {_tag(event.report)}" if event is not None else ""
     why = f" ({reason})" if reason else ""
     if state is DeadlineState.MET:
         timing = " (late)" if closed_on and closed_on > due else ""
+        if timing:
+            text += _sanction(c.rulebook, rule, due)
         if rule.deadline_kind is DeadlineKind.NOT_BEFORE:
             timing = " (before the earliest date)" if closed_on and closed_on < due else ""
         return text + f"; met on {closed_on}{by}{timing}."
     return text + f"; cancelled on {closed_on}{by}{why}."
+
+
+def _sanction(rulebook: Rulebook, rule: DeadlineRule, due: date) -> str:
+    """The fines that missing ``rule`` by ``due`` exposes to (its ``sanction``'s range for an offence on the day
+    after), as words for the explanation; empty when the rule names none or none is in force that day."""
+    if rule.sanction is None:
+        return ""
+    offence = due + timedelta(days=1)
+    try:
+        found = rulebook.rule_on(rule.sanction, offence)
+    except RulebookError:
+        return ""
+    scale = found.rule
+    fines = scale.range_on(offence) if isinstance(scale, PenaltyScale) else None
+    if fines is None:
+        return ""
+    assert isinstance(scale, PenaltyScale)
+
+    def euro(low_high: tuple[Decimal, Decimal]) -> str:
+        return f"{low_high[0]:,.2f} to {low_high[1]:,.2f} EUR"
+
+    return (f"; missing it is an offence sanctioned at level {scale.level} of the {scale.code} ({scale.id}): on "
+            f"{offence} a fine of {euro(fines.administrative)} administrative or {euro(fines.criminal)} criminal per "
+            f"{scale.per}, established by the inspectorate (not computed here)")
 
 
 def _order(deadline: Deadline) -> tuple[date, str, date, UUID]:
@@ -987,6 +1049,8 @@ __all__ = [
     "DeadlineRule",
     "DeadlineState",
     "EventMatch",
+    "PenaltyRange",
+    "PenaltyScale",
     "Period",
     "Policy",
     "Unit",

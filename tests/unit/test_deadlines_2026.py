@@ -6,12 +6,14 @@ Each selecting date is tested the day before and the day of it; dates were count
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import msgspec
 import pytest
 
 from shared.events import reports as r
-from shared.rulebook.deadlines import DeadlineRule, EventMatch, _Index, _unconditional
+from shared.rulebook.deadlines import DeadlineRule, EventMatch, PenaltyRange, PenaltyScale, _Index, _unconditional
+from shared.rulebook.model import Status
 from tests.unit.test_deadlines import BE, History
 
 DUTY = "employer.trajectory_duty"
@@ -134,6 +136,68 @@ def test_the_duty_notes_the_estimate_and_the_sanction() -> None:
     rule = next(rule for rule in BE.rules() if rule.id == DUTY)
     assert "estimate found work potential" in rule.note and "inspectorate, not computed here" in rule.note
     assert "Social Penal Code level 2" in rule.note
+
+
+SCALE = "social_penal_code.level_2"
+FINES_2026 = "200.00 to 2,000.00 EUR administrative or 400.00 to 4,000.00 EUR criminal per worker concerned"
+FINES_FEB_2026 = "250.00 to 2,500.00 EUR administrative or 500.00 to 5,000.00 EUR criminal per worker concerned"
+
+
+@pytest.mark.parametrize(("offence", "low", "high"), [
+    (date(2025, 12, 31), None, None),  # before BE-2026: no level-2 scale in this rulebook
+    (date(2026, 1, 31), Decimal("200.00"), Decimal("4000.00")),
+    (date(2026, 2, 1), Decimal("250.00"), Decimal("5000.00")),  # offences from 1 Feb 2026: multiplier 10
+])
+def test_the_level_2_fines_are_selected_by_the_offence_date(offence: date, low: Decimal | None,
+                                                            high: Decimal | None) -> None:
+    if low is None:
+        with pytest.raises(LookupError):
+            BE.rule_on(SCALE, offence)
+        return
+    scale = BE.rule_on(SCALE, offence).rule
+    assert isinstance(scale, PenaltyScale) and (scale.level, scale.per) == (2, "worker concerned")
+    fines = scale.range_on(offence)
+    assert fines is not None and (fines.administrative[0], fines.criminal[1]) == (low, high)
+
+
+def test_an_open_duty_cites_the_fines_for_an_offence_the_day_after_and_a_met_one_does_not() -> None:
+    h = history(date(2026, 1, 1))  # due 1 Jul 2026: an offence from 2 Jul, after 1 Feb 2026
+    d = h.one(DUTY)
+    assert d.explanation.endswith(f"on 2026-07-02 a fine of {FINES_FEB_2026}, established by the inspectorate "
+                                  "(not computed here); open.")
+    assert f"level 2 of the Social Penal Code ({SCALE})" in d.explanation
+    h.add(r.TrajectoryRequested, initiator=r.Initiator.EMPLOYER, received_on=date(2026, 7, 1))
+    assert "Social Penal Code" not in h.one(DUTY).explanation  # met in time: nothing to sanction
+    late = history(date(2026, 1, 1))
+    late.add(r.TrajectoryRequested, initiator=r.Initiator.EMPLOYER, received_on=date(2026, 7, 3))
+    assert "(late)" in late.one(DUTY).explanation and FINES_FEB_2026 in late.one(DUTY).explanation
+
+
+def test_a_due_date_in_january_2026_cites_the_lower_fines() -> None:
+    """No duty falls due before July 2026 under the shipped rulebook; a scale of its own shows the offence date
+    choosing the range: a due date of 30 Jan 2026 is an offence on the 31st, under the multiplier 8."""
+    text = _sanction_words(date(2026, 1, 30))
+    assert f"on 2026-01-31 a fine of {FINES_2026}" in text
+    assert f"on 2026-02-01 a fine of {FINES_FEB_2026}" in _sanction_words(date(2026, 1, 31))
+
+
+def _sanction_words(due: date) -> str:
+    from shared.rulebook.deadlines import _sanction
+
+    rule = next(rule for rule in BE.rules() if rule.id == DUTY)
+    assert isinstance(rule, DeadlineRule)
+    return _sanction(BE, rule, due)
+
+
+def test_a_scale_needs_its_ranges_in_order() -> None:
+    one = PenaltyRange(offences_from=date(2026, 2, 1), administrative=(Decimal(1), Decimal(2)),
+                       criminal=(Decimal(2), Decimal(4)))
+    earlier = msgspec.structs.replace(one, offences_from=date(2026, 1, 1))
+    with pytest.raises(ValueError, match="in order of offences_from"):
+        PenaltyScale(id="x", regime="BE-2026", legal_basis="b", status=Status.CONFIRMED, code="c", level=2, per="w",
+                     ranges=[one, earlier])
+    assert PenaltyScale(id="x", regime="BE-2026", legal_basis="b", status=Status.CONFIRMED, code="c", level=2,
+                        per="w", ranges=[earlier, one]).range_on(date(2025, 12, 31)) is None
 
 
 # --- the work-potential request (met by the estimate from now on) -----------------------------------------------
