@@ -325,13 +325,17 @@ def load_rule_kinds() -> None:
                 raise
 
 
-@functools.cache
 def default_rulebook(country: str = "be", starts: tuple[tuple[str, date], ...] = ()) -> Rulebook:
     """The rulebook shipped with the project for ``country`` (``be``; ``nl`` for the Dutch comparison), with the
     rule starts a deployment moved (``starts``: ``(rule id, day)`` pairs, see :meth:`Rulebook.with_rule_starts`),
-    built once per process for each."""
+    built once per process for each: however it is called, the same arguments give the same object."""
+    return _default_rulebook(country, tuple(sorted(starts)))
+
+
+@functools.cache
+def _default_rulebook(country: str, starts: tuple[tuple[str, date], ...]) -> Rulebook:
     if starts:
-        return default_rulebook(country).with_rule_starts(dict(starts))
+        return _default_rulebook(country, ()).with_rule_starts(dict(starts))
     load_rule_kinds()
     folder = resources.files("shared.rulebook")
     main = folder.joinpath(f"{country}.toml")

@@ -46,6 +46,8 @@ def test_an_uncertain_start_may_be_moved_and_the_rulebook_says_so() -> None:
     assert default_rulebook(starts=((TNW_2026, date(2026, 1, 1)),)) is default_rulebook(
         starts=((TNW_2026, date(2026, 1, 1)),))  # built once per process
     assert default_rulebook(starts=((TNW_2026, date(2026, 1, 1)),)).label == moved.label
+    # a deployment that moves nothing shares the one rulebook (rules compare it by identity), however it asks
+    assert default_rulebook(starts=()) is default_rulebook() is default_rulebook("be", ())
 
 
 @pytest.mark.parametrize(
