@@ -188,7 +188,7 @@ class Rulebook:
         self.version = head.version
         self.country = head.country
         #: How records name the rulebook they were computed under: ``<country> <version>``, plus the rule starts
-        #: a deployment moved (``BE 2026.11-1 (starts: <rule id>=2026-01-01)``).
+        #: a deployment moved (``BE 2026.12-1 (starts: <rule id>=2026-01-01)``).
         self.label = f"{head.country} {head.version}"
         if self.moved_starts:
             moved_text = ", ".join(f"{rule_id}={day.isoformat()}" for rule_id, day in self.moved_starts.items())
