@@ -384,6 +384,26 @@ def dossier(
     out.print(f"wrote {out_file} ({doc['verification']['status']})")
 
 
+def print_impact(report: Any) -> None:
+    """The changes counted by rule, then each affected case's changes: the item's short id (what ``audit explain``
+    takes), its rule whole, and what would change below it."""
+    from collections import Counter
+
+    from .operate import short_id
+    from .tables import Column, Row, print_table
+
+    if not report.affected:
+        return
+    counts = Counter((c.rule, c.item.replace("_", " "), c.change) for case in report.affected for c in case.changes)
+    print_table(out, [Column("rule"), Column("item"), Column("change"), Column("items", right=True)],
+                [Row([rule, item, change, str(n)]) for (rule, item, change), n in sorted(counts.items())],
+                title="changes by rule", blank_lines=False)
+    for case in report.affected:
+        print_table(out, [Column("id"), Column("item"), Column("change"), Column("rule", spill=True)],
+                    [Row([short_id(c.id), c.item.replace("_", " "), c.change, c.rule], below=[c.summary])
+                     for c in case.changes], title=f"case {case.case_id}")
+
+
 @audit_app.command()
 def impact(
     draft: Annotated[Path, typer.Argument(help="The draft rulebook's main file (its -*.toml rule files beside it).")],
@@ -410,16 +430,10 @@ def impact(
     if as_json:
         _json(report)
         return
-    out.print(f"draft {report.draft} (version {rulebook.version}) against {report.current}: "
-              f"{len(report.affected)} of {report.open_cases} open case(s) affected")
-    table = Table(show_lines=True)
-    table.add_column("case", no_wrap=True, min_width=36)
-    for name in ("item", "change", "what"):
-        table.add_column(name)
-    for case in report.affected:
-        for change in case.changes:
-            table.add_row(case.case_id, change.item, change.change, change.summary)
-    if report.affected:
-        out.print(table)
+    from .tables import print_paragraph
+
+    print_paragraph(out, f"draft {report.draft} (version {rulebook.version}) against {report.current}: "
+                         f"{len(report.affected)} of {report.open_cases} open case(s) affected")
+    print_impact(report)
     for message in report.unreadable:
         out.print(f"[red]{message}[/]")

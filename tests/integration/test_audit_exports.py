@@ -112,6 +112,15 @@ def test_the_impact_of_a_draft_lists_exactly_the_affected_open_cases(tmp_path: P
         assert change["fields"]["due_on"] == [due_from, due_to] and change["fields"]["amount"] == [49, 50]
     table = cli("impact", str(draft), data_dir=settings.data_dir)
     assert "2 of 4 open case(s) affected" in table.stdout and "due_on 2024-05-29 -> 2024-05-30" in table.stdout
+    # counted by rule first, then each case's items by the short id `audit explain` takes, rule ids whole
+    assert re.search(r"trajectory\.assessment +deadline +changed +2\n", table.stdout), table.stdout
+    for name in ("open", "waiting"):
+        [change] = by_case[str(cases[name])]
+        assert f"case {cases[name]}" in table.stdout and change["id"][:8] in table.stdout
+    narrow = cli("impact", str(draft), data_dir=settings.data_dir, COLUMNS="80").stdout
+    # every line fits but a piece of the draft's path, which has no space to wrap at
+    assert max(len(line) for line in narrow.splitlines() if "/" not in line) <= 80, narrow
+    assert "trajectory.assessment" in narrow
     same = cli("impact", str(_draft(tmp_path / "same", 49)), "--json", data_dir=settings.data_dir)
     assert json.loads(same.stdout)["affected"] == []
 
