@@ -84,8 +84,10 @@ def _force_majeure(ctx: Ctx) -> Iterator[LedgerEntry]:
             ctx, found, kind=EntryKind.CONTRIBUTION, period_start=report.terminated_on,
             period_end=report.terminated_on, amount=amount, causing=(decision, event), concerns_employer=True,
             status=found.status(*used),
-            explanation=(
+            explanation=(  # the force-majeure wording as recorded before 2026, so that those entries still verify
                 f"The contract was terminated {how} on {report.terminated_on.isoformat()}{after}: the employer pays "
+                f"{show_euro(amount)} to the Terug Naar Werk fund" if mutual else
+                f"The employer terminated the contract {how} on {report.terminated_on.isoformat()}{after}: it pays "
                 f"{show_euro(amount)} to the Terug Naar Werk fund"
             ),
         )
