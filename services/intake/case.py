@@ -103,10 +103,19 @@ class Case(msgspec.Struct, frozen=True, kw_only=True):
     examinations_missed: int = 0
     #: The day of the latest unjustified missed examination or appointment (a contact must follow it).
     last_missed_on: date | None = None
+    #: The occupational health service's work-potential estimates (2026): (day, work potential found), in the order
+    #: reported; the latest on or before a request decides whether the employer may request without consent.
+    work_potential_estimates: tuple[tuple[date, bool], ...] = ()
     rehabilitation: Rehabilitation | None = None
     force_majeure: ForceMajeure | None = None
     terminated_on: date | None = None
     closed_on: date | None = None
+    def work_potential_on(self, day: date) -> bool | None:
+        """What the latest estimate made on or before ``day`` found (a later report for the same day wins), or
+        ``None`` when none was made by then."""
+        found = [(on, n, potential) for n, (on, potential) in enumerate(self.work_potential_estimates) if on <= day]
+        return max(found)[2] if found else None
+
     #: report id -> version at which it was recorded (idempotency of resent reports)
     reports: dict[UUID, int] = msgspec.field(default_factory=dict)
 
@@ -287,6 +296,12 @@ def _(report: r.ReturnToWorkExaminationMissed, case: Case, event: CaseEvent) -> 
         return {}
     return {"examinations_missed": case.examinations_missed + 1,
             "last_missed_on": max(report.missed_on, case.last_missed_on or report.missed_on)}
+
+
+@_apply.register
+def _(report: r.WorkPotentialEstimated, case: Case, event: CaseEvent) -> dict[str, Any]:
+    return {"work_potential_estimates": (*case.work_potential_estimates,
+                                         (report.estimated_on, report.work_potential))}
 
 
 @_apply.register

@@ -294,6 +294,7 @@ def _(case: Case, report: r.TrajectoryRequested, party: Party, rulebook: Ruleboo
             timeline=case.timeline,
             certificate_on=case.certificate_on,
             worker_consent=report.worker_consent,
+            work_potential=case.work_potential_on(report.received_on),
         )
     except Ineligible as exc:
         raise _ineligible(exc, "$.received_on") from None

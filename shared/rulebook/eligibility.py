@@ -95,8 +95,10 @@ def check_request_right(
     timeline: IncapacityTimeline,
     certificate_on: date | None,
     worker_consent: bool,
+    work_potential: bool | None = None,
 ) -> RuleInForce:
-    """The rule that allows ``initiator``'s request received on ``received_on``, or :class:`Ineligible`."""
+    """The rule that allows ``initiator``'s request received on ``received_on``, or :class:`Ineligible`.
+    ``work_potential``: what the latest work-potential estimate made by then found (``None``: none made)."""
     in_force = _in_force(rulebook, f"trajectory.request.{initiator}", received_on)
     rule = in_force.rule
     assert isinstance(rule, RequestRight)
@@ -113,11 +115,18 @@ def check_request_right(
         return in_force
     if rule.consent_exempts and worker_consent:
         return in_force
+    if rule.estimate_exempts and work_potential:
+        return in_force
     opens_on = months_after(spell, rule.min_months)
     if received_on < opens_on:
+        exempt = [what for what, applies in (("the worker's consent", rule.consent_exempts),
+                                             ("an estimate that found work potential", rule.estimate_exempts),
+                                             ("a certificate of definitive unfitness", rule.certificate_exempts))
+                  if applies]
         raise refuse(
             f"request received on {received_on.isoformat()} but the right opens on {opens_on.isoformat()} "
             f"({rule.min_months} months of incapacity from {spell.isoformat()})"
+            + (f"; earlier only with {' or '.join(exempt)}" if exempt else "")
         )
     return in_force
 

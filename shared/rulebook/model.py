@@ -82,6 +82,8 @@ class RequestRight(RuleBase, frozen=True, tag="request_right"):
     return_tolerance_days: int = 0
     certificate_exempts: bool = False
     consent_exempts: bool = False
+    #: The occupational health service's latest estimate before the request found work potential (2026).
+    estimate_exempts: bool = False
 
 
 class ForceMajeureStart(RuleBase, frozen=True, tag="force_majeure_start"):

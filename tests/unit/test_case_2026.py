@@ -91,3 +91,37 @@ def test_seniority_after_the_first_day_of_incapacity_is_refused_and_the_contract
     assert isinstance(report, r.IncapacityReported)
     assert (report.employed_since, report.contract_kind) == (date(2019, 9, 1), r.ContractKind.FLEXI_JOB)
     assert CaseRun(report).case is not None
+
+
+def employer_request(run: CaseRun, day: date, consent: bool = False) -> r.TrajectoryRequested:
+    return r.TrajectoryRequested(report_id=rid(), case_id=run.id, initiator=r.Initiator.EMPLOYER, received_on=day,
+                                 worker_consent=consent)
+
+
+def test_an_employer_requests_before_3_months_only_with_consent_or_an_estimate_that_found_work_potential() -> None:
+    run = CaseRun(incapacity(date(2026, 1, 5)))
+    refused = run.refuse(employer_request(run, date(2026, 3, 2)), EMPLOYER_PARTY)
+    assert (refused.code, refused.field, refused.rule, refused.regime) == (
+        Code.NOT_ELIGIBLE, "$.received_on", "trajectory.request.employer", "BE-2026")
+    assert ("earlier only with the worker's consent or an estimate that found work potential or a certificate of "
+            "definitive unfitness") in refused.message
+    run.send(estimate(run, date(2026, 3, 3), work_potential=True), OHS_PARTY)
+    # an estimate after the day the request was received does not count for it
+    assert run.refuse(employer_request(run, date(2026, 3, 2)), EMPLOYER_PARTY).code is Code.NOT_ELIGIBLE
+    assert run.send(employer_request(run, date(2026, 3, 3)), EMPLOYER_PARTY) == "BE-2026"
+
+
+def test_the_latest_estimate_before_the_request_decides() -> None:
+    run = CaseRun(incapacity(date(2026, 1, 5)))
+    run.send(estimate(run, date(2026, 2, 2), work_potential=True), OHS_PARTY)
+    run.send(estimate(run, date(2026, 2, 16), work_potential=False), OHS_PARTY)
+    assert run.case is not None and run.case.work_potential_on(date(2026, 2, 10)) is True
+    assert run.refuse(employer_request(run, date(2026, 3, 2)), EMPLOYER_PARTY).code is Code.NOT_ELIGIBLE
+    assert run.send(employer_request(run, date(2026, 3, 2), consent=True), EMPLOYER_PARTY) == "BE-2026"
+
+
+def test_before_2026_an_estimate_does_not_open_the_employers_right() -> None:
+    run = CaseRun(incapacity(date(2025, 10, 1)))
+    run.send(estimate(run, date(2026, 1, 1)), OHS_PARTY)  # the day the 2026 law applies
+    refused = run.refuse(employer_request(run, date(2025, 12, 31)), EMPLOYER_PARTY)
+    assert (refused.code, refused.regime) == (Code.NOT_ELIGIBLE, "BE-2022")
