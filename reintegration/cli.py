@@ -451,6 +451,28 @@ def contribution(
 
 
 @app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="Reports, one JSON report per line, in the order to send them.",
+                                         exists=True, dir_okay=False)],
+    creds: Annotated[Path, typer.Option("--creds", help="The party's credentials file (health fund, occupational "
+                                        "health service or employer).", exists=True, dir_okay=False)],
+    server: Annotated[str | None, typer.Option(help="The NATS URL; default the credentials file's, else "
+                                               "REINTEGRATION_NATS_URL.")] = None,
+    replies: Annotated[Path | None, typer.Option(help="Write every reply here, one JSON object a line.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply before sending it again.")] = 5.0,
+    attempts: Annotated[int, typer.Option(help="Attempts per report before giving up on it.", min=1)] = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Send a party's reports to intake: the same report (same report id) again on a timeout or a `retry: true`
+    answer, with growing delays; never a new id. Safe to run again on the same file: what was recorded is answered
+    as a duplicate. Exit code 1 when a report was rejected, 3 when one had no final answer."""
+    from .party_cli import submit_file
+
+    raise typer.Exit(submit_file(file, creds, server=server, replies=replies, timeout=timeout, attempts=attempts,
+                                 as_json=as_json))
+
+
+@app.command()
 def simulate(
     file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
     as_json: AsJson = False,

@@ -52,3 +52,21 @@ async def connect_once(settings: Settings, timeout: float = 3.0, **options: Any)
     )
     _connecting = False
     return nc
+
+
+async def connect_party(credentials: Any, url: str, timeout: float = 3.0) -> Any:
+    """A party's connection (``credentials``: its file or :class:`~shared.infra.parties.Credentials`) to ``url``,
+    reconnecting after a short outage (a party's client outlives a server restart), without nats-py's tracebacks;
+    raises what the first attempt raised (or ``TimeoutError``)."""
+    from shared.infra.parties import connect_as
+
+    global _connecting
+    _seen["url"] = url
+    _connecting = True
+    nc = await asyncio.wait_for(
+        connect_as(credentials, url, connect_timeout=timeout, error_cb=_keep, max_reconnect_attempts=60,
+                   reconnect_time_wait=1),
+        timeout=timeout + 2,
+    )
+    _connecting = False
+    return nc

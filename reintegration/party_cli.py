@@ -1,0 +1,106 @@
+"""The parties' commands: ``reintegration submit`` (a sender's file of reports), printed for people.
+
+The work is :mod:`reintegration.client`'s; this module reads the file, shows progress and a summary, and writes the
+replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .client import Submitted, intake_subject_of, submit, summarise
+from .errors import NEGATIVE, OK, UNREACHABLE, USAGE
+from .tables import Column, Row, print_table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def server_of(server: str | None, credentials: Any) -> str:
+    """The server to reach: ``--server``, else the credentials file's URL, else ``REINTEGRATION_NATS_URL``, else
+    the default local server."""
+    return server or credentials.url or os.environ.get("REINTEGRATION_NATS_URL") or "nats://127.0.0.1:4222"
+
+
+def submit_file(path: Path, creds: Path, *, server: str | None, replies: Path | None, timeout: float,
+                attempts: int, as_json: bool) -> int:
+    """Send every report of ``path`` as the party of ``creds``; prints the summary (and writes ``replies``).
+    Exit code 0 when every report was accepted (or had been), 1 when any was rejected or not sent, 3 when any had no
+    final answer (send the file again: what was recorded is answered as a duplicate)."""
+    from shared.infra.parties import load_credentials
+
+    from .connect import connect_party
+
+    credentials = load_credentials(creds)
+    try:
+        intake_subject_of(credentials.party)
+    except ValueError as exc:
+        err.print(f"{creds}: {exc}", highlight=False, soft_wrap=True)
+        return USAGE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    total = sum(1 for line in lines if line.strip() and not line.strip().startswith("#"))
+    url = server_of(server, credentials)
+
+    async def run() -> list[Submitted]:
+        nc = await connect_party(credentials, url)
+        columns = (TextColumn(f"submitting as {credentials.party}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[tally]}"))
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+            task = progress.add_task("submit", total=total, tally="")
+            seen: dict[str, int] = {}
+
+            def done(result: Submitted) -> None:
+                seen[result.outcome] = seen.get(result.outcome, 0) + 1
+                progress.update(task, advance=1, tally=", ".join(f"{n} {k}" for k, n in sorted(seen.items())))
+
+            try:
+                return await submit(nc, credentials.party, lines, timeout=timeout, attempts=attempts, done=done)
+            finally:
+                await nc.close()
+
+    results = asyncio.run(run())
+    if replies is not None:
+        with replies.open("w", encoding="utf-8") as f:
+            for result in results:
+                f.write(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+    summary = summarise(results)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        _print_summary(summary, results, credentials.party, url, replies)
+    if summary["unanswered"]:
+        return UNREACHABLE
+    return NEGATIVE if summary["rejected"] or summary["not_sent"] else OK
+
+
+def _print_summary(summary: dict[str, Any], results: list[Submitted], party: str, url: str,
+                   replies: Path | None) -> None:
+    counts = ", ".join(f"{summary[k]} {k.replace('_', ' ')}" for k in
+                       ("accepted", "duplicate", "rejected", "unanswered", "not_sent") if summary[k])
+    out.print(f"{summary['lines']} report(s) in the file, sent as {party} to {url}: {counts or 'nothing to send'}"
+              + (f" ({summary['retried']} needed more than one attempt)" if summary["retried"] else ""),
+              soft_wrap=True)
+    if summary["rejections"]:
+        print_table(out, [Column("code"), Column("field"), Column("rule", spill=True), Column("regime", spill=True),
+                          Column("reports", right=True)],
+                    [Row([r["code"], r["field"] or "-", r["rule"] or "-", r["regime"] or "-", str(r["reports"])])
+                     for r in summary["rejections"]], title="rejected, by code", blank_lines=False)
+    trouble = [r for r in results if r.outcome in ("rejected", "unanswered", "not_sent")]
+    if trouble:
+        rows = []
+        for r in trouble[:20]:
+            message = r.error or (r.reply.message if r.reply is not None and hasattr(r.reply, "message") else "")
+            rows.append(Row([str(r.line), r.outcome, r.report_id or "-"], below=[message]))
+        print_table(out, [Column("line", right=True), Column("outcome"), Column("report id")], rows,
+                    title="lines to look at" + (f" (the first 20 of {len(trouble)})" if len(trouble) > 20 else ""))
+    if replies is not None:
+        out.print(f"every reply, one JSON object a line: {replies}", soft_wrap=True)
+    if summary["unanswered"]:
+        out.print("some reports had no final answer: send the same file again later; what was recorded meanwhile is "
+                  "answered as a duplicate, never stored twice", soft_wrap=True)
