@@ -473,6 +473,31 @@ def submit(
 
 
 @app.command()
+def follow(
+    creds: Annotated[Path, typer.Option("--creds", help="The employer's credentials file.", exists=True,
+                                        dir_okay=False)],
+    server: Annotated[str | None, typer.Option(help="The NATS URL; default the credentials file's, else "
+                                               "REINTEGRATION_NATS_URL.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Append each message here as a JSON line (synced "
+                                             "before it is acknowledged).", dir_okay=False)] = None,
+    run: Annotated[str | None, typer.Option("--exec", help="Hand each message, as one JSON line on stdin, to this "
+                                            "command; a non-zero exit stops the follower at that message.")] = None,
+    state: Annotated[Path | None, typer.Option(help="Where the position is kept; default OUT.state, else "
+                                               "follow-<enterprise>.state.", dir_okay=False)] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Replay from this time (RFC 3339 with an offset) "
+                                              "instead of resuming.")] = None,
+    until_caught_up: Annotated[bool, typer.Option("--until-caught-up", help="Stop when nothing is left instead "
+                                                  "of waiting for new messages.")] = False,
+) -> None:
+    """An employer's follower of its own feed (deadlines and ledger entries): each message once and in order, to a
+    file, a command or stdout, acknowledged only once handled; it resumes where it stopped after Ctrl-C or a crash."""
+    from .party_cli import follow_feed
+
+    raise typer.Exit(follow_feed(creds, server=server, out_file=out, run=run, state_file=state, start=start,
+                                 until_caught_up=until_caught_up))
+
+
+@app.command()
 def simulate(
     file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
     as_json: AsJson = False,

@@ -20,6 +20,9 @@ at a time, because a case's reports must arrive in order (its opening report fir
             await nc.close()
         print(summarise(results))
 
+:func:`follow` is an employer's follower of its own feed: every message once and in stream order, acknowledged
+only after the caller's handler returned, resuming after the last one handled (``reintegration follow``).
+
 :func:`request` is the retry rule for one report; the demo, the benchmarks and the fault scenarios report through it.
 """
 
@@ -27,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -181,5 +187,138 @@ def summarise(results: Iterable[Submitted]) -> dict[str, Any]:
     }
 
 
-__all__ = ["ATTEMPTS", "NO_ANSWER", "Answer", "NoFinalAnswerError", "Submitted", "intake_subject_of", "request",
-           "submit", "summarise"]
+# --- an employer's follower of its own feed -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedDelivery:
+    """One message of an employer's feed, as :func:`follow` hands it over."""
+
+    #: ``DEADLINES`` or ``BENEFITS``, and the message's sequence in it: with the stream, the follower's position.
+    stream: str
+    sequence: int
+    subject: str
+    #: When the stream stored it (RFC 3339, UTC).
+    time: str
+    #: The message's headers: ``Nats-Msg-Id`` (the key to deduplicate by) and the ``Reintegration-*`` ones.
+    headers: dict[str, str]
+    #: The feed message (``feed.deadline.v1``, ``feed.benefit.v1``) as JSON.
+    message: Any
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stream": self.stream, "sequence": self.sequence, "subject": self.subject, "time": self.time,
+                "headers": self.headers, "message": self.message}
+
+
+class FollowState:
+    """The last sequence handled in each stream, kept in a small JSON file (replaced atomically after each message):
+    where the next :func:`follow` starts."""
+
+    def __init__(self, path: Path | None, enterprise: str) -> None:
+        self.path, self.enterprise = path, enterprise
+        self.last: dict[str, int] = {}
+        if path is not None and path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("enterprise") != enterprise:
+                raise ValueError(f"{path} is the follow state of employer {data.get('enterprise')}, not {enterprise}")
+            self.last = {str(k): int(v) for k, v in data.get("streams", {}).items()}
+
+    def at_least(self, last: dict[str, int]) -> None:
+        """Take the higher of each stream's position (e.g. what an output file shows was written)."""
+        for stream, sequence in last.items():
+            self.last[stream] = max(self.last.get(stream, 0), sequence)
+
+    def advance(self, stream: str, sequence: int) -> None:
+        self.last[stream] = sequence
+        if self.path is None:
+            return
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("w", encoding="utf-8") as f:
+            json.dump({"enterprise": self.enterprise, "streams": self.last}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path)
+
+
+def written_positions(out: Path) -> dict[str, int]:
+    """The last sequence of each stream in a follower's output file (JSON lines of :meth:`FeedDelivery.as_json`); a
+    last line cut short by a crash is not counted (it is written again)."""
+    last: dict[str, int] = {}
+    if not out.exists():
+        return last
+    with out.open(encoding="utf-8") as f:
+        for text in f:
+            try:
+                record = json.loads(text)
+                stream, sequence = record["stream"], int(record["sequence"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            last[stream] = max(last.get(stream, 0), sequence)
+    return last
+
+
+def _delivery(stream: str, msg: Any) -> FeedDelivery:
+    meta = msg.metadata
+    try:
+        message = json.loads(msg.data)
+    except ValueError:
+        message = msg.data.decode("utf-8", "replace")
+    stamp = meta.timestamp
+    return FeedDelivery(stream=stream, sequence=meta.sequence.stream, subject=msg.subject,
+                        time=stamp.astimezone(UTC).isoformat() if isinstance(stamp, datetime) else str(stamp),
+                        headers=dict(msg.headers or {}), message=message)
+
+
+async def follow(nc: nats.NATS, enterprise: str, handle: Callable[[FeedDelivery], Awaitable[None] | None], *,
+                 state: FollowState, stop: asyncio.Event, start_time: datetime | None = None,
+                 until_caught_up: bool = False, batch: int = 100, wait: float = 1.0,
+                 streams: tuple[str, ...] | None = None) -> int:
+    """Hand every message of ``enterprise``'s feed to ``handle``, in stream order, each once, until ``stop`` is set
+    (or, with ``until_caught_up``, until nothing is left); returns how many were handled.
+
+    Each stream's durable consumer (``employer-<enterprise>``) is opened anew from the position ``state`` holds (the
+    message after the last one handled), from ``start_time`` (a replay: ``state`` should be empty), or from the
+    start. A message is acknowledged, and ``state`` advanced, only after ``handle`` returned: a follower killed in
+    between gets the message again at its next start, and one that ``handle`` failed on (it raised) is not
+    acknowledged and stops the follower."""
+    from shared.infra.parties import FEED_STREAMS, open_feed
+
+    subs = {}
+    for stream in streams or FEED_STREAMS:
+        last = state.last.get(stream)
+        if start_time is not None:
+            subs[stream] = await open_feed(nc, enterprise, stream, consumer="live", start_time=start_time, reset=True)
+        elif last:
+            subs[stream] = await open_feed(nc, enterprise, stream, consumer="live", start_sequence=last + 1,
+                                           reset=True)
+        else:
+            subs[stream] = await open_feed(nc, enterprise, stream, consumer="live", deliver="all", reset=True)
+    handled = 0
+    while not stop.is_set():
+        got = 0
+        for stream, sub in subs.items():
+            try:
+                msgs = await sub.fetch(batch, timeout=max(0.1, wait / len(subs)))
+            except nats.errors.TimeoutError:
+                continue
+            for msg in msgs:
+                sequence = msg.metadata.sequence.stream
+                if sequence <= state.last.get(stream, 0):
+                    await msg.ack()  # handled before a crash, not acknowledged then
+                    continue
+                done = handle(_delivery(stream, msg))
+                if done is not None:
+                    await done
+                state.advance(stream, sequence)
+                await msg.ack()
+                handled += 1
+                got += 1
+                if stop.is_set():
+                    break
+        if until_caught_up and not got:
+            break
+    return handled
+
+
+__all__ = ["ATTEMPTS", "NO_ANSWER", "Answer", "FeedDelivery", "FollowState", "NoFinalAnswerError", "Submitted",
+           "follow", "intake_subject_of", "request", "submit", "summarise", "written_positions"]

@@ -104,3 +104,98 @@ def _print_summary(summary: dict[str, Any], results: list[Submitted], party: str
     if summary["unanswered"]:
         out.print("some reports had no final answer: send the same file again later; what was recorded meanwhile is "
                   "answered as a duplicate, never stored twice", soft_wrap=True)
+
+
+def follow_feed(creds: Path, *, server: str | None, out_file: Path | None, run: str | None, state_file: Path | None,
+                start: str | None, until_caught_up: bool) -> int:
+    """An employer's follower (:func:`reintegration.client.follow`): each message of its feed, once and in order,
+    to ``out_file`` (a JSON line, written and synced before it is acknowledged), to ``run`` (a command that reads it
+    on stdin), or to stdout. Exit code 0 when stopped (Ctrl-C) or caught up, 1 when ``run`` failed on a message
+    (the next start resumes at that message), 2 on a bad option."""
+    import signal
+    from datetime import datetime
+
+    from shared.infra.parties import load_credentials
+
+    from .client import FeedDelivery, FollowState, follow, written_positions
+    from .connect import connect_party
+
+    credentials = load_credentials(creds)
+    role, _, enterprise = credentials.party.partition(":")
+    if role != "employer":
+        err.print(f"{creds}: {credentials.party} has no feed: only an employer follows its own", highlight=False)
+        return USAGE
+    if out_file is not None and run is not None:
+        err.print("--out and --exec: give one of them", highlight=False)
+        return USAGE
+    start_time = None
+    if start is not None:
+        try:
+            start_time = datetime.fromisoformat(start)
+        except ValueError:
+            start_time = None
+        if start_time is None or start_time.utcoffset() is None:
+            err.print(f"--from {start!r}: a time with its offset, e.g. 2026-01-01T00:00:00+01:00", highlight=False)
+            return USAGE
+    if state_file is None:
+        state_file = (out_file.with_name(out_file.name + ".state") if out_file is not None
+                      else Path(f"follow-{enterprise}.state"))
+    try:
+        state = FollowState(None if start_time is not None else state_file, enterprise)
+    except (ValueError, OSError) as exc:
+        err.print(f"{state_file}: {exc}", highlight=False)
+        return USAGE
+    state.path = state_file
+    if out_file is not None and start_time is None:
+        state.at_least(written_positions(out_file))  # a line written just before a crash is not written again
+    url = server_of(server, credentials)
+    failed: list[str] = []
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        nc = await connect_party(credentials, url)
+        sink = out_file.open("a", encoding="utf-8") if out_file is not None else None
+        where = ", ".join(f"{s} after #{n}" for s, n in sorted(state.last.items())) or (
+            f"from {start_time.isoformat()}" if start_time else "from the start")
+        err.print(f"following the feed of employer {enterprise} at {url} ({where}); Ctrl-C stops, and the next run "
+                  f"resumes after the last message handled (kept in {state_file})", highlight=False, soft_wrap=True)
+
+        async def handle(delivery: FeedDelivery) -> None:
+            text = json.dumps(delivery.as_json(), ensure_ascii=False)
+            if sink is not None:
+                sink.write(text + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+            elif run is not None:
+                child = await asyncio.create_subprocess_shell(run, stdin=asyncio.subprocess.PIPE)
+                await child.communicate((text + "\n").encode())
+                if child.returncode != 0:
+                    failed.append(f"`{run}` exited {child.returncode} on {delivery.stream} #{delivery.sequence} "
+                                  f"({delivery.headers.get('Nats-Msg-Id', '-')}): not acknowledged; the next run "
+                                  "starts with it")
+                    raise RuntimeError(failed[-1])
+            else:
+                print(text, flush=True)
+
+        try:
+            return await follow(nc, enterprise, handle, state=state, stop=stop, start_time=start_time,
+                                until_caught_up=until_caught_up)
+        except RuntimeError:
+            if failed:
+                return -1
+            raise
+        finally:
+            if sink is not None:
+                sink.close()
+            await nc.close()
+
+    handled = asyncio.run(main())
+    if handled < 0:
+        err.print(failed[-1], highlight=False, soft_wrap=True)
+        return NEGATIVE
+    err.print(f"{handled} message(s) handled; positions: "
+              + (", ".join(f"{s} #{n}" for s, n in sorted(state.last.items())) or "none yet"), highlight=False)
+    return OK

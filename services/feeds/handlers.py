@@ -64,13 +64,17 @@ def consumer_config(enterprise: str, request: FeedRequest) -> api.ConsumerConfig
     filter_subject = own_filter(enterprise, request.filter)
     if request.start_time is not None and request.start_time.utcoffset() is None:
         raise FeedError("start_time needs an offset (e.g. 2026-01-01T00:00:00Z)")
+    if request.start_time is not None and request.start_sequence is not None:
+        raise FeedError("start_time and start_sequence: give one of them")
     return api.ConsumerConfig(
         name=name,
         durable_name=name if request.consumer == "live" else None,
         filter_subject=filter_subject,
         deliver_policy=(api.DeliverPolicy.BY_START_TIME if request.start_time is not None
+                        else api.DeliverPolicy.BY_START_SEQUENCE if request.start_sequence is not None
                         else api.DeliverPolicy.NEW if request.deliver == "new" else api.DeliverPolicy.ALL),
         opt_start_time=request.start_time.astimezone(UTC) if request.start_time is not None else None,
+        opt_start_seq=request.start_sequence,
         ack_policy=api.AckPolicy.EXPLICIT,
         ack_wait=30,
         max_ack_pending=1000,

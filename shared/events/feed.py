@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 from uuid import UUID
 
 import msgspec
@@ -67,6 +67,9 @@ class FeedRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     consumer: Literal["live", "replay"] = "replay"
     #: Deliver from this time on (RFC 3339 with an offset); otherwise everything (``all``) or only new messages.
     start_time: datetime | None = None
+    #: Deliver from this stream sequence on (what a follower that recorded the last one it handled asks for);
+    #: not with ``start_time``.
+    start_sequence: Annotated[int, msgspec.Meta(ge=1)] | None = None
     deliver: Literal["all", "new"] = "all"
     #: A narrower filter inside ``reintegration.employer.<enterprise>.>`` (e.g. one case's deadlines).
     filter: str | None = None

@@ -618,12 +618,14 @@ def write_config(parties_file: str | os.PathLike[str], out_dir: str | os.PathLik
 async def open_feed(nc: NATS, enterprise: str, stream: str, *, consumer: Literal["live", "replay"] = "replay",
                     start_time: datetime | None = None, deliver: Literal["all", "new"] = "all",
                     filter: str | None = None, reset: bool = False, timeout: float = 5.0,
-                    ) -> JetStreamContext.PullSubscription:
+                    start_sequence: int | None = None) -> JetStreamContext.PullSubscription:
     """As an employer: open a pull consumer on its own feed in ``stream`` and bind to it (``await sub.fetch(n)``,
     then ``await msg.ack()``)."""
     body: dict[str, Any] = {"stream": stream, "consumer": consumer, "deliver": deliver, "reset": reset}
     if start_time is not None:
         body["start_time"] = start_time.isoformat()
+    if start_sequence is not None:
+        body["start_sequence"] = start_sequence
     if filter is not None:
         body["filter"] = filter
     msg = await nc.request(f"{FEED_PREFIX}.{enterprise}", json.dumps(body).encode(), timeout=timeout)

@@ -297,6 +297,8 @@ async def test_feed_consumers_are_pinned_to_the_employers_own_subjects(system: S
         ({"stream": DEADLINES_STREAM, "deliver_subject": "reintegration.trajectory.x"}, "unknown field"),
         ({"stream": DEADLINES_STREAM, "consumer": "deadlines"}, "Invalid enum value"),
         ({"stream": DEADLINES_STREAM, "start_time": "2026-01-01T00:00:00"}, "offset"),
+        ({"stream": DEADLINES_STREAM, "start_time": "2026-01-01T00:00:00Z", "start_sequence": 3}, "give one of them"),
+        ({"stream": DEADLINES_STREAM, "start_sequence": 0}, "Expected `int` >= 1"),
     ):
         reply = json.loads((await e1.nc.request(subject, json.dumps(body).encode(), timeout=2)).data)
         assert reason in reply.get("error", ""), (body, reply)
