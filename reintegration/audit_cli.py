@@ -137,6 +137,10 @@ def history(case_id: CaseArg, data_dir: DataDir = Path("data"), as_json: AsJson 
     if as_json:
         _json(rows)
         return
+    print_history(rows, case_id)
+
+
+def print_history(rows: Any, case_id: Any) -> None:
     from .tables import Column, Row, print_table
 
     columns = [Column("v", right=True), Column("effective", wrap=True), Column("report"),
@@ -163,6 +167,10 @@ def asof(
     if as_json:
         _json(view)
         return
+    print_as_of(view)
+
+
+def print_as_of(view: Any) -> None:
     from .operate import print_deadlines, print_ledger
 
     _say(view.question, style="bold")
@@ -204,6 +212,10 @@ def applied(
     if as_json:
         _json(view)
         return
+    print_applied(view, day)
+
+
+def print_applied(view: Any, day: date | None) -> None:
     from .tables import Column, Row, print_table
 
     _say(f"{view.question} (rulebook {view.rulebook})", style="bold")
@@ -232,6 +244,10 @@ def explain(case_id: CaseArg, item_id: Annotated[str, typer.Argument(help="A dea
     if as_json:
         _json(view)
         return
+    print_explanation(view)
+
+
+def print_explanation(view: dict[str, Any]) -> None:
     if view["item"] == "deadline":  # the state shown and the explanation agree, as in `reintegration deadlines`
         from services.deadlines.views import agreeing
 
@@ -255,7 +271,7 @@ def _say(text: str, *, indent: int = 0, hanging: int = 0, style: str | None = No
     print_paragraph(out, text, indent=indent, hanging=hanging, style=style)
 
 
-def _print_verdict(v: Any) -> None:
+def print_verdict(v: Any) -> None:
     colour = {"verified": "green", "behind": "yellow"}.get(v.status, "red")
     _say(f"case {v.case_id}: {v.status} ({v.intake_version} events; deadlines applied {v.deadlines_applied}, "
          f"benefits applied {v.benefits_applied})", style=colour)
@@ -280,7 +296,7 @@ def verify(
     difference, broken chain or parked case."""
     if case_id is not None:
         verdict = _run(data_dir, lambda a: a.verify(_case(case_id)))
-        _json(verdict) if as_json else _print_verdict(verdict)
+        _json(verdict) if as_json else print_verdict(verdict)
         raise typer.Exit(1 if verdict.status in ("parked", "different", "broken") else 0)
 
     def everything(auditor: Any) -> Any:
@@ -297,7 +313,7 @@ def verify(
         raise typer.Exit(0 if report.ok else 1)
     for v in report.verdicts:
         if v.status in ("parked", "different", "broken"):
-            _print_verdict(v)
+            print_verdict(v)
     for c in report.other_chains:
         if c.broken:
             _say(f"broken chain: {c.broken.message}", style="red")

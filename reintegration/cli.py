@@ -498,6 +498,34 @@ def follow(
 
 
 @app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="history, asof, applied, explain, verify or dossier (an "
+                                            "auditor's), or deadlines or benefits (a query).")],
+    case_id: Annotated[str, typer.Argument(help="The case id.")],
+    creds: Annotated[Path, typer.Option("--creds", help="The auditor's (or the querying party's) credentials "
+                                        "file.", exists=True, dir_okay=False)],
+    item_id: Annotated[str | None, typer.Argument(help="With explain: a deadline or ledger entry id (or its "
+                                                  "first characters).")] = None,
+    server: Annotated[str | None, typer.Option(help="The NATS URL; default the credentials file's, else "
+                                               "REINTEGRATION_NATS_URL.")] = None,
+    at: Annotated[str | None, typer.Option("--time", help="With asof: a time, RFC 3339 with an offset.")] = None,
+    day: Annotated[str | None, typer.Option("--date", help="With asof: up to the end of this Belgian day.")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="With asof: the first N events; with deadlines "
+                                                "or benefits: the state at that version.")] = None,
+    on: Annotated[str | None, typer.Option("--on", help="With applied: which facts had happened and were known "
+                                           "by this day.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="With dossier: write it here.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Ask the audit service (as an auditor) or a query subject one question about one case over NATS, with your
+    own credentials: the same tables as `reintegration audit`, and one disclosure record naming you."""
+    from .party_cli import ask_question
+
+    raise typer.Exit(ask_question(creds, question, case_id, server=server, item_id=item_id, at=at, day=day,
+                                  version=version, on=on, as_json=as_json, out_file=out_file))
+
+
+@app.command()
 def simulate(
     file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
     as_json: AsJson = False,

@@ -23,6 +23,9 @@ at a time, because a case's reports must arrive in order (its opening report fir
 :func:`follow` is an employer's follower of its own feed: every message once and in stream order, acknowledged
 only after the caller's handler returned, resuming after the last one handled (``reintegration follow``).
 
+:func:`ask` asks the audit service (an auditor) or a query subject one question about one case (``reintegration
+ask``).
+
 :func:`request` is the retry rule for one report; the demo, the benchmarks and the fault scenarios report through it.
 """
 
@@ -320,5 +323,61 @@ async def follow(nc: nats.NATS, enterprise: str, handle: Callable[[FeedDelivery]
     return handled
 
 
-__all__ = ["ATTEMPTS", "NO_ANSWER", "Answer", "FeedDelivery", "FollowState", "NoFinalAnswerError", "Submitted",
-           "follow", "intake_subject_of", "request", "submit", "summarise", "written_positions"]
+# --- an auditor's (and a party's) questions ----------------------------------------------------------------------
+
+#: The auditor's questions (``reintegration.audit.<question>``) and the read-only queries
+#: (``reintegration.query.<question>``).
+AUDIT_QUESTIONS: tuple[str, ...] = ("history", "asof", "applied", "explain", "verify", "dossier")
+QUERY_QUESTIONS: tuple[str, ...] = ("deadlines", "benefits")
+
+
+class AskRefused(Exception):
+    """The service refused the question: ``refusal`` is its reply (``error``, and for an audit question ``code``,
+    ``field`` and ``retry``)."""
+
+    def __init__(self, refusal: dict[str, Any]) -> None:
+        super().__init__(refusal.get("error", "refused"))
+        self.refusal = refusal
+
+
+async def ask(nc: nats.NATS, question: str, body: dict[str, Any], *, timeout: float = 10.0,
+              attempts: int = 3) -> dict[str, Any]:
+    """Ask ``question`` about one case (``body``: ``{"case_id", ...}`` as the subject's contract says) and return
+    the reply: for an audit question ``{"question", "asked_by", "disclosure", "answered_at", "answer"}``, for a query
+    the case's deadlines or ledger. A refusal raises :class:`AskRefused`; a timeout, or a refusal that says
+    ``retry``, is asked again (a question changes nothing, so asking twice is harmless)."""
+    from shared.events.subjects import QUERY_PREFIX
+    from shared.infra.parties import AUDIT_PREFIX
+
+    if question in AUDIT_QUESTIONS:
+        subject = f"{AUDIT_PREFIX}.{question}"
+    elif question in QUERY_QUESTIONS:
+        subject = f"{QUERY_PREFIX}.{question}"
+    else:
+        raise ValueError(f"unknown question {question!r}: ask one of "
+                         f"{', '.join((*AUDIT_QUESTIONS, *QUERY_QUESTIONS))}")
+    payload = json.dumps(body).encode()
+    backoff = Backoff(first=0.3, cap=2.0)
+    for attempt in range(1, attempts + 1):
+        try:
+            msg = await nc.request(subject, payload, timeout=timeout)
+        except NO_ANSWER:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(backoff.next())
+            continue
+        reply = json.loads(msg.data)
+        if isinstance(reply, dict) and "error" in reply:
+            if reply.get("retry") and attempt < attempts:
+                await asyncio.sleep(backoff.next())
+                continue
+            raise AskRefused(reply)
+        return dict(reply)
+    raise NoFinalAnswerError(f"no final answer from {subject} after {attempts} attempts")
+
+
+__all__ = [
+    "ATTEMPTS", "AUDIT_QUESTIONS", "NO_ANSWER", "QUERY_QUESTIONS", "Answer", "AskRefused", "FeedDelivery",
+    "FollowState", "NoFinalAnswerError", "Submitted", "ask", "follow", "intake_subject_of", "request", "submit",
+    "summarise", "written_positions"
+]

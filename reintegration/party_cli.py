@@ -199,3 +199,83 @@ def follow_feed(creds: Path, *, server: str | None, out_file: Path | None, run: 
     err.print(f"{handled} message(s) handled; positions: "
               + (", ".join(f"{s} #{n}" for s, n in sorted(state.last.items())) or "none yet"), highlight=False)
     return OK
+
+
+def ask_question(creds: Path, question: str, case_id: str, *, server: str | None, item_id: str | None,
+                 at: str | None, day: str | None, version: int | None, on: str | None, as_json: bool,
+                 out_file: Path | None) -> int:
+    """An auditor's (or a party's query) question over NATS, printed as the local ``reintegration audit`` command
+    prints it; ``--json`` prints the whole reply (for an audit question: who asked, the disclosure record, the
+    answer). Exit code 0 answered, 1 for a case that does not verify, 2 refused or a bad option."""
+    import msgspec
+
+    from services.audit.questions import QUESTIONS
+    from shared.infra.parties import load_credentials
+
+    from . import audit_cli
+    from .client import AUDIT_QUESTIONS, QUERY_QUESTIONS, AskRefused, ask
+    from .connect import connect_party
+    from .operate import print_deadlines, print_ledger
+
+    if question not in (*AUDIT_QUESTIONS, *QUERY_QUESTIONS):
+        err.print(f"unknown question {question!r}: ask one of {', '.join((*AUDIT_QUESTIONS, *QUERY_QUESTIONS))}",
+                  highlight=False)
+        return USAGE
+    body: dict[str, Any] = {"case_id": case_id}
+    given = {"item_id": item_id, "time": at, "date": day, "version": version, "on": on}
+    body.update({k: v for k, v in given.items() if v is not None})
+    if question == "explain" and item_id is None:
+        err.print("explain needs ITEM_ID (a deadline or ledger entry id, or its first 8 characters)", highlight=False)
+        return USAGE
+    credentials = load_credentials(creds)
+    url = server_of(server, credentials)
+
+    async def main() -> dict[str, Any]:
+        nc = await connect_party(credentials, url)
+        try:
+            return await ask(nc, question, body)
+        finally:
+            await nc.close()
+
+    try:
+        reply = asyncio.run(main())
+    except AskRefused as exc:
+        refusal = exc.refusal
+        err.print(f"refused: {refusal.get('error')}" + (f" (field {refusal['field']})" if refusal.get("field") else "")
+                  + (f" [{refusal['code']}]" if refusal.get("code") else ""), highlight=False, soft_wrap=True,
+                  markup=False)
+        return USAGE
+    if question == "dossier" and out_file is not None:
+        out_file.write_text(json.dumps(reply["answer"], indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        err.print(f"the dossier of case {case_id}: {out_file} (disclosure record {reply['disclosure']})",
+                  highlight=False)
+        return OK
+    if as_json or question == "dossier":
+        out.print_json(json.dumps(reply, ensure_ascii=False))
+        return OK
+    if question in QUERY_QUESTIONS:
+        if question == "deadlines":
+            print_deadlines(reply["deadlines"], f"Deadlines of case {case_id} (after {reply['source_version']} "
+                            "events)", to=out)
+        else:
+            print_ledger(reply["entries"], f"Ledger of case {case_id} (after {reply['source_version']} events)",
+                         events=reply.get("events"), to=out)
+        return OK
+    answer = msgspec.convert(reply["answer"], QUESTIONS[question].answer, strict=False)
+    code = OK
+    if question == "history":
+        audit_cli.print_history(answer, case_id)
+    elif question == "asof":
+        audit_cli.print_as_of(answer)
+    elif question == "applied":
+        from datetime import date
+
+        audit_cli.print_applied(answer, date.fromisoformat(on) if on else None)
+    elif question == "explain":
+        audit_cli.print_explanation(answer)
+    elif question == "verify":
+        audit_cli.print_verdict(answer)
+        code = NEGATIVE if answer.status in ("parked", "different", "broken") else OK
+    err.print(f"asked as {reply['asked_by']} at {reply['answered_at']}; disclosure record {reply['disclosure']}",
+              highlight=False, style="dim")
+    return code
