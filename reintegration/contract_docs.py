@@ -15,7 +15,7 @@ from faststream.specification import AsyncAPI
 from services.registry import DERIVED
 from shared.events import subjects as s
 from shared.events.envelope import CaseEvent
-from shared.events.feed import FeedDeadline, FeedLedgerEntry
+from shared.events.feed import FeedDeadline, FeedLedgerEntry, FeedTrajectory
 from shared.events.replies import Reply
 from shared.events.reports import AnyReport
 
@@ -42,6 +42,12 @@ PUBLISHED: list[tuple[str, str, str, Any]] = [
     ("employer feed: benefits", f"{s.EMPLOYER_FEED_PREFIX}.{{enterprise_number}}.benefits.{{case_id}}",
      "The ledger entries that concern one employer (its premium, its contribution, fines, guaranteed-wage "
      "exemption), data-minimised like the deadlines feed.", FeedLedgerEntry),
+    ("employer feed: plan updates", f"{s.EMPLOYER_FEED_PREFIX}.{{enterprise_number}}.trajectory.{{case_id}}",
+     "Stream DEADLINES: each step of a case's trajectory the law lets the employer know (requested, the "
+     "assessment's decision and what it means for the employer, the plan's due date, submitted, accepted, refused "
+     "or unanswered, ended; medical force majeure started and decided; partial resumption authorised, ended, "
+     "failed), with its regime and legal basis, in case order after the deadlines of the same step; data-minimised "
+     "like the other feeds.", FeedTrajectory),
     ("timers", f"{s.TIMER_SCHEDULE_PREFIX}.{{deadline_id}}",
      "Stream TIMERS (schedules allowed, apart from every other stream): one JetStream scheduled message per open "
      "deadline (`Nats-Schedule: @at <UTC>`, target `reintegration.timers.fired.<deadline_id>`); replaced when the "

@@ -48,7 +48,8 @@ def build_service(settings: Settings, *, clock: Clock = system_clock,
         await asyncio.gather(*(consumer.run(js, stop) for consumer in fired))
 
     return build_derived_service(
-        settings, app, Outputs(DEADLINES, render), functools.partial(answer, app),
+        settings, app, Outputs(DEADLINES, functools.partial(render, rulebook=app.rulebook)),
+        functools.partial(answer, app),
         clock=clock, attach=[attach_timers], jobs=[timer_job, fired_job], setup=[timer_streams],
         disclosure=auditor_queries(settings, clock=clock, parties_path=parties_path),
     )

@@ -9,10 +9,12 @@ from uuid import UUID
 import msgspec
 
 from shared.events.deadlines import DeadlineEvent
-from shared.events.feed import FeedDeadline
+from shared.events.feed import FeedDeadline, FeedTrajectory
 from shared.events.subjects import DEADLINES_PREFIX, employer_feed_subject
 from shared.infra.relay import Outgoing
+from shared.rulebook import Rulebook, default_rulebook
 from shared.rulebook.deadlines import Deadline
+from shared.rulebook.plan_updates import plan_update
 
 from .schedule import ScheduleRecomputed, ScheduleStep, TimerFired
 
@@ -41,10 +43,13 @@ def _changes(event: Any) -> list[_Change]:
     return []
 
 
-def render(event: Any) -> list[Outgoing]:
-    """Each change on its case's subject; the ones that concern the employer also on its feed."""
+def render(event: Any, rulebook: Rulebook | None = None) -> list[Outgoing]:
+    """Each change on its case's subject; the ones that concern the employer also on its feed; and after them, the
+    plan update of the Case event a step applied, when the step is the employer's to know (``rulebook``: the one the
+    service runs with, for the update's words)."""
     items = _changes(event)
-    if not items:
+    update = _plan_update(event, rulebook) if isinstance(event, ScheduleStep) else None
+    if not items and update is None:
         return []
     enterprise, insz, origin = event.enterprise_number, event.insz, f"{event.originator_id}:{event.originator_version}"
     out = []
@@ -57,4 +62,15 @@ def render(event: Any) -> list[Outgoing]:
             subject = employer_feed_subject(enterprise, "deadlines", deadline.case_id)
             feed = feed_deadline(deadline, change, enterprise, insz)
             out.append(Outgoing(subject, _ENCODER.encode(feed), f"feed:{msg_id}"))
+    if update is not None:
+        out.append(Outgoing(employer_feed_subject(enterprise, "trajectory", update.case_id), _ENCODER.encode(update),
+                            f"feed:{origin}:trajectory"))
     return out
+
+
+def _plan_update(step: ScheduleStep, rulebook: Rulebook | None) -> FeedTrajectory | None:
+    """The plan update of the step's Case event, with the plan's due date when the step opened that deadline."""
+    due = next((c.deadline.due_on for c in step.changes
+                if c.change == "opened" and c.deadline.rule in ("trajectory.plan.temporary",
+                                                                 "trajectory.plan.definitive")), None)
+    return plan_update(step.source, step.enterprise_number, step.insz, rulebook or default_rulebook(), due)

@@ -20,7 +20,7 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 from nats.js import api
 
-from shared.events.feed import AnyFeedMessage
+from shared.events.feed import AnyFeedMessage, FeedTrajectory
 from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
 from shared.infra.clock import Clock, system_clock
 
@@ -32,6 +32,8 @@ _DECODER = msgspec.json.Decoder(AnyFeedMessage)
 
 def describe(message: Any, subject: str) -> str:
     """What was disclosed, in words: the feed type and its item, never a free-text or medical field."""
+    if isinstance(message, FeedTrajectory):  # a plan update: the step, the case version that recorded it
+        return f"FeedTrajectory {message.step} version {message.case_version} on {subject}"
     item = getattr(message, "deadline_id", None) or getattr(message, "entry_id", None)
     kind = getattr(message, "change", None) or getattr(message, "kind", "")
     return f"{type(message).__name__} {kind} {getattr(message, 'rule', '')} item {item} on {subject}"

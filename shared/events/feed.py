@@ -54,7 +54,42 @@ class FeedLedgerEntry(FeedMessage, frozen=True, tag="feed.benefit.v1"):
     reverses: UUID | None = None
 
 
-AnyFeedMessage = Union[FeedDeadline, FeedLedgerEntry]  # noqa: UP007
+class FeedTrajectory(FeedMessage, frozen=True, tag="feed.trajectory.v1"):
+    """A step of the case's re-integration trajectory that the law lets the employer know (a plan update): the
+    request and who made it, the assessment's outcome as the form the employer receives states it, the plan and
+    the worker's answer, the end; the medical force-majeure procedure; an authorised partial resumption. Built from
+    the Case event by :func:`shared.rulebook.plan_updates.plan_update`: codes, dates and the rulebook's words, never a
+    report's free text or medical field."""
+
+    #: requested, work_potential_estimated, examination_refused, assessed, appeal_lodged, appeal_decided,
+    #: plan_submitted, impossibility_reported, plan_accepted, plan_refused, plan_unanswered, trajectory_ended,
+    #: force_majeure_started, force_majeure_decided, partial_resumption_authorised, partial_resumption_ended,
+    #: partial_resumption_failed
+    step: str
+    #: The day it happened (the report's effective date), and the Case version that recorded it: a case's plan
+    #: updates are published in this order.
+    on: date
+    case_version: int
+    #: The regime in force on that day, and the rule or instrument that gives the employer this step.
+    regime: str
+    legal_basis: str
+    #: What happened, in the rulebook's words.
+    summary: str
+    initiator: str | None = None
+    decision: str | None = None
+    decision_meaning: str | None = None
+    #: temporary or definitive (the unfitness a plan answers)
+    unfitness: str | None = None
+    #: When the employer's plan (or its motivated report that no plan is possible) is due, when an assessment
+    #: calls for one.
+    plan_due_on: date | None = None
+    #: A code: why a trajectory ended, or whether an appeal upheld the assessment (``upheld``/``overturned``).
+    outcome: str | None = None
+    definitively_unfit: bool | None = None
+    valid_until: date | None = None
+
+
+AnyFeedMessage = Union[FeedDeadline, FeedLedgerEntry, FeedTrajectory]  # noqa: UP007
 FEED_TYPES: tuple[type[FeedMessage], ...] = AnyFeedMessage.__args__  # type: ignore[attr-defined]
 
 

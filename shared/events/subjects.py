@@ -52,7 +52,8 @@ TIMER_SCHEDULE_PREFIX = f"{PREFIX}.timers.schedule"
 TIMER_FIRED_PREFIX = f"{PREFIX}.timers.fired"
 #: Employer feed: ``reintegration.employer.<enterprise number>.<deadlines|benefits>.<case_id>``
 EMPLOYER_FEED_PREFIX = f"{PREFIX}.employer"
-DEADLINES_SUBJECTS = [f"{DEADLINES_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.deadlines.>"]
+DEADLINES_SUBJECTS = [f"{DEADLINES_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.deadlines.>",
+                      f"{EMPLOYER_FEED_PREFIX}.*.trajectory.>"]
 BENEFITS_SUBJECTS = [f"{BENEFITS_PREFIX}.>", f"{EMPLOYER_FEED_PREFIX}.*.benefits.>"]
 #: Read-only request-reply queries: ``reintegration.query.<deadlines|benefits>``
 QUERY_PREFIX = f"{PREFIX}.query"

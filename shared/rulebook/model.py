@@ -43,6 +43,8 @@ class Regime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     plan_codes: dict[str, str]
     counting: str
     inherits: str | None = None
+    #: What each decision code means for the employer, as the assessment form it receives states it.
+    decision_meanings: dict[str, str] = {}
 
 
 def inherited_status(status: Status, regime: Regime, inherited_from: str | None) -> Status:

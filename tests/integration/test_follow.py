@@ -106,6 +106,12 @@ def test_a_follower_killed_again_and_again_writes_every_message_of_its_feed_once
         assert sequences == sorted(sequences), f"{stream} out of order"
     assert all(r["subject"].startswith(f"{EMPLOYER_FEED_PREFIX}.{enterprise}.") for r in records)
     assert all(r["message"]["enterprise_number"] == enterprise for r in records)
-    assert {r["message"]["type"] for r in records} <= {"feed.deadline.v1", "feed.benefit.v1"}
-    print(f"follow: {len(records)} messages of employer {enterprise}, the follower SIGKILLed {kills['follow']} "
+    assert {r["message"]["type"] for r in records} <= {"feed.deadline.v1", "feed.benefit.v1", "feed.trajectory.v1"}
+    updates = [r["message"] for r in records if r["message"]["type"] == "feed.trajectory.v1"]
+    assert updates, "no plan update reached the employer"
+    by_case: dict[str, list[int]] = {}
+    for u in updates:
+        by_case.setdefault(u["case_id"], []).append(u["case_version"])
+    assert all(v == sorted(set(v)) for v in by_case.values()), "plan updates out of case order, or twice"
+    print(f"follow: {len(records)} messages ({len(updates)} plan updates) of employer {enterprise}, the follower SIGKILLed {kills['follow']} "
           f"times and deadlines {kills['deadlines']} times: none lost, none doubled, in stream order")
