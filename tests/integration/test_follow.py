@@ -1,6 +1,7 @@
-"""`reintegration follow`: an employer's follower of its own feed, over a running system (all services, the generated
-accounts, real nats-server and SQLite), killed again and again while cases are fed and a derived service is killed
-too: every message of its own feed written once, in stream order, and nothing of another employer."""
+"""`reintegration follow`: an employer's follower of its own feed (deadlines, ledger entries, plan updates), over a
+running system (all services, the generated accounts, real nats-server and SQLite), killed again and again while
+cases are fed and a derived service is killed too: every message of its own feed written once, in stream order,
+plan updates in case order, nothing of another employer, and no canary from a medical or free-text field."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from lab.chaos.canaries import canaries_in, canary_scripts
 from lab.demo import feed
 from lab.generator import Generator
 from reintegration.runtime import Runtime
@@ -61,8 +63,9 @@ def test_a_follower_killed_again_and_again_writes_every_message_of_its_feed_once
     rng = random.Random(5)
     try:
         runtime.wait_ready()
-        generator = Generator(2026)  # the demo's seed: its employers are those of deploy/parties.dev.toml
-        scripts = generator.scripts(400)
+        # the demo's seed (its employers are those of deploy/parties.dev.toml), with a canary in every medical or
+        # free-text field of every report
+        scripts = canary_scripts(400, Generator(2026))
         employers = Counter(s.opening.enterprise_number for s in scripts)
         enterprise, _ = employers.most_common(1)[0]
         feeding = threading.Thread(target=lambda: asyncio.run(
@@ -96,6 +99,7 @@ def test_a_follower_killed_again_and_again_writes_every_message_of_its_feed_once
     finally:
         runtime.stop()
 
+    assert not canaries_in(out.read_bytes()), "a medical or free-text value reached the employer"
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == expected == written and kills["follow"] >= 6 and kills["deadlines"] >= 3
     positions = [(r["stream"], r["sequence"]) for r in records]
