@@ -302,7 +302,7 @@ async def follow(nc: nats.NATS, enterprise: str, handle: Callable[[FeedDelivery]
         for stream, sub in subs.items():
             try:
                 msgs = await sub.fetch(batch, timeout=max(0.1, wait / len(subs)))
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nothing waiting (nats-py raises its own or asyncio's, both TimeoutErrors)
                 continue
             for msg in msgs:
                 sequence = msg.metadata.sequence.stream

@@ -96,11 +96,24 @@ def test_a_follower_killed_again_and_again_writes_every_message_of_its_feed_once
         expected, written = wait_until(caught_up, timeout=120, interval=1, times=2,
                                        ready=lambda answer: answer[0] > 0 and answer[0] == answer[1],
                                        what="the follower's file holding every message of its feed")
+        replay = tmp_path / "replay.jsonl"  # --from: the whole feed again from a time, into another file
+        again = subprocess.run(follower(settings, enterprise, replay, "--from", "2000-01-01T00:00:00+00:00",
+                                        "--until-caught-up"), env=ENV, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+        assert again.returncode == 0, again.stderr
+        future = subprocess.run(follower(settings, enterprise, tmp_path / "none.jsonl", "--from",
+                                         "2999-01-01T00:00:00+00:00", "--until-caught-up"), env=ENV, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert future.returncode == 0 and "0 message(s) handled" in future.stderr, future.stderr
     finally:
         runtime.stop()
 
     assert not canaries_in(out.read_bytes()), "a medical or free-text value reached the employer"
     records = [json.loads(line) for line in out.read_text().splitlines()]
+    replayed = [json.loads(line) for line in replay.read_text().splitlines()]
+    for stream in (DEADLINES_STREAM, BENEFITS_STREAM):  # the same messages, in the same order in each stream
+        assert ([r["headers"]["Nats-Msg-Id"] for r in replayed if r["stream"] == stream]
+                == [r["headers"]["Nats-Msg-Id"] for r in records if r["stream"] == stream])
     assert len(records) == expected == written and kills["follow"] >= 6 and kills["deadlines"] >= 3
     positions = [(r["stream"], r["sequence"]) for r in records]
     assert len(set(positions)) == len(positions), "a message written twice"
