@@ -293,12 +293,16 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
     for rule, n in rules.most_common(8):
         top.add_row(rule, str(n))
     console.print(top)
-    ledger_table = Table("kind", "rule", "entries", "total EUR",
-                         title="Benefit ledger entries in force, by kind and rule")
+    from reintegration.tables import Column, Row, print_table
+
+    rows = []
     for (kind, rule), n in sorted(kinds.items(), key=lambda item: (item[0][0], -item[1], item[0][1])):
         total = totals.get((kind, rule))
-        ledger_table.add_row(kind, rule, str(n), f"{total:,.2f}" if total is not None else "(no amount)")
-    console.print(ledger_table)
+        rows.append(Row([kind, rule, str(n), f"{total:,.2f}" if total is not None else "(no amount)"]))
+    # rule ids whole at any width (the counts go below their row when the line is too narrow)
+    print_table(console, [Column("kind"), Column("rule"), Column("entries", right=True, spill=True),
+                          Column("total EUR", right=True, spill=True)], rows,
+                title="Benefit ledger entries in force, by kind and rule", blank_lines=False)
     recorded = sorted({kind for kind, _ in kinds})
     console.print(f"ledger kinds recorded: {', '.join(recorded) or 'none'}")
     console.print(f"{employer_entries} ledger entries concern the employers and went to their own feeds")
