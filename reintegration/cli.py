@@ -224,6 +224,9 @@ def parties_config(
     for name, path in credentials.items():
         table.add_row(name, str(path))
     console.print(table)
+    console.print("beside each .creds file, for any standard NATS client: the nkey seed alone (.nk) and a JSON "
+                  "profile with the inbox prefix (.json); all three are the party's secret (docs/parties.md)",
+                  highlight=False)
 
 
 @app.command()

@@ -124,6 +124,9 @@ DEV_PARTIES_FILE: Final = Path(__file__).resolve().parents[2] / "deploy" / "part
 PARTIES_FILE_ENV: Final = "REINTEGRATION_PARTIES_FILE"
 FEED_STREAMS: Final = (DEADLINES_STREAM, BENEFITS_STREAM)
 CREDENTIALS_SUFFIX: Final = ".creds"
+#: Beside each credentials file, for standard NATS clients: the nkey seed alone, and a JSON connection profile.
+SEED_SUFFIX: Final = ".nk"
+PROFILE_SUFFIX: Final = ".json"
 ACCOUNTS_FILE: Final = "accounts.conf"
 
 
@@ -495,8 +498,9 @@ class Credentials:
     nkey: str
     seed: str
     inbox_prefix: str
-    #: The JetStream API prefix this party uses (``nc.jetstream(prefix=...)``).
-    js_api_prefix: str = JS_API
+    #: The JetStream API prefix this party uses (``nc.jetstream(prefix=...)``); ``None`` for a party without
+    #: JetStream (health funds, occupational health services and auditors only request and reply).
+    js_api_prefix: str | None = JS_API
     url: str | None = None
     path: Path | None = field(default=None, compare=False)
 
@@ -510,7 +514,19 @@ class Credentials:
         return f"{self.inbox_prefix}.".encode()
 
     def jetstream(self, nc: NATS, **options: Any) -> JetStreamContext:
+        if self.js_api_prefix is None:
+            raise PartiesError(f"{self.party} has no JetStream: it only sends requests and reads their replies")
         return nc.jetstream(prefix=self.js_api_prefix, **options)
+
+    def profile(self, seed_file: str) -> dict[str, Any]:
+        """What any NATS client needs besides the seed, as JSON (``<role>-<id>.json`` beside ``seed_file``)."""
+        profile: dict[str, Any] = {"party": self.party, "account": self.account, "nkey": self.nkey,
+                                   "seed_file": seed_file, "inbox_prefix": self.inbox_prefix}
+        if self.js_api_prefix is not None:
+            profile["js_api_prefix"] = self.js_api_prefix
+        if self.url:
+            profile["url"] = self.url
+        return profile
 
     def render(self) -> str:
         lines = [
@@ -519,7 +535,9 @@ class Credentials:
             "#     or: nc = await nats.connect(url, nkeys_seed_str=seed, inbox_prefix=inbox_prefix)",
         ]
         values = {"party": self.party, "account": self.account, "nkey": self.nkey, "seed": self.seed,
-                  "inbox_prefix": self.inbox_prefix, "js_api_prefix": self.js_api_prefix}
+                  "inbox_prefix": self.inbox_prefix}
+        if self.js_api_prefix is not None:
+            values["js_api_prefix"] = self.js_api_prefix
         if self.url:
             values["url"] = self.url
         lines += [f"{key} = {_q(value)}" for key, value in values.items()]
@@ -531,7 +549,7 @@ def load_credentials(path: str | os.PathLike[str]) -> Credentials:
         data = tomllib.load(f)
     try:
         return Credentials(party=data["party"], account=data["account"], nkey=data["nkey"], seed=data["seed"],
-                           inbox_prefix=data["inbox_prefix"], js_api_prefix=data.get("js_api_prefix", JS_API),
+                           inbox_prefix=data["inbox_prefix"], js_api_prefix=data.get("js_api_prefix"),
                            url=data.get("url"), path=Path(path))
     except KeyError as exc:
         raise PartiesError(f"{path}: credentials file without {exc.args[0]!r}") from None
@@ -588,19 +606,38 @@ def generate(parties: Parties, out_dir: str | os.PathLike[str], *, url: str | No
                 seed = None
         seed = seed or _new_seed()
         creds = Credentials(party=party.name, account=party.account, nkey=_public_key(seed), seed=seed,
-                            inbox_prefix=party.inbox_prefix,
-                            js_api_prefix=JS_API if party.role is Role.SERVICE else PARTY_JS_API, url=url)
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(creds.render())
-        temporary.replace(path)
+                            inbox_prefix=party.inbox_prefix, js_api_prefix=_js_api_prefix(party.role), url=url)
+        seed_file = path.with_suffix(SEED_SUFFIX)
+        _write_secret(path, creds.render())
+        # The same key for standard clients: the seed alone (what `nats --nkey` and nats.js's nkeyAuthenticator
+        # read) and a profile with the inbox prefix (and, for a JetStream party, the API prefix).
+        _write_secret(seed_file, creds.seed + "\n")
+        _write_secret(path.with_suffix(PROFILE_SUFFIX), json.dumps(creds.profile(seed_file.name), indent=2) + "\n")
         paths[party.name] = path
         public[party.name] = creds.nkey
-    for stale in directory.glob(f"*{CREDENTIALS_SUFFIX}"):
-        if stale not in paths.values():
-            stale.unlink()
+    kept = {p.with_suffix(suffix) for p in paths.values() for suffix in (CREDENTIALS_SUFFIX, SEED_SUFFIX,
+                                                                          PROFILE_SUFFIX)}
+    for suffix in (CREDENTIALS_SUFFIX, SEED_SUFFIX, PROFILE_SUFFIX):
+        for stale in directory.glob(f"*{suffix}"):
+            if stale not in kept:
+                stale.unlink()
     return render_accounts(parties, public), paths
+
+
+def _js_api_prefix(role: Role) -> str | None:
+    """The JetStream API prefix of a role: the services' own API, an employer's imported one, none for the rest."""
+    if role is Role.SERVICE:
+        return JS_API
+    return PARTY_JS_API if role is Role.EMPLOYER else None
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """``text`` into ``path``, readable by its owner only, replaced at once."""
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    temporary.replace(path)
 
 
 def write_config(parties_file: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, url: str | None = None,

@@ -576,3 +576,26 @@ def test_credentials_are_private_kept_across_generations_and_rotated_on_request(
     assert load_credentials(first[f"employer:{E1}"]).seed != creds.seed
     _, _only = generate(Parties((Party(Role.HEALTH_FUND, "100"),)), tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.creds")) == ["health_fund-100.creds"]
+
+
+async def test_standard_clients_connect_with_the_seed_file_and_the_profile(system: System, services: Services) -> None:
+    """Besides the project's credentials file, each party has what any NATS client reads: the nkey seed alone
+    (`<role>-<id>.nk`, as `nats --nkey` and nats.js's nkeyAuthenticator take it) and a JSON profile with its inbox
+    prefix, and the JetStream API prefix for the parties that have JetStream only."""
+    for party in OUTSIDERS:
+        creds = system.credentials[party.name]
+        seed_file, profile_file = creds.with_suffix(".nk"), creds.with_suffix(".json")
+        assert seed_file.stat().st_mode & 0o777 == 0o600 and profile_file.stat().st_mode & 0o777 == 0o600
+        profile = json.loads(profile_file.read_text())
+        assert profile["seed_file"] == seed_file.name and profile["party"] == party.name
+        assert ("js_api_prefix" in profile) == (party.role is Role.EMPLOYER)
+        assert seed_file.read_text().strip() == load_credentials(creds).seed
+        # nats-py's own file option, as a standard client would use it: no project code in between
+        nc = await nats.connect(system.url, nkeys_seed=str(seed_file), inbox_prefix=profile["inbox_prefix"])
+        if party.role is not Role.AUDITOR:
+            reply = json.loads((await nc.request(intake_of(party), b"{}", timeout=2)).data)
+            assert reply["account"] == party.name
+        else:
+            reply = json.loads((await nc.request(f"{AUDIT_PREFIX}.history", b"{}", timeout=2)).data)
+            assert reply["account"] == party.name
+        await nc.close()
