@@ -92,6 +92,16 @@ async def open_feed_consumer(js: JetStreamContext, enterprise: str, request: Fee
     if existing is not None and (request.consumer == "replay" or request.reset):
         await js.delete_consumer(request.stream, name)
         existing = None
+    if existing is not None:  # the live consumer resumes where it stopped: a start or filter would be ignored
+        ignored = [field for field, given in (
+            ("start_time", request.start_time is not None), ("start_sequence", request.start_sequence is not None),
+            ("deliver", request.deliver != "all"),
+            ("filter", request.filter is not None and config.filter_subject != existing.config.filter_subject),
+        ) if given]
+        if ignored:
+            raise FeedError(f"{', '.join(ignored)}: the durable consumer {name} exists and resumes where it stopped, "
+                            f"so {'these' if len(ignored) > 1 else 'this'} would be ignored; send reset: true to "
+                            "start it over with them")
     info = existing or await js.add_consumer(request.stream, config)
     return {"stream": request.stream, "consumer": name, "filter": info.config.filter_subject,
             "num_pending": info.num_pending, "api_prefix": PARTY_JS_API}

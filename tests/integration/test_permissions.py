@@ -271,6 +271,13 @@ async def test_an_employer_receives_its_own_updates_live_and_replayed_from_a_sta
     await msg.ack_sync()
     again = await open_feed(e1.nc, E1, BENEFITS_STREAM, consumer="live")
     assert [m.data for m in await again.fetch(10, timeout=1)] == benefits[1:]
+    # A start or a filter for the existing live consumer would be ignored: refused, unless it starts over.
+    for ignored in ({"start_time": datetime(2026, 1, 1, tzinfo=UTC)}, {"start_sequence": 1}, {"deliver": "new"},
+                    {"filter": f"reintegration.employer.{E1}.benefits.>"}):
+        with pytest.raises(FeedError, match=f"{next(iter(ignored))}: the durable consumer employer-{E1} exists"):
+            await open_feed(e1.nc, E1, BENEFITS_STREAM, consumer="live", **ignored)  # type: ignore[arg-type]
+    over = await open_feed(e1.nc, E1, BENEFITS_STREAM, consumer="live", start_sequence=1, reset=True)
+    assert [m.data for m in await over.fetch(10, timeout=1)] == benefits
 
     # A narrower filter inside its own subjects is fine; E2's consumers are E2's own.
     narrow = await open_feed(e2.nc, E2, DEADLINES_STREAM, filter=f"reintegration.employer.{E2}.deadlines.>")
