@@ -762,16 +762,22 @@ def asyncapi(
     out: Annotated[Path, typer.Option(help="Where to write the AsyncAPI document.")] = Path("docs/asyncapi.json"),
     check: Annotated[bool, typer.Option(help="Fail if the file differs from what would be generated.")] = False,
 ) -> None:
-    """Generate the AsyncAPI document of the NATS contracts (FastStream, with msgspec's schemas)."""
+    """Generate the AsyncAPI document of the NATS contracts (FastStream, with msgspec's schemas), and beside it
+    the contract's reference page, contracts.md (subjects per party, reports, rejection codes, the feed)."""
     from .contract_docs import render_asyncapi
+    from .contracts_page import render_contracts
 
-    text = render_asyncapi()
-    if check:
-        if not out.exists() or out.read_text() != text:
-            console.print(f"[red]{out} is out of date[/]: run `reintegration asyncapi`")
-            raise typer.Exit(1)
-        console.print(f"{out} is up to date")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    console.print(f"wrote {out}")
+    stale = False
+    for path, text in ((out, render_asyncapi()), (out.with_name("contracts.md"), render_contracts())):
+        if check:
+            if not path.exists() or path.read_text() != text:
+                console.print(f"[red]{path} is out of date[/]: run `reintegration asyncapi`")
+                stale = True
+            else:
+                console.print(f"{path} is up to date")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        console.print(f"wrote {path}")
+    if stale:
+        raise typer.Exit(1)

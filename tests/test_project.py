@@ -27,6 +27,15 @@ def test_asyncapi_document_is_generated_from_the_code() -> None:
     assert committed == render_asyncapi(), "docs/asyncapi.json is stale: run `reintegration asyncapi`"
 
 
+def test_contract_reference_page_is_generated_from_the_code() -> None:
+    from reintegration.contracts_page import render_contracts
+
+    page = render_contracts()
+    assert (ROOT / "docs" / "contracts.md").read_text() == page, "docs/contracts.md is stale: run `reintegration asyncapi`"
+    for tag in ("work_potential_estimated.v1", "feed.trajectory.v1", "store_unavailable", "employer.trajectory_duty"):
+        assert tag in page
+
+
 def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     """The README's first command, small: the embedded nats-server, SQLite, intake, relay and seeded cases."""
     result = subprocess.run(

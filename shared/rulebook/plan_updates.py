@@ -20,6 +20,19 @@ from shared.events.feed import FeedTrajectory
 
 from .model import Regime, Rulebook, RulebookError
 
+#: The step each report type is published as (``plan_accepted`` or ``plan_refused`` for a plan's answer); a report
+#: type not here gives no plan update.
+STEPS: dict[type[r.Report], str] = {
+    r.TrajectoryRequested: "requested", r.WorkPotentialEstimated: "work_potential_estimated",
+    r.ExaminationRefused: "examination_refused", r.AssessmentIssued: "assessed", r.AppealLodged: "appeal_lodged",
+    r.AppealDecided: "appeal_decided", r.PlanSubmitted: "plan_submitted",
+    r.ImpossibilityReportSubmitted: "impossibility_reported", r.PlanAnswered: "plan_accepted or plan_refused",
+    r.PlanUnanswered: "plan_unanswered", r.TrajectoryEnded: "trajectory_ended",
+    r.MedicalForceMajeureStarted: "force_majeure_started", r.MedicalForceMajeureDecided: "force_majeure_decided",
+    r.PartialResumptionAuthorised: "partial_resumption_authorised",
+    r.PartialResumptionEnded: "partial_resumption_ended", r.PartialResumptionFailed: "partial_resumption_failed",
+}
+
 #: The rule whose legal basis each kind of step cites (the regime's instrument when the rule is not in force).
 _TRAJECTORY, _FORCE_MAJEURE = "trajectory.assessment", "force_majeure.start"
 _RESUMPTION = "partial_resumption.reduction"

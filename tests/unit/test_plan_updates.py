@@ -16,7 +16,7 @@ from shared.events import reports as r
 from shared.events.feed import FeedTrajectory
 from shared.infra.derived import Outcome
 from shared.infra.store import logged_events
-from shared.rulebook.plan_updates import plan_update
+from shared.rulebook.plan_updates import STEPS, plan_update
 from tests.factories import NOW
 from tests.integration.test_derived_property import MEMORY
 from tests.unit.test_deadlines import BE, EMPLOYER, WORKER, History
@@ -134,3 +134,30 @@ def test_the_outbox_publishes_each_update_once_after_the_steps_deadlines_with_th
     assert own[-1] == "feed.trajectory.v1" and "feed.deadline.v1" in own  # after the step's own deadlines
     assert CANARY not in "".join(m.payload.decode() for m, _ in published)
     assert [m.msg_id for s in steps for m in render(s, BE)] == [m.msg_id for m, _ in published]  # the same again
+
+
+def test_the_steps_table_the_contract_page_shows_is_what_the_function_publishes() -> None:
+    """`docs/contracts.md` lists STEPS: every type there gives that step, every other report type none."""
+    h = History(date(2024, 1, 10))
+    examples = {
+        r.TrajectoryRequested: {"initiator": r.Initiator.WORKER, "received_on": date(2024, 4, 10)},
+        r.WorkPotentialEstimated: {"estimated_on": date(2024, 4, 1), "work_potential": False},
+        r.ExaminationRefused: {"refused_on": date(2024, 4, 20)},
+        r.AssessmentIssued: {"issued_on": date(2024, 5, 2), "decision": "C"},
+        r.AppealLodged: {"lodged_on": date(2024, 5, 10)},
+        r.AppealDecided: {"decided_on": date(2024, 6, 10), "assessment_upheld": True},
+        r.PlanSubmitted: {"submitted_on": date(2024, 6, 3)},
+        r.ImpossibilityReportSubmitted: {"submitted_on": date(2024, 6, 3), "unfitness": r.Unfitness.TEMPORARY},
+        r.PlanAnswered: {"answered_on": date(2024, 6, 10), "answer": r.PlanAnswer.ACCEPTED},
+        r.PlanUnanswered: {"noted_on": date(2024, 6, 20)},
+        r.TrajectoryEnded: {"ended_on": date(2024, 7, 1), "reason": "plan_executed"},
+        r.MedicalForceMajeureStarted: {"letter_sent_on": date(2024, 11, 4)},
+        r.MedicalForceMajeureDecided: {"decided_on": date(2024, 12, 2), "definitively_unfit": False},
+        r.PartialResumptionAuthorised: {"authorised_on": date(2024, 5, 6)},
+        r.PartialResumptionEnded: {"ended_on": date(2024, 9, 2)},
+        r.PartialResumptionFailed: {"failed_on": date(2024, 9, 3)},
+    }
+    assert set(examples) == set(STEPS)
+    for cls, fields in examples.items():
+        message = update(h.add(cls, **fields))
+        assert message is not None and message.step in STEPS[cls].split(" or "), cls
