@@ -76,7 +76,10 @@ def consumer_config(enterprise: str, request: FeedRequest) -> api.ConsumerConfig
         opt_start_time=request.start_time.astimezone(UTC) if request.start_time is not None else None,
         opt_start_seq=request.start_sequence,
         ack_policy=api.AckPolicy.EXPLICIT,
-        ack_wait=30,
+        # A slow client has a minute per message before it is delivered again; nothing is ever dropped from an
+        # employer's view (no delivery limit); at most 1000 messages wait for acknowledgement at once.
+        ack_wait=60,
+        max_deliver=-1,
         max_ack_pending=1000,
         inactive_threshold=None if request.consumer == "live" else 600,
     )
@@ -102,6 +105,19 @@ async def open_feed_consumer(js: JetStreamContext, enterprise: str, request: Fee
             raise FeedError(f"{', '.join(ignored)}: the durable consumer {name} exists and resumes where it stopped, "
                             f"so {'these' if len(ignored) > 1 else 'this'} would be ignored; send reset: true to "
                             "start it over with them")
+        if existing.num_ack_pending:
+            # Reopened with messages delivered but never acknowledged (the employer's client crashed): start it
+            # again after its acknowledgement floor, so that they come back now and in order, instead of after the
+            # ack wait and behind newer messages. A message acknowledged above the floor comes again: the
+            # employer deduplicates on Nats-Msg-Id.
+            after = existing.ack_floor.stream_seq
+            again = msgspec.structs.replace(request, start_sequence=after + 1, filter=existing.config.filter_subject)
+            await js.delete_consumer(request.stream, name)
+            info = await js.add_consumer(request.stream, consumer_config(enterprise, again))
+            log.info("feed consumer reopened after its acknowledgement floor", employer=enterprise, consumer=name,
+                     after=after, unacknowledged=existing.num_ack_pending)
+            return {"stream": request.stream, "consumer": name, "filter": info.config.filter_subject,
+                    "num_pending": info.num_pending, "api_prefix": PARTY_JS_API, "redelivered_after": after}
     info = existing or await js.add_consumer(request.stream, config)
     return {"stream": request.stream, "consumer": name, "filter": info.config.filter_subject,
             "num_pending": info.num_pending, "api_prefix": PARTY_JS_API}
