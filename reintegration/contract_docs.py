@@ -15,9 +15,10 @@ from faststream.specification import AsyncAPI
 from services.registry import DERIVED
 from shared.events import subjects as s
 from shared.events.envelope import CaseEvent
-from shared.events.feed import FeedDeadline, FeedLedgerEntry, FeedTrajectory
+from shared.events.feed import FeedDeadline, FeedLedgerEntry, FeedRefusal, FeedReply, FeedRequest, FeedTrajectory
 from shared.events.replies import Reply
 from shared.events.reports import AnyReport
+from shared.infra.parties import FEED_PREFIX
 
 VERSION = "0.2.0"
 
@@ -86,6 +87,16 @@ def _broker() -> NatsBroker:
     attach_questions(audit, None)  # type: ignore[arg-type]
     broker.include_router(audit)
     executor.shutdown()
+    feeds = NatsRouter()
+
+    @feeds.subscriber(f"{FEED_PREFIX}.*", title="feeds: open a consumer", description=(
+        "An employer asks for a pull consumer on its own feed in DEADLINES or BENEFITS (the enterprise number is "
+        "the subject's last token, pinned by the employer's import); the reply says which consumer to pull from "
+        "and through which API prefix (docs/parties.md)."))
+    async def _open_feed_consumer(body: bytes) -> bytes:  # documents the feeds service's responder; never run
+        return body
+
+    broker.include_router(feeds)
     for title, subject, description, _payload in PUBLISHED:
         broker.publisher(subject, title=title, description=description)
     return broker
@@ -121,7 +132,8 @@ def render_asyncapi() -> str:
 
     published = _payload_types()
     audit_types = [t for q in QUESTIONS.values() for t in (q.request, q.answer)]
-    types: list[Any] = [AnyReport, Reply, CaseEvent, *published.values(), AuditAnswer, AuditRefusal, *audit_types]
+    types: list[Any] = [AnyReport, Reply, CaseEvent, *published.values(), AuditAnswer, AuditRefusal, *audit_types,
+                        FeedRequest, FeedReply, FeedRefusal]
     schemas_list, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     by_type = dict(zip([id(t) for t in types], schemas_list, strict=True))
     schemas = spec["components"].setdefault("schemas", {})
@@ -137,10 +149,17 @@ def render_asyncapi() -> str:
             message["payload"] = payload
     _audit_replies(spec, components, by_type)
     messages["intake:Reply"] = {"title": "intake:Reply", "payload": {"$ref": "#/components/schemas/Reply"}}
-    spec["operations"]["intake"]["reply"] = {
-        "address": {"location": "$message.header#/reply_to"},
-        "messages": [{"$ref": "#/components/messages/intake:Reply"}],
-    }
+    spec["operations"]["intake"]["reply"] = {"messages": [{"$ref": "#/components/messages/intake:Reply"}]}
+    feed = "feeds: open a consumer"
+    messages[f"{feed}:SubscribeMessage"]["payload"] = by_type[id(FeedRequest)]
+    messages[f"{feed}:Reply"] = {"title": f"{feed}:Reply",
+                                 "payload": {"anyOf": [by_type[id(FeedReply)], by_type[id(FeedRefusal)]]}}
+    feed_reply = f"#/components/messages/{feed}:Reply".replace(" ", "%20")
+    spec["operations"][feed]["reply"] = {"messages": [{"$ref": feed_reply}]}
+    # A party sends the report, question or request alone: NATS request-reply carries the reply subject itself, and
+    # no header is needed (FastStream's own correlation_id is not part of the contract).
+    for message in messages.values():
+        message.pop("correlationId", None)
     return json.dumps(spec, indent=2, sort_keys=True) + "\n"
 
 
@@ -179,6 +198,5 @@ def _audit_replies(spec: dict[str, Any], components: dict[str, Any], by_type: di
         messages[f"{title}:Reply"] = {"title": f"{title}:Reply",
                                       "payload": {"anyOf": [reply, by_type[id(AuditRefusal)]]}}
         spec["operations"][title]["reply"] = {
-            "address": {"location": "$message.header#/reply_to"},
             "messages": [{"$ref": f"#/components/messages/{title}:Reply".replace(" ", "%20")}],
         }

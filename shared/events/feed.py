@@ -112,5 +112,28 @@ class FeedRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     reset: bool = False
 
 
+class FeedReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The feeds service's answer to a :class:`FeedRequest`: the consumer to pull from, and where."""
+
+    stream: str
+    #: ``employer-<enterprise>`` (live) or ``employer-<enterprise>-replay``
+    consumer: str
+    filter: str
+    #: messages the consumer has not delivered yet
+    num_pending: int
+    #: the JetStream API prefix to pull and acknowledge through (the employer's import of the services' API)
+    api_prefix: str
+    #: a live consumer reopened with unacknowledged messages starts again after this stream sequence (its
+    #: acknowledgement floor): those messages come back at once
+    redelivered_after: int | None = None
+
+
+class FeedRefusal(msgspec.Struct, frozen=True, kw_only=True):
+    """A refused :class:`FeedRequest`: why (a field, a filter outside the employer's feed, an option that would be
+    ignored)."""
+
+    error: str
+
+
 class FeedError(RuntimeError):
     """The feeds service refused to open a consumer (its reply is ``{"error": ...}``)."""

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import nats.errors
 import nats.js.errors
@@ -43,7 +44,7 @@ from lab.probes import (
 )
 from services.feeds.handlers import serve_feed_consumers
 from shared.embedded.natsserver import EmbeddedNatsServer, NatsServerConfig, schedule_at_headers
-from shared.events.feed import FeedError
+from shared.events.feed import FeedError, FeedRefusal, FeedReply
 from shared.events.subjects import (
     BENEFITS_STREAM,
     BENEFITS_SUBJECTS,
@@ -158,6 +159,11 @@ async def services(system: System) -> AsyncIterator[Services]:
         yield running
     finally:
         await running.close()
+
+
+async def runtime_js_delete(services: Services, consumer: str) -> None:
+    """Remove a consumer a test opened only to read its reply (the next assertions expect none)."""
+    await services.clients["feeds"].nc.jetstream().delete_consumer(DEADLINES_STREAM, consumer)
 
 
 # --------------------------------------------------------------------------------------- the probe table
@@ -312,8 +318,13 @@ async def test_feed_consumers_are_pinned_to_the_employers_own_subjects(system: S
         ({"stream": DEADLINES_STREAM, "start_time": "2026-01-01T00:00:00Z", "start_sequence": 3}, "give one of them"),
         ({"stream": DEADLINES_STREAM, "start_sequence": 0}, "Expected `int` >= 1"),
     ):
-        reply = json.loads((await e1.nc.request(subject, json.dumps(body).encode(), timeout=2)).data)
+        raw = (await e1.nc.request(subject, json.dumps(body).encode(), timeout=2)).data
+        reply = json.loads(raw)
         assert reason in reply.get("error", ""), (body, reply)
+        msgspec.json.decode(raw, type=FeedRefusal)  # the refusal the contract documents
+    opened = (await e1.nc.request(subject, json.dumps({"stream": DEADLINES_STREAM}).encode(), timeout=2)).data
+    assert msgspec.json.decode(opened, type=FeedReply).consumer == f"employer-{E1}-replay"  # strictly the contract
+    await runtime_js_delete(services, f"employer-{E1}-replay")
     with pytest.raises(FeedError, match="not inside"):
         await open_feed(e1.nc, E1, DEADLINES_STREAM, filter=f"reintegration.employer.{E2}.>")
     # No consumer was made for any refused request, and E2's consumers stay out of E1's reach.
