@@ -48,4 +48,5 @@ def feed_entry(step: LedgerStep | LedgerRecomputed, entry: LedgerEntry) -> FeedL
         legal_basis=entry.legal_basis,
         explanation=entry.explanation,
         reverses=entry.reverses,
+        case_version=step.source.version if isinstance(step, LedgerStep) else step.source_version,
     )

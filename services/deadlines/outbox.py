@@ -23,14 +23,26 @@ _ENCODER = msgspec.json.Encoder()
 _Change = tuple[str, Deadline, UUID | None, datetime | None, float | None]
 
 
-def feed_deadline(deadline: Deadline, change: str, enterprise: str, insz: str) -> FeedDeadline:
+def feed_deadline(deadline: Deadline, change: str, enterprise: str, insz: str,
+                  case_version: int | None = None) -> FeedDeadline:
     """What the employer's feed says of a deadline that concerns it: no medical field, no free text."""
     return FeedDeadline(
         case_id=deadline.case_id, enterprise_number=enterprise, insz=insz, change=change, deadline_id=deadline.id,
         rule=deadline.rule, regime=deadline.regime, legal_basis=deadline.legal_basis, party=deadline.party,
         due_on=deadline.due_on, state=change if change in {"missed", "expired"} else deadline.state,
-        explanation=deadline.explanation,
+        explanation=deadline.explanation, case_version=case_version,
     )
+
+
+def _case_version(event: Any) -> int | None:
+    """The Case version a recorded step was at."""
+    if isinstance(event, ScheduleStep):
+        return event.source.version
+    if isinstance(event, TimerFired):
+        return event.known_version
+    if isinstance(event, ScheduleRecomputed):
+        return event.source_version
+    return None
 
 
 def _changes(event: Any) -> list[_Change]:
@@ -60,7 +72,7 @@ def render(event: Any, rulebook: Rulebook | None = None) -> list[Outgoing]:
         out.append(Outgoing(f"{DEADLINES_PREFIX}.{deadline.case_id}.{change}", _ENCODER.encode(message), msg_id))
         if deadline.concerns_employer:
             subject = employer_feed_subject(enterprise, "deadlines", deadline.case_id)
-            feed = feed_deadline(deadline, change, enterprise, insz)
+            feed = feed_deadline(deadline, change, enterprise, insz, _case_version(event))
             out.append(Outgoing(subject, _ENCODER.encode(feed), f"feed:{msg_id}"))
     if update is not None:
         out.append(Outgoing(employer_feed_subject(enterprise, "trajectory", update.case_id), _ENCODER.encode(update),

@@ -35,6 +35,9 @@ class FeedDeadline(FeedMessage, frozen=True, tag="feed.deadline.v1"):
     due_on: date
     state: str
     explanation: str
+    #: The Case version whose step published it (the version applied then, for a fired timer or a recomputation):
+    #: the order of the case's messages.
+    case_version: int | None = None
 
 
 class FeedLedgerEntry(FeedMessage, frozen=True, tag="feed.benefit.v1"):
@@ -52,6 +55,8 @@ class FeedLedgerEntry(FeedMessage, frozen=True, tag="feed.benefit.v1"):
     legal_basis: str
     explanation: str
     reverses: UUID | None = None
+    #: The Case version whose step published it (the version applied then, for a recomputation).
+    case_version: int | None = None
 
 
 class FeedTrajectory(FeedMessage, frozen=True, tag="feed.trajectory.v1"):

@@ -133,6 +133,11 @@ def test_the_outbox_publishes_each_update_once_after_the_steps_deadlines_with_th
            if m.subject.startswith("reintegration.employer.")]
     assert own[-1] == "feed.trajectory.v1" and "feed.deadline.v1" in own  # after the step's own deadlines
     assert CANARY not in "".join(m.payload.decode() for m, _ in published)
+    for step in steps:  # every feed message says which Case version's step published it
+        for m in render(step, BE):
+            body = msgspec.json.decode(m.payload)
+            if body.get("type", "").startswith("feed."):
+                assert body["case_version"] == step.source.version
     assert [m.msg_id for s in steps for m in render(s, BE)] == [m.msg_id for m, _ in published]  # the same again
 
 
