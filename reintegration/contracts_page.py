@@ -131,8 +131,8 @@ def _feed() -> list[str]:
            "Headers of every feed message: `Nats-Msg-Id` is the message's id (deduplicate on it: a redelivery or a "
            "replay carries the same id); `Reintegration-Position` is the intake store position of the Case event "
            "behind it; `Reintegration-Part` is `i/n` within one recorded step. Messages of one case come in the "
-           "order its reports were recorded (`case_version` in a plan update); the stream sequence orders the "
-           "messages of one stream.", "",
+           "order its reports were recorded (every feed message carries `case_version`); the stream sequence "
+           "orders the messages of one stream.", "",
            "### Plan updates (`feed.trajectory.v1`, `reintegration.employer.<enterprise number>.trajectory.<case id>`)",
            "", _row("report", "step"), _row("---", "---")]
     for cls, step in STEPS.items():
