@@ -60,6 +60,21 @@ PUBLISHED: list[tuple[str, str, str, Any]] = [
 ]
 
 
+#: The headers of every employer feed message (docs/contracts.md says how to use them).
+FEED_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "required": ["Nats-Msg-Id"],
+    "properties": {
+        "Nats-Msg-Id": {"type": "string", "description": "The message's id: a redelivery or a replay carries the "
+                        "same; deduplicate on it."},
+        "Reintegration-Position": {"type": "string", "description": "The intake store position of the Case event "
+                                   "behind it (a decimal integer)."},
+        "Reintegration-Part": {"type": "string", "description": "`i/n`: this message's place among those one "
+                               "recorded step published."},
+    },
+}
+
+
 def _broker() -> NatsBroker:
     from services.deadlines.handlers import FiredTimers
     from services.intake.handlers import build_router
@@ -156,6 +171,8 @@ def render_asyncapi() -> str:
                                  "payload": {"anyOf": [by_type[id(FeedReply)], by_type[id(FeedRefusal)]]}}
     feed_reply = f"#/components/messages/{feed}:Reply".replace(" ", "%20")
     spec["operations"][feed]["reply"] = {"messages": [{"$ref": feed_reply}]}
+    for title in ("employer feed: deadlines", "employer feed: benefits", "employer feed: plan updates"):
+        messages[f"{title}:Message"]["headers"] = FEED_HEADERS
     # A party sends the report, question or request alone: NATS request-reply carries the reply subject itself, and
     # no header is needed (FastStream's own correlation_id is not part of the contract).
     for message in messages.values():
