@@ -130,7 +130,8 @@ def _feed() -> list[str]:
     out = ["## What reaches an employer's feed, and from which reports", "",
            "Headers of every feed message: `Nats-Msg-Id` is the message's id (deduplicate on it: a redelivery or a "
            "replay carries the same id); `Reintegration-Position` is the intake store position of the Case event "
-           "behind it; `Reintegration-Part` is `i/n` within one recorded step. Messages of one case come in the "
+           "behind it; `Reintegration-Part` is `i/n` within one recorded step; `Nats-Expected-Last-Sequence` is the "
+           "publisher's own precondition (ignore it). Messages of one case come in the "
            "order its reports were recorded (every feed message carries `case_version`); the stream sequence "
            "orders the messages of one stream.", "",
            "### Plan updates (`feed.trajectory.v1`, `reintegration.employer.<enterprise number>.trajectory.<case id>`)",
