@@ -529,6 +529,32 @@ def ask(
 
 
 @app.command()
+def status(
+    data_dir: DataDir = Path("data"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[float | None, typer.Option(help="Show it again every this many seconds (Ctrl-C stops).",
+                                                min=1)] = None,
+) -> None:
+    """One screen of a running system (the operator's identity): streams, every consumer's pending events and lag
+    in seconds, dead letters, timers, the stores' sizes and each service's last logged error. Exit code 1 when dead
+    letters wait or a consumer is behind."""
+    import time as _time
+
+    from .status import attention, gather, print_status, to_json
+
+    settings = Settings.from_env(data_dir=data_dir)
+    while True:
+        view = asyncio.run(gather(settings))
+        if as_json:
+            print(to_json(view))
+        code = attention(view) if as_json else print_status(view)
+        if watch is None:
+            raise typer.Exit(code)
+        _time.sleep(watch)
+        console.clear()
+
+
+@app.command()
 def simulate(
     file: Annotated[Path, typer.Argument(help="A case's reports, one JSON report per line.", exists=True)],
     as_json: AsJson = False,

@@ -359,8 +359,8 @@ def _service_permissions() -> dict[str, tuple[list[str], list[str], bool]]:
     # (`rebuild --fresh`), read dead letters and every stream's and consumer's state. No intake, no queries, no feed:
     # an operator reads cases from the stores, where nothing is disclosed to a party.
     operator = [f"{PREFIX}.trajectory.>", *_stream_admin(TRAJECTORY_STREAM), f"{JS_API}.INFO"]
-    for stream in streams:
-        operator += [*_stream_read(stream), f"{JS_API}.CONSUMER.INFO.{stream}.*"]
+    for stream in streams:  # `reintegration status` lists every consumer's state
+        operator += [*_stream_read(stream), f"{JS_API}.CONSUMER.INFO.{stream}.*", f"{JS_API}.CONSUMER.LIST.{stream}"]
     operator += [f"{JS_API}.STREAM.PURGE.{stream}" for stream in (DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM)]
     return {
         # (publish, subscribe, allow_responses)

@@ -1,0 +1,150 @@
+"""`reintegration status`: one screen of a running system, read with the operator's identity.
+
+Every JetStream stream the system uses (messages, bytes, last message), every durable consumer on them (events not
+yet delivered, delivered but not acknowledged, redelivered, and the age in seconds of the oldest event not yet
+acknowledged), the dead letters waiting per consumer, the timers scheduled, the stores' sizes, and the last error
+each service's log holds. Read-only: it asks the server for information and reads files, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.events.subjects import (
+    BENEFITS_STREAM,
+    DEAD_LETTER_STREAM,
+    DEADLINES_STREAM,
+    TIMER_SCHEDULE_PREFIX,
+    TIMERS_STREAM,
+    TRAJECTORY_STREAM,
+)
+from shared.infra.settings import Settings
+
+STREAMS = (TRAJECTORY_STREAM, DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM, DEAD_LETTER_STREAM)
+_ERROR = re.compile(r"\[(error|critical)\s*\]|Traceback \(most recent call last\)|\"level\": \"(error|critical)\"")
+
+
+async def _oldest_unacknowledged_age(js: Any, stream: str, info: Any, now: datetime) -> float:
+    """Seconds since the stream stored the oldest message this consumer has not acknowledged (0 when none)."""
+    if not info.num_pending and not info.num_ack_pending:
+        return 0.0
+    config = info.config
+    subject = config.filter_subject or None
+    try:
+        message = await js.get_msg(stream, seq=info.ack_floor.stream_seq + 1, subject=subject, next=True)
+    except Exception:  # noqa: BLE001 - purged or gone meanwhile: no age to tell
+        return 0.0
+    stored = getattr(message, "time", None)
+    if not isinstance(stored, datetime):
+        return 0.0
+    return max(0.0, (now - stored.astimezone(UTC)).total_seconds())
+
+
+async def gather(settings: Settings) -> dict[str, Any]:
+    """Everything the screen shows, as data (``--json``)."""
+    from .connect import connect_once
+
+    now = datetime.now(UTC)
+    nc = await connect_once(settings)
+    streams, consumers, dead, timers = [], [], {}, 0
+    try:
+        js = nc.jetstream()
+        for name in STREAMS:
+            try:
+                info = await js.stream_info(name)
+            except Exception:  # noqa: BLE001 - a stream the system has not made (yet)
+                streams.append({"stream": name, "exists": False})
+                continue
+            state = info.state
+            streams.append({"stream": name, "exists": True, "messages": state.messages, "bytes": state.bytes,
+                            "last_sequence": state.last_seq, "consumers": state.consumer_count})
+            for consumer in await js.consumers_info(name):
+                consumers.append({
+                    "stream": name, "consumer": consumer.name, "pending": consumer.num_pending,
+                    "unacknowledged": consumer.num_ack_pending, "redelivered": consumer.num_redelivered,
+                    "lag_seconds": round(await _oldest_unacknowledged_age(js, name, consumer, now), 1),
+                })
+            if name == DEAD_LETTER_STREAM and state.messages:
+                by_subject = await js.stream_info(name, subjects_filter=">")
+                dead = {subject.rsplit(".", 1)[-1]: n for subject, n in (by_subject.state.subjects or {}).items()}
+            if name == TIMERS_STREAM and state.messages:
+                scheduled = await js.stream_info(name, subjects_filter=f"{TIMER_SCHEDULE_PREFIX}.>")
+                timers = sum((scheduled.state.subjects or {}).values())
+    finally:
+        await nc.close()
+    return {"at": now.isoformat(), "nats_url": settings.nats_url, "streams": streams, "consumers": consumers,
+            "dead_letters": dead, "timers_scheduled": timers, "stores": stores(settings),
+            "last_errors": last_errors(settings.data_dir / "logs")}
+
+
+def stores(settings: Settings) -> list[dict[str, Any]]:
+    """The SQLite stores' files and sizes (bytes, the write-ahead log included); on PostgreSQL, where they are."""
+    if settings.store != "sqlite":
+        return [{"store": "postgres", "where": settings.postgres_url.rsplit("@", 1)[-1] if settings.postgres_url
+                 else "-"}]
+    out = []
+    for path in sorted(settings.data_dir.glob("*.sqlite")):
+        size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+        out.append({"store": path.stem, "bytes": size})
+    return out
+
+
+def last_errors(logs: Path) -> dict[str, str]:
+    """The last error line of each service's log (``<data dir>/logs/<service>.log``), when it has one."""
+    found: dict[str, str] = {}
+    for log in sorted(logs.glob("*.log")) if logs.is_dir() else ():
+        last = None
+        with log.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if _ERROR.search(line):
+                    last = line.strip()
+        if last:
+            found[log.stem] = last[:300]
+    return found
+
+
+def print_status(view: dict[str, Any]) -> int:
+    """The screen; exit code 1 when something needs the operator (dead letters, a consumer behind), else 0."""
+    from rich.console import Console
+
+    from .tables import Column, Row, print_paragraph, print_table
+
+    out = Console()
+    print_paragraph(out, f"reintegration at {view['nats_url']}, {view['at']}", style="bold")
+    print_table(out, [Column("stream"), Column("messages", right=True), Column("bytes", right=True),
+                      Column("consumers", right=True)],
+                [Row([s["stream"], str(s.get("messages", "-")), str(s.get("bytes", "-")),
+                      str(s.get("consumers", "-"))] if s["exists"] else [s["stream"], "(none)", "-", "-"])
+                 for s in view["streams"]], title="streams", blank_lines=False)
+    print_table(out, [Column("consumer"), Column("stream"), Column("pending", right=True),
+                      Column("unacked", right=True), Column("lag s", right=True),
+                      Column("redelivered", right=True, spill=True)],
+                [Row([c["consumer"], c["stream"], str(c["pending"]), str(c["unacknowledged"]),
+                      f"{c['lag_seconds']:g}", str(c["redelivered"])]) for c in view["consumers"]],
+                title="consumers (pending: not delivered yet; lag: age of the oldest event not acknowledged)",
+                blank_lines=False)
+    dead = view["dead_letters"]
+    print_paragraph(out, "dead letters: " + (", ".join(f"{n} for {c}" for c, n in sorted(dead.items()))
+                                             if dead else "none"), style="red" if dead else None)
+    print_paragraph(out, f"timers scheduled: {view['timers_scheduled']}")
+    print_paragraph(out, "stores: " + ", ".join(
+        f"{s['store']} {s['bytes']:,} bytes" if "bytes" in s else f"{s['store']} at {s['where']}"
+        for s in view["stores"]))
+    for service, line in sorted(view["last_errors"].items()):
+        print_paragraph(out, f"last error of {service}: {line}", style="yellow")
+    return attention(view)
+
+
+def attention(view: dict[str, Any]) -> int:
+    """1 when something needs the operator: dead letters waiting, or a consumer with events not delivered or not
+    acknowledged; else 0."""
+    behind = any(c["pending"] or c["unacknowledged"] for c in view["consumers"])
+    return 1 if view["dead_letters"] or behind else 0
+
+
+def to_json(view: dict[str, Any]) -> str:
+    return json.dumps(view, indent=2)
