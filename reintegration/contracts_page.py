@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from services.intake.decide import WORK_POTENTIAL_RULE
 from shared.events import reports as r
 from shared.events.replies import RETRYABLE, RejectionCode
 from shared.infra.parties import Party, Role, imports
@@ -74,8 +75,7 @@ def _subjects() -> list[str]:
 def _reports() -> list[str]:
     rulebook = default_rulebook()
     regimes = rulebook.regimes
-    work_potential = [g.id for g in regimes if any(
-        rule.id == "employer.work_potential" and rule.regime in _lineage(rulebook, g.id) for rule in rulebook.rules())]
+    work_potential = [g.id for g in regimes if rulebook.has_rule(g.id, WORK_POTENTIAL_RULE)]
     out = ["## Reports", "",
            "Each report is one JSON object tagged by `type`, sent on the sender's own intake subject. Its effective "
            "date (the field named below) chooses the regime whose rules apply: "
@@ -84,7 +84,7 @@ def _reports() -> list[str]:
     for cls in r.REPORT_TYPES:
         senders = ", ".join(sorted(_KIND_NAMES[k.value] for k in cls.reporters))
         if cls is r.WorkPotentialEstimated:
-            which = ", ".join(work_potential) + " only (the rule `employer.work_potential`)"
+            which = ", ".join(work_potential) + f" only (the rule `{WORK_POTENTIAL_RULE}`)"
         elif cls is r.AssessmentIssued:
             which = "; ".join(f"{g.id}: codes {', '.join(g.decision_codes)}" for g in regimes if g.decision_codes)
         else:
@@ -103,14 +103,6 @@ def _reports() -> list[str]:
                         "-" if not rule.allowed else f"{rule.min_months} months of incapacity" if rule.min_months
                         else "day 1",
                         ", ".join(earlier) or "-"))
-    return out
-
-
-def _lineage(rulebook: Any, regime_id: str) -> list[str]:
-    out, current = [], rulebook.regime(regime_id)
-    while current is not None:
-        out.append(current.id)
-        current = rulebook.regime(current.inherits) if current.inherits else None
     return out
 
 

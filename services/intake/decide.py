@@ -303,8 +303,7 @@ def _(case: Case, report: r.TrajectoryRequested, party: Party, rulebook: Ruleboo
 @check(r.WorkPotentialEstimated)
 def _(case: Case, report: r.WorkPotentialEstimated, party: Party, rulebook: Rulebook) -> None:
     regime = rulebook.regime_on(report.estimated_on)
-    if not any(rule.id == WORK_POTENTIAL_RULE for rule in rulebook.rules() if regime and rule.regime in _lineage(
-            rulebook, regime.id)):
+    if regime is None or not rulebook.has_rule(regime.id, WORK_POTENTIAL_RULE):
         raise Rejection(
             Code.NO_REGIME,
             f"the work-potential estimate is part of the law from 2026; {regime.id if regime else 'no regime'} in "
@@ -343,11 +342,11 @@ def _(case: Case, report: r.AssessmentIssued, party: Party, rulebook: Rulebook) 
     regime = rulebook.regime_on(report.issued_on)
     if regime is None:
         raise Rejection(Code.NO_REGIME, f"no regime in force on {report.issued_on}", "$.issued_on")
-    if report.regime not in _lineage(rulebook, regime.id):
+    if report.regime not in rulebook.lineage(regime.id):
         raise Rejection(
             Code.NOT_ELIGIBLE,
             f"an assessment issued on {report.issued_on.isoformat()} falls under {regime.id} "
-            f"(codes of {', '.join(_lineage(rulebook, regime.id))}), not {report.regime}",
+            f"(codes of {', '.join(rulebook.lineage(regime.id))}), not {report.regime}",
             field="$.regime",
             regime=regime.id,
         )
@@ -359,14 +358,6 @@ def _(case: Case, report: r.AssessmentIssued, party: Party, rulebook: Rulebook) 
             field="$.decision",
             regime=regime.id,
         )
-
-
-def _lineage(rulebook: Rulebook, regime_id: str) -> list[str]:
-    """The regime and those it inherits from (BE-2026 assessments may be coded as BE-2022, whose codes it keeps)."""
-    chain = [regime_id]
-    while (parent := rulebook.regime(chain[-1]).inherits) is not None:
-        chain.append(parent)
-    return chain
 
 
 def _assessment_regime(case: Case, rulebook: Rulebook) -> tuple[Trajectory, object]:

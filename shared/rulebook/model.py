@@ -285,6 +285,17 @@ class Rulebook:
     def regime(self, regime_id: str) -> Regime:
         return self._by_id[regime_id]
 
+    def lineage(self, regime_id: str) -> list[str]:
+        """The regime and those it inherits from, nearest first (BE-2026, BE-2022)."""
+        chain = [regime_id]
+        while (parent := self._by_id[chain[-1]].inherits) is not None:
+            chain.append(parent)
+        return chain
+
+    def has_rule(self, regime_id: str, rule_id: str) -> bool:
+        """Whether ``regime_id`` has ``rule_id``, its own or inherited, whatever day the rule starts."""
+        return any((regime, rule_id) in self._rules for regime in self.lineage(regime_id))
+
     def regime_on(self, day: date) -> Regime | None:
         """The regime in force on ``day``, or ``None`` before the first one (the last to start on or before it)."""
         index = bisect.bisect_right(self._starts, day)
