@@ -55,25 +55,25 @@ def plan_update(event: CaseEvent, enterprise: str, insz: str, rulebook: Rulebook
     """The plan update of ``event`` for the employer ``enterprise`` of worker ``insz``, or ``None`` when the step is
     none of the employer's business; ``plan_due_on``: the plan's due date, when the step opened that deadline."""
     report = event.report
-    step: str
+    step = STEPS.get(type(report))
+    if step is None:
+        return None
     fields: dict[str, object] = {}
     rule = _TRAJECTORY
     if isinstance(report, r.TrajectoryRequested):
-        step, summary = "requested", f"a re-integration trajectory was requested by the {_words(report.initiator)}"
+        summary = f"a re-integration trajectory was requested by the {_words(report.initiator)}"
         fields["initiator"] = report.initiator.value
     elif isinstance(report, r.WorkPotentialEstimated):
         rule = "employer.work_potential"
-        step = "work_potential_estimated"
         summary = ("the occupational health service estimated that the worker "
                    + ("can do adapted or other work" if report.work_potential else "cannot do adapted or other work"))
         fields["outcome"] = "work_potential" if report.work_potential else "no_work_potential"
     elif isinstance(report, r.ExaminationRefused):
-        step, summary = "examination_refused", "the worker refused the re-integration examination"
+        summary = "the worker refused the re-integration examination"
     elif isinstance(report, r.AssessmentIssued):
         under = _regime(rulebook, report.regime)
         meaning = under.decision_meanings.get(report.decision) if under is not None else None
         unfitness = under.plan_codes.get(report.decision) if under is not None else None
-        step = "assessed"
         summary = f"the re-integration assessment was issued with decision {report.decision}" + (
             f" under {report.regime}: {meaning}" if meaning else f" under {report.regime}")
         if plan_due_on is not None:
@@ -81,17 +81,14 @@ def plan_update(event: CaseEvent, enterprise: str, insz: str, rulebook: Rulebook
         fields.update(decision=report.decision, decision_meaning=meaning, unfitness=unfitness,
                       plan_due_on=plan_due_on)
     elif isinstance(report, r.AppealLodged):
-        step, summary = "appeal_lodged", "the worker appealed against the assessment; the trajectory is suspended"
+        summary = "the worker appealed against the assessment; the trajectory is suspended"
     elif isinstance(report, r.AppealDecided):
-        step = "appeal_decided"
         fields["outcome"] = "upheld" if report.assessment_upheld else "overturned"
         summary = f"the appeal panel {'upheld' if report.assessment_upheld else 'overturned'} the assessment"
     elif isinstance(report, r.PlanSubmitted):
-        step = "plan_submitted"
         summary = f"the employer submitted a re-integration plan ({report.unfitness.value} unfitness)"
         fields["unfitness"] = report.unfitness.value
     elif isinstance(report, r.ImpossibilityReportSubmitted):
-        step = "impossibility_reported"
         summary = f"the employer reported, with reasons, that no plan is possible ({report.unfitness.value} unfitness)"
         fields["unfitness"] = report.unfitness.value
     elif isinstance(report, r.PlanAnswered):
@@ -99,35 +96,32 @@ def plan_update(event: CaseEvent, enterprise: str, insz: str, rulebook: Rulebook
         step = "plan_accepted" if accepted else "plan_refused"
         summary = f"the worker {'accepted' if accepted else 'refused'} the plan"
     elif isinstance(report, r.PlanUnanswered):
-        step, summary = "plan_unanswered", "the worker did not answer the plan in time (the silence counts as refusal)"
+        summary = "the worker did not answer the plan in time (the silence counts as refusal)"
     elif isinstance(report, r.TrajectoryEnded):
-        step, summary = "trajectory_ended", f"the trajectory ended ({report.reason.replace('_', ' ')})"
+        summary = f"the trajectory ended ({report.reason.replace('_', ' ')})"
         fields["outcome"] = report.reason
     elif isinstance(report, r.MedicalForceMajeureStarted):
         rule = _FORCE_MAJEURE
-        step = "force_majeure_started"
         summary = f"the {_words(report.initiator)} started the medical force-majeure procedure by registered letter"
         fields["initiator"] = report.initiator.value
     elif isinstance(report, r.MedicalForceMajeureDecided):
         rule = _FORCE_MAJEURE
-        step = "force_majeure_decided"
         summary = ("the occupational physician decided: definitively unfit for the agreed work, with no adapted or "
                    "other work possible" if report.definitively_unfit else
                    "the occupational physician decided: not definitively unfit (no medical force majeure)")
         fields["definitively_unfit"] = report.definitively_unfit
     elif isinstance(report, r.PartialResumptionAuthorised):
         rule = _RESUMPTION
-        step = "partial_resumption_authorised"
         summary = "the advising physician authorised a partial resumption of work" + (
             f" until {report.valid_until}" if report.valid_until else "")
         fields["valid_until"] = report.valid_until
     elif isinstance(report, r.PartialResumptionEnded):
-        rule, step, summary = _RESUMPTION, "partial_resumption_ended", "the authorised partial resumption ended"
+        rule, summary = _RESUMPTION, "the authorised partial resumption ended"
     elif isinstance(report, r.PartialResumptionFailed):
-        rule, step = _RESUMPTION, "partial_resumption_failed"
+        rule = _RESUMPTION
         summary = "the partial resumption failed: the worker is fully incapacitated again"
-    else:
-        return None
+    else:  # a type STEPS lists but no branch words
+        raise AssertionError(f"no plan update worded for {type(report).__name__}")
     on = report.effective_date
     regime, basis = _basis(rulebook, rule, on, event.regime)
     return FeedTrajectory(case_id=event.case_id, enterprise_number=enterprise, insz=insz, step=step, on=on,
