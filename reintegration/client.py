@@ -217,10 +217,12 @@ class FollowState:
     """The last sequence handled in each stream, kept in a small JSON file (replaced atomically after each message):
     where the next :func:`follow` starts."""
 
-    def __init__(self, path: Path | None, enterprise: str) -> None:
+    def __init__(self, path: Path | None, enterprise: str, *, resume: bool = True) -> None:
+        """``resume``: start from the positions ``path`` holds (``False``: from none, as a replay does; ``path`` is
+        written all the same)."""
         self.path, self.enterprise = path, enterprise
         self.last: dict[str, int] = {}
-        if path is not None and path.exists():
+        if resume and path is not None and path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("enterprise") != enterprise:
                 raise ValueError(f"{path} is the follow state of employer {data.get('enterprise')}, not {enterprise}")

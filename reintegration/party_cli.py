@@ -141,11 +141,10 @@ def follow_feed(creds: Path, *, server: str | None, out_file: Path | None, run: 
         state_file = (out_file.with_name(out_file.name + ".state") if out_file is not None
                       else Path(f"follow-{enterprise}.state"))
     try:
-        state = FollowState(None if start_time is not None else state_file, enterprise)
+        state = FollowState(state_file, enterprise, resume=start_time is None)
     except (ValueError, OSError) as exc:
         err.print(f"{state_file}: {exc}", highlight=False)
         return USAGE
-    state.path = state_file
     if out_file is not None and start_time is None:
         state.at_least(written_positions(out_file))  # a line written just before a crash is not written again
     url = server_of(server, credentials)
