@@ -311,8 +311,8 @@ def derived_report(settings: Settings, caught_up: bool) -> None:
 async def employer_report(settings: Settings, runtime: Runtime) -> bool:
     """One employer, with its own credentials, replays its feed: it receives its own workers' updates only, and
     the server refuses it another employer's feed."""
-    from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
-    from shared.infra.parties import connect_as, open_feed
+    from shared.events.subjects import EMPLOYER_FEED_PREFIX
+    from shared.infra.parties import connect_as
 
     employers = sorted(n.split(":", 1)[1] for n in runtime.credentials if n.startswith("employer:"))
     if not employers:
@@ -323,19 +323,14 @@ async def employer_report(settings: Settings, runtime: Runtime) -> bool:
     refused: list[str] = []
     nc = await connect_as(runtime.credentials[f"employer:{enterprise}"], settings.nats_url,
                           error_cb=_collector(refused))
-    received, foreign = 0, 0
     try:
-        for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
-            sub = await open_feed(nc, enterprise, stream, consumer="replay")
-            while True:
-                try:
-                    batch = await sub.fetch(200, timeout=1)
-                except Exception:  # noqa: BLE001 - nats-py's fetch timeout: the replay is complete
-                    break
-                for msg in batch:
-                    received += 1
-                    foreign += not msg.subject.startswith(f"{EMPLOYER_FEED_PREFIX}.{enterprise}.")
-                    await msg.ack()
+        # The services' outboxes may still be publishing the last steps: replay until the streams held as many
+        # messages for the employer after the replay as before it, so that the two counts are of the same feed.
+        for _ in range(5):
+            received, foreign = await _replay(nc, enterprise)
+            before, counts = counts, await _feed_counts(settings, employers)
+            if counts.get(enterprise, 0) == before.get(enterprise, 0):
+                break
         other = next(e for e in employers if e != enterprise)
         await nc.subscribe(f"{EMPLOYER_FEED_PREFIX}.{other}.>")
         await nc.publish(f"{EMPLOYER_FEED_PREFIX}.{other}.probe", b"")  # a second refusal marks the first's arrival
@@ -351,6 +346,26 @@ async def employer_report(settings: Settings, runtime: Runtime) -> bool:
         f"{other}'s feed was refused by the server: {'yes' if refused else 'NO'}[/]"
     )
     return ok
+
+
+async def _replay(nc: Any, enterprise: str) -> tuple[int, int]:
+    """The employer replays its whole feed: (messages received, messages of another employer among them)."""
+    from shared.events.subjects import BENEFITS_STREAM, DEADLINES_STREAM, EMPLOYER_FEED_PREFIX
+    from shared.infra.parties import open_feed
+
+    received, foreign = 0, 0
+    for stream in (DEADLINES_STREAM, BENEFITS_STREAM):
+        sub = await open_feed(nc, enterprise, stream, consumer="replay")
+        while True:
+            try:
+                batch = await sub.fetch(200, timeout=1)
+            except Exception:  # noqa: BLE001 - nats-py's fetch timeout: the replay is complete
+                break
+            for msg in batch:
+                received += 1
+                foreign += not msg.subject.startswith(f"{EMPLOYER_FEED_PREFIX}.{enterprise}.")
+                await msg.ack()
+    return received, foreign
 
 
 def _collector(refused: list[str]):
