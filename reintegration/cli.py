@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -179,9 +179,22 @@ def _serve(name: str) -> None:
     from services.registry import service
     from shared.infra.clock import clock_from_env
 
-    logs.configure()
+    settings = Settings.from_env(system_file=False)
+    logs.configure(json_lines=settings.log_format == "json")
     build_app = service(name).load()
-    asyncio.run(build_app(Settings.from_env(system_file=False), clock=clock_from_env()).run())
+    asyncio.run(_observed(name, settings, lambda: build_app(settings, clock=clock_from_env()).run()))
+
+
+async def _observed(name: str, settings: Settings, run: Callable[[], Any]) -> Any:
+    """Run a service process with its metrics, probes and traces (each only when its setting asks for it)."""
+    from shared.infra import telemetry, tracing
+
+    tracing.configure(settings.otlp_endpoint, name)
+    try:
+        async with telemetry.served(name, settings.metrics_port, settings.metrics_address):
+            return await run()
+    finally:
+        tracing.shutdown()
 
 
 def _serve_command(name: str) -> Callable[[], None]:
@@ -615,8 +628,8 @@ def relay(
         raise typer.BadParameter("store positions start at 1", param_hint="--from")
     if from_position is not None and to_position is not None and to_position < from_position:
         raise typer.BadParameter(f"--to {to_position} is before --from {from_position}", param_hint="--to")
-    logs.configure()
     settings = Settings.from_env(data_dir=data_dir)
+    logs.configure(json_lines=settings.log_format == "json")
 
     if from_position is None:
         async def follow() -> None:
@@ -624,7 +637,7 @@ def relay(
             _install_stop(asyncio.get_running_loop(), stop)
             await run_relay(settings, stop)
 
-        asyncio.run(follow())
+        asyncio.run(_observed("relay", settings, follow))
         return
     raise typer.Exit(_replay(settings, from_position, to_position))
 

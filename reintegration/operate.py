@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from shared.events.envelope import CaseEvent
 from shared.infra.derived import DerivedApplication, Outcome
 from shared.infra.settings import Settings
 from shared.infra.store import logged_events, missing_store, read_only_env, store_exists
+from shared.infra.telemetry import REBUILD_DONE, REBUILD_TOTAL, Telemetry
 
 console = Console()
 
@@ -111,6 +114,15 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
     app: DerivedApplication[Any] = app_factory(settings)
     total = intake_size(settings)
     columns = (TextColumn(f"rebuilding {service}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    done = REBUILD_DONE.labels(service)
+    REBUILD_TOTAL.labels(service).set(total)
+    done.set(max(0, start - 1))
+
+    def advanced(task: Any, position: int) -> None:
+        progress.update(task, completed=position)
+        done.set(position)
+
+    metrics = serve_metrics(f"rebuild-{service}", settings)
     try:
         mark_generation(app, service, start)
         with Progress(*columns, console=console) as progress:
@@ -118,15 +130,30 @@ def rebuild(app_factory: Any, settings: Settings, service: str, *, fresh: bool, 
             counts = app.rebuild_from(
                 intake_log(settings, start),
                 now=lambda: datetime.now(UTC),
-                progress=lambda position, outcome: progress.update(task, completed=position),
+                progress=lambda position, outcome: advanced(task, position),
             )
     finally:
         app.close()
+        if metrics is not None:
+            metrics.close()
     console.print(
         f"{service}: {counts[Outcome.APPLIED]} applied, {counts[Outcome.DUPLICATE]} already applied, "
         f"{counts[Outcome.GAP] + counts[Outcome.PARKED]} not applicable (gap or parked) of {total} events"
     )
     return counts
+
+
+def serve_metrics(name: str, settings: Settings) -> Telemetry | None:
+    """A long command's own ``/metrics`` (its progress) when ``REINTEGRATION_METRICS_PORT`` asks for one; its
+    probes answer from a loop of its own, as the command itself runs without one."""
+    if settings.metrics_port is None:
+        return None
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="metrics-loop", daemon=True).start()
+    metrics = Telemetry(service=name)
+    metrics.serve(settings.metrics_port, settings.metrics_address, loop=loop)
+    console.print(f"progress served at http://{settings.metrics_address}:{metrics.port}/metrics")
+    return metrics
 
 
 def mark_generation(app: DerivedApplication[Any], service: str, start: int) -> None:

@@ -25,7 +25,7 @@ import nats
 import structlog
 
 from services import registry
-from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig
+from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig, free_port
 from shared.embedded.supervisor import Child, Supervisor, python_module
 from shared.embedded.waiting import until
 from shared.events.codec import encode
@@ -47,6 +47,9 @@ log = structlog.get_logger("runtime")
 class AlreadyRunning(SettingsError):
     """Another live ``up`` or ``demo`` runs with this data folder."""
 
+
+#: The supervisor's state of the services (``<data dir>/services.json``): pids, restarts, metrics ports.
+SERVICES_FILE = "services.json"
 
 #: The database of the embedded PostgreSQL in the cluster shape.
 POSTGRES_DB = "reintegration"
@@ -74,6 +77,8 @@ class Runtime:
     started_by: str = "up"
     #: The descriptor holding the system file's lock while the system runs.
     system_lock: int | None = None
+    #: Each service process serves metrics and probes on a port of its own (``reintegration status`` reads them).
+    metrics: bool = True
 
     @property
     def logs_dir(self) -> Path:
@@ -110,6 +115,7 @@ class Runtime:
             self.settings = replace(self.settings, nats_url=self.server.url)
         self.settings = replace(self.settings, nats_credentials=self.credentials.get("service:runtime"))
         asyncio.run(self._prepare_streams())
+        self.supervisor.state_file = self.settings.data_dir / SERVICES_FILE
         self.start_services()
         self.system_lock = write_system_file(self.settings, credentials=self.operator_credentials,
                                              started_by=self.started_by)
@@ -124,6 +130,7 @@ class Runtime:
         for child in self.plan():
             self.supervisor.add(child)
             self.supervisor.start(child.name)
+        self.supervisor.write_state()
 
     def _start_cluster_shape(self, accounts: str) -> None:
         """The NATS cluster (R``cluster`` streams) and, unless the settings name one, an embedded PostgreSQL."""
@@ -155,11 +162,14 @@ class Runtime:
 
     def _child(self, name: str, entry: registry.ServiceEntry, env: dict[str, str]) -> Child:
         env = {**self.settings.to_env(), **env}
+        port = free_port() if self.metrics else None
+        if port is not None:
+            env[f"{ENV_PREFIX}METRICS_PORT"] = str(port)
         if self.credentials:  # each service as itself; the audit service maps accounts to auditors with the file
             env["REINTEGRATION_NATS_CREDENTIALS"] = str(self.credentials[f"service:{entry.name}"])
             env[PARTIES_FILE_ENV] = str(Path(self.parties_file or DEV_PARTIES_FILE).resolve())
         return Child(name=name, service=entry.name, command=python_module("reintegration", *entry.args), env=env,
-                     log_path=self.logs_dir / f"{name}.log")
+                     log_path=self.logs_dir / f"{name}.log", metrics_port=port)
 
     async def _prepare_streams(self) -> None:
         nc = await nats.connect(self.settings.nats_servers, **self.settings.nats_options())
@@ -186,6 +196,7 @@ class Runtime:
             remove_system_file(self.settings.data_dir, self.system_lock)
             self.system_lock = None
         self.stop_services()
+        (self.settings.data_dir / SERVICES_FILE).unlink(missing_ok=True)
         if self.server is not None:
             self.server.stop()
         if self.nats_cluster is not None:

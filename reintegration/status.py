@@ -1,15 +1,20 @@
 """`reintegration status`: one screen of a running system, read with the operator's identity.
 
-Every JetStream stream the system uses (messages, bytes, last message), every durable consumer on them (events not
+Every service process that ``up`` (or ``demo``) supervises (running, restarts, ready: its ``/readyz``, and why not),
+every JetStream stream the system uses (messages, bytes, last message), every durable consumer on them (events not
 yet delivered, delivered but not acknowledged, redelivered, and the age in seconds of the oldest event not yet
 acknowledged), the dead letters waiting per consumer, the timers scheduled, the stores' sizes, and the last error
-each service's log holds. Read-only: it asks the server for information and reads files, and changes nothing.
+each service's log holds. Read-only: it asks the server and the services for information and reads files, and
+changes nothing. (A deployment that ``up`` does not supervise, such as compose, has no services file: its services'
+health is on their own ``/readyz`` and in Prometheus.)
 """
 
 from __future__ import annotations
 
 import json
 import re
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,32 +23,16 @@ from shared.events.subjects import (
     BENEFITS_STREAM,
     DEAD_LETTER_STREAM,
     DEADLINES_STREAM,
-    TIMER_SCHEDULE_PREFIX,
     TIMERS_STREAM,
     TRAJECTORY_STREAM,
 )
 from shared.infra.settings import Settings
+from shared.infra.telemetry import oldest_unacknowledged_age
 
-#: Streams whose messages the screen counts by subject: dead letters per consumer, scheduled timers.
-_COUNTED = {DEAD_LETTER_STREAM: ">", TIMERS_STREAM: f"{TIMER_SCHEDULE_PREFIX}.>"}
+#: The stream whose messages the screen counts by subject: dead letters per consumer.
+_COUNTED = {DEAD_LETTER_STREAM: ">"}
 STREAMS = (TRAJECTORY_STREAM, DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM, DEAD_LETTER_STREAM)
 _ERROR = re.compile(r"\[(error|critical)\s*\]|Traceback \(most recent call last\)|\"level\": \"(error|critical)\"")
-
-
-async def _oldest_unacknowledged_age(js: Any, stream: str, info: Any, now: datetime) -> float:
-    """Seconds since the stream stored the oldest message this consumer has not acknowledged (0 when none)."""
-    if not info.num_pending and not info.num_ack_pending:
-        return 0.0
-    config = info.config
-    subject = config.filter_subject or None
-    try:
-        message = await js.get_msg(stream, seq=info.ack_floor.stream_seq + 1, subject=subject, next=True)
-    except Exception:  # noqa: BLE001 - purged or gone meanwhile: no age to tell
-        return 0.0
-    stored = getattr(message, "time", None)
-    if not isinstance(stored, datetime):
-        return 0.0
-    return max(0.0, (now - stored.astimezone(UTC)).total_seconds())
 
 
 async def gather(settings: Settings) -> dict[str, Any]:
@@ -68,17 +57,52 @@ async def gather(settings: Settings) -> dict[str, Any]:
                 consumers.append({
                     "stream": name, "consumer": consumer.name, "pending": consumer.num_pending,
                     "unacknowledged": consumer.num_ack_pending, "redelivered": consumer.num_redelivered,
-                    "lag_seconds": round(await _oldest_unacknowledged_age(js, name, consumer, now), 1),
+                    "lag_seconds": round(await oldest_unacknowledged_age(js, name, consumer, now), 1),
                 })
             if name == DEAD_LETTER_STREAM:
                 dead = {subject.rsplit(".", 1)[-1]: n for subject, n in (state.subjects or {}).items()}
-            if name == TIMERS_STREAM:
-                timers = sum((state.subjects or {}).values())
+            if name == TIMERS_STREAM:  # scheduled, or fired and not yet recorded (recorded ones are deleted)
+                timers = state.messages
     finally:
         await nc.close()
-    return {"at": now.isoformat(), "nats_url": settings.nats_url, "streams": streams, "consumers": consumers,
+    return {"at": now.isoformat(), "nats_url": settings.nats_url, "services": services(settings.data_dir),
+            "streams": streams, "consumers": consumers,
             "dead_letters": dead, "timers_scheduled": timers, "stores": stores(settings),
             "last_errors": last_errors(settings.data_dir / "logs")}
+
+
+def services(data_dir: Path) -> list[dict[str, Any]]:
+    """The supervised service processes (``<data dir>/services.json``), each with what its ``/readyz`` says."""
+    from .runtime import SERVICES_FILE
+
+    try:
+        children = json.loads((data_dir / SERVICES_FILE).read_text(encoding="utf-8"))["children"]
+    except (OSError, ValueError, KeyError):
+        return []
+    out = []
+    for child in children:
+        ready, why = readiness(child.get("metrics_port")) if child.get("running") else (False, "not running")
+        out.append({"service": child["name"], "running": bool(child.get("running")), "pid": child.get("pid"),
+                    "restarts": child.get("restarts", 0), "ready": ready, "not_ready_because": why,
+                    "metrics_port": child.get("metrics_port")})
+    return out
+
+
+def readiness(port: int | None) -> tuple[bool | None, str | None]:
+    """``(ready, why not)`` from a process's ``/readyz``; ``(None, why)`` when it cannot be asked."""
+    if port is None:
+        return None, "no metrics port"
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
+            return True, None
+    except urllib.error.HTTPError as exc:  # 503: not ready, the body names the failing checks
+        try:
+            checks = json.loads(exc.read())["checks"]
+        except (ValueError, KeyError):
+            return False, f"HTTP {exc.code}"
+        return False, "; ".join(f"{name}: {why}" for name, why in checks.items() if why != "ok")
+    except (OSError, ValueError) as exc:
+        return None, f"not answering ({getattr(exc, 'reason', exc)})"
 
 
 def stores(settings: Settings) -> list[dict[str, Any]]:
@@ -115,6 +139,12 @@ def print_status(view: dict[str, Any]) -> int:
 
     out = Console()
     print_paragraph(out, f"reintegration at {view['nats_url']}, {view['at']}", style="bold")
+    if view["services"]:
+        print_table(out, [Column("service"), Column("up"), Column("restarts", right=True), Column("ready"),
+                          Column("why not ready", spill=True)],
+                    [Row([s["service"], "yes" if s["running"] else "no", str(s["restarts"]),
+                          {True: "yes", False: "no", None: "?"}[s["ready"]], s["not_ready_because"] or ""])
+                     for s in view["services"]], title="services", blank_lines=False)
     print_table(out, [Column("stream"), Column("messages", right=True), Column("bytes", right=True),
                       Column("consumers", right=True)],
                 [Row([s["stream"], str(s.get("messages", "-")), str(s.get("bytes", "-")),
@@ -140,10 +170,11 @@ def print_status(view: dict[str, Any]) -> int:
 
 
 def attention(view: dict[str, Any]) -> int:
-    """1 when something needs the operator: dead letters waiting, or a consumer with events not delivered or not
-    acknowledged; else 0."""
+    """1 when something needs the operator: dead letters waiting, a consumer with events not delivered or not
+    acknowledged, a service down or not ready; else 0."""
     behind = any(c["pending"] or c["unacknowledged"] for c in view["consumers"])
-    return 1 if view["dead_letters"] or behind else 0
+    down = any(not s["running"] or s["ready"] is False for s in view.get("services", ()))
+    return 1 if view["dead_letters"] or behind or down else 0
 
 
 def to_json(view: dict[str, Any]) -> str:

@@ -15,20 +15,20 @@ questions as asked by ``unauthenticated``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
 from faststream import AckPolicy, FastStream
-from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats import NatsRouter
 from faststream.nats.annotations import NatsMessage
 
 from services.disclosures.log import build_disclosures
+from shared.infra import telemetry
 from shared.infra.clock import Clock, system_clock
 from shared.infra.parties import load_identity
-from shared.infra.service import raw_body
+from shared.infra.service import raw_body, service_broker
 from shared.infra.settings import Settings
 
 from .questions import QUESTIONS, Question, Responder
@@ -76,8 +76,8 @@ def build_app(settings: Settings, *, clock: Clock = system_clock, parties_path: 
         log.warning("no NATS credentials: open server, audit questions are recorded as asked by unauthenticated")
     disclosures = build_disclosures(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-store")
-    broker = NatsBroker(settings.nats_servers, name="reintegration-audit", max_reconnect_attempts=-1,
-                        log_level=logging.DEBUG, **settings.nats_options())
+    broker = service_broker(settings, "audit")
+    telemetry.PROCESS.check("disclosure log", telemetry.store_reachable(disclosures.recorder.max_notification_id))
     responder = Responder(settings, disclosures, parties, max_reply=lambda: broker.connection.max_payload,
                           clock=clock)
 

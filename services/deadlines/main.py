@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 from faststream import FastStream
 from faststream.nats import NatsRouter
 from nats.js import JetStreamContext
 
 from services.disclosures.log import auditor_queries
+from shared.events.subjects import TIMERS_STREAM
 from shared.infra.clock import Clock, system_clock
 from shared.infra.service import DerivedService, Outputs, build_derived_service
 from shared.infra.settings import Settings
 from shared.infra.store import tracking_recorder
 from shared.infra.streams import DEADLINES, ensure_timer_stream
+from shared.infra.telemetry import DEADLINE_CHANGES, TIMER_FIRING_LAG
 
 from .application import build_deadlines
 from .handlers import FiredTimers, answer
-from .outbox import render
+from .outbox import changes, render
+from .schedule import TimerFired
 from .timers import TimerWriter
+
+
+def count_steps(events: Sequence[Any]) -> None:
+    """The service's metrics of what a save recorded: deadline changes by rule, and how late each timer fired."""
+    for event in events:
+        for change, deadline, *_rest in changes(event):
+            DEADLINE_CHANGES.labels(deadline.rule, change).inc()
+        if isinstance(event, TimerFired):
+            TIMER_FIRING_LAG.observe(event.lag_seconds)
+
+
+async def timers_pending(js: JetStreamContext) -> int:
+    """The timers in the TIMERS stream: scheduled, or fired and not yet recorded (each is deleted once recorded)."""
+    return int((await js.stream_info(TIMERS_STREAM)).state.messages)
 
 
 def build_service(settings: Settings, *, clock: Clock = system_clock,
@@ -29,6 +48,7 @@ def build_service(settings: Settings, *, clock: Clock = system_clock,
     """The service with its parts in reach (its consumer, its application): what :func:`build_app` runs;
     ``parties_path``: the server's parties file, to tell the auditors who query it (default: the environment's)."""
     app = build_deadlines(settings)
+    app.on_recorded = count_steps
     fired: list[FiredTimers] = []
 
     def attach_timers(router: NatsRouter, executor: Executor) -> None:
@@ -50,7 +70,8 @@ def build_service(settings: Settings, *, clock: Clock = system_clock,
     return build_derived_service(
         settings, app, Outputs(DEADLINES, functools.partial(render, rulebook=app.rulebook)),
         functools.partial(answer, app),
-        clock=clock, attach=[attach_timers], jobs=[timer_job, fired_job], setup=[timer_streams],
+        clock=clock, attach=[attach_timers], jobs=[timer_job, fired_job], setup=[timer_streams], timers=timers_pending,
+        also_sampled=(TIMERS_STREAM,),
         disclosure=auditor_queries(settings, clock=clock, parties_path=parties_path),
     )
 

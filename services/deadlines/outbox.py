@@ -45,7 +45,8 @@ def _case_version(event: Any) -> int | None:
     return None
 
 
-def _changes(event: Any) -> list[_Change]:
+def changes(event: Any) -> list[_Change]:
+    """The deadline changes a recorded event makes: what its messages (and the service's metrics) say."""
     if isinstance(event, ScheduleStep):
         return [(c.change, c.deadline, event.source.event_id, None, None) for c in event.changes]
     if isinstance(event, ScheduleRecomputed):
@@ -59,7 +60,7 @@ def render(event: Any, rulebook: Rulebook | None = None) -> list[Outgoing]:
     """Each change on its case's subject; the ones that concern the employer also on its feed; and after them, the
     plan update of the Case event a step applied, when the step is the employer's to know (``rulebook``: the one the
     service runs with, for the update's words)."""
-    items = _changes(event)
+    items = changes(event)
     update = _plan_update(event, rulebook) if isinstance(event, ScheduleStep) else None
     if not items and update is None:
         return []

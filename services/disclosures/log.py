@@ -23,6 +23,7 @@ from shared.infra.parties import load_identity
 from shared.infra.service import QueryDisclosure
 from shared.infra.settings import Settings
 from shared.infra.store import check_cipher, prepare_store, setup_lock
+from shared.infra.telemetry import DISCLOSURES
 
 NAMESPACE = uuid.UUID("b0f1d1c5-6c36-4a7e-9a55-38f0c2a9e6d4")
 
@@ -72,6 +73,7 @@ class DisclosureLog(Application[UUID]):
             self.save(record)
         except IntegrityError:
             return False
+        DISCLOSURES.labels(kind).inc()
         return True
 
     def records(self, *, who: str | None = None, case_id: UUID | None = None,

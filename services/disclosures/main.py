@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import nats
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats import NatsRouter
 
+from shared.infra import telemetry
 from shared.infra.clock import Clock, system_clock
+from shared.infra.service import service_broker
 from shared.infra.settings import Settings
 from shared.infra.streams import BENEFITS, DEADLINES
 
@@ -22,9 +23,9 @@ def build_app(settings: Settings, *, clock: Clock = system_clock) -> FastStream:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disclosures-store")
     router = NatsRouter()
     attach_feed_recorders(router, app, executor, inbox_prefix=settings.pull_inbox_prefix, clock=clock)
-    broker = NatsBroker(settings.nats_servers, name="reintegration-disclosures", max_reconnect_attempts=-1,
-                        log_level=logging.DEBUG, **settings.nats_options())
+    broker = service_broker(settings, "disclosures")
     broker.include_router(router)
+    telemetry.PROCESS.check("store", telemetry.store_reachable(app.recorder.max_notification_id))
     stream_app = FastStream(broker)
 
     @stream_app.on_startup

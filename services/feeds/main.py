@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import structlog
 from faststream import FastStream
-from faststream.nats import NatsBroker
 
 from shared.infra.clock import Clock, system_clock
 from shared.infra.parties import FEED_PREFIX
+from shared.infra.service import service_broker
 from shared.infra.settings import Settings
 
 from .handlers import serve_feed_consumers
@@ -20,8 +18,7 @@ log = structlog.get_logger("feeds")
 def build_app(settings: Settings, *, clock: Clock = system_clock) -> FastStream:
     """The feeds service. It reads no time (``clock`` is taken as every composition root takes it); its requests
     are answered on the broker's own connection, drained with it at shutdown."""
-    broker = NatsBroker(settings.nats_servers, name="reintegration-feeds", max_reconnect_attempts=-1,
-                        log_level=logging.DEBUG, **settings.nats_options())
+    broker = service_broker(settings, "feeds")
     app = FastStream(broker)
 
     @app.after_startup

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
+from uuid import UUID
 
+import msgspec
 import nats
 import nats.errors
 import structlog
@@ -25,12 +28,20 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from shared.events.codec import ContractError, decode_report, encode
-from shared.events.common import IdentifierError, Party, normalise_party
+from shared.events.common import IdentifierError, Party, PartyKind, normalise_party
 from shared.events.replies import RETRYABLE, Accepted, Rejected, RejectionCode
 from shared.events.reports import Report
 from shared.events.subjects import INTAKE_QUEUE, INTAKE_WILDCARD, parse_intake_subject
+from shared.infra import tracing
 from shared.infra.clock import Clock, system_clock
 from shared.infra.service import raw_body
+from shared.infra.telemetry import (
+    INTAKE_COMMIT,
+    REPORTS_ACCEPTED,
+    REPORTS_DUPLICATE,
+    REPORTS_REJECTED,
+    timed,
+)
 
 from .application import IntakeApplication
 from .decide import Rejection
@@ -128,8 +139,9 @@ class GroupCommit:
                 self.groups += 1
                 self.largest_group = max(self.largest_group, len(group))
                 try:
-                    replies = await loop.run_in_executor(self.executor, handle_reports, self.app,
-                                                         [item for item, _future in group])
+                    with timed(INTAKE_COMMIT):
+                        replies = await loop.run_in_executor(self.executor, handle_reports, self.app,
+                                                             [item for item, _future in group])
                 except Exception as exc:  # noqa: BLE001 - handle_reports answers everything; a bug answers here
                     replies = [_refusal(exc, None, item[0]) for item, _future in group]
                 for (_item, future), reply in zip(group, replies, strict=True):
@@ -137,6 +149,43 @@ class GroupCommit:
                         future.set_result(reply)
         finally:
             self._running -= 1
+
+
+_PARTY_KINDS = frozenset(PartyKind)
+
+
+class _ReportId(msgspec.Struct):
+    """The one field intake reads before decoding a report, to name its trace (:mod:`shared.infra.tracing`)."""
+
+    report_id: UUID
+
+
+_REPORT_ID = msgspec.json.Decoder(_ReportId)
+
+
+def count(subject: str, reply: Accepted | Rejected) -> None:
+    """The intake metrics of one reply, by party kind (from the subject) and rejection code."""
+    tokens = subject.split(".")
+    kind = tokens[2] if len(tokens) > 2 and tokens[2] in _PARTY_KINDS else "unknown"
+    if isinstance(reply, Rejected):
+        REPORTS_REJECTED.labels(kind, reply.code).inc()
+    elif reply.duplicate:
+        REPORTS_DUPLICATE.labels(kind).inc()
+    else:
+        REPORTS_ACCEPTED.labels(kind).inc()
+
+
+def report_trace(body: bytes, headers: Mapping[str, str] | None) -> tuple[UUID, int | None, list[tuple[int, int]]]:
+    """A report's trace: its report id, the party's span as parent when the party's ``traceparent`` carries the
+    report's trace id (else a link to it); :class:`ValueError` without a readable report id."""
+    try:
+        report_id = _REPORT_ID.decode(body).report_id
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        raise ValueError("no report id") from exc
+    party = tracing.parse_traceparent(headers)
+    if party is not None and party[0] == tracing.trace_id(report_id):
+        return report_id, party[1], []
+    return report_id, None, [party] if party is not None else []
 
 
 class IntakeResponder:
@@ -148,8 +197,23 @@ class IntakeResponder:
         self.reply_within = reply_within
         self.clock = clock
 
-    async def answer(self, subject: str, body: bytes) -> bytes:
-        """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply."""
+    async def answer(self, subject: str, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
+        """Decode a party's report strictly, decide it against its case and the rulebook, record it, reply; in the
+        report's trace when tracing is on."""
+        if tracing.enabled:
+            try:
+                report_id, parent, links = report_trace(body, headers)
+            except ValueError:
+                return await self._answer(subject, body)
+            with tracing.span("intake report", trace=tracing.trace_id(report_id), parent=parent, links=links,
+                              span_id=tracing.span_id("intake", report_id),
+                              attributes={"messaging.destination.name": INTAKE_WILDCARD,
+                                          "reintegration.report_id": str(report_id)}) as span:
+                reply = await self._answer(subject, body, span)
+            return reply
+        return await self._answer(subject, body)
+
+    async def _answer(self, subject: str, body: bytes, span: object = None) -> bytes:
         now = self.clock()
         work = self.group_commit.submit(subject, body, now)
         try:
@@ -161,6 +225,9 @@ class IntakeResponder:
                 RejectionCode.STORE_UNAVAILABLE,
                 "the event store did not answer in time: send the same report again",
             )
+        count(subject, reply)
+        if span is not None:
+            span.set_attribute("reintegration.reply", getattr(reply, "code", "accepted"))  # type: ignore[attr-defined]
         log.debug("report", subject=subject, reply=type(reply).__name__)
         return encode(reply)
 
@@ -191,6 +258,12 @@ class IntakeServer:
         self._nc = nc
         self._subscription = await nc.subscribe(INTAKE_WILDCARD, queue=INTAKE_QUEUE, cb=self._received)
 
+    async def subscribed(self) -> str | None:
+        """Readiness: ``None`` while the intake subject is subscribed, else why not."""
+        if self._subscription is None:
+            return "not subscribed to the intake subjects"
+        return None
+
     async def _received(self, msg: Msg) -> None:
         await self._slots.acquire()  # beyond ``in_flight``, requests wait in the subscription's own buffer
         task = asyncio.get_running_loop().create_task(self._answer(msg))
@@ -199,7 +272,7 @@ class IntakeServer:
 
     async def _answer(self, msg: Msg) -> None:
         try:
-            reply = await self.responder.answer(msg.subject, msg.data)
+            reply = await self.responder.answer(msg.subject, msg.data, msg.headers)
             if msg.reply and self._nc is not None:
                 await self._nc.publish(msg.reply, reply)
         except Exception:  # one request's failure (the connection closing) must not end the others

@@ -3,12 +3,12 @@ the application."""
 
 from __future__ import annotations
 
-import logging
-
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
+from shared.infra import telemetry
 from shared.infra.clock import Clock, system_clock
+from shared.infra.service import service_broker
 from shared.infra.settings import Settings
 
 from .application import IntakeApplication, build_intake
@@ -18,10 +18,7 @@ from .handlers import REPLY_WITHIN_SHARE, IntakeServer
 def build_broker(settings: Settings) -> NatsBroker:
     """The process's NATS connection (FastStream runs the process: its lifecycle, signals and logging)."""
     # Per-message lines at DEBUG: at thousands of reports a second they would drown the log.
-    return NatsBroker(
-        settings.nats_servers, name="reintegration-intake", max_reconnect_attempts=-1, log_level=logging.DEBUG,
-        **settings.nats_options(),
-    )
+    return service_broker(settings, "intake")
 
 
 def build_server(app: IntakeApplication, settings: Settings, *, clock: Clock = system_clock) -> IntakeServer:
@@ -34,6 +31,8 @@ def build_app(settings: Settings, *, clock: Clock = system_clock) -> FastStream:
     broker = build_broker(settings)
     server = build_server(intake, settings, clock=clock)
     stream_app = FastStream(broker)
+    telemetry.PROCESS.check("store", telemetry.store_reachable(intake.recorder.max_notification_id))
+    telemetry.PROCESS.check("intake subscription", server.subscribed)
 
     @stream_app.after_startup
     async def serve() -> None:

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from shared.events.envelope import CaseEvent, seal_payload
 from shared.events.subjects import TRAJECTORY_STREAM, TRAJECTORY_SUBJECTS, TRAJECTORY_TRANSFORM, trajectory_subject
+from shared.infra import telemetry, tracing
 from shared.infra.relay import OutboxRelay, Outgoing, RelayStats
 from shared.infra.settings import Settings
 from shared.infra.store import tracking_recorder
@@ -45,6 +46,7 @@ def build_relay(app: IntakeApplication, js: nats.js.JetStreamContext, **options:
         stream=TRAJECTORY_STREAM,
         subjects=[TRAJECTORY_SUBJECTS],
         subject_transform=TRAJECTORY_TRANSFORM,
+        trace_parent=tracing.case_event_parent,
         **{"render": functools.partial(render, cipher=app.mapper.cipher), **options},  # type: ignore[arg-type]
     )
 
@@ -92,6 +94,9 @@ async def run_relay(
     if nc is None:
         nc = await nats.connect(settings.nats_servers, name="reintegration-relay", max_reconnect_attempts=-1,
                                 **settings.nats_options())
+    connection = nc
+    telemetry.PROCESS.check("nats", telemetry.nats_connected(lambda: connection))
+    telemetry.PROCESS.check("store", telemetry.store_reachable(app.recorder.max_notification_id))
     try:
         js = nc.jetstream()
         await ensure_trajectory_stream(js, replicas=settings.stream_replicas)
@@ -100,7 +105,12 @@ async def run_relay(
             count = await relay.replay(from_position, to_position, stop=stop, on_progress=on_replay_progress)
             log.info("replayed", from_position=from_position, to_position=to_position, count=count)
             return count
-        return await relay.run(stop, on_batch=on_batch)
+        if settings.metrics_port is None:
+            return await relay.run(stop, on_batch=on_batch)
+        # the stream's consumers' lag, sampled by the process that writes the stream (shared.infra.telemetry)
+        sampler = telemetry.Sampler(service="relay", streams=(TRAJECTORY_STREAM,))
+        stats, _sampled = await asyncio.gather(relay.run(stop, on_batch=on_batch), sampler.run(js, stop))
+        return stats
     finally:
         await nc.drain()
         app.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -83,6 +84,8 @@ class Child:
     fsize_limit: int | None = None
     #: The signal that asks it to stop (``SIGINT`` for a profiler that writes its output on an interrupt).
     stop_signal: signal.Signals = signal.SIGTERM
+    #: Where it serves ``/metrics``, ``/healthz`` and ``/readyz`` (``None``: it serves none).
+    metrics_port: int | None = None
     #: Down on purpose (a fault in progress, or stopped): :meth:`Supervisor.supervise_once` leaves it down.
     held: bool = False
     process: subprocess.Popen[bytes] | None = None
@@ -134,10 +137,32 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float, *, name: str,
 class Supervisor:
     """Children in the order they were added; each started, restarted and stopped by its pid."""
 
-    def __init__(self, *, stop_timeout: float = 15.0, crash_window: float = CRASH_WINDOW_S) -> None:
+    def __init__(self, *, stop_timeout: float = 15.0, crash_window: float = CRASH_WINDOW_S,
+                 state_file: Path | None = None) -> None:
         self.children: dict[str, Child] = {}
         self.stop_timeout = stop_timeout
         self.crash_window = crash_window
+        #: A JSON file kept up to date with each child's state (``reintegration status`` reads it).
+        self.state_file = state_file
+        self._state = ""
+
+    def state(self) -> list[dict[str, object]]:
+        """Each child: name, service, pid, running, held, starts, restarts, exit code, metrics port."""
+        return [{"name": c.name, "service": c.service, "pid": c.pid, "running": c.running, "held": c.held,
+                 "starts": c.starts, "restarts": c.restarts, "exit_code": c.exit_code, "metrics_port": c.metrics_port}
+                for c in self.children.values()]
+
+    def write_state(self) -> None:
+        """Write :meth:`state` to :attr:`state_file` when it changed (atomically: a reader never sees half)."""
+        if self.state_file is None:
+            return
+        text = json.dumps({"supervisor_pid": os.getpid(), "children": self.state()}, indent=1)
+        if text == self._state:
+            return
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(self.state_file)
+        self._state = text
 
     def add(self, child: Child) -> Child:
         if child.name in self.children:
@@ -237,6 +262,7 @@ class Supervisor:
                 child.restarts += 1
                 self.start(child.name)
                 restarted.append(child.name)
+        self.write_state()
         return restarted
 
     def supervise_until(self, done: Callable[[], bool], interval: float = 0.5) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -69,10 +70,12 @@ from shared.events.subjects import (
     trajectory_case,
 )
 
+from . import tracing
 from .clock import Clock, system_clock
 from .derived import Outcome
 from .retry import Backoff
 from .streams import ensure_dead_letter_stream, ensure_trajectory_stream
+from .telemetry import EVENTS_APPLIED
 
 log = structlog.get_logger("consumer")
 
@@ -311,7 +314,11 @@ class TrajectoryConsumer:
     async def handle_items(self, items: list[_Item]) -> None:
         """Apply the decodable ones of ``items`` (in this order) together, then answer each."""
         events = [item for item in items if item[1] is not None]
-        outcomes = iter(await self._apply(events) if events else [])
+        started = time.time_ns()
+        applied = await self._apply(events) if events else []
+        if tracing.enabled:
+            self._trace(events, applied, started)
+        outcomes = iter(applied)
         for raw, event, _position, error in items:
             try:
                 if event is None:
@@ -322,6 +329,20 @@ class TrajectoryConsumer:
                 log.exception("message handling failed; handing it back", consumer=self.name, error=repr(exc))
                 with contextlib.suppress(Exception):
                     await raw.nak(delay=self.poison_delay)
+
+    def _trace(self, items: list[_Item], outcomes: list[Outcome | Exception], started: int) -> None:
+        """One span per event applied, under the relay's span its message names (:mod:`shared.infra.tracing`)."""
+        for (raw, event, position, _error), outcome in zip(items, outcomes, strict=False):
+            parent = tracing.parse_traceparent(raw.headers)
+            if parent is None or event is None:
+                continue
+            result = outcome.value if isinstance(outcome, Outcome) else "failed"
+            with tracing.span(f"{self.service} apply", trace=parent[0], parent=parent[1], start_time=started,
+                              span_id=tracing.span_id(self.service, event.event_id),
+                              attributes={"reintegration.consumer": self.name, "reintegration.outcome": result,
+                                          "reintegration.position": position,
+                                          "reintegration.event_id": str(event.event_id)}):
+                pass
 
     async def handle(self, raw: Msg, event: CaseEvent | None, position: int, error: BaseException | None) -> None:
         """Apply one message and answer it."""
@@ -353,6 +374,7 @@ class TrajectoryConsumer:
             await self.poison(raw, outcome, event)
             return
         self.counts[outcome.value] += 1
+        EVENTS_APPLIED.labels(self.service, outcome.value).inc()
         if outcome is Outcome.GAP:
             await raw.nak(delay=self.gap_delay)
         elif outcome is Outcome.PARKED:
@@ -388,7 +410,8 @@ class TrajectoryConsumer:
     async def poison(self, raw: Msg, exc: BaseException, event: CaseEvent | None) -> None:
         self.counts["poison"] += 1
         delivered = raw.metadata.num_delivered if raw.metadata else self.max_deliver
-        log.warning("poison message", consumer=self.name, subject=raw.subject, delivered=delivered, error=repr(exc))
+        log.warning("poison message", consumer=self.name, subject=raw.subject, delivered=delivered, error=repr(exc),
+                    **tracing.step_fields(event))
         if delivered < self.max_deliver:
             await raw.nak(delay=self.poison_delay)
             return
@@ -425,3 +448,4 @@ class TrajectoryConsumer:
         await self.js.publish(f"{DEAD_LETTER_PREFIX}.{self.service}", raw.data, headers=headers)
         await raw.term()
         self.counts["dead_lettered"] += 1
+        EVENTS_APPLIED.labels(self.service, "dead_lettered").inc()

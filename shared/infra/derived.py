@@ -36,6 +36,7 @@ from shared.events.ids import uuid5
 
 from .retry import retry_on_conflict
 from .store import check_cipher
+from .tracing import working_on
 
 #: A derived aggregate's state: an immutable struct with its ``id`` and ``version``.
 S = TypeVar("S", bound=MutableOrImmutableAggregate[UUID])
@@ -164,6 +165,8 @@ class DerivedApplication(Application[UUID], Generic[S]):
         #: fired timers, a recomputation): two threads of one process never step from the same state, so their
         #: writes never conflict (and never fall back to one event at a time); another process's still can.
         self.writing = threading.RLock()
+        #: Told what each save recorded, once it is recorded (the service's metrics of deadlines and ledger entries).
+        self.on_recorded: Callable[[Sequence[Any]], None] | None = None
 
     def derived_id(self, case_id: UUID) -> UUID:
         return uuid5(case_id, self.purpose)
@@ -255,6 +258,8 @@ class DerivedApplication(Application[UUID], Generic[S]):
             recordings = self._record(processing)
             self._take_snapshots(processing)
             self._notify(recordings)
+            if self.on_recorded is not None:
+                self.on_recorded(processing.events)
             return recordings
         finally:
             for obj in objs:
@@ -360,6 +365,7 @@ class DerivedApplication(Application[UUID], Generic[S]):
             if event.version != seen + 1:
                 outcomes.append(Outcome.PARKED if self.parked(case_id) else Outcome.GAP)
                 continue
+            working_on(event)
             try:
                 steps, after = self.advance(state, event, position, clock())
             except PersistenceError:
@@ -367,6 +373,8 @@ class DerivedApplication(Application[UUID], Generic[S]):
             except Exception as exc:  # noqa: BLE001 - this event is not applied; the batch goes on
                 outcomes.append(exc)
                 continue
+            finally:
+                working_on(None)
             pending.extend(steps)
             states[case_id] = changed[case_id] = after
             outcomes.append(Outcome.APPLIED)

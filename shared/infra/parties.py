@@ -300,6 +300,11 @@ def _stream_read(stream: str) -> list[str]:
             f"{JS_API}.DIRECT.GET.{stream}.>"]
 
 
+def _consumers_read(stream: str) -> list[str]:
+    """List a stream's consumers and read their state: what the metrics of the process writing it sample."""
+    return [f"{JS_API}.CONSUMER.LIST.{stream}", f"{JS_API}.CONSUMER.INFO.{stream}.*"]
+
+
 def _pull_consumer(stream: str, name: str, filter_subject: str) -> list[str]:
     """Create (the form with the filter in the subject, as nats-py sends it), inspect, pull and acknowledge."""
     return [f"{JS_API}.CONSUMER.CREATE.{stream}.{name}.{filter_subject}", f"{JS_API}.CONSUMER.INFO.{stream}.{name}",
@@ -326,6 +331,8 @@ def _derived(name: str, stream: str, subjects: Sequence[str]) -> tuple[list[str]
         *_partitioned_consumers(TRAJECTORY_STREAM, name),
         *_stream_admin(DEAD_LETTER_STREAM), f"{DEAD_LETTER_PREFIX}.{name}",
         *_stream_admin(stream), *_stream_read(stream), *subjects,
+        # its metrics: the consumers of its stream, its dead letters waiting (shared.infra.telemetry)
+        *_consumers_read(stream), *_stream_read(DEAD_LETTER_STREAM),
     ]
     return publish, [f"{QUERY_PREFIX}.{name}"]
 
@@ -336,6 +343,7 @@ def _service_permissions() -> dict[str, tuple[list[str], list[str], bool]]:
         *_stream_admin(TIMERS_STREAM), f"{TIMER_SCHEDULE_PREFIX}.>", f"{JS_API}.STREAM.PURGE.{TIMERS_STREAM}",
         f"{JS_API}.STREAM.MSG.DELETE.{TIMERS_STREAM}",
         *_pull_consumer(TIMERS_STREAM, "deadlines-timers", f"{TIMER_FIRED_PREFIX}.>"),
+        *_consumers_read(TIMERS_STREAM), *_stream_read(TIMERS_STREAM),
     ]
     benefits_pub, benefits_sub = _derived("benefits", BENEFITS_STREAM, BENEFITS_SUBJECTS)
     disclosures = [
@@ -360,13 +368,13 @@ def _service_permissions() -> dict[str, tuple[list[str], list[str], bool]]:
     # an operator reads cases from the stores, where nothing is disclosed to a party.
     operator = [f"{PREFIX}.trajectory.>", *_stream_admin(TRAJECTORY_STREAM), f"{JS_API}.INFO"]
     for stream in streams:  # `reintegration status` lists every consumer's state
-        operator += [*_stream_read(stream), f"{JS_API}.CONSUMER.INFO.{stream}.*", f"{JS_API}.CONSUMER.LIST.{stream}"]
+        operator += [*_stream_read(stream), *_consumers_read(stream)]
     operator += [f"{JS_API}.STREAM.PURGE.{stream}" for stream in (DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM)]
     return {
         # (publish, subscribe, allow_responses)
         "intake": ([], [INTAKE_WILDCARD], True),
-        "relay": ([f"{PREFIX}.trajectory.>", *_stream_admin(TRAJECTORY_STREAM), *_stream_read(TRAJECTORY_STREAM)],
-                  [], False),
+        "relay": ([f"{PREFIX}.trajectory.>", *_stream_admin(TRAJECTORY_STREAM), *_stream_read(TRAJECTORY_STREAM),
+                   *_consumers_read(TRAJECTORY_STREAM)], [], False),
         "deadlines": (deadlines_pub, deadlines_sub, True),
         "benefits": (benefits_pub, benefits_sub, True),
         "disclosures": (disclosures, [], False),

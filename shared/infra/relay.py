@@ -57,8 +57,10 @@ from nats.js import JetStreamContext, api
 
 from shared.events.subjects import PART_HEADER, POSITION_HEADER
 
+from . import tracing
 from .retry import Backoff
 from .streams import ensure_stream
+from .telemetry import RELAY_LAG, RELAY_PUBLISHED
 
 log = structlog.get_logger("relay")
 
@@ -119,8 +121,12 @@ class OutboxRelay:
         subject_transform: api.SubjectTransform | None = None,
         replicas: int | None = None,
         record_interval: float = 1.0,
+        trace_parent: Callable[[Any], tuple[int, int] | None] | None = None,
     ) -> None:
         self.name = name
+        #: Where a recorded event's publish span hangs (:mod:`shared.infra.tracing`; used only when tracing is on).
+        self.trace_parent = trace_parent
+        self._lag_at = -math.inf
         #: The position is recorded in the store at most this often while publishing (and whenever the relay
         #: catches up): it is not where the relay resumes (the stream's tail is), so a write per batch, waiting
         #: behind the service's own commits, would only slow the relay.
@@ -200,6 +206,7 @@ class OutboxRelay:
             notifications = await next_batch(
                 self.recorder, position + 1, self.batch_size, stop, self.poll_interval, self.name, store_backoff
             )
+            await self._measure_lag(position, caught_up=not notifications)
             if not notifications:
                 await self._record_soon(force=True)
                 if time.monotonic() - probed >= self.probe_interval:
@@ -226,6 +233,19 @@ class OutboxRelay:
                 on_batch(self.stats)
         await self._record_soon(force=True)
         return self.stats
+
+    async def _measure_lag(self, position: int, *, caught_up: bool) -> None:
+        """The relay lag metric: the store's last position minus the last one published (at most once a second
+        while publishing; 0 once the relay found nothing more to publish)."""
+        if caught_up:
+            RELAY_LAG.labels(self.name).set(0)
+            return
+        if time.monotonic() - self._lag_at < 1.0:
+            return
+        self._lag_at = time.monotonic()
+        with contextlib.suppress(PersistenceError):
+            stored = await asyncio.to_thread(self.recorder.max_notification_id) or 0
+            RELAY_LAG.labels(self.name).set(max(0, stored - position))
 
     async def _stream_exists(self) -> bool:
         """Whether the stream exists; a stream the broker lost is created again (or :class:`RelayError`)."""
@@ -292,19 +312,29 @@ class OutboxRelay:
         futures: list[asyncio.Future[api.PubAck]] = []
         owners: list[tuple[int, bool]] = []  # per message: (notification id, is its last part)
         for index, notification in enumerate(notifications):
-            outgoing = self.render(self.mapper.to_domain_event(notification))
+            event = self.mapper.to_domain_event(notification)
+            outgoing = self.render(event)
             first = skip if index == 0 else 0
-            for part in range(first, len(outgoing)):
-                message = outgoing[part]
-                headers = {
-                    **dict(message.headers),
-                    api.Header.MSG_ID: message.msg_id,
-                    POSITION_HEADER: str(notification.id),
-                    PART_HEADER: f"{part}/{len(outgoing)}",
-                    api.Header.EXPECTED_LAST_SEQUENCE: str(last_seq + len(futures)),
-                }
-                futures.append(await self.js.publish_async(message.subject, message.payload, headers=headers))
-                owners.append((notification.id, part == len(outgoing) - 1))
+            parent = self.trace_parent(event) if tracing.enabled and self.trace_parent and outgoing else None
+            with (tracing.span("relay publish", trace=parent[0], parent=parent[1],
+                               span_id=tracing.span_id("relay", outgoing[0].msg_id),
+                               attributes={"relay": self.name, "messaging.destination.name": self.stream,
+                                           "reintegration.position": notification.id})
+                  if parent is not None else contextlib.nullcontext()):
+                for part in range(first, len(outgoing)):
+                    message = outgoing[part]
+                    headers = {
+                        **dict(message.headers),
+                        api.Header.MSG_ID: message.msg_id,
+                        POSITION_HEADER: str(notification.id),
+                        PART_HEADER: f"{part}/{len(outgoing)}",
+                        api.Header.EXPECTED_LAST_SEQUENCE: str(last_seq + len(futures)),
+                    }
+                    if parent is not None:
+                        headers[tracing.TRACEPARENT] = tracing.traceparent(
+                            parent[0], tracing.span_id("relay", outgoing[0].msg_id))
+                    futures.append(await self.js.publish_async(message.subject, message.payload, headers=headers))
+                    owners.append((notification.id, part == len(outgoing) - 1))
         results = await asyncio.wait_for(
             asyncio.gather(*futures, return_exceptions=True), timeout=self.ack_timeout
         ) if futures else []
@@ -327,6 +357,7 @@ class OutboxRelay:
             done = [owner for owner, last in owners[:confirmed] if last]
             complete = done[-1] if done else position
         last_seq += advanced
+        RELAY_PUBLISHED.labels(self.name).inc(advanced)
         if complete > position:
             self.stats.published += advanced
             self.stats.batches += 1

@@ -4,6 +4,7 @@ process under one FastStream broker. Nothing connects at import time: ``build_de
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -20,14 +21,22 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
+from shared.events.dead_letters import DeadLetterRecord
 from shared.events.queries import Query
+from shared.events.subjects import (
+    DEAD_LETTER_PREFIX,
+    DEAD_LETTER_STREAM,
+    partition_filters,
+    query_subject,
+)
 from shared.events.subjects import consumer_name as durable_name
-from shared.events.subjects import partition_filters, query_subject
 
+from . import telemetry, tracing
 from .clock import Clock, system_clock
 from .consumer import TrajectoryConsumer
-from .derived import DerivedApplication
+from .derived import DerivedApplication, letter_key
 from .parties import Parties, UnknownRequester, auditor_asking, crossed_import
 from .relay import OutboxRelay, Render
 from .settings import Settings
@@ -46,6 +55,61 @@ def _fail_fast(task: asyncio.Task[Any], service: str, stop: asyncio.Event) -> No
     log.critical("background job ended; stopping the service so that it is restarted", service=service,
                  error=repr(error))
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def service_broker(settings: Settings, name: str) -> NatsBroker:
+    """The FastStream broker of a service process (``reintegration-<name>`` to the server): reconnects forever, logs
+    per message at DEBUG only, FastStream's Prometheus middleware when metrics are served (subjects reduced to their
+    patterns: no case or enterprise in a label) and its telemetry middleware when traces are exported; its
+    connection is a readiness check of the process (:mod:`shared.infra.telemetry`)."""
+    middlewares: list[Any] = []
+    if settings.metrics_port is not None:
+        from faststream.prometheus.middleware import PrometheusMiddleware
+
+        middlewares.append(PrometheusMiddleware(settings_provider_factory=_patterned_metrics,
+                                                registry=REGISTRY, app_name=f"reintegration-{name}"))
+    if tracing.provider() is not None:
+        from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+
+        middlewares.append(NatsTelemetryMiddleware(tracer_provider=tracing.provider()))
+    broker = NatsBroker(settings.nats_servers, name=f"reintegration-{name}", max_reconnect_attempts=-1,
+                        log_level=logging.DEBUG, middlewares=middlewares, **settings.nats_options())
+    telemetry.PROCESS.check("nats", telemetry.nats_connected(lambda: broker._connection))
+    return broker
+
+
+class _Patterned:
+    """A FastStream metrics settings provider with each subject reduced to its pattern (:func:`subject_pattern`):
+    no case or enterprise in a label."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.messaging_system = inner.messaging_system
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get_consume_attrs_from_message(self, message: Any) -> Any:
+        attrs = self.inner.get_consume_attrs_from_message(message)
+        return {**attrs, "destination_name": telemetry.subject_pattern(attrs["destination_name"])}
+
+    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
+        return telemetry.subject_pattern(self.inner.get_publish_destination_name_from_cmd(cmd))
+
+
+#: The providers are stateless: one of each kind (single message, batch) serves every message.
+_PATTERNED: dict[type, _Patterned] = {}
+
+
+def _patterned_metrics(msg: Any) -> Any:
+    from faststream.nats.prometheus.provider import settings_provider_factory
+
+    provider = settings_provider_factory(msg)
+    if provider is None:
+        return None
+    if type(provider) not in _PATTERNED:
+        _PATTERNED[type(provider)] = _Patterned(provider)
+    return _PATTERNED[type(provider)]
 
 
 async def raw_body(msg: NatsMessage) -> bytes:
@@ -158,6 +222,10 @@ class DerivedService:
     jobs: Sequence[Job] = ()
     setup: Sequence[Setup] = ()
     disclosure: QueryDisclosure | None = None
+    #: The timers scheduled (a service with timers: deadlines), sampled into ``reintegration_timers_pending``.
+    timers: Callable[[JetStreamContext], Awaitable[int]] | None = None
+    #: Other streams it writes, whose consumers' lag it samples too (deadlines: TIMERS).
+    also_sampled: tuple[str, ...] = ()
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     connection: nats.NATS | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -179,10 +247,19 @@ class DerivedService:
             name=f"relay:{self.app.name}->{self.outputs.stream.name}", recorder=self.app.recorder,
             mapper=self.app.mapper, tracking=tracking_recorder(self.app, settings, self.app.name), js=js,
             stream=self.outputs.stream.name,
-            render=self.outputs.render,
+            render=self.outputs.render, trace_parent=functools.partial(tracing.derived_step_parent, self.app.name),
         )
-        for coroutine in (relay.run(self.stop), *(job(js, self.stop) for job in self.jobs)):
+        jobs = [relay.run(self.stop), *(job(js, self.stop) for job in self.jobs)]
+        if settings.metrics_port is not None:
+            jobs.append(self.sampler().run(js, self.stop))
+        for coroutine in jobs:
             self._watch(asyncio.create_task(coroutine))
+
+    def sampler(self) -> telemetry.Sampler:
+        """The gauges of its stream's consumers and of its dead letters (and its ``timers`` gauge, if any)."""
+        return telemetry.Sampler(service=self.app.name, streams=(self.outputs.stream.name, *self.also_sampled),
+                                 waiting=functools.partial(dead_letters_waiting, app=self.app, executor=self.executor),
+                                 timers=self.timers)
 
     def _watch(self, task: asyncio.Task[Any]) -> None:
         task.add_done_callback(lambda t: _fail_fast(t, self.consumer.name, self.stop))
@@ -219,6 +296,8 @@ def build_derived_service(
     attach: Sequence[Attach] = (),
     jobs: Sequence[Job] = (),
     setup: Sequence[Setup] = (),
+    timers: Callable[[JetStreamContext], Awaitable[int]] | None = None,
+    also_sampled: tuple[str, ...] = (),
 ) -> DerivedService:
     """The service around ``app``: ``attach`` adds subscribers to its router, ``setup`` prepares streams before
     the subscribers start, ``jobs`` run beside the relay until shutdown; ``clock`` is the time its steps record.
@@ -238,13 +317,46 @@ def build_derived_service(
     for add in attach:
         add(router, executor)
     attach_query(router, app.name, query_subject(app.name), executor, answer, disclosure)
-    broker = NatsBroker(settings.nats_servers, name=f"reintegration-{name}", max_reconnect_attempts=-1,
-                        log_level=logging.DEBUG, **settings.nats_options())
+    broker = service_broker(settings, name)
     broker.include_router(router)
     stream_app = FastStream(broker)
     service = DerivedService(settings=settings, app=app, consumer=consumer, outputs=outputs, executor=executor,
-                             broker=broker, stream_app=stream_app, jobs=jobs, setup=setup, disclosure=disclosure)
+                             broker=broker, stream_app=stream_app, jobs=jobs, setup=setup, disclosure=disclosure,
+                             timers=timers, also_sampled=also_sampled)
+    telemetry.REBUILD_DONE.labels(app.name).set(0)  # no rebuild running (`rebuild` serves its own progress)
+    telemetry.REBUILD_TOTAL.labels(app.name).set(0)
+    probes = telemetry.PROCESS
+    probes.check("jobs connection", telemetry.nats_connected(lambda: service.connection))
+    probes.check("store", telemetry.store_reachable(app.recorder.max_notification_id))
+    probes.check("consumer", telemetry.task_running(f"consumer {name}", lambda: consumer.task))
     stream_app.on_startup(service.start)
     stream_app.on_shutdown(service.finish)
     stream_app.after_shutdown(service.close)
     return service
+
+
+#: Dead letters read per sample at most (beyond, the waiting count is the stream's, the parked cases a floor).
+MAX_LETTERS_READ = 1000
+
+
+async def dead_letters_waiting(js: JetStreamContext, *, app: DerivedApplication[Any], executor: Executor,
+                               ) -> tuple[int, int]:
+    """``(dead letters of app's service not yet resolved, cases they park)``: the stream's letters less those the
+    store's book of resolutions names."""
+    subject = f"{DEAD_LETTER_PREFIX}.{app.name}"
+    info = await js.stream_info(DEAD_LETTER_STREAM, subjects_filter=subject)
+    stored = (info.state.subjects or {}).get(subject, 0)
+    if not stored:
+        return 0, 0
+    book = await asyncio.get_running_loop().run_in_executor(executor, app.dead_letter_book)
+    waiting, cases, read, sequence = 0, set(), 0, info.state.first_seq
+    while read < min(stored, MAX_LETTERS_READ):
+        message = await js.get_msg(DEAD_LETTER_STREAM, seq=sequence, subject=subject, next=True)
+        read += 1
+        record = DeadLetterRecord.from_headers(message.headers)
+        at = int(message.seq or sequence)
+        if letter_key(record.letter_id, at) not in book.resolved:
+            waiting += 1
+            cases.add(record.case_id)
+        sequence = at + 1
+    return waiting + stored - read, len(cases)

@@ -64,6 +64,14 @@ class Settings:
     #: ``(index, count)``: this replica of a derived service handles the cases of the TRAJECTORY partitions ``p``
     #: with ``p % count == index`` (``REINTEGRATION_PARTITION=0/2``); ``(0, 1)``: every case.
     partition: tuple[int, int] = (0, 1)
+    #: The port of this process's ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``; ``None``: none served.
+    metrics_port: int | None = None
+    #: The address that port listens on (``0.0.0.0`` in a container; loopback on a workstation).
+    metrics_address: str = "127.0.0.1"
+    #: An OTLP/HTTP endpoint (``http://collector:4318``) to export traces to; ``None``: no tracing at all.
+    otlp_endpoint: str | None = None
+    #: ``text`` (key=value lines) or ``json`` (one JSON object a line).
+    log_format: str = "text"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -113,10 +121,26 @@ class Settings:
             values["stream_replicas"] = _number("STREAM_REPLICAS", v, int)
         if (v := get("PARTITION")) is not None:
             values["partition"] = parse_partition(v)
+        if (v := get("METRICS_PORT")) is not None:
+            values["metrics_port"] = _number("METRICS_PORT", v, int) if v else None
+        if (v := get("METRICS_ADDRESS")) is not None:
+            values["metrics_address"] = v
+        if (v := get("OTLP_ENDPOINT")) is not None:
+            values["otlp_endpoint"] = v or None
+        if (v := get("LOG_FORMAT")) is not None:
+            values["log_format"] = v.lower()
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.stream_replicas not in {1, 3, 5}:
             raise SettingsError(f"{ENV_PREFIX}STREAM_REPLICAS must be 1, 3 or 5, not {settings.stream_replicas}")
+        if settings.metrics_port is not None and not 0 <= settings.metrics_port < 65536:
+            raise SettingsError(f"{ENV_PREFIX}METRICS_PORT must be a port number (0-65535), not "
+                                f"{settings.metrics_port}")
+        if settings.log_format not in {"text", "json"}:
+            raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be 'text' or 'json', not {settings.log_format!r}")
+        if settings.otlp_endpoint is not None and not settings.otlp_endpoint.startswith(("http://", "https://")):
+            raise SettingsError(f"{ENV_PREFIX}OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP), not "
+                                f"{settings.otlp_endpoint!r}")
         if settings.store not in {"sqlite", "postgres"}:
             raise SettingsError(f"{ENV_PREFIX}STORE must be 'sqlite' or 'postgres', not {settings.store!r}")
         if settings.store == "postgres" and not settings.postgres_url:
@@ -140,6 +164,12 @@ class Settings:
         env[ENV_PREFIX + "EMPLOYER_POLICIES"] = ";".join(self.employer_policies)
         env[ENV_PREFIX + "ENABLED_ANNOUNCED"] = ",".join(self.enabled_announced)
         env[ENV_PREFIX + "RULE_STARTS"] = ",".join(f"{rule_id}={day.isoformat()}" for rule_id, day in self.rule_starts)
+        env[ENV_PREFIX + "METRICS_ADDRESS"] = self.metrics_address
+        env[ENV_PREFIX + "LOG_FORMAT"] = self.log_format
+        if self.metrics_port is not None:
+            env[ENV_PREFIX + "METRICS_PORT"] = str(self.metrics_port)
+        if self.otlp_endpoint:
+            env[ENV_PREFIX + "OTLP_ENDPOINT"] = self.otlp_endpoint
         if self.cipher_key:
             env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key
         if self.nats_credentials:
