@@ -502,8 +502,8 @@ def follow(
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="history, asof, applied, explain, verify or dossier (an "
-                                            "auditor's), or deadlines or benefits (a query).")],
+    question: Annotated[str, typer.Argument(help="history, asof, applied, explain, verify, dossier or disclosures "
+                                            "(an auditor's), or deadlines or benefits (a query).")],
     case_id: Annotated[str, typer.Argument(help="The case id.")],
     creds: Annotated[Path, typer.Option("--creds", help="The auditor's (or the querying party's) credentials "
                                         "file.", exists=True, dir_okay=False)],
