@@ -59,12 +59,13 @@ def parse_known(value: str) -> datetime | date:
     browser's date-and-time field sends) or a time with its offset (``...Z``, ``...+02:00``)."""
     text = value.strip()
     try:
-        if len(text) == 10:
-            return _in_range(date.fromisoformat(text), "known")
-        moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+        moment: datetime | date = (date.fromisoformat(text) if len(text) == 10
+                                   else datetime.fromisoformat(text.replace(" ", "T", 1)))
     except ValueError:
         raise BadInput("known", f"{text!r} is neither a day (2024-06-03) nor a time (2024-06-03T10:00 in Belgian "
                        "time, or with its offset: 2024-06-03T08:00:00Z)") from None
+    if not isinstance(moment, datetime):
+        return _in_range(moment, "known")
     _in_range(moment.date(), "known")
     return moment.replace(tzinfo=BRUSSELS) if moment.tzinfo is None else moment
 
@@ -73,9 +74,10 @@ def parse_applying(value: str) -> date:
     """"As applying on": a day."""
     text = value.strip()
     try:
-        return _in_range(date.fromisoformat(text), "applying")
+        day = date.fromisoformat(text)
     except ValueError:
         raise BadInput("applying", f"{text!r} is not a day: give one as 2024-06-03") from None
+    return _in_range(day, "applying")
 
 
 def when(value: str) -> datetime:

@@ -81,7 +81,7 @@ def shot(page: Any, name: str) -> Path:
 
 
 def rows(page: Any, table: str) -> int:
-    return int(page.locator(f"table.{table} tbody tr").count())
+    return int(page.locator(f"table.{table} tbody tr[id]").count())
 
 
 def reflows_at_200_percent(page: Any) -> bool:
@@ -118,7 +118,7 @@ def test_a_case_opened_with_the_keyboard_shows_every_event_deadline_and_ledger_e
         assert page.locator("svg.timeline a.point").count() == rows(page, "events") == len(history) > 0
         assert page.locator("svg.deadlines a.bar").count() == rows(page, "deadlines") == len(now.deadlines)
         assert rows(page, "ledger") == len(now.recorded_entries)
-        assert page.locator("table.ledger tbody tr:not(.not-in-force)").count() == len(now.ledger)
+        assert page.locator("table.ledger tbody tr[id]:not(.not-in-force)").count() == len(now.ledger)
         cells = page.locator("table.deadlines tbody tr td:nth-child(5)").all_inner_texts()
         assert cells == [d["due_on"] for d in now.deadlines]
         assert page.locator("#integrity .verdict strong").inner_text() == "verified"
