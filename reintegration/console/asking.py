@@ -88,7 +88,8 @@ class AuditLink:
             try:
                 self._nc = await asyncio.wait_for(connect_as(
                     self.credentials, self.url, connect_timeout=self.connect_timeout, allow_reconnect=False,
-                    max_reconnect_attempts=1, error_cb=self._on_error), timeout=self.connect_timeout + 2)
+                    max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=self._on_error),
+                    timeout=self.connect_timeout + 2)
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 raise Unreachable(f"the NATS server at {self.url} cannot be reached "
                                   f"({type(exc).__name__}: {exc or 'no answer'})") from exc
