@@ -161,7 +161,7 @@ def render_html(d: dict[str, Any]) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Dossier {_e(d["case_id"])}</title><style>{_CSS}</style></head><body>
+<title>Dossier {_e(d["case_id"])}</title><style>{_CSS}</style></head><body><main>
 <h1>Dossier of case <code>{_e(d["case_id"])}</code></h1>
 <p class="muted">Generated {_e(d["generated_at"])} from the intake, deadlines and benefits stores;
 rulebook {_e(d["rulebook"])}; format {_e(d["format"])}.</p>
@@ -174,5 +174,5 @@ rulebook {_e(d["rulebook"])}; format {_e(d["format"])}.</p>
 <h2>Timeline: who reported what, when, under which regime</h2>{timeline}
 <h2>Deadlines</h2>{deadlines}
 <h2>Ledger</h2>{ledger}
-</body></html>
+</main></body></html>
 """

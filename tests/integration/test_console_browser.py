@@ -202,6 +202,16 @@ def test_an_event_and_a_deadline_open_from_the_case_page_with_their_recorded_con
     assert explained["legal_basis"] in text and explained["explanation"] in text
     accessible(page, "deadline")
     shot(page, "deadline")
+    rehab = running.cases["rehab"]
+    with Auditor(running.settings) as auditor:
+        entry = auditor.as_of(rehab, version=5).recorded_entries[0]
+    page.goto(f"{console.url}/case/{rehab}")
+    page.locator(f"#entry-{entry['id']} td:nth-child(9) a").click()
+    page.wait_for_url(f"**/item/{entry['id']}")
+    assert page.locator("h1").inner_text() == f"Ledger entry: {entry['rule']}"
+    assert entry["legal_basis"] in page.locator("main").inner_text()
+    accessible(page, "ledger-entry")
+    shot(page, "ledger-entry")
 
 
 def test_the_dossier_downloads_as_one_self_contained_page_with_a_print_style(running: Running, page: Any) -> None:
