@@ -515,8 +515,8 @@ def follow(
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="history, asof, applied, explain, verify or dossier (an "
-                                            "auditor's), or deadlines or benefits (a query).")],
+    question: Annotated[str, typer.Argument(help="history, asof, applied, explain, verify, dossier or disclosures "
+                                            "(an auditor's), or deadlines or benefits (a query).")],
     case_id: Annotated[str, typer.Argument(help="The case id.")],
     creds: Annotated[Path, typer.Option("--creds", help="The auditor's (or the querying party's) credentials "
                                         "file.", exists=True, dir_okay=False)],
@@ -539,6 +539,32 @@ def ask(
 
     raise typer.Exit(ask_question(creds, question, case_id, server=server, item_id=item_id, at=at, day=day,
                                   version=version, on=on, as_json=as_json, out_file=out_file))
+
+
+@app.command("console")
+def console_command(
+    creds: Annotated[Path, typer.Option("--creds", help="The auditor's credentials file (auditor-<name>.creds).",
+                                        exists=True, dir_okay=False)],
+    server: Annotated[str | None, typer.Option(help="The NATS URL; default the credentials file's, else "
+                                               "REINTEGRATION_NATS_URL.")] = None,
+    host: Annotated[str, typer.Option(help="The address to listen on; the default keeps the console to this "
+                                      "machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.", min=1, max=65535)] = 8080,
+) -> None:
+    """The auditor's console: a web page on this machine (http://127.0.0.1:8080) showing a case's history on its
+    two time axes, its deadlines, ledger, integrity and disclosures, as of any moment. It asks the audit service
+    over NATS with your credentials only: the server's permissions decide, and each answer is recorded."""
+    from shared.infra.parties import load_credentials
+
+    from .console.app import serve
+    from .console.asking import AuditLink
+    from .party_cli import server_of
+
+    credentials = load_credentials(creds)
+    url = server_of(server, credentials)
+    console.print(f"the auditor's console of {credentials.party}, asking {url}: http://{host}:{port}/ (Ctrl-C stops)",
+                  highlight=False, soft_wrap=True)
+    serve(AuditLink(credentials, url), host=host, port=port)
 
 
 @app.command()

@@ -329,7 +329,7 @@ async def follow(nc: nats.NATS, enterprise: str, handle: Callable[[FeedDelivery]
 
 #: The auditor's questions (``reintegration.audit.<question>``) and the read-only queries
 #: (``reintegration.query.<question>``).
-AUDIT_QUESTIONS: tuple[str, ...] = ("history", "asof", "applied", "explain", "verify", "dossier")
+AUDIT_QUESTIONS: tuple[str, ...] = ("history", "asof", "applied", "explain", "verify", "dossier", "disclosures")
 QUERY_QUESTIONS: tuple[str, ...] = ("deadlines", "benefits")
 
 

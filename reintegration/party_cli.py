@@ -275,6 +275,11 @@ def ask_question(creds: Path, question: str, case_id: str, *, server: str | None
     elif question == "verify":
         audit_cli.print_verdict(answer)
         code = NEGATIVE if answer.status in ("parked", "different", "broken") else OK
+    elif question == "disclosures":
+        print_table(out, [Column("when"), Column("kind"), Column("who", spill=True)], [
+            Row([d.disclosed_at.isoformat(timespec="seconds"), d.kind, d.who],
+                below=[f"what: {d.what}", f"legal basis: {d.legal_basis}"]) for d in answer.records],
+            title=f"{len(answer.records)} disclosures of case {case_id}")
     err.print(f"asked as {reply['asked_by']} at {reply['answered_at']}; disclosure record {reply['disclosure']}",
               highlight=False, style="dim")
     return code

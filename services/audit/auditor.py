@@ -11,9 +11,11 @@ options), closed when done::
         auditor.verify(case_id) / auditor.verify_all(progress)
         auditor.seal() / auditor.checkpoint()
         auditor.dossier(case_id) -> dict  (render_html(...) for the page)
+        auditor.disclosures(case_id)  (who was told what about the case: the disclosure log's records)
         auditor.impact(Rulebook.from_path(path))
 
-Only ``seal`` and ``checkpoint`` write, and only to ``<data dir>/audit.sqlite``.
+Only ``seal`` and ``checkpoint`` write, and only to ``<data dir>/audit.sqlite``. ``disclosures`` reads the
+disclosure log it is given (the audit service's own), else opens it and closes it with the auditor.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from services.disclosures.log import DisclosureLog, build_disclosures
 from shared.infra.settings import Settings
 from shared.rulebook import Rulebook
 
-from . import chain, dossier, explain, history, impact, verify
+from . import chain, disclosed, dossier, explain, history, impact, verify
 from .chain import AuditStore, Checkpoint, SealReport
+from .disclosed import Disclosures
 from .history import Applied, AsOf, HistoryEntry
 from .impact import ImpactReport
 from .rules import Rules
@@ -38,11 +42,14 @@ from .verify import AuditReport, CaseVerdict
 
 
 class Auditor:
-    def __init__(self, settings: Settings, rulebook: Rulebook | None = None) -> None:
+    def __init__(self, settings: Settings, rulebook: Rulebook | None = None,
+                 disclosures: DisclosureLog | None = None) -> None:
         self.settings = settings
         self.stores = Stores(settings)
         self.rules = Rules.from_settings(settings, rulebook)
         self._audit: AuditStore | None = None
+        #: the disclosure log given (not closed here), or the one opened on first use (closed with the auditor)
+        self._log, self._own_log = disclosures, False
 
     def __enter__(self) -> Auditor:
         return self
@@ -54,6 +61,8 @@ class Auditor:
         self.stores.close()
         if self._audit is not None:
             self._audit.close()
+        if self._own_log and self._log is not None:
+            self._log.close()
 
     def _audit_store(self, writable: bool = False) -> AuditStore:
         if self._audit is None or (writable and not self._audit.writable):
@@ -78,6 +87,11 @@ class Auditor:
 
     def explain(self, case_id: UUID, item_id: str) -> dict[str, Any]:
         return explain.explain(self.stores, self.rules, case_id, item_id)
+
+    def disclosures(self, case_id: UUID) -> Disclosures:
+        if self._log is None:
+            self._log, self._own_log = build_disclosures(self.settings), True
+        return disclosed.disclosures(self._log, case_id)
 
     # --- verification ----------------------------------------------------------------------------------------------
 

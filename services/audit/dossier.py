@@ -1,5 +1,6 @@
 """A case's dossier for an inspector: JSON (round-trips: only JSON types, events decodable as ``CaseEvent``) and
-one self-contained HTML page (every value escaped, no script, no external asset, a CSP that forbids loading any).
+one self-contained HTML page (every value escaped, no script, no external asset, a CSP that forbids loading any, a
+print style sheet).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #c
 table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{border:1px solid #ddd;padding:4px 6px;vertical-align:top;
 text-align:left}th{background:#f4f4f4}.ok{color:#176b1c;font-weight:bold}.bad{color:#a61b1b;font-weight:bold}
 .warn{color:#8a5a00;font-weight:bold}small,.muted{color:#666}code{font-size:.92em}ul{margin:.2em 0}
+@media print{body{font-size:9pt;margin:0;max-width:none;color:#000}h2{break-after:avoid}tr,li{break-inside:avoid}
+thead{display:table-header-group}th{background:none}.ok,.bad,.warn{color:#000}}
 """
 
 
@@ -158,7 +161,7 @@ def render_html(d: dict[str, Any]) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Dossier {_e(d["case_id"])}</title><style>{_CSS}</style></head><body>
+<title>Dossier {_e(d["case_id"])}</title><style>{_CSS}</style></head><body><main>
 <h1>Dossier of case <code>{_e(d["case_id"])}</code></h1>
 <p class="muted">Generated {_e(d["generated_at"])} from the intake, deadlines and benefits stores;
 rulebook {_e(d["rulebook"])}; format {_e(d["format"])}.</p>
@@ -171,5 +174,5 @@ rulebook {_e(d["rulebook"])}; format {_e(d["format"])}.</p>
 <h2>Timeline: who reported what, when, under which regime</h2>{timeline}
 <h2>Deadlines</h2>{deadlines}
 <h2>Ledger</h2>{ledger}
-</body></html>
+</main></body></html>
 """

@@ -132,6 +132,9 @@ class AsOf(msgspec.Struct, frozen=True, kw_only=True):
     open_deadlines: list[str]
     #: the ledger in force, recomputed over the prefix
     ledger: list[dict[str, Any]]
+    #: every entry the benefits store had recorded once it had applied ``version`` events, reversals included, in
+    #: the order recorded (entries are never edited: a reversal cancels one); empty when it had not applied them
+    recorded_entries: list[dict[str, Any]] = []
     #: the derived stores at the matching version: their versions, agreement and differences
     recorded: dict[str, Any]
     notes: list[str]
@@ -260,4 +263,6 @@ def as_of(stores: Stores, rules: Rules, case_id: UUID, *, time: datetime | None 
     recorded["differences"] = plain(diffs)
     return AsOf(question=question, case_id=str(case_id), time=time, version=n, latest_version=len(events),
                 events=[entry_of(e) for e in prefix], case=plain(case) if case else None, deadlines=rows,
-                open_deadlines=open_ids, ledger=plain(ledger), recorded=recorded, notes=[x for x in notes if x])
+                open_deadlines=open_ids, ledger=plain(ledger),
+                recorded_entries=plain(list(recorded_ledger.entries)) if recorded_ledger is not None else [],
+                recorded=recorded, notes=[x for x in notes if x])

@@ -10,7 +10,10 @@
   with ``on``, which facts had happened and which were known by that day;
 * ``explain``  ``{"case_id", "item_id"}``: one deadline or ledger entry (id or a prefix of at least 4 characters);
 * ``verify``   ``{"case_id"}``: recompute one case and check its hash chains;
-* ``dossier``  ``{"case_id"}``: the case's dossier (the JSON of ``reintegration audit dossier``).
+* ``dossier``  ``{"case_id"}``: the case's dossier (the JSON of ``reintegration audit dossier``);
+* ``disclosures`` ``{"case_id"}``: who was told what about the case, when, on which legal basis: the disclosure
+  log's records of the case (deliveries to employers, auditors' questions), oldest first. Asking it is recorded
+  like any question (its own record follows the answer, so the next answer lists it).
 
 The answers are exactly what :class:`services.audit.Auditor` returns to ``reintegration audit``, wrapped in
 :class:`AuditAnswer` (question, who asked, the disclosure record's reference, when). A refusal is
@@ -53,6 +56,7 @@ from shared.infra.settings import Settings
 from shared.rulebook.calendar import FIRST_DAY, LAST_DAY, end_of_belgian_day
 
 from .auditor import Auditor
+from .disclosed import Disclosures
 from .history import Applied, AsOf, HistoryEntry
 from .stores import AuditError
 from .verify import CaseVerdict
@@ -116,6 +120,10 @@ class VerifyRequest(CaseRequest, frozen=True):
 
 
 class DossierRequest(CaseRequest, frozen=True):
+    pass
+
+
+class DisclosuresRequest(CaseRequest, frozen=True):
     pass
 
 
@@ -205,6 +213,9 @@ QUESTIONS: Final[dict[str, Question]] = {q.name: q for q in (
              "`behind`, `parked`, `different` (with the exact differences) or `broken`."),
     Question("dossier", DossierRequest, dict[str, Any], lambda a, q: a.dossier(q.case_id),
              "The case's dossier for an inspector: history, deadlines and ledger explained, the verification."),
+    Question("disclosures", DisclosuresRequest, Disclosures, lambda a, q: a.disclosures(q.case_id),
+             "Who was told what about the case, when, on which legal basis: the disclosure log's records of the "
+             "case (deliveries to employers' feeds, auditors' questions), oldest first."),
 )}
 
 _DECODERS: Final = {name: msgspec.json.Decoder(q.request) for name, q in QUESTIONS.items()}
@@ -301,7 +312,7 @@ class Responder:
         now = self.clock()
         refusal: Refused | None = None
         try:
-            with Auditor(self.settings) as auditor:
+            with Auditor(self.settings, disclosures=self.disclosures) as auditor:
                 answer = QUESTIONS[question].ask(auditor, request)
         except AuditError as exc:
             refusal = Refused("not_answerable", str(exc))

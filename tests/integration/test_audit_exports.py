@@ -60,7 +60,7 @@ def test_the_dossier_html_escapes_everything_and_the_json_round_trips(tmp_path: 
         assert not re.search(r"https?://|@import|url\(", text, re.I)  # nothing to fetch
         parsed = Parsed()
         parsed.feed(text)
-        assert parsed.tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "span",
+        assert parsed.tags <= {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "p", "code", "span",
                                "ul", "li", "table", "thead", "tbody", "tr", "th", "td", "b", "br", "small"}, parsed.tags
         assert parsed.attributes <= {"lang", "charset", "http-equiv", "content", "class"}, parsed.attributes
         assert HOSTILE in parsed.text  # shown as text, exactly as reported

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,11 @@ async def test_an_auditor_gets_the_answers_of_the_cli_auditor_and_changes_no_sto
             explained = await audit.ask(nc, "explain", {"case_id": str(open_case), "item_id": deadline[:8]})
             assert explained["answer"] == jsonable(auditor.explain(open_case, deadline))
             assert explained["answer"]["id"] == deadline and explained["answer"]["legal_basis"]
-            entry = auditor.as_of(rehab, version=len(auditor.history(rehab))).ledger[0]["id"]
+            latest = auditor.as_of(rehab, version=len(auditor.history(rehab)))
+            entry = latest.ledger[0]["id"]
+            # every entry the benefits store recorded, reversals included: the dossier's ledger, in its order
+            assert [x["id"] for x in latest.recorded_entries] == [x["id"] for x in auditor.dossier(rehab)["ledger"]]
+            assert {x["id"] for x in latest.ledger} <= {x["id"] for x in latest.recorded_entries}
             explained = await audit.ask(nc, "explain", {"case_id": str(rehab), "item_id": entry})
             assert explained["answer"]["item"] == "ledger_entry" and explained["answer"]["id"] == entry
 
@@ -338,3 +342,39 @@ async def test_an_auditors_query_of_a_derived_service_is_recorded_and_the_servic
     assert (record.kind, record.who, record.case_id, record.legal_basis) == ("query", INSPECTORATE, cases["open"],
                                                                             AUDIT_BASIS)
     assert record.what.startswith("reintegration.query.benefits ") and case in record.what
+
+
+async def test_who_was_told_what_about_a_case_is_answered_from_the_disclosure_log_and_recorded_itself(
+    audit: Audit,
+) -> None:
+    assert audit.system is not None
+    case, other = audit.cases["open"], audit.cases["closed"]
+    log = build_disclosures(audit.settings)
+    try:  # what the disclosures service records for an employer's feed delivery
+        for about in (case, other):
+            log.record(kind="delivery", who=f"employer:{EMPLOYERS[0]}", what=f"feed.deadline.v1 on "
+                       f"reintegration.employer.{EMPLOYERS[0]}.deadlines.{about}", case_id=about,
+                       legal_basis="employer duties", disclosed_at=datetime(2024, 7, 1, 8, tzinfo=UTC),
+                       reference=f"feed:{about}")
+    finally:
+        log.close()
+    client = await connect(audit.system, COURT)
+    try:
+        asked = await audit.ask(client.nc, "history", {"case_id": str(case)})
+        told = await audit.ask(client.nc, "disclosures", {"case_id": str(case)})
+        refused = await audit.ask(client.nc, "disclosures", {"case_id": str(case), "who": COURT})
+    finally:
+        await client.nc.close()
+    assert told["question"] == "disclosures" and told["asked_by"] == COURT
+    records = told["answer"]["records"]
+    assert [(r["kind"], r["who"], r["reference"]) for r in records] == [
+        ("delivery", f"employer:{EMPLOYERS[0]}", f"feed:{case}"), ("query", COURT, asked["disclosure"])]
+    assert records[1]["what"] == f'{AUDIT_PREFIX}.history {{"case_id":"{case}"}}'
+    assert records[1]["legal_basis"] == AUDIT_BASIS and records[0]["disclosed_at"] == "2024-07-01T08:00:00Z"
+    assert (refused["code"], refused["field"]) == ("invalid_field", "$.who")
+    # the question left its own record (after its answer), and the refused one none
+    after = [r for r in audit.records() if r.case_id == case]
+    assert [r.reference for r in after] == [f"feed:{case}", asked["disclosure"], told["disclosure"]]
+    assert after[-1].what == f'{AUDIT_PREFIX}.disclosures {{"case_id":"{case}"}}' and after[-1].who == COURT
+    with Auditor(audit.settings) as auditor:  # the local auditor reads the same log
+        assert jsonable(auditor.disclosures(case))["records"][:2] == records
