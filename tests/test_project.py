@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -81,6 +82,16 @@ def test_the_demo_clears_only_a_folder_a_demo_wrote(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no demo wrote"):
         fresh_demo_folder(foreign)
     assert (foreign / "intake.sqlite").read_bytes() == b"production"
+
+
+def _interpolated(environment: dict[str, str]) -> dict[str, str]:
+    """A service's environment as compose gives it with nothing set on the host: ``${X:-default}`` is the default;
+    ``${X:?...}`` (a secret the host must set) stands for a value given."""
+    def value(text: str) -> str:
+        text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+        return re.sub(r"\$\{([A-Z_]+):\?[^}]*\}", r"<\1>", text)
+
+    return {key: value(str(v)) for key, v in environment.items()}
 
 
 def _compose() -> dict:
@@ -180,16 +191,45 @@ def test_compose_runs_a_three_node_cluster_with_r3_streams_and_two_replicas_of_e
 
     ours = {name: s for name, s in compose.items() if s.get("image") == "reintegration:latest" and name != "parties"}
     for name, service in ours.items():
-        settings = Settings.from_env(service["environment"])
+        settings = Settings.from_env(_interpolated(service["environment"]))
         assert settings.nats_servers == [f"nats://{node}:4222" for node in NODES], name
         assert settings.stream_replicas == 3, name
         assert set(service["depends_on"]) >= {*NODES, "postgres"}, name
         assert settings.store == "postgres", name
     for derived in ("deadlines", "benefits"):
-        replicas = {name: Settings.from_env(s["environment"]).partition for name, s in ours.items()
+        replicas = {name: Settings.from_env(_interpolated(s["environment"])).partition for name, s in ours.items()
                     if s["command"] == ["serve", derived]}
         assert replicas == {f"{derived}-0": (0, 2), f"{derived}-1": (1, 2)}
         covered = [f for index, count in replicas.values() for f in partition_filters(index, count)]
         assert len(covered) == len(set(covered)) == 9  # 8 partitions and what was stored before them, once each
     others = [name for name, s in ours.items() if s["command"][-1] not in ("deadlines", "benefits")]
-    assert all(Settings.from_env(ours[n]["environment"]).partition == (0, 1) for n in others)
+    assert all(Settings.from_env(_interpolated(ours[n]["environment"])).partition == (0, 1) for n in others)
+
+
+def test_compose_waits_for_readiness_and_monitors_every_service() -> None:
+    """Each service serves its probes and metrics on 9464, its healthcheck asks /readyz, the services wait for
+    healthy NATS nodes (and the hop before them), and the monitoring profile's Prometheus scrapes every one of them
+    with the alert rules and Grafana's dashboard that tests/integration/test_telemetry.py checks against a scrape."""
+    from ruamel.yaml import YAML
+
+    compose = _compose()["services"]
+    images = {name: s for name, s in compose.items() if s.get("image") == "reintegration:latest" and name != "parties"}
+    for name, service in images.items():
+        assert service["environment"]["REINTEGRATION_METRICS_PORT"] == "9464", name
+        assert "http://127.0.0.1:9464/readyz" in " ".join(service["healthcheck"]["test"]), name
+        assert all(service["depends_on"][node] == {"condition": "service_healthy"} for node in NODES), name
+    assert compose["relay"]["depends_on"]["intake"] == {"condition": "service_healthy"}
+    assert compose["audit"]["depends_on"]["deadlines-0"] == {"condition": "service_healthy"}
+    for node in NODES:
+        assert "/healthz?js-enabled-only=true" in " ".join(compose[node]["healthcheck"]["test"])
+    assert compose["prometheus"]["profiles"] == compose["grafana"]["profiles"] == ["monitoring"]
+    config = YAML(typ="safe").load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    [dns] = job["dns_sd_configs"]
+    assert set(dns["names"]) == set(images) and dns["port"] == 9464
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    rules = YAML(typ="safe").load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    assert {r["alert"] for r in rules["groups"][0]["rules"]} == {
+        "ConsumerLagging", "DeadLetterWaiting", "TimersFiringLate", "RelayBehind", "ServiceNotReady"}
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "reintegration.json").read_text())
+    assert all(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
