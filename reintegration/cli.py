@@ -189,7 +189,7 @@ async def _observed(name: str, settings: Settings, run: Callable[[], Any]) -> An
     """Run a service process with its metrics, probes and traces (each only when its setting asks for it)."""
     from shared.infra import telemetry, tracing
 
-    tracing.configure(settings.otlp_endpoint, name)
+    tracing.configure(settings.otlp_endpoint, name, settings.trace_sample)
     try:
         async with telemetry.served(name, settings.metrics_port, settings.metrics_address):
             return await run()
@@ -793,6 +793,21 @@ def bench_audit(
 
     logs.configure("WARNING")
     run_audit_bench(cases=cases, events=events, data_dir=data_dir)
+
+
+@bench_app.command("telemetry")
+def bench_telemetry(
+    cases: Annotated[int, typer.Option(help="Generated cases a round.")] = 1000,
+    rounds: Annotated[int, typer.Option(help="Rounds of each mode (off, on), alternating.")] = 3,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
+) -> None:
+    """The cost of metrics and traces: the e2e load with neither, then with every process's /metrics scraped each
+    second and every span exported over OTLP, in alternating rounds; accepted reports/s and pipeline events/s per
+    mode (medians) and the ratio on/off."""
+    run_telemetry_bench = lab_module("bench.telemetry").run_telemetry_bench
+
+    logs.configure("WARNING")
+    run_telemetry_bench(cases=cases, rounds=rounds, data_dir=data_dir)
 
 
 @bench_app.command("e2e")

@@ -316,6 +316,8 @@ class OutboxRelay:
             outgoing = self.render(event)
             first = skip if index == 0 else 0
             parent = self.trace_parent(event) if tracing.enabled and self.trace_parent and outgoing else None
+            if parent is not None and not tracing.wanted(parent[0]):
+                parent = None
             with (tracing.span("relay publish", trace=parent[0], parent=parent[1],
                                span_id=tracing.span_id("relay", outgoing[0].msg_id),
                                attributes={"relay": self.name, "messaging.destination.name": self.stream,

@@ -70,6 +70,8 @@ class Settings:
     metrics_address: str = "127.0.0.1"
     #: An OTLP/HTTP endpoint (``http://collector:4318``) to export traces to; ``None``: no tracing at all.
     otlp_endpoint: str | None = None
+    #: The share of reports traced (0 to 1), decided from each report's trace id alike in every process.
+    trace_sample: float = 1.0
     #: ``text`` (key=value lines) or ``json`` (one JSON object a line).
     log_format: str = "text"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -127,6 +129,8 @@ class Settings:
             values["metrics_address"] = v
         if (v := get("OTLP_ENDPOINT")) is not None:
             values["otlp_endpoint"] = v or None
+        if (v := get("TRACE_SAMPLE")) is not None:
+            values["trace_sample"] = _number("TRACE_SAMPLE", v, float)
         if (v := get("LOG_FORMAT")) is not None:
             values["log_format"] = v.lower()
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -136,6 +140,8 @@ class Settings:
         if settings.metrics_port is not None and not 0 <= settings.metrics_port < 65536:
             raise SettingsError(f"{ENV_PREFIX}METRICS_PORT must be a port number (0-65535), not "
                                 f"{settings.metrics_port}")
+        if not 0 <= settings.trace_sample <= 1:
+            raise SettingsError(f"{ENV_PREFIX}TRACE_SAMPLE must be a share from 0 to 1, not {settings.trace_sample}")
         if settings.log_format not in {"text", "json"}:
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be 'text' or 'json', not {settings.log_format!r}")
         if settings.otlp_endpoint is not None and not settings.otlp_endpoint.startswith(("http://", "https://")):
@@ -170,6 +176,7 @@ class Settings:
             env[ENV_PREFIX + "METRICS_PORT"] = str(self.metrics_port)
         if self.otlp_endpoint:
             env[ENV_PREFIX + "OTLP_ENDPOINT"] = self.otlp_endpoint
+            env[ENV_PREFIX + "TRACE_SAMPLE"] = str(self.trace_sample)
         if self.cipher_key:
             env[ENV_PREFIX + "CIPHER_KEY"] = self.cipher_key
         if self.nats_credentials:

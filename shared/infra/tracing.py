@@ -43,6 +43,8 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 enabled = False
 _provider: Any = None
 _tracer: Any = None
+#: Traces whose id's low 64 bits fall below this are sampled (OpenTelemetry's TraceIdRatioBased rule).
+_bound = 1 << 64
 #: The ids the next span takes: ``(trace id or None, span id)``, read once by :class:`_StepIds`.
 _NEXT: ContextVar[tuple[int | None, int] | None] = ContextVar("reintegration_next_span_ids", default=None)
 
@@ -77,17 +79,25 @@ def parse_traceparent(headers: Mapping[str, str] | None) -> tuple[int, int] | No
     return (trace, span) if trace and span else None
 
 
-def configure(endpoint: str | None, service: str) -> None:
-    """Export this process's spans to ``endpoint`` (OTLP over HTTP); nothing at all when it is ``None``."""
-    global enabled, _provider, _tracer
+def wanted(trace: int) -> bool:
+    """Whether the trace is sampled: the same answer in every process, from the trace id alone."""
+    return (trace & 0xFFFF_FFFF_FFFF_FFFF) < _bound
+
+
+def configure(endpoint: str | None, service: str, sample: float = 1.0) -> None:
+    """Export this process's spans to ``endpoint`` (OTLP over HTTP), ``sample`` of the reports (decided from the
+    report's id, so in every process alike: a report is traced whole or not at all); nothing when it is ``None``."""
+    global enabled, _provider, _tracer, _bound
     if not endpoint:
         return
+    _bound = round(sample * (1 << 64))
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
     class StepIds(RandomIdGenerator):
         """The ids :func:`span` asked for, else random ones."""
@@ -101,7 +111,7 @@ def configure(endpoint: str | None, service: str) -> None:
             return ids[0] if ids is not None and ids[0] is not None else super().generate_trace_id()
 
     _provider = TracerProvider(resource=Resource.create({"service.name": f"reintegration-{service}"}),
-                               id_generator=StepIds())
+                               id_generator=StepIds(), sampler=TraceIdRatioBased(sample))
     _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces"),
                                                     schedule_delay_millis=500))
     trace.set_tracer_provider(_provider)
@@ -127,7 +137,7 @@ def span(name: str, *, trace: int, span_id: int, parent: int | None = None,
          start_time: int | None = None) -> Iterator[Any]:
     """A span ``span_id`` of trace ``trace``, a child of span ``parent`` (a root without one); ``None`` when
     tracing is off. ``links``: other spans (``(trace, span)``) it relates to, such as a party's own."""
-    if not enabled:
+    if not enabled or not wanted(trace):
         yield None
         return
     from opentelemetry import trace as api
