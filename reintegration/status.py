@@ -81,11 +81,28 @@ def services(data_dir: Path) -> list[dict[str, Any]]:
         return []
     out = []
     for child in children:
-        ready, why = readiness(child.get("metrics_port")) if child.get("running") else (False, "not running")
-        out.append({"service": child["name"], "running": bool(child.get("running")), "pid": child.get("pid"),
-                    "restarts": child.get("restarts", 0), "ready": ready, "not_ready_because": why,
-                    "metrics_port": child.get("metrics_port")})
+        port = child.get("metrics_port")
+        ready, why = readiness(port) if child.get("running") else (False, "not running")
+        entry = {"service": child["name"], "running": bool(child.get("running")), "pid": child.get("pid"),
+                 "restarts": child.get("restarts", 0), "ready": ready, "not_ready_because": why,
+                 "metrics_port": port}
+        if ready is not None and port is not None:
+            entry["parked_cases"] = parked_cases(port)
+        out.append(entry)
     return out
+
+
+def parked_cases(port: int) -> dict[str, int]:
+    """The cases a derived service holds back behind a dead letter, from its ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except (OSError, ValueError):
+        return {}
+    return {sample.labels["service"]: int(sample.value) for family in text_string_to_metric_families(text)
+            if family.name == "reintegration_cases_parked" for sample in family.samples}
 
 
 def readiness(port: int | None) -> tuple[bool | None, str | None]:
@@ -158,6 +175,12 @@ def print_status(view: dict[str, Any]) -> int:
                 title="consumers (pending: not delivered yet; lag: age of the oldest event not acknowledged)",
                 blank_lines=False)
     dead = view["dead_letters"]
+    parked: dict[str, int] = {}
+    for service in view.get("services", ()):
+        parked.update(service.get("parked_cases", {}))
+    if parked:
+        print_paragraph(out, "parked cases: " + ", ".join(f"{n} of {s}" for s, n in sorted(parked.items())),
+                        style="red" if any(parked.values()) else None)
     print_paragraph(out, "dead letters: " + (", ".join(f"{n} for {c}" for c, n in sorted(dead.items()))
                                              if dead else "none"), style="red" if dead else None)
     print_paragraph(out, f"timers scheduled: {view['timers_scheduled']}")

@@ -74,8 +74,18 @@ def service_broker(settings: Settings, name: str) -> NatsBroker:
         middlewares.append(NatsTelemetryMiddleware(tracer_provider=tracing.provider()))
     broker = NatsBroker(settings.nats_servers, name=f"reintegration-{name}", max_reconnect_attempts=-1,
                         log_level=logging.DEBUG, middlewares=middlewares, **settings.nats_options())
-    telemetry.PROCESS.check("nats", telemetry.nats_connected(lambda: broker._connection))
+    telemetry.PROCESS.check("nats", telemetry.nats_connected(lambda: _connection_of(broker)))
     return broker
+
+
+def _connection_of(broker: NatsBroker) -> nats.NATS | None:
+    """The broker's connection, ``None`` before it is made (FastStream raises ``IncorrectState`` then)."""
+    from faststream.exceptions import IncorrectState
+
+    try:
+        return broker.connection
+    except IncorrectState:
+        return None
 
 
 class _Patterned:

@@ -1,6 +1,7 @@
 """`reintegration status` against a running system (all services, the generated accounts, the operator's identity
-from the system file): settled, every consumer has nothing pending and the streams hold what the stores recorded;
-with the benefits service held down, its consumer is behind, with a lag in seconds, and the command says so."""
+from the system file): settled, every service runs and is ready with no case parked, every consumer has nothing
+pending and the streams hold what the stores recorded; with the benefits service held down, it is shown down, its
+consumer is behind, with a lag in seconds, and the command says so."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def test_status_shows_a_settled_system_and_then_a_service_that_falls_behind(tmp_
         assert wait_for_derived(settings, runtime)
         code, view = status(settings)
         assert code == 0 and not view["dead_letters"]
+        assert {s["service"] for s in view["services"]} == set(runtime.children)
+        assert all(s["running"] and s["ready"] and s["restarts"] == 0 for s in view["services"]), view["services"]
+        derived = {s["service"]: s["parked_cases"] for s in view["services"] if s["service"] in ("deadlines",
+                                                                                                  "benefits")}
+        assert derived == {"deadlines": {"deadlines": 0}, "benefits": {"benefits": 0}}
         assert {c["consumer"] for c in view["consumers"]} >= {"deadlines", "benefits", "deadlines-timers",
                                                               "disclosures-deadlines", "disclosures-benefits"}
         assert all(c["pending"] == 0 and c["unacknowledged"] == 0 and c["lag_seconds"] == 0
@@ -65,6 +71,8 @@ def test_status_shows_a_settled_system_and_then_a_service_that_falls_behind(tmp_
                                 what="the held-down benefits consumer behind")
         behind = consumer(view, "benefits")
         assert code == 1 and behind["lag_seconds"] >= 1
+        [benefits] = [s for s in view["services"] if s["service"] == "benefits"]
+        assert not benefits["running"] and benefits["ready"] is False and benefits["not_ready_because"] == "not running"
         table = subprocess.run([sys.executable, "-m", "reintegration", "status", "--data-dir", str(settings.data_dir)],
                                capture_output=True, text=True, timeout=60, cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80"})
