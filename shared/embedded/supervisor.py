@@ -201,6 +201,7 @@ class Supervisor:
         child.starts += 1
         child.started_at = time.monotonic()
         log.info("started", child=name, pid=child.process.pid, log=str(child.log_path))
+        self.write_state()
         return child
 
     def kill(self, name: str, *, hold: bool = True) -> None:
@@ -211,6 +212,7 @@ class Supervisor:
         if child.process is not None and child.running:
             os.kill(child.process.pid, signal.SIGKILL)
             child.process.wait()
+        self.write_state()
 
     def restart(self, name: str) -> Child:
         self.kill(name)
@@ -292,6 +294,7 @@ class Supervisor:
             if child._pump is not None:
                 child._pump.join(timeout=5)
                 child._pump = None
+        self.write_state()
 
     def __enter__(self) -> Supervisor:
         return self
