@@ -798,16 +798,18 @@ def bench_audit(
 @bench_app.command("telemetry")
 def bench_telemetry(
     cases: Annotated[int, typer.Option(help="Generated cases a round.")] = 1000,
-    rounds: Annotated[int, typer.Option(help="Rounds of each mode (off, on), alternating.")] = 3,
+    rounds: Annotated[int, typer.Option(help="Rounds of each mode (off, metrics, traces, on).")] = 3,
+    trace_sample: Annotated[float, typer.Option(
+        help="The share of reports traced in the traced modes (REINTEGRATION_TRACE_SAMPLE).")] = 0.01,
     data_dir: Annotated[Path | None, typer.Option(help="Folder (default: a temporary one).")] = None,
 ) -> None:
-    """The cost of metrics and traces: the e2e load with neither, then with every process's /metrics scraped each
-    second and every span exported over OTLP, in alternating rounds; accepted reports/s and pipeline events/s per
-    mode (medians) and the ratio on/off."""
+    """The cost of metrics and traces: the e2e load with neither, with every process's /metrics scraped each
+    second, with spans exported over OTLP, and with both, in rotating rounds; accepted reports/s and pipeline
+    events/s per mode (medians) and the ratio to off."""
     run_telemetry_bench = lab_module("bench.telemetry").run_telemetry_bench
 
     logs.configure("WARNING")
-    run_telemetry_bench(cases=cases, rounds=rounds, data_dir=data_dir)
+    run_telemetry_bench(cases=cases, rounds=rounds, sample=trace_sample, data_dir=data_dir)
 
 
 @bench_app.command("e2e")

@@ -70,8 +70,9 @@ class Settings:
     metrics_address: str = "127.0.0.1"
     #: An OTLP/HTTP endpoint (``http://collector:4318``) to export traces to; ``None``: no tracing at all.
     otlp_endpoint: str | None = None
-    #: The share of reports traced (0 to 1), decided from each report's trace id alike in every process.
-    trace_sample: float = 1.0
+    #: The share of reports traced (0 to 1), decided from each report's trace id alike in every process. 1%: a
+    #: trace costs every process it crosses (``reintegration bench telemetry``); 1 to follow every report.
+    trace_sample: float = 0.01
     #: ``text`` (key=value lines) or ``json`` (one JSON object a line).
     log_format: str = "text"
     extra: Mapping[str, str] = field(default_factory=dict)

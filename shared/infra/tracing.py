@@ -84,7 +84,7 @@ def wanted(trace: int) -> bool:
     return (trace & 0xFFFF_FFFF_FFFF_FFFF) < _bound
 
 
-def configure(endpoint: str | None, service: str, sample: float = 1.0) -> None:
+def configure(endpoint: str | None, service: str, sample: float) -> None:
     """Export this process's spans to ``endpoint`` (OTLP over HTTP), ``sample`` of the reports (decided from the
     report's id, so in every process alike: a report is traced whole or not at all); nothing when it is ``None``."""
     global enabled, _provider, _tracer, _bound

@@ -87,7 +87,7 @@ def collector() -> Iterator[tuple[Collector, str]]:
 @pytest.mark.slow
 def test_one_report_is_one_trace_through_every_service(tmp_path: Path, collector: tuple[Collector, str]) -> None:
     received, endpoint = collector
-    runtime = Runtime(Settings(data_dir=tmp_path / "data", otlp_endpoint=endpoint), nats_port=0)
+    runtime = Runtime(Settings(data_dir=tmp_path / "data", otlp_endpoint=endpoint, trace_sample=1.0), nats_port=0)
     settings = runtime.start()
     try:
         runtime.wait_ready()
