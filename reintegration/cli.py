@@ -131,10 +131,12 @@ def up(
 def env(
     data_dir: DataDir = Path("data"),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of shell exports.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for a system that is starting there.", min=0)] = 0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a system that is starting there, until every "
+                                             "service of it answers ready.", min=0)] = 0,
 ) -> None:
     """Print the settings of the system running with data in DATA_DIR (written there by `up` or `demo`) as shell
-    exports: `eval "$(reintegration env --data-dir data/demo)"`. Exit code 2 when none runs there."""
+    exports: `eval "$(reintegration env --data-dir data/demo)"`. Exit code 2 when none runs there (or, with --wait,
+    when it is not ready in time)."""
     import json
     import shlex
     import time
@@ -142,13 +144,23 @@ def env(
     from shared.infra.settings import read_system_file
 
     until = time.monotonic() + wait
-    while ((system := read_system_file(data_dir)) is None or not system.running) and time.monotonic() < until:
+    while (((system := read_system_file(data_dir)) is None or not system.running or not system.ready)
+           and time.monotonic() < until):
         time.sleep(0.2)
     if system is None or not system.running:
         why = "no system runs" if system is None else f"the system that wrote {system.path} (pid {system.pid}) stopped"
         console.print(f"[red]{why} with data in {data_dir}[/]: start one with `reintegration up --data-dir "
                       f"{data_dir}` (or `reintegration demo --keep-running`, data in data/demo)", soft_wrap=True)
         raise typer.Exit(2)
+    if not system.ready:
+        if wait:
+            console.print(f"[red]the system with data in {data_dir} (pid {system.pid}) is not ready after "
+                          f"{wait:g} s[/]: `reintegration status --data-dir {data_dir}` says which service is not, "
+                          "and why",
+                          soft_wrap=True)
+            raise typer.Exit(2)
+        console.print(f"[yellow]the system with data in {data_dir} is still starting: not every service answers "
+                      "yet (--wait SECONDS waits for it)[/]", soft_wrap=True)
     if "REINTEGRATION_NATS_CREDENTIALS" not in system.values:
         console.print("[yellow]no operator credentials: the parties file lists no `operator` service (or the server "
                       "runs open)[/]")
@@ -574,9 +586,10 @@ def status(
     watch: Annotated[float | None, typer.Option(help="Show it again every this many seconds (Ctrl-C stops).",
                                                 min=1)] = None,
 ) -> None:
-    """One screen of a running system (the operator's identity): streams, every consumer's pending events and lag
-    in seconds, dead letters, timers, the stores' sizes and each service's last logged error. Exit code 1 when dead
-    letters wait or a consumer is behind."""
+    """One screen of a running system (the operator's identity): each service `up` supervises (up, restarts,
+    ready), streams, every consumer's pending events and lag in seconds, dead letters, parked cases, timers, the
+    stores' sizes and each service's last logged error. Exit code 1 when dead letters wait, a consumer is behind or
+    a service is down or not ready."""
     import time as _time
 
     from .status import attention, gather, print_status, to_json

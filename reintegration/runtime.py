@@ -17,6 +17,7 @@ consuming its half of the TRAJECTORY partitions (``REINTEGRATION_PARTITION=i/2``
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import structlog
 from services import registry
 from shared.embedded.natsserver import EmbeddedNatsCluster, EmbeddedNatsServer, NatsServerConfig, free_port
 from shared.embedded.supervisor import Child, Supervisor, python_module
-from shared.embedded.waiting import until
+from shared.embedded.waiting import until, wait_until
 from shared.events.codec import encode
 from shared.events.replies import REPLY_DECODER, Rejected
 from shared.events.subjects import INTAKE_PREFIX
@@ -36,11 +37,13 @@ from shared.infra.settings import (
     ENV_PREFIX,
     Settings,
     SettingsError,
+    mark_system_ready,
     read_system_file,
     remove_system_file,
     write_system_file,
 )
 from shared.infra.streams import ensure_trajectory_stream
+from shared.infra.telemetry import readiness
 
 log = structlog.get_logger("runtime")
 
@@ -183,8 +186,21 @@ class Runtime:
         return self.supervisor.supervise_once()
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Block until intake answers a request (a deliberately empty report gets a rejection)."""
+        """Block until intake answers a request (a deliberately empty report gets a rejection) and every service
+        process's ``/readyz`` says ready; then note it in the system file (``reintegration env --wait`` waits for
+        that). Raises :class:`WaitTimeoutError` naming the services not ready, and why, after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
         asyncio.run(wait_for_intake(self.settings.nats_servers, timeout, **self.settings.nats_options()))
+
+        def not_ready() -> dict[str, str]:
+            answers = {name: readiness(child.metrics_port) for name, child in self.children.items()
+                       if child.metrics_port is not None}
+            return {name: why or "not ready" for name, (ready, why) in answers.items() if not ready}
+
+        wait_until(not_ready, ready=lambda waiting: not waiting, timeout=max(deadline - time.monotonic(), 1),
+                   what="every service ready")
+        if self.system_lock is not None:
+            mark_system_ready(self.system_lock)
 
     def stop_services(self) -> None:
         """Stop the services in reverse order of their start, each before the next."""

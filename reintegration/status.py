@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from shared.events.subjects import (
     TRAJECTORY_STREAM,
 )
 from shared.infra.settings import Settings
-from shared.infra.telemetry import oldest_unacknowledged_age
+from shared.infra.telemetry import oldest_unacknowledged_age, readiness
 
 #: The stream whose messages the screen counts by subject: dead letters per consumer.
 _COUNTED = {DEAD_LETTER_STREAM: ">"}
@@ -103,23 +102,6 @@ def parked_cases(port: int) -> dict[str, int]:
         return {}
     return {sample.labels["service"]: int(sample.value) for family in text_string_to_metric_families(text)
             if family.name == "reintegration_cases_parked" for sample in family.samples}
-
-
-def readiness(port: int | None) -> tuple[bool | None, str | None]:
-    """``(ready, why not)`` from a process's ``/readyz``; ``(None, why)`` when it cannot be asked."""
-    if port is None:
-        return None, "no metrics port"
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
-            return True, None
-    except urllib.error.HTTPError as exc:  # 503: not ready, the body names the failing checks
-        try:
-            checks = json.loads(exc.read())["checks"]
-        except (ValueError, KeyError):
-            return False, f"HTTP {exc.code}"
-        return False, "; ".join(f"{name}: {why}" for name, why in checks.items() if why != "ok")
-    except (OSError, ValueError) as exc:
-        return None, f"not answering ({getattr(exc, 'reason', exc)})"
 
 
 def stores(settings: Settings) -> list[dict[str, Any]]:

@@ -253,6 +253,8 @@ def parse_partition(value: str) -> tuple[int, int]:
 #: an operator's command needs to reach that system (its NATS URL, the operator's credentials, the store). Every
 #: command reads it for what its environment leaves unset; ``reintegration env`` prints it as shell exports.
 SYSTEM_FILE = "reintegration.env"
+#: The line :func:`mark_system_ready` appends once every service answered ready.
+READY_LINE = "# ready since"
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,9 @@ class SystemFile:
     values: Mapping[str, str]
     #: The process that runs the system (``up``'s or ``demo``'s).
     pid: int | None
+    #: Whether every service answered ready once the system started (:func:`mark_system_ready`); until then the
+    #: system is starting: its server takes connections, its services may not answer yet.
+    ready: bool = False
 
     @property
     def running(self) -> bool:
@@ -337,14 +342,25 @@ def read_system_file(data_dir: Path) -> SystemFile | None:
         return None
     values: dict[str, str] = {}
     pid = None
+    ready = False
     for line in text.splitlines():
-        if line.startswith("# pid: ") and line.removeprefix("# pid: ").strip().isdigit():
+        if line.startswith(READY_LINE):
+            ready = True
+        elif line.startswith("# pid: ") and line.removeprefix("# pid: ").strip().isdigit():
             pid = int(line.removeprefix("# pid: ").strip())
         elif line.startswith(ENV_PREFIX) and "=" in line:
             key, _, raw = line.partition("=")
             parts = shlex.split(raw)
             values[key] = parts[0] if parts else ""
-    return SystemFile(path=path, values=values, pid=pid)
+    return SystemFile(path=path, values=values, pid=pid, ready=ready)
+
+
+def mark_system_ready(lock: int) -> None:
+    """Note in the :data:`SYSTEM_FILE` whose lock is ``lock`` that every service of its system answered ready
+    (``reintegration env --wait`` waits for it)."""
+    from datetime import UTC, datetime
+
+    os.write(lock, f"{READY_LINE} {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode())
 
 
 def remove_system_file(data_dir: Path, lock: int) -> None:

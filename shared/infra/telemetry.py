@@ -27,6 +27,8 @@ import contextlib
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -325,3 +327,20 @@ class Sampler:
                 failing = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.every)
+
+
+def readiness(port: int | None) -> tuple[bool | None, str | None]:
+    """``(ready, why not)`` from a process's ``/readyz``; ``(None, why)`` when it cannot be asked."""
+    if port is None:
+        return None, "no metrics port"
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
+            return True, None
+    except urllib.error.HTTPError as exc:  # 503: not ready, the body names the failing checks
+        try:
+            checks = json.loads(exc.read())["checks"]
+        except (ValueError, KeyError):
+            return False, f"HTTP {exc.code}"
+        return False, "; ".join(f"{name}: {why}" for name, why in checks.items() if why != "ok")
+    except (OSError, ValueError) as exc:
+        return None, f"not answering ({getattr(exc, 'reason', exc)})"

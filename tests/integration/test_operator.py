@@ -20,10 +20,19 @@ import pytest
 from eventsourcing.cipher import AESCipher
 
 from reintegration.errors import CIPHER, EXIT_CODES, REFUSED, STORE, UNREACHABLE, USAGE
+from reintegration.runtime import SERVICES_FILE
 from services.deadlines.application import build_deadlines
 from services.intake.application import build_intake
 from shared.infra.parties import connect_as
-from shared.infra.settings import SYSTEM_FILE, Settings, read_system_file, remove_system_file, write_system_file
+from shared.infra.settings import (
+    SYSTEM_FILE,
+    Settings,
+    mark_system_ready,
+    read_system_file,
+    remove_system_file,
+    write_system_file,
+)
+from shared.infra.telemetry import readiness
 from tests.factories import EMPLOYER_PARTY, FUND_PARTY, incapacity, request
 
 CLI = [sys.executable, "-m", "reintegration"]
@@ -61,8 +70,12 @@ def test_a_running_system_is_found_by_every_operator_command_through_its_system_
             assert up.poll() is None, up.stdout.read() if up.stdout else ""
             time.sleep(0.2)
         assert system is not None and system.running and system.pid == up.pid
-        exports = run("env", "--data-dir", str(data))
+        exports = run("env", "--data-dir", str(data), "--wait", "90")  # returns once every service answers ready
         assert exports.returncode == 0, said(exports)
+        system = read_system_file(data)
+        assert system is not None and system.ready
+        children = json.loads((data / SERVICES_FILE).read_text())["children"]
+        assert children and all(readiness(child["metrics_port"]) == (True, None) for child in children), children
         values = json.loads(run("env", "--data-dir", str(data), "--json").stdout)
         assert values["REINTEGRATION_NATS_CREDENTIALS"].endswith("service-operator.creds")
         assert f"export REINTEGRATION_NATS_URL={values['REINTEGRATION_NATS_URL']}" in exports.stdout
@@ -117,6 +130,15 @@ def test_only_an_operator_command_reads_a_running_systems_file_and_a_stale_one_i
     running = Settings(data_dir=tmp_path, nats_url="nats://10.0.0.1:4999")
     lock = write_system_file(running, credentials=None, started_by="up")
     assert (tmp_path / SYSTEM_FILE).stat().st_mode & 0o077 == 0  # the owner's only
+    # Starting: the settings are there (with a warning), but whoever waits waits for every service to be ready.
+    starting = run("env", "--data-dir", str(tmp_path))
+    assert starting.returncode == 0 and "still starting" in starting.stderr, said(starting)
+    assert "export REINTEGRATION_NATS_URL=nats://10.0.0.1:4999" in starting.stdout
+    one_line_failure(run("env", "--data-dir", str(tmp_path), "--wait", "0.5"), USAGE, "is not ready after 0.5 s")
+    mark_system_ready(lock)
+    ready = run("env", "--data-dir", str(tmp_path), "--wait", "0.5")
+    assert ready.returncode == 0 and "starting" not in ready.stderr, said(ready)
+    assert read_system_file(tmp_path).running  # type: ignore[union-attr]
     assert Settings.from_env(data_dir=tmp_path).nats_url == "nats://10.0.0.1:4999"  # an operator's command
     assert Settings.from_env(data_dir=tmp_path, system_file=False).nats_url == Settings.nats_url  # a service
     assert Settings.from_env({}, data_dir=tmp_path).nats_url == Settings.nats_url  # an explicit environment
