@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from shared.infra.telemetry import oldest_unacknowledged_age, readiness
 #: The stream whose messages the screen counts by subject: dead letters per consumer.
 _COUNTED = {DEAD_LETTER_STREAM: ">"}
 STREAMS = (TRAJECTORY_STREAM, DEADLINES_STREAM, BENEFITS_STREAM, TIMERS_STREAM, DEAD_LETTER_STREAM)
-_ERROR = re.compile(r"\[(error|critical)\s*\]|Traceback \(most recent call last\)|\"level\": \"(error|critical)\"")
+#: An error line of a service's log, however it was written: structlog's console (``[error    ]``), key-value
+#: (``level='error'``) or JSON (``"level": "error"``) lines, and the standard library's (FastStream's: ``ERROR``).
+_ERROR = re.compile(r"\[(error|critical)\s*\]|level='(error|critical)'|\"level\": \"(error|critical)\"|"
+                    r"(^|\s)(ERROR|CRITICAL)\s")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TRACEBACK = "Traceback (most recent call last):"
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 
 
 async def gather(settings: Settings) -> dict[str, Any]:
@@ -117,17 +124,36 @@ def stores(settings: Settings) -> list[dict[str, Any]]:
 
 
 def last_errors(logs: Path) -> dict[str, str]:
-    """The last error line of each service's log (``<data dir>/logs/<service>.log``), when it has one."""
+    """The last error of each service's log (``<data dir>/logs/<service>.log``), when it has one: the error line,
+    and the exception a traceback after it ends with (``... raised an exception: TimeoutError``); a traceback with no
+    error line before it gives its exception alone."""
     found: dict[str, str] = {}
     for log in sorted(logs.glob("*.log")) if logs.is_dir() else ():
-        last = None
         with log.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if _ERROR.search(line):
-                    last = line.strip()
+            last = _last_error(f)
         if last:
             found[log.stem] = last[:300]
     return found
+
+
+def _last_error(lines: Iterable[str]) -> str | None:
+    last = said = None  # the last error; the error line it came from
+    near = 0  # lines since that error line (or the end of its traceback), blank ones and chaining ones not counted
+    traceback_of: str | None = None  # while in a traceback: the error line it belongs to ("" when none)
+    for raw in lines:
+        line = _ANSI.sub("", raw).rstrip()
+        if line.startswith(_TRACEBACK):
+            traceback_of = said if said is not None and near <= 2 else ""
+        elif traceback_of is not None:
+            if line and not line[0].isspace():  # the exception the traceback ends with
+                last = f"{traceback_of}: {line}" if traceback_of else line
+                said, near, traceback_of = traceback_of or None, 0, None
+        elif _ERROR.search(line):
+            last = said = " ".join(line.split())
+            near = 0
+        elif line and not line.startswith(_CHAINED):
+            near += 1
+    return last
 
 
 def print_status(view: dict[str, Any]) -> int:
