@@ -138,7 +138,8 @@ def test_only_an_operator_command_reads_a_running_systems_file_and_a_stale_one_i
     mark_system_ready(lock)
     ready = run("env", "--data-dir", str(tmp_path), "--wait", "0.5")
     assert ready.returncode == 0 and "starting" not in ready.stderr, said(ready)
-    assert read_system_file(tmp_path).running  # type: ignore[union-attr]
+    system = read_system_file(tmp_path)
+    assert system is not None and system.running and system.ready
     assert Settings.from_env(data_dir=tmp_path).nats_url == "nats://10.0.0.1:4999"  # an operator's command
     assert Settings.from_env(data_dir=tmp_path, system_file=False).nats_url == Settings.nats_url  # a service
     assert Settings.from_env({}, data_dir=tmp_path).nats_url == Settings.nats_url  # an explicit environment
